@@ -1,0 +1,393 @@
+"""One validated, frozen model of a stack, read by deployctl and by the Pulumi program in infra/.
+
+A stack is a Pulumi stack file, ``stacks/Pulumi.<stack>.yaml``. deployctl's settings live under the
+``deployctl:`` namespace of its ``config:`` mapping; ``gcp:project`` and ``gcp:region`` are pulumi-gcp's
+own keys and are read as they are. Other namespaces are left to Pulumi.
+
+Rule: loading either returns a complete, frozen :class:`Stack` or raises :class:`ConfigError` whose
+one-line message names the file and the key path (``stacks/Pulumi.staging.yaml: deployctl:services.api.cpu:
+must be one of 1, 2, 4, 8``), with a "did you mean" hint for misspelt keys. Nothing is half-loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from deployctl.errors import ConfigError
+
+NAMESPACE = "deployctl"
+STACKS_DIR = "stacks"
+_NAME = r"^[a-z]([-a-z0-9]{0,46}[a-z0-9])?$"  # what Cloud Run accepts for service and job names
+_ENV = r"^[A-Z_][A-Z0-9_]*$"
+_SECRET = r"^[A-Za-z0-9_-]{1,255}$"  # Secret Manager's secret-id alphabet
+SUPPORTED_POSTGRES = (13, 14, 15, 16, 17)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Probe(_Model):
+    """An HTTP probe: Cloud Run's startup/liveness probe, and what the local target waits on."""
+
+    path: str = "/health"
+    period_s: Annotated[int, Field(ge=1, le=240)] = 2
+    timeout_s: Annotated[int, Field(ge=1, le=240)] = 2
+    failure_threshold: Annotated[int, Field(ge=1, le=100)] = 15
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must start with /")
+        return v
+
+
+class Probes(_Model):
+    startup: Probe = Probe(path="/startup")
+    liveness: Probe = Probe(path="/health", period_s=10, failure_threshold=3)
+
+
+class Service(_Model):
+    source: str = "app"
+    dockerfile: str = "Dockerfile.cloudrun"
+    command: list[str] = ["python", "-m", "app"]
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    cpu: Literal[1, 2, 4, 8] = 1
+    memory: Annotated[str, Field(pattern=r"^[1-9][0-9]*(Mi|Gi)$")] = "512Mi"
+    min_instances: Annotated[int, Field(ge=0, le=1000)] = 0
+    max_instances: Annotated[int, Field(ge=1, le=1000)] = 5
+    concurrency: Annotated[int, Field(ge=1, le=1000)] = 80
+    request_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 300
+    cpu_boost: bool = True
+    ingress: Literal["all", "internal", "internal-and-cloud-load-balancing"] = "all"
+    public: bool = False
+    env: dict[Annotated[str, Field(pattern=_ENV)], str] = {}
+    secrets: dict[Annotated[str, Field(pattern=_ENV)], str] = {}
+    probes: Probes = Probes()
+
+    @model_validator(mode="after")
+    def _instances(self) -> Service:
+        if self.min_instances > self.max_instances:
+            raise ValueError(f"min_instances ({self.min_instances}) is above max_instances ({self.max_instances})")
+        clash = sorted(set(self.env) & set(self.secrets))
+        if clash:
+            raise ValueError(f"{clash[0]} is set both in env and in secrets")
+        return self
+
+
+class Backups(_Model):
+    enabled: bool = True
+    start_time: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "03:00"
+    retained: Annotated[int, Field(ge=1, le=365)] = 7
+    point_in_time_recovery: bool = True
+
+
+class Maintenance(_Model):
+    day: Annotated[int, Field(ge=1, le=7)] = 7  # 1 = Monday … 7 = Sunday, as Cloud SQL counts
+    hour: Annotated[int, Field(ge=0, le=23)] = 4
+
+
+class Database(_Model):
+    engine: Literal["postgres"] = "postgres"
+    version: int = 16
+    tier: str = "db-f1-micro"
+    disk_gb: Annotated[int, Field(ge=10, le=65536)] = 10
+    name: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "app"
+    user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "app"
+    password_secret: str = "DB_PASSWORD"
+    high_availability: bool = False
+    deletion_protection: bool = False
+    backups: Backups = Backups()
+    maintenance: Maintenance = Maintenance()
+
+    @field_validator("version")
+    @classmethod
+    def _supported(cls, v: int) -> int:
+        if v not in SUPPORTED_POSTGRES:
+            raise ValueError(f"must be one of {', '.join(map(str, SUPPORTED_POSTGRES))}")
+        return v
+
+
+class Secret(_Model):
+    """Where a secret's value comes from: generated here, provided by the user, or composed of others.
+
+    ``compose`` is a template over other secrets and database facts, e.g.
+    ``postgresql+psycopg://{db_user}:{DB_PASSWORD}@/{db_name}?host={db_socket}``.
+    """
+
+    source: Literal["generated", "provided", "composed"]
+    bytes: Annotated[int, Field(ge=16, le=256)] = 32
+    template: str | None = None
+    replication: Literal["automatic", "user-managed"] = "automatic"
+    replica_locations: list[str] = []
+
+    @model_validator(mode="after")
+    def _template(self) -> Secret:
+        if self.source == "composed" and not self.template:
+            raise ValueError("a composed secret needs a template")
+        if self.source != "composed" and self.template:
+            raise ValueError("template is only for source: composed")
+        if self.replication == "user-managed" and not self.replica_locations:
+            raise ValueError("user-managed replication needs replica_locations")
+        return self
+
+    def references(self) -> list[str]:
+        """Names of the fields a composed template uses, in order."""
+        return re.findall(r"\{([A-Za-z0-9_-]+)\}", self.template or "")
+
+
+class Job(_Model):
+    command: list[str]
+    service: str | None = None  # whose image, env and secrets the job runs with; default: the first service
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    timeout_s: Annotated[int, Field(ge=1, le=86400)] = 300
+    blocking: bool = True
+
+
+class Jobs(_Model):
+    migrate: Job | None = Job(command=["alembic", "-c", "app/alembic.ini", "upgrade", "head"])
+    init: Job | None = None
+
+
+class SmokeCheck(_Model):
+    path: str
+    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
+    body_contains: str | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    service: str | None = None
+
+
+class Rollout(_Model):
+    # Percentages of traffic the candidate gets, each step gated by the smoke checks; the last must be 100.
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = [100]
+    keep_revisions: Annotated[int, Field(ge=1, le=20)] = 3
+    drain_s: Annotated[float, Field(ge=0, le=600)] = 2.0
+
+    @field_validator("steps")
+    @classmethod
+    def _ends_at_100(cls, v: list[int]) -> list[int]:
+        if not v or v[-1] != 100 or any(a >= b for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError("must rise strictly and end at 100")
+        return v
+
+
+class Local(_Model):
+    host: Literal["127.0.0.1", "localhost", "::1"] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    database_url: str | None = None  # use this Postgres instead of the embedded one
+
+
+class Trigger(_Model):
+    branch: str = "^main$"
+    approval: bool = False
+    repository: str | None = None  # a Cloud Build 2nd-gen repository resource name
+
+
+class Monitoring(_Model):
+    latency_p95_ms: Annotated[int, Field(ge=1)] = 1000
+    error_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.01
+
+
+class Gcp(_Model):
+    repository: str = "deployctl"  # Artifact Registry repository id
+    state_bucket: str | None = None  # holds the ledger and the lock for shared stacks
+    trigger: Trigger | None = None
+    monitoring: Monitoring = Monitoring()
+    accept_risks: list[str] = []  # policy rule ids this stack knowingly accepts
+
+
+class Stack(_Model):
+    name: str
+    file: str
+    target: Literal["local", "gcp"]
+    project: str | None = None
+    region: str | None = None
+    services: dict[Annotated[str, Field(pattern=_NAME)], Service]
+    database: Database | None = Database()
+    secrets: dict[Annotated[str, Field(pattern=_SECRET)], Secret] = {}
+    jobs: Jobs = Jobs()
+    smoke: list[SmokeCheck] = [SmokeCheck(path="/health"), SmokeCheck(path="/startup")]
+    rollout: Rollout = Rollout()
+    local: Local = Local()
+    gcp: Gcp = Gcp()
+
+    @model_validator(mode="after")
+    def _references(self) -> Stack:
+        _check_references(self)
+        return self
+
+    @property
+    def primary(self) -> str:
+        """The first service: the default for jobs and smoke checks."""
+        return next(iter(self.services))
+
+    def job_service(self, job: Job) -> str:
+        return job.service or self.primary
+
+    def fingerprint(self) -> str:
+        """A hash of everything in the stack that changes what a release deploys."""
+        data = self.model_dump(mode="json", exclude={"file"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_DB_FIELDS = {"db_user", "db_name", "db_host", "db_port", "db_socket", "db_connection"}
+
+
+def _check_references(stack: Stack) -> None:
+    if not stack.services:
+        raise ValueError("services: at least one service is needed")
+    for name, svc in stack.services.items():
+        for env, secret in svc.secrets.items():
+            if secret not in stack.secrets:
+                raise _KeyError(f"services.{name}.secrets.{env}", f"secret {secret!r} is not declared under secrets")
+    for job_name in ("migrate", "init"):
+        job = getattr(stack.jobs, job_name)
+        if job and job.service and job.service not in stack.services:
+            raise _KeyError(f"jobs.{job_name}.service", f"no service named {job.service!r}")
+    for i, check in enumerate(stack.smoke):
+        if check.service and check.service not in stack.services:
+            raise _KeyError(f"smoke.{i}.service", f"no service named {check.service!r}")
+    for name, secret in stack.secrets.items():
+        for ref in secret.references():
+            if ref not in stack.secrets and ref not in _DB_FIELDS:
+                known = ", ".join(sorted(_DB_FIELDS))
+                raise _KeyError(f"secrets.{name}.template", f"{{{ref}}} is neither a secret nor one of {known}")
+    if stack.database and stack.database.password_secret not in stack.secrets:
+        raise _KeyError("database.password_secret", f"secret {stack.database.password_secret!r} is not declared")
+    if stack.target == "gcp" and not (stack.project and stack.region):
+        missing = "project" if not stack.project else "region"
+        raise _KeyError(missing, "missing: a gcp stack needs gcp:project and gcp:region", namespace="gcp")
+
+
+class _KeyError(ValueError):
+    """A cross-field error that knows its key path (pydantic only knows the model's)."""
+
+    def __init__(self, path: str, message: str, namespace: str = NAMESPACE) -> None:
+        super().__init__(message)
+        self.path = path
+        self.namespace = namespace
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def stack_file(stack: str, root: Path | None = None) -> Path:
+    return (root or Path.cwd()) / STACKS_DIR / f"Pulumi.{stack}.yaml"
+
+
+def load(stack: str, root: Path | None = None) -> Stack:
+    """Read and validate ``stacks/Pulumi.<stack>.yaml`` under *root* (default: the working directory)."""
+    path = stack_file(stack, root)
+    shown = f"{STACKS_DIR}/{path.name}"
+    if not path.is_file():
+        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in path.parent.glob("Pulumi.*.yaml"))
+        hint = f"Known stacks: {', '.join(known)}." if known else f"Create {shown} (see docs/configuration.md)."
+        raise ConfigError(f"{shown}: no such stack file", hint)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{shown}: not valid YAML{where}", "Check the indentation and quoting.") from None
+    return parse(raw, stack=stack, file=shown)
+
+
+def parse(raw: Any, *, stack: str, file: str) -> Stack:
+    """Validate an already-parsed stack document (the ``config:`` mapping of a Pulumi stack file)."""
+    config = raw.get("config", {}) if isinstance(raw, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{file}: config: must be a mapping of 'namespace:key' to values")
+    data: dict[str, Any] = {"name": stack, "file": file}
+    for key, value in config.items():
+        ns, _, name = str(key).partition(":")
+        if ns == "gcp" and name in ("project", "region"):
+            data[name] = value
+        elif ns == NAMESPACE:
+            if name not in _TOP_KEYS:
+                raise ConfigError(f"{file}: {key}: unknown key", _did_you_mean(name, _TOP_KEYS, NAMESPACE))
+            data[name] = _reveal(value, f"{file}: {key}")
+    if "target" not in data:
+        raise ConfigError(f"{file}: deployctl:target: missing", "Set it to 'local' or 'gcp'.")
+    try:
+        return Stack.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, file) from None
+
+
+_DOCS_HINT = "Every key is described in docs/configuration.md."
+_TOP_KEYS = [k for k in Stack.model_fields if k not in ("name", "file", "project", "region")]
+
+
+def _reveal(value: Any, where: str) -> Any:
+    """``secure:`` values are ciphertext only Pulumi can read; deployctl settings must not be one."""
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        raise ConfigError(f"{where}: is a secure value", "Keep secret values in Secret Manager, not in settings.")
+    return value
+
+
+def _config_error(exc: ValidationError, file: str) -> ConfigError:
+    err = exc.errors()[0]
+    ctx_error = (err.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _KeyError):
+        return ConfigError(f"{file}: {ctx_error.namespace}:{ctx_error.path}: {ctx_error}", _DOCS_HINT)
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    # dict keys show up twice in pydantic's loc ("env", "x", "[key]"): keep the readable part
+    loc = [p for p in loc if p != "[key]"]
+    path = ".".join(loc)
+    message, hint = _message(err)
+    if err["type"] == "extra_forbidden":
+        hint = _did_you_mean(loc[-1], _siblings(loc[:-1]), f"{NAMESPACE}:{'.'.join(loc[:-1])}")
+    return ConfigError(f"{file}: {NAMESPACE}:{path}: {message}", hint or _DOCS_HINT)
+
+
+def _message(err: Any) -> tuple[str, str | None]:
+    kind, msg = err["type"], err["msg"]
+    if kind == "literal_error":
+        expected = err["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
+        return f"must be one of {expected}", None
+    if kind == "extra_forbidden":
+        return "unknown key", None
+    if kind == "missing":
+        return "missing", "This key is required (see docs/configuration.md)."
+    if kind == "string_pattern_mismatch":
+        return f"{err['input']!r} does not match {err['ctx']['pattern']}", None
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return msg[0].lower() + msg[1:], None
+
+
+def _siblings(parent: list[str]) -> list[str]:
+    """The keys allowed next to an unknown key, found by walking the model along its path."""
+    model: Any = Stack
+    for part in parent:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            # inside a dict of models (services.<name>) or a list (smoke.<i>): step to the value type
+            args = getattr(model, "__args__", ())
+            model = args[-1] if args else model
+            continue
+        model = _unwrap(field.annotation)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _unwrap(annotation: Any) -> Any:
+    for arg in getattr(annotation, "__args__", ()):  # Optional[X], dict[str, X], list[X]
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return annotation
+
+
+def _did_you_mean(key: str, known: list[str], where: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"Did you mean {close[0]!r}?"
+    return f"Known keys under {where}: {', '.join(known)}." if known else "Remove the key."

@@ -1,0 +1,56 @@
+"""deployctl's own errors.
+
+Rule: library code raises a DeployctlError subclass carrying a one-line message and a hint; only the CLI
+entry point prints them (``Error: …`` / ``Hint: …``) and turns them into the exit codes defined here.
+Secret values never go into a message or a hint.
+"""
+
+from __future__ import annotations
+
+# Exit codes, in one place (documented in docs/cli.md).
+EXIT_OK = 0
+EXIT_FAILED = 1  # a release or command ran and failed (rolled back / left on the last good revision)
+EXIT_USAGE = 2  # click's own code for bad command-line usage
+EXIT_CONFIG = 3  # the stack file is invalid
+EXIT_LOCKED = 4  # another deploy holds the stack's lock
+EXIT_PRECONDITION = 5  # a tool, credential or state the command needs is missing
+EXIT_POLICY = 6  # a mandatory policy rule fails
+
+
+class DeployctlError(Exception):
+    """An error the user can act on: a one-line message and a hint."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class ConfigError(DeployctlError):
+    """The stack file is missing or invalid; the message names the file and the key path."""
+
+    exit_code = EXIT_CONFIG
+
+
+class LockedError(DeployctlError):
+    exit_code = EXIT_LOCKED
+
+
+class PreconditionError(DeployctlError):
+    """A binary, credential or piece of state the command needs is not there; nothing was changed."""
+
+    exit_code = EXIT_PRECONDITION
+
+
+class PolicyError(DeployctlError):
+    exit_code = EXIT_POLICY
+
+
+class StageFailed(DeployctlError):
+    """A pipeline stage failed; the orchestrator decides what that means for traffic."""
+
+    def __init__(self, stage: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.stage = stage
