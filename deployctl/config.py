@@ -205,6 +205,35 @@ class Gcp(_Model):
     accept_risks: list[str] = []  # policy rule ids this stack knowingly accepts
 
 
+class TrafficTarget(_Model):
+    revision: str
+    percent: Annotated[int, Field(ge=0, le=100)]
+    tag: str | None = None
+
+
+class Release(_Model):
+    """What is released, written by deployctl before each ``pulumi up`` (never edited by hand).
+
+    Pulumi owns the shape of the services (scaling, probes, identities, volumes); deployctl owns releases:
+    which image digest, which pinned secret versions, which revision name and where traffic goes. The
+    program reads them from here so that ``pulumi up`` never fights a traffic shift or a rollback that
+    deployctl made through the Cloud Run API.
+    """
+
+    images: dict[str, str] = {}  # service -> REGISTRY/IMAGE@sha256:DIGEST
+    secret_versions: dict[str, str] = {}  # secret -> pinned version number
+    revisions: dict[str, str] = {}  # service -> name of the revision the template creates
+    traffic: dict[str, list[TrafficTarget]] = {}  # service -> traffic split; empty: 100 % to the template
+
+    @field_validator("images")
+    @classmethod
+    def _digests(cls, v: dict[str, str]) -> dict[str, str]:
+        for service, image in v.items():
+            if not re.search(r"@sha256:[0-9a-f]{64}$", image):
+                raise ValueError(f"{service}: {image!r} is not pinned by digest (…@sha256:<64 hex>)")
+        return v
+
+
 class Stack(_Model):
     name: str
     file: str
@@ -219,6 +248,7 @@ class Stack(_Model):
     rollout: Rollout = Rollout()
     local: Local = Local()
     gcp: Gcp = Gcp()
+    release: Release = Release()
 
     @model_validator(mode="after")
     def _references(self) -> Stack:
@@ -235,7 +265,7 @@ class Stack(_Model):
 
     def fingerprint(self) -> str:
         """A hash of everything in the stack that changes what a release deploys."""
-        data = self.model_dump(mode="json", exclude={"file"})
+        data = self.model_dump(mode="json", exclude={"file", "release"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
