@@ -1,0 +1,144 @@
+"""The interfaces the pipeline drives. A target (local, gcp) implements them; the pipeline knows no SDK.
+
+Rules for implementers:
+- Methods documented as read-only make no mutating call (``plan``/``--dry-run`` rely on it).
+- Errors are raised as deployctl.errors.DeployctlError subclasses with a hint; SDK exceptions never escape.
+- Secret values never leave ``ensure_secrets``/``add_secret_version``: everything else carries versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from deployctl.config import Job, Stack
+from deployctl.pipeline.model import Artifact, JobRun, LockInfo, ReleaseRecord, Revision, Split
+
+
+class Ledger(Protocol):
+    """The release history of one stack. Writes are crash-safe; records hold no secret values."""
+
+    def next_id(self) -> str:
+        """Reserve and return a new release id (``r0001``, ``r0002``…)."""
+        ...
+
+    def save(self, record: ReleaseRecord) -> None:
+        """Insert or replace the record with this id."""
+        ...
+
+    def get(self, release_id: str) -> ReleaseRecord | None: ...
+
+    def history(self, limit: int = 50) -> list[ReleaseRecord]:
+        """Newest first."""
+        ...
+
+
+class Lock(Protocol):
+    """A stack's deploy lock: one holder at a time, with who/where/since."""
+
+    def acquire(self, command: str, timeout_s: float) -> LockInfo:
+        """Take the lock, waiting up to *timeout_s*; raise LockedError naming the holder when it stays held.
+
+        A holder that is provably dead (same host, process gone) is taken over with a warning."""
+        ...
+
+    def release(self, info: LockInfo) -> None: ...
+
+    def holder(self) -> LockInfo | None:
+        """Read-only: the current holder, if any."""
+        ...
+
+    def is_stale(self, info: LockInfo) -> bool:
+        """Read-only: whether the holder is known dead (or its heartbeat expired)."""
+        ...
+
+    def force_release(self, lock_id: str) -> LockInfo:
+        """Break the lock if its id is *lock_id*; raise DeployctlError otherwise."""
+        ...
+
+
+class Target(Protocol):
+    """Where a stack's releases run. One instance serves one stack."""
+
+    name: str
+    stack: Stack
+    ledger: Ledger
+    lock: Lock
+
+    # -- read-only --------------------------------------------------------------------------------
+    def source_hash(self, service: str) -> str:
+        """A content hash of the service's source and dependency files."""
+        ...
+
+    def find_artifact(self, service: str, source_hash: str) -> Artifact | None:
+        """An already built artifact for this source, if the target still has it."""
+        ...
+
+    def current_secret_versions(self) -> dict[str, str | None]:
+        """The version each declared secret would be pinned to now (None where none exists yet)."""
+        ...
+
+    def traffic(self, service: str) -> list[Split]:
+        """Where the service's traffic goes now (empty before the first release)."""
+        ...
+
+    def revision_healthy(self, service: str, revision: str) -> bool:
+        """Whether the revision exists and could serve (for the no-change check and rollback)."""
+        ...
+
+    def service_url(self, service: str) -> str:
+        """The stable URL users reach."""
+        ...
+
+    def migration_head(self) -> str | None:
+        """The database's current migration revision, when the target can read it."""
+        ...
+
+    def describe(self) -> dict[str, str]:
+        """Facts for ``deployctl status``: database, URLs, state location. No secret values."""
+        ...
+
+    # -- mutating ---------------------------------------------------------------------------------
+    def build(self, service: str, source_hash: str) -> Artifact: ...
+
+    def ensure_secrets(self) -> dict[str, str]:
+        """Create what is missing (generated and composed secrets) and return the versions to pin."""
+        ...
+
+    def add_secret_version(self, name: str, value: str | None) -> str:
+        """Add a version (generated when *value* is None) and return its version id; the old stay enabled."""
+        ...
+
+    def disable_secret_versions(self, name: str, keep: Iterable[str]) -> list[str]:
+        """Disable every enabled version of *name* not in *keep*; return what was disabled."""
+        ...
+
+    def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
+        """Make the stack's backing services ready for this release (local: Postgres and its role)."""
+        ...
+
+    def run_job(
+        self, name: str, job: Job, artifact: Artifact, secret_versions: dict[str, str], release_id: str
+    ) -> JobRun:
+        """Run a job to completion (with its retries and timeout) and report how it went."""
+        ...
+
+    def deploy(self, service: str, artifact: Artifact, secret_versions: dict[str, str], release_id: str) -> Revision:
+        """Create a candidate revision that gets no traffic and wait until it is ready."""
+        ...
+
+    def set_traffic(self, service: str, splits: list[Split]) -> None:
+        """Route the service's traffic; percents add up to 100."""
+        ...
+
+    def ensure_revision(self, service: str, revision: str) -> Revision:
+        """Make an existing revision able to serve again (rollback); raise if it is gone."""
+        ...
+
+    def discard(self, service: str, revision: str) -> None:
+        """Stop a revision that failed and will never get traffic."""
+        ...
+
+    def retire(self, service: str, keep: list[str]) -> None:
+        """Release resources of revisions not in *keep* (they stay restorable where the target can)."""
+        ...
