@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import re
 from pathlib import Path
@@ -175,7 +176,7 @@ class Rollout(_Model):
     @field_validator("steps")
     @classmethod
     def _ends_at_100(cls, v: list[int]) -> list[int]:
-        if not v or v[-1] != 100 or any(a >= b for a, b in zip(v, v[1:], strict=False)):
+        if not v or v[-1] != 100 or any(a >= b for a, b in itertools.pairwise(v)):
             raise ValueError("must rise strictly and end at 100")
         return v
 
@@ -274,7 +275,21 @@ _DB_FIELDS = {"db_user", "db_name", "db_host", "db_port", "db_socket", "db_conne
 
 def _check_references(stack: Stack) -> None:
     if not stack.services:
-        raise ValueError("services: at least one service is needed")
+        raise _KeyError("services", "at least one service is needed")
+    _check_service_refs(stack)
+    for name, secret in stack.secrets.items():
+        for ref in secret.references():
+            if ref not in stack.secrets and ref not in _DB_FIELDS:
+                known = ", ".join(sorted(_DB_FIELDS))
+                raise _KeyError(f"secrets.{name}.template", f"{{{ref}}} is neither a secret nor one of {known}")
+    if stack.database and stack.database.password_secret not in stack.secrets:
+        raise _KeyError("database.password_secret", f"secret {stack.database.password_secret!r} is not declared")
+    if stack.target == "gcp" and not (stack.project and stack.region):
+        missing = "project" if not stack.project else "region"
+        raise _KeyError(missing, "missing: a gcp stack needs gcp:project and gcp:region", namespace="gcp")
+
+
+def _check_service_refs(stack: Stack) -> None:
     for name, svc in stack.services.items():
         for env, secret in svc.secrets.items():
             if secret not in stack.secrets:
@@ -286,16 +301,6 @@ def _check_references(stack: Stack) -> None:
     for i, check in enumerate(stack.smoke):
         if check.service and check.service not in stack.services:
             raise _KeyError(f"smoke.{i}.service", f"no service named {check.service!r}")
-    for name, secret in stack.secrets.items():
-        for ref in secret.references():
-            if ref not in stack.secrets and ref not in _DB_FIELDS:
-                known = ", ".join(sorted(_DB_FIELDS))
-                raise _KeyError(f"secrets.{name}.template", f"{{{ref}}} is neither a secret nor one of {known}")
-    if stack.database and stack.database.password_secret not in stack.secrets:
-        raise _KeyError("database.password_secret", f"secret {stack.database.password_secret!r} is not declared")
-    if stack.target == "gcp" and not (stack.project and stack.region):
-        missing = "project" if not stack.project else "region"
-        raise _KeyError(missing, "missing: a gcp stack needs gcp:project and gcp:region", namespace="gcp")
 
 
 class _KeyError(ValueError):

@@ -48,7 +48,7 @@ class PolicyError(DeployctlError):
     exit_code = EXIT_POLICY
 
 
-class StageFailed(DeployctlError):
+class StageFailed(DeployctlError):  # noqa: N818 - reads as what happened, like click.Abort
     """A pipeline stage failed; the orchestrator decides what that means for traffic."""
 
     def __init__(self, stage: str, message: str, hint: str | None = None) -> None:

@@ -62,8 +62,12 @@ class Target(Protocol):
 
     name: str
     stack: Stack
-    ledger: Ledger
-    lock: Lock
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def lock(self) -> Lock: ...
 
     # -- read-only --------------------------------------------------------------------------------
     def source_hash(self, service: str) -> str:

@@ -1,0 +1,48 @@
+"""What the commands share: finding the project, loading a stack, opening its target, options."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deployctl import config
+from deployctl.pipeline.target import Target
+
+
+def project_root() -> Path:
+    """The nearest directory (from the working directory up) holding Pulumi.yaml or stacks/."""
+    here = Path.cwd()
+    for candidate in (here, *here.parents):
+        if (candidate / "Pulumi.yaml").is_file() or (candidate / config.STACKS_DIR).is_dir():
+            return candidate
+    return here
+
+
+def open_stack(name: str) -> tuple[config.Stack, Target]:
+    from deployctl.targets import open_target
+
+    root = project_root()
+    stack = config.load(name, root)
+    return stack, open_target(stack, root)
+
+
+def command_line() -> str:
+    return " ".join(["deployctl", *sys.argv[1:]])[:200]
+
+
+def json_option(func: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
+
+
+def lock_timeout_option(func: Any) -> Any:
+    return click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0),
+        default=30.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long to wait for another deploy of this stack to finish.",
+    )(func)

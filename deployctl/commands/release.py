@@ -1,0 +1,242 @@
+"""up, rollback, status, releases, down, unlock: parse, call one library function, render."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import click
+
+from deployctl.commands.common import command_line, json_option, lock_timeout_option, open_stack, project_root
+from deployctl.errors import DeployctlError, StageFailed
+
+_DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+
+
+@click.command()
+@click.argument("stack")
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--force", is_flag=True, help="Release even when nothing changed.")
+@click.option("--image", metavar="REF@sha256:DIGEST", help="Deploy this image instead of building (gcp stacks).")
+@click.option("--accept-risk", "accept_risks", multiple=True, metavar="RULE_ID",
+              help="Release although this policy rule fails (recorded in the ledger). Repeatable.")
+@lock_timeout_option
+@json_option
+def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: tuple[str, ...],
+       lock_timeout: float, as_json: bool) -> None:
+    """Build, migrate, deploy, smoke-test and promote a release of STACK.
+
+    The candidate gets traffic only after its smoke checks pass; if checks through the service URL
+    fail after the switch, traffic goes straight back to the previous revision. With nothing changed
+    (same source, settings and secret versions) it says which release serves and does nothing.
+
+    \b
+    Example:
+      deployctl up local
+      deployctl up staging --image europe-docker.pkg.dev/p/r/api@sha256:…
+    """
+    from deployctl.output import ConsoleReporter, emit_json, line
+    from deployctl.pipeline import orchestrator
+    from deployctl.pipeline.run import Options
+
+    if image and not _DIGEST.match(image):
+        raise click.BadParameter("must be pinned by digest: REGISTRY/IMAGE@sha256:<64 hex>", param_hint="--image")
+    spec, target = open_stack(stack)
+    options = Options(command=command_line(), force=force, lock_timeout_s=lock_timeout, image=image,
+                      accept_risks=accept_risks, root=project_root())
+    _check_policy(spec, accept_risks)
+    if dry_run:
+        plan = orchestrator.plan_release(target, options)
+        if as_json:
+            emit_json(plan.to_dict())
+            return
+        line(f"Plan for {stack} ({target.name}): nothing will be changed by this command.")
+        for step in plan.steps:
+            line(f"  {step.stage:<8} {step.message}")
+        return
+    reporter = ConsoleReporter(quiet=as_json)
+    try:
+        record = orchestrator.release(target, options, reporter)
+    except StageFailed:
+        if as_json:
+            emit_json(target.ledger.history(limit=1)[0].to_dict())
+        raise
+    if as_json:
+        emit_json(record.to_dict())
+    elif record.outcome == "noop":
+        line(f"Nothing changed: {record.message.removeprefix('nothing changed: ')} at "
+             f"{', '.join(target.service_url(s) for s in spec.services)}. Use --force to redeploy.")
+    else:
+        line(f"Release {record.id} succeeded in {reporter.elapsed():.1f}s: {record.message}")
+
+
+def _check_policy(spec: object, accept_risks: tuple[str, ...]) -> None:
+    """gcp stacks must pass the policy pack's mandatory rules (or accept a rule's risk explicitly)."""
+    from deployctl.config import Stack
+
+    assert isinstance(spec, Stack)
+    if spec.target != "gcp":
+        return
+    from deployctl.targets.gcp.policy_gate import enforce
+
+    enforce(spec, list(accept_risks))
+
+
+@click.command()
+@click.argument("stack")
+@click.option("--to", "to", metavar="RELEASE", help="The release to go back to (default: the one before).")
+@lock_timeout_option
+@json_option
+def rollback(stack: str, to: str | None, lock_timeout: float, as_json: bool) -> None:
+    """Send STACK's traffic back to an earlier release's revisions.
+
+    No build, no migration and no infrastructure change: one traffic switch per service, then the
+    smoke checks through the service URL. Database migrations are not reverted.
+
+    \b
+    Example:
+      deployctl rollback local
+      deployctl rollback staging --to r0012
+    """
+    from deployctl.output import ConsoleReporter, emit_json, line
+    from deployctl.pipeline.rollback import rollback as do_rollback
+    from deployctl.pipeline.run import Options
+
+    _, target = open_stack(stack)
+    reporter = ConsoleReporter(quiet=as_json)
+    options = Options(command=command_line(), lock_timeout_s=lock_timeout, root=project_root())
+    record = do_rollback(target, to, options, reporter)
+    if as_json:
+        emit_json(record.to_dict())
+    else:
+        line(f"Rollback {record.id} succeeded in {reporter.elapsed():.1f}s: {record.message}")
+
+
+@click.command()
+@click.argument("stack")
+@json_option
+def status(stack: str, as_json: bool) -> None:
+    """Show what serves STACK: release, revisions, URL, database, secret versions and the lock.
+
+    \b
+    Example:
+      deployctl status local
+    """
+    from deployctl.output import emit_json, line
+    from deployctl.pipeline.orchestrator import serving_release
+    from deployctl.pipeline.run import serving_revisions
+
+    spec, target = open_stack(stack)
+    serving = serving_release(target)
+    holder = target.lock.holder()
+    revisions = serving_revisions(target)
+    versions = target.current_secret_versions()
+    facts: dict[str, object] = {
+        "stack": spec.name,
+        "target": target.name,
+        "serving_release": serving.id if serving else None,
+        "revisions": revisions,
+        "urls": {svc: target.service_url(svc) for svc in spec.services},
+        "migration_head": target.migration_head(),
+        "secret_versions": versions,
+        "lock": None if holder is None else {**holder.__dict__, "stale": target.lock.is_stale(holder)},
+        **{"facts": target.describe()},
+    }
+    if as_json:
+        emit_json(facts)
+        return
+    line(f"Stack {spec.name} (target {target.name})")
+    rev_text = ", ".join(f"{s}: {r}" for s, r in revisions.items()) or "nothing serves"
+    line(f"  serving    {facts['serving_release'] or '-'} ({rev_text})")
+    for key, value in target.describe().items():
+        line(f"  {key:<10} {value}")
+    line(f"  migration  {facts['migration_head'] or '-'}")
+    shown = ", ".join(f"{k} v{v}" if v else f"{k} (none)" for k, v in versions.items())
+    line(f"  secrets    {shown or '-'}")
+    if holder is None:
+        line("  lock       free")
+    else:
+        stale = " [stale: holder is gone]" if target.lock.is_stale(holder) else ""
+        line(f"  lock       {holder.describe()}{stale}")
+
+
+@click.command()
+@click.argument("stack")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many to show.")
+@json_option
+def releases(stack: str, limit: int, as_json: bool) -> None:
+    """List STACK's releases, rollbacks and rotations, newest first.
+
+    \b
+    Example:
+      deployctl releases local --limit 5
+    """
+    from deployctl.output import emit_json, table
+
+    _, target = open_stack(stack)
+    history = target.ledger.history(limit=limit)
+    if as_json:
+        emit_json([r.to_dict() for r in history])
+        return
+    rows = []
+    for r in history:
+        took = f"{r.finished - r.started:.1f}s" if r.finished else "-"
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started))
+        revs = ", ".join(r.revisions.values()) or "-"
+        rows.append([r.id, r.kind, r.outcome, revs, (r.source_hash or "-")[:12], (r.git_sha or "-")[:8], when, took,
+                     r.message[:80]])
+    columns = ["ID", "KIND", "OUTCOME", "REVISIONS", "SOURCE", "GIT", "STARTED", "TOOK", "MESSAGE"]
+    table(f"Releases of {stack}", columns, rows)
+
+
+@click.command()
+@click.argument("stack")
+@click.option("--purge", is_flag=True, help="Also delete the stack's database, secrets and ledger.")
+@click.option("--yes", is_flag=True, help="Do not ask before --purge deletes data.")
+def down(stack: str, purge: bool, yes: bool) -> None:
+    """Stop a local STACK: its router, revisions and Postgres. Data stays unless --purge.
+
+    \b
+    Example:
+      deployctl down local
+      deployctl down local --purge --yes
+    """
+    from deployctl.output import line
+
+    spec, target = open_stack(stack)
+    if spec.target != "local":
+        raise DeployctlError(f"`down` only stops local stacks; {stack} is a {spec.target} stack",
+                             "Cloud resources are removed with `pulumi destroy` on purpose, not by deployctl.")
+    if purge and not yes and not click.confirm(f"Delete the database, secrets and history of {stack}?"):
+        raise click.Abort()
+    for done in target.down(purge):  # type: ignore[attr-defined]
+        line(done)
+    line(f"{stack} is down.")
+
+
+@click.command()
+@click.argument("stack")
+@click.option("--force", "lock_id", metavar="LOCK_ID", help="Break the lock with this id (shown by status).")
+def unlock(stack: str, lock_id: str | None) -> None:
+    """Break STACK's deploy lock when its holder is stuck or gone.
+
+    Without --force it only shows the holder. A holder on this machine whose process has died is
+    recovered automatically by the next deploy.
+
+    \b
+    Example:
+      deployctl unlock local --force 3f9a1c2e
+    """
+    from deployctl.output import line
+
+    _, target = open_stack(stack)
+    holder = target.lock.holder()
+    if lock_id is None:
+        if holder is None:
+            line(f"{stack} is not locked.")
+            return
+        stale = " Its holder is gone." if target.lock.is_stale(holder) else ""
+        raise DeployctlError(f"{stack} is locked: {holder.describe()}.{stale}",
+                             f"Break it with: deployctl unlock {stack} --force {holder.id}")
+    broken = target.lock.force_release(lock_id)
+    line(f"Broke {broken.describe()}.")

@@ -1,0 +1,174 @@
+"""What every mutating flow (release, rollback, rotation) shares: options, progress, the lock, stage timing.
+
+Rule: a stage's outcome is written to the ledger before the next stage starts, so an interrupted run
+leaves an honest record; the lock is released on every path out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from deployctl.errors import DeployctlError, StageFailed
+from deployctl.pipeline.model import ReleaseRecord, Split, StageResult, StageStatus
+from deployctl.pipeline.target import Target
+
+T = TypeVar("T")
+
+
+class Reporter(Protocol):
+    """Where progress goes: one line per stage with its elapsed time (deployctl.output renders it)."""
+
+    def stage_started(self, name: str) -> None: ...
+
+    def stage_finished(self, result: StageResult) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def info(self, message: str) -> None: ...
+
+
+class QuietReporter:
+    """A reporter that keeps what it is told (library use and tests)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def stage_started(self, name: str) -> None:
+        pass
+
+    def stage_finished(self, result: StageResult) -> None:
+        self.lines.append(f"{result.name} {result.status} {result.detail}")
+
+    def warn(self, message: str) -> None:
+        self.lines.append(f"warning: {message}")
+
+    def info(self, message: str) -> None:
+        self.lines.append(message)
+
+
+@dataclass(frozen=True)
+class Options:
+    command: str = "deployctl up"
+    force: bool = False
+    lock_timeout_s: float = 30.0
+    image: str | None = None
+    accept_risks: tuple[str, ...] = ()
+    git_sha: str | None = None
+    root: Path = field(default_factory=Path.cwd)
+
+
+@dataclass
+class Run:
+    """One mutating flow in progress: its target, its ledger record and its reporter."""
+
+    target: Target
+    record: ReleaseRecord
+    reporter: Reporter
+
+    def save(self) -> None:
+        self.target.ledger.save(self.record)
+
+    def stage(self, name: str, body: Callable[[], tuple[T, str]], status: StageStatus = "ok") -> T:
+        """Run one stage: report it, time it, record it; a DeployctlError becomes StageFailed(name)."""
+        self.reporter.stage_started(name)
+        start = time.monotonic()
+        try:
+            value, detail = body()
+        except DeployctlError as exc:
+            self._finish(StageResult(name, "failed", time.monotonic() - start, exc.message))
+            raise StageFailed(name, exc.message, exc.hint) from exc
+        self._finish(StageResult(name, status, time.monotonic() - start, detail))
+        return value
+
+    def skip(self, name: str, detail: str) -> None:
+        self._finish(StageResult(name, "skipped", 0.0, detail))
+
+    def warn_stage(self, name: str, elapsed: float, detail: str) -> None:
+        self._finish(StageResult(name, "warning", elapsed, detail))
+
+    def _finish(self, result: StageResult) -> None:
+        self.record.stages.append(result)
+        self.save()
+        self.reporter.stage_finished(result)
+
+    def finish(self, outcome: str, message: str) -> ReleaseRecord:
+        self.record.outcome = outcome  # type: ignore[assignment]
+        self.record.message = message
+        self.record.finished = time.time()
+        self.save()
+        return self.record
+
+
+@contextlib.contextmanager
+def locked(target: Target, options: Options, reporter: Reporter) -> Iterator[str]:
+    """Hold the stack's deploy lock; mark releases left 'running' by a dead holder as interrupted."""
+    info = target.lock.acquire(options.command, options.lock_timeout_s)
+    try:
+        for record in target.ledger.history(limit=5):
+            if record.outcome == "running" and record.holder != info.id:
+                record.outcome = "interrupted"
+                record.message = "its process stopped before it finished; traffic was left where it was"
+                record.finished = time.time()
+                target.ledger.save(record)
+                reporter.warn(f"release {record.id} was interrupted earlier; it is marked interrupted")
+        yield info.id
+    finally:
+        target.lock.release(info)
+
+
+def serving_revisions(target: Target) -> dict[str, str]:
+    """service -> the revision that gets the most traffic now (absent before the first release)."""
+    serving: dict[str, str] = {}
+    for service in target.stack.services:
+        splits = [s for s in target.traffic(service) if s.percent > 0]
+        if splits:
+            serving[service] = max(splits, key=lambda s: s.percent).revision
+    return serving
+
+
+def serves_fully(target: Target, service: str, revision: str) -> bool:
+    return [(s.revision, s.percent) for s in target.traffic(service) if s.percent] == [(revision, 100)]
+
+
+def route_all(target: Target, revisions: dict[str, str]) -> None:
+    for service, revision in revisions.items():
+        target.set_traffic(service, [Split(revision, 100)])
+
+
+def new_record(target: Target, kind: str, options: Options, lock_id: str) -> ReleaseRecord:
+    return ReleaseRecord(
+        id=target.ledger.next_id(),
+        stack=target.stack.name,
+        kind=kind,  # type: ignore[arg-type]
+        started=time.time(),
+        command=options.command,
+        git_sha=options.git_sha or git_sha(options.root),
+        accepted_risks=list(options.accept_risks),
+        holder=lock_id,
+    )
+
+
+def git_sha(root: Path) -> str | None:
+    if os.environ.get("COMMIT_SHA"):  # Cloud Build's built-in substitution, when exported
+        return os.environ["COMMIT_SHA"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def where_traffic_is(target: Target, serving: dict[str, str]) -> str:
+    if not serving:
+        return "Nothing serves yet."
+    urls = ", ".join(f"{rev} at {target.service_url(svc)}" for svc, rev in serving.items())
+    return f"Traffic stays on {urls}."

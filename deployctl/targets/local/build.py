@@ -1,0 +1,137 @@
+"""Local builds: a content-addressed copy of the service source plus a cached dependency venv.
+
+Rule: the source hash covers every file git would ship (tracked and untracked-but-not-ignored; every
+file outside a git checkout, less caches) and the interpreter version; an artifact directory is written
+under a temporary name and renamed into place, so a half-built artifact is never used. The venv is keyed
+by the requirements' hash, so a code-only change reuses it and rebuilds in well under a second.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.pipeline.model import Artifact
+
+_SKIP_DIRS = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache", "node_modules"}
+MANIFEST = ".deployctl-artifact.json"
+
+
+def source_files(root: Path, source: str) -> list[str]:
+    """Paths (relative to *root*) of the files that make up *source*, sorted."""
+    src = root / source
+    if not src.is_dir():
+        raise PreconditionError(f"service source {source}/ does not exist under {root.name}/",
+                                "Check `source:` of the service in the stack file.")
+    listed = _git_files(root, source)
+    if listed is None:
+        listed = [
+            str(p.relative_to(root))
+            for p in src.rglob("*")
+            if p.is_file() and not _SKIP_DIRS.intersection(p.relative_to(root).parts) and p.suffix != ".pyc"
+        ]
+    return sorted(f for f in listed if (root / f).is_file())
+
+
+def _git_files(root: Path, source: str) -> list[str] | None:
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", source],
+            cwd=root, capture_output=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    files = [f for f in out.stdout.decode().split("\0") if f]
+    return [f for f in files if not _SKIP_DIRS.intersection(Path(f).parts)] or None
+
+
+def requirements_file(root: Path, source: str) -> Path:
+    return root / source / "requirements.txt"
+
+
+def deps_hash(root: Path, source: str) -> str:
+    req = requirements_file(root, source)
+    data = req.read_bytes() if req.is_file() else b""
+    return hashlib.sha256(data + f"py{sys.version_info.major}.{sys.version_info.minor}".encode()).hexdigest()
+
+
+def source_hash(root: Path, source: str) -> str:
+    digest = hashlib.sha256()
+    for rel in source_files(root, source):
+        path = root / rel
+        digest.update(rel.encode() + b"\0" + (b"x" if os.access(path, os.X_OK) else b"-") + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    digest.update(deps_hash(root, source).encode())
+    return digest.hexdigest()
+
+
+def artifact_ref(service: str, source_hash_: str) -> str:
+    return f"{service}-{source_hash_[:12]}"
+
+
+def find(artifacts_dir: Path, service: str, source_hash_: str) -> Artifact | None:
+    ref = artifact_ref(service, source_hash_)
+    if not (artifacts_dir / ref / MANIFEST).is_file():
+        return None
+    return Artifact(service, source_hash_, ref, f"sha256:{source_hash_}")
+
+
+def build(root: Path, source: str, service: str, source_hash_: str, artifacts_dir: Path, venvs: Path) -> Artifact:
+    venv = ensure_venv(root, source, venvs)
+    ref = artifact_ref(service, source_hash_)
+    final = artifacts_dir / ref
+    if not (final / MANIFEST).is_file():
+        tmp = artifacts_dir / f".{ref}.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for rel in source_files(root, source):
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, tmp / rel)
+        manifest = {"service": service, "source_hash": source_hash_, "venv": str(venv), "source": source}
+        (tmp / MANIFEST).write_text(json.dumps(manifest))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    return Artifact(service, source_hash_, ref, f"sha256:{source_hash_}")
+
+
+def venv_of(artifacts_dir: Path, ref: str) -> Path:
+    try:
+        return Path(json.loads((artifacts_dir / ref / MANIFEST).read_text())["venv"])
+    except FileNotFoundError:
+        raise DeployctlError(f"artifact {ref} is gone from this machine", "Run `deployctl up` to rebuild it.") from None
+
+
+def ensure_venv(root: Path, source: str, venvs: Path) -> Path:
+    """The dependency venv for this requirements file, created once (under a file lock) and reused."""
+    key = deps_hash(root, source)[:16]
+    venv = venvs / key
+    if (venv / ".complete").is_file():
+        return venv
+    venvs.mkdir(parents=True, exist_ok=True)
+    with open(venvs / f".{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (venv / ".complete").is_file():
+            return venv
+        shutil.rmtree(venv, ignore_errors=True)
+        _run([sys.executable, "-m", "venv", str(venv)], "create the dependency venv")
+        req = requirements_file(root, source)
+        if req.is_file():
+            pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+            _run([*pip, "-r", str(req)], f"install {source}/requirements.txt")
+        (venv / ".complete").write_text(key)
+    return venv
+
+
+def _run(cmd: list[str], what: str) -> None:
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        raise DeployctlError(f"could not {what}: {last}", "Check the requirements file and your network access.")

@@ -1,0 +1,138 @@
+"""The local stack's Postgres: pgserver's embedded Postgres 16 + pgvector, data kept in the state dir.
+
+Rule: the server outlives each deployctl command (it stops on ``deployctl down``). It listens on a unix
+socket only. The ``postgres`` superuser connects over that socket without a password (administration
+only); the application role must present its password (scram-sha-256), so a rotated password is real.
+The app role owns its database; extensions are created by the superuser, as a Cloud SQL admin would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from deployctl.config import Database
+from deployctl.errors import DeployctlError, PreconditionError
+
+_HBA = """# written by deployctl: superuser over the local socket, every other role by password
+local all postgres trust
+local all all scram-sha-256
+"""
+
+
+class LocalDatabase:
+    def __init__(self, pgdata: Path, config: Database) -> None:
+        self.pgdata = pgdata
+        self.config = config
+        self._socket: str | None = None
+
+    def running(self) -> bool:
+        pid_file = self.pgdata / "postmaster.pid"
+        if not pid_file.is_file():
+            return False
+        import psutil
+
+        try:
+            return psutil.pid_exists(int(pid_file.read_text().split()[0]))
+        except (ValueError, IndexError):
+            return False
+
+    def start(self) -> None:
+        """Start Postgres if it is not running (about a second the first time) and enforce passwords."""
+        if self._socket is not None:
+            return
+        pgserver = _pgserver()
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            server = pgserver.get_server(self.pgdata, cleanup_mode=None)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            raise DeployctlError(
+                f"the embedded Postgres did not start ({type(exc).__name__})",
+                f"See its log: {self.pgdata / 'log'}",
+            ) from None
+        info = server.get_postmaster_info()
+        self._socket = str(info.socket_dir)
+        hba = self.pgdata / "pg_hba.conf"
+        if hba.read_text() != _HBA:
+            hba.write_text(_HBA)
+            with self.admin() as db:
+                db.execute("SELECT pg_reload_conf()")
+
+    def facts(self) -> dict[str, str]:
+        self.start()
+        assert self._socket is not None
+        return {
+            "db_user": self.config.user,
+            "db_name": self.config.name,
+            "db_host": self._socket,
+            "db_port": "5432",
+            "db_socket": self._socket,
+            "db_connection": "local",
+        }
+
+    @contextlib.contextmanager
+    def admin(self, dbname: str = "postgres") -> Iterator[Any]:
+        import psycopg
+
+        assert self._socket is not None
+        with psycopg.connect(host=self._socket, user="postgres", dbname=dbname, autocommit=True,
+                             connect_timeout=5) as conn:
+            yield conn
+
+    def sync_role(self, password: str) -> None:
+        """Make the app role, its database and the vector extension exist, with this password."""
+        from psycopg import sql
+
+        self.start()
+        user, name = self.config.user, self.config.name
+        with self.admin() as db:
+            exists = db.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            db.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(password)))
+            if not db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                db.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(user)))
+        with self.admin(name) as db:
+            db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+
+    def migration_head(self) -> str | None:
+        if not self.running():
+            return None
+        import psycopg
+
+        self.start()
+        try:
+            with self.admin(self.config.name) as db:
+                row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+        except psycopg.Error:
+            return None
+        return str(row[0]) if row else None
+
+    def stop(self) -> None:
+        if not self.running():
+            return
+        _commands = _pgserver()._commands
+        user = _system_user()
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
+        self._socket = None
+
+
+def _pgserver() -> Any:
+    try:
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, root)
+            warnings.simplefilter("ignore")
+            import pgserver
+            import pgserver._commands
+    except ImportError:
+        raise PreconditionError("pgserver is not installed", "pip install pgserver") from None
+    return pgserver
+
+
+def _system_user() -> str | None:
+    import os
+
+    return "pgserver" if os.geteuid() == 0 else None

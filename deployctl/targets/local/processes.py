@@ -1,0 +1,174 @@
+"""Revisions and jobs as real processes on this machine.
+
+Rule: a revision is an immutable record (artifact, pinned secret versions, port) plus a process started
+in its own session, so it outlives the deployctl command that started it; its liveness is checked by pid
+*and* process start time, so a reused pid is never mistaken for it. Secret values reach a process only
+through its environment, never its command line, and process output is redacted before deployctl
+repeats any of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from deployctl.errors import DeployctlError
+from deployctl.pipeline.fs import atomic_write
+
+
+@dataclass
+class RevisionState:
+    name: str
+    service: str
+    artifact: str
+    port: int
+    secret_versions: dict[str, str]
+    created: float
+    pid: int | None = None
+    pid_started: float | None = None
+    state: str = "starting"  # starting, ready, stopped, failed
+    log: str = ""
+    env_keys: list[str] = field(default_factory=list)
+
+
+def alive(pid: int | None, started: float | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and (started is None or abs(proc.create_time() - started) < 1)
+    except psutil.Error:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RevisionStore:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    def path(self, name: str) -> Path:
+        return self.dir / f"{name}.json"
+
+    def get(self, name: str) -> RevisionState | None:
+        try:
+            return RevisionState(**json.loads(self.path(name).read_text()))
+        except FileNotFoundError:
+            return None
+
+    def save(self, rev: RevisionState) -> None:
+        atomic_write(self.path(rev.name), json.dumps(asdict(rev)))
+
+    def all(self, service: str) -> list[RevisionState]:
+        revs = [RevisionState(**json.loads(p.read_text())) for p in sorted(self.dir.glob("*.json"))]
+        return sorted((r for r in revs if r.service == service), key=lambda r: r.created)
+
+    def next_name(self, service: str) -> str:
+        count = len(self.all(service)) + 1
+        return f"{service}-{count:05d}-{os.urandom(2).hex()[:3]}"
+
+
+def spawn(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> psutil.Process:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return psutil.Process(proc.pid)
+
+
+def stop(pid: int | None, started: float | None, grace_s: float = 5.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after *grace_s*."""
+    if not alive(pid, started):
+        return
+    assert pid is not None
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and alive(pid, started):
+        _reap(pid)
+        time.sleep(0.05)
+    if alive(pid, started):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def wait_ready(url: str, proc: psutil.Process, timeout_s: float, log: Path) -> None:
+    """Poll the startup probe until it answers 200; fail early if the process exits."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if not alive(proc.pid, proc.create_time()):
+                code = _exit_code(proc)
+                raise DeployctlError(f"the revision exited (code {code}) before it was ready", f"See its log: {log}")
+            try:
+                response = client.get(url)
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.1)
+    raise DeployctlError(f"the startup probe did not pass within {timeout_s:.0f}s (last: {last})",
+                         f"See its log: {log}")
+
+
+def _exit_code(proc: psutil.Process) -> str:
+    try:
+        _, status = os.waitpid(proc.pid, os.WNOHANG)
+        return str(os.waitstatus_to_exitcode(status))
+    except (ChildProcessError, OSError):
+        return "unknown"
+
+
+def run_job(command: list[str], cwd: Path, env: dict[str, str], log: Path, timeout_s: float) -> tuple[bool, str]:
+    """Run one attempt of a job in its own process group; (succeeded, what happened)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        try:
+            proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            return False, f"could not start {command[0]!r}: {exc.strerror}"
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return False, f"timed out after {timeout_s:.0f}s"
+    if code == 0:
+        return True, "exit code 0"
+    return False, f"exit code {code}: {last_line(log)}"
+
+
+def last_line(log: Path) -> str:
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except FileNotFoundError:
+        return ""
+    return lines[-1][:240] if lines else ""

@@ -1,0 +1,309 @@
+"""LocalTarget: the Target protocol on this machine (see docs/local.md for the Cloud Run mapping).
+
+build → content-addressed source copy + cached venv; secrets → versioned 0600 store; database →
+embedded Postgres; jobs → processes with retries and a timeout; revisions → processes on their own
+ports; traffic → the router process behind the stable URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from deployctl.config import Job, Stack
+from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.pipeline.fs import atomic_write
+from deployctl.pipeline.ledger import SqliteLedger
+from deployctl.pipeline.lock import FileLock
+from deployctl.pipeline.model import Artifact, JobRun, Revision, Split
+from deployctl.targets.local import build as builder
+from deployctl.targets.local import processes as procs
+from deployctl.targets.local.paths import StatePaths, cache_dir
+from deployctl.targets.local.postgres import LocalDatabase
+from deployctl.targets.local.secrets import SecretStore, generate, redact
+
+_DB_FIELDS = ("db_user", "db_name", "db_host", "db_port", "db_socket", "db_connection")
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(self, stack: Stack, root: Path) -> None:
+        self.stack = stack
+        self.root = root
+        self.paths = StatePaths.for_stack(root, stack.name)
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        self.ledger = SqliteLedger(self.paths.ledger)
+        self.lock = FileLock(self.paths.root, stack.name)
+        self.secrets = SecretStore(self.paths.secrets)
+        self.db = LocalDatabase(self.paths.pgdata, stack.database) if stack.database else None
+        self.revisions = procs.RevisionStore(self.paths.revisions)
+
+    # -- build ------------------------------------------------------------------------------------
+    def source_hash(self, service: str) -> str:
+        return builder.source_hash(self.root, self.stack.services[service].source)
+
+    def find_artifact(self, service: str, source_hash: str) -> Artifact | None:
+        return builder.find(self.paths.artifacts, service, source_hash)
+
+    def build(self, service: str, source_hash: str) -> Artifact:
+        source = self.stack.services[service].source
+        return builder.build(self.root, source, service, source_hash, self.paths.artifacts, cache_dir() / "venvs")
+
+    # -- secrets ----------------------------------------------------------------------------------
+    def current_secret_versions(self) -> dict[str, str | None]:
+        return {name: self.secrets.latest(name) for name in self.stack.secrets}
+
+    def ensure_secrets(self) -> dict[str, str]:
+        for name, secret in self.stack.secrets.items():
+            if secret.source == "composed" or self.secrets.latest(name):
+                continue
+            if secret.source == "provided":
+                raise PreconditionError(
+                    f"secret {name} has no value yet",
+                    f"Set it: deployctl secrets set {self.stack.name} {name} < file-with-the-value",
+                )
+            self.secrets.add(name, generate(secret.bytes))
+        for name, secret in self.stack.secrets.items():
+            if secret.source == "composed":
+                value = self._compose(name)
+                latest = self.secrets.latest(name)
+                if latest is None or self.secrets.value(name, latest) != value:
+                    self.secrets.add(name, value)
+        return {name: v for name, v in self.current_secret_versions().items() if v}
+
+    def _compose(self, name: str) -> str:
+        secret = self.stack.secrets[name]
+        refs = secret.references()
+        values: dict[str, str] = {}
+        if self.db and any(r in _DB_FIELDS for r in refs):
+            values.update(self.db.facts())
+        for ref in refs:
+            if ref in self.stack.secrets:
+                latest = self.secrets.latest(ref)
+                if latest is None:
+                    raise DeployctlError(f"secret {name} needs {ref}, which has no enabled version")
+                values[ref] = self.secrets.value(ref, latest)
+        assert secret.template is not None
+        return secret.template.format(**values)
+
+    def add_secret_version(self, name: str, value: str | None) -> str:
+        return self.secrets.add(name, value if value is not None else generate(self.stack.secrets[name].bytes))
+
+    def disable_secret_versions(self, name: str, keep: Iterable[str]) -> list[str]:
+        return self.secrets.disable(name, list(keep))
+
+    # -- database and jobs ------------------------------------------------------------------------
+    def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
+        if self.db is None:
+            return
+        name = self.db.config.password_secret
+        self.db.sync_role(self.secrets.value(name, secret_versions[name]))
+
+    def migration_head(self) -> str | None:
+        return self.db.migration_head() if self.db else None
+
+    def run_job(
+        self, name: str, job: Job, artifact: Artifact, secret_versions: dict[str, str], release_id: str
+    ) -> JobRun:
+        service = self.stack.job_service(job)
+        execution = f"{name}-{release_id}"
+        env = self._env(service, artifact.ref, secret_versions)
+        env.update(CLOUD_RUN_JOB=name, CLOUD_RUN_EXECUTION=execution)
+        message, log = "", self.paths.logs / "jobs" / f"{execution}.log"
+        for attempt in range(1, job.retries + 2):
+            env["CLOUD_RUN_TASK_ATTEMPT"] = str(attempt - 1)
+            log = self.paths.logs / "jobs" / f"{execution}-{attempt}.log"
+            ok, message = procs.run_job(job.command, self._artifact_dir(artifact.ref), env, log, job.timeout_s)
+            if ok:
+                return JobRun(name, execution, True, attempt, message, str(log))
+        safe = redact(message, self.secrets.all_values())
+        return JobRun(name, execution, False, job.retries + 1, safe, str(log))
+
+    # -- revisions and traffic --------------------------------------------------------------------
+    def deploy(self, service: str, artifact: Artifact, secret_versions: dict[str, str], release_id: str) -> Revision:
+        name = self.revisions.next_name(service)
+        rev = procs.RevisionState(name, service, artifact.ref, 0, secret_versions, time.time())
+        return self._start(rev)
+
+    def _start(self, rev: procs.RevisionState) -> Revision:
+        svc = self.stack.services[rev.service]
+        host = self.stack.local.host
+        rev.port = procs.free_port(host)
+        env = self._env(rev.service, rev.artifact, rev.secret_versions)
+        env.update(PORT=str(rev.port), HOST=host, K_REVISION=rev.name)
+        log = self.paths.logs / f"{rev.name}.log"
+        proc = procs.spawn(svc.command, self._artifact_dir(rev.artifact), env, log)
+        rev.pid, rev.pid_started, rev.state, rev.log = proc.pid, proc.create_time(), "starting", str(log)
+        self.revisions.save(rev)
+        probe = svc.probes.startup
+        try:
+            budget = probe.period_s * probe.failure_threshold
+            procs.wait_ready(f"http://{host}:{rev.port}{probe.path}", proc, budget, log)
+        except DeployctlError:
+            procs.stop(rev.pid, rev.pid_started)
+            rev.state = "failed"
+            self.revisions.save(rev)
+            raise
+        rev.state = "ready"
+        self.revisions.save(rev)
+        return Revision(rev.service, rev.name, f"http://{host}:{rev.port}", rev.artifact, rev.secret_versions)
+
+    def _env(self, service: str, artifact_ref: str, versions: dict[str, str]) -> dict[str, str]:
+        svc = self.stack.services[service]
+        venv = builder.venv_of(self.paths.artifacts, artifact_ref)
+        env = {k: os.environ[k] for k in ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR") if k in os.environ}
+        env.update(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}", VIRTUAL_ENV=str(venv))
+        env.update(PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", K_SERVICE=service, K_CONFIGURATION=service)
+        env.update(svc.env)
+        for var, secret in svc.secrets.items():
+            try:
+                env[var] = self.secrets.value(secret, versions[secret])
+            except KeyError:
+                raise DeployctlError(
+                    f"{service} is pinned to {secret} v{versions.get(secret)}, which is not enabled",
+                    "Roll back to a release pinned to enabled versions, or run `deployctl up` for a new one.",
+                ) from None
+        return env
+
+    def _artifact_dir(self, ref: str) -> Path:
+        return self.paths.artifacts / ref
+
+    def traffic(self, service: str) -> list[Split]:
+        try:
+            data = json.loads((self.paths.traffic / f"{service}.json").read_text())
+        except FileNotFoundError:
+            return []
+        return [Split(s["revision"], s["percent"]) for s in data["splits"]]
+
+    def set_traffic(self, service: str, splits: list[Split]) -> None:
+        entries = []
+        for split in splits:
+            rev = self.revisions.get(split.revision)
+            if rev is None:
+                raise DeployctlError(f"revision {split.revision} does not exist")
+            entries.append({"revision": rev.name, "percent": split.percent, "port": rev.port})
+        self._ensure_router(service)
+        atomic_write(self.paths.traffic / f"{service}.json", json.dumps({"splits": entries}))
+
+    def service_url(self, service: str) -> str:
+        return f"http://{self.stack.local.host}:{self._router_port(service)}"
+
+    def _router_port(self, service: str) -> int:
+        return self.stack.local.port + list(self.stack.services).index(service)
+
+    def _ensure_router(self, service: str) -> None:
+        state_file = self.paths.root / "routers" / f"{service}.json"
+        port, host = self._router_port(service), self.stack.local.host
+        if state_file.is_file():
+            state = json.loads(state_file.read_text())
+            if state["port"] == port and procs.alive(state["pid"], state["pid_started"]):
+                return
+            procs.stop(state["pid"], state["pid_started"])
+        if not _port_free(host, port):
+            raise PreconditionError(
+                f"port {port} on {host} is in use by another program",
+                f"Stop it, or set deployctl:local.port in {self.stack.file}.",
+            )
+        traffic_file = self.paths.traffic / f"{service}.json"
+        cmd = [sys.executable, "-m", "deployctl.targets.local.router", str(traffic_file), host, str(port)]
+        proc = procs.spawn(cmd, self.root, dict(os.environ), self.paths.logs / f"router-{service}.log")
+        atomic_write(state_file, json.dumps({"pid": proc.pid, "pid_started": proc.create_time(), "port": port}))
+        deadline = time.monotonic() + 10
+        while _port_free(host, port):
+            if time.monotonic() > deadline or not procs.alive(proc.pid, proc.create_time()):
+                log = self.paths.logs / f"router-{service}.log"
+                raise DeployctlError(f"the router for {service} did not start", f"See {log}")
+            time.sleep(0.05)
+
+    def revision_healthy(self, service: str, revision: str) -> bool:
+        rev = self.revisions.get(revision)
+        if rev is None or rev.state != "ready" or not procs.alive(rev.pid, rev.pid_started):
+            return False
+        return _answers(f"http://{self.stack.local.host}:{rev.port}{self.stack.services[service].probes.startup.path}")
+
+    def ensure_revision(self, service: str, revision: str) -> Revision:
+        rev = self.revisions.get(revision)
+        if rev is None:
+            raise DeployctlError(f"revision {revision} is not on this machine any more")
+        if not self.revision_healthy(service, revision):
+            procs.stop(rev.pid, rev.pid_started)
+            return self._start(rev)
+        host = self.stack.local.host
+        return Revision(service, rev.name, f"http://{host}:{rev.port}", rev.artifact, rev.secret_versions)
+
+    def discard(self, service: str, revision: str) -> None:
+        rev = self.revisions.get(revision)
+        if rev is not None:
+            procs.stop(rev.pid, rev.pid_started)
+            rev.state = "failed"
+            self.revisions.save(rev)
+
+    def retire(self, service: str, keep: list[str]) -> None:
+        serving = {s.revision for s in self.traffic(service)}
+        for rev in self.revisions.all(service):
+            if rev.name not in keep and rev.name not in serving and rev.state in ("ready", "starting"):
+                procs.stop(rev.pid, rev.pid_started)
+                rev.state = "stopped"
+                self.revisions.save(rev)
+
+    # -- status and teardown ----------------------------------------------------------------------
+    def describe(self) -> dict[str, str]:
+        facts = {"state": _shown(self.paths.root, self.root)}
+        if self.db:
+            up = "running" if self.db.running() else "stopped"
+            facts["database"] = f"embedded Postgres ({up}), data in {_shown(self.paths.pgdata, self.root)}"
+        for service in self.stack.services:
+            facts[f"url {service}"] = self.service_url(service)
+        return facts
+
+    def down(self, purge: bool) -> list[str]:
+        done = []
+        for service in self.stack.services:
+            state_file = self.paths.root / "routers" / f"{service}.json"
+            if state_file.is_file():
+                state = json.loads(state_file.read_text())
+                procs.stop(state["pid"], state["pid_started"])
+                state_file.unlink()
+                done.append(f"stopped the router of {service}")
+            for rev in self.revisions.all(service):
+                if procs.alive(rev.pid, rev.pid_started):
+                    procs.stop(rev.pid, rev.pid_started)
+                    done.append(f"stopped {rev.name}")
+                rev.state = "stopped" if rev.state == "ready" else rev.state
+                self.revisions.save(rev)
+            (self.paths.traffic / f"{service}.json").unlink(missing_ok=True)
+        if self.db and self.db.running():
+            self.db.stop()
+            done.append("stopped Postgres")
+        if purge:
+            shutil.rmtree(self.paths.root, ignore_errors=True)
+            done.append(f"deleted {_shown(self.paths.root, self.root)} (database, secrets, ledger)")
+        return done
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
