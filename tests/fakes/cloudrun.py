@@ -1,0 +1,240 @@
+"""Fake Cloud Run Services and Revisions (run_v2) over gRPC, plus the HTTP server revisions "run" on.
+
+State and rules follow Cloud Run: an UpdateService whose template names a new revision creates it; a
+revision whose image is marked broken never becomes Ready and the update fails without moving traffic;
+traffic must add up to 100 % over existing revisions, and only Ready revisions may get a share; tags get
+their own URL. URLs point at :class:`RevisionHttp`, which answers as the revision behind them would (the
+service URL spreads requests over revisions by their traffic percent, deterministically).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from google.cloud import run_v2
+
+from tests.fakes.grpcfake import FakeError, GrpcFake, done_operation
+
+Behaviour = Callable[[str, run_v2.Revision], tuple[int, str]]
+_REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+
+
+def healthy(path: str, revision: run_v2.Revision) -> tuple[int, str]:
+    return (200, "healthy") if path == "/health" else (200, "ok")
+
+
+class FakeRunServices:
+    def __init__(self, fake: GrpcFake, http: RevisionHttp) -> None:
+        self.services: dict[str, run_v2.Service] = {}
+        self.revisions: dict[str, run_v2.Revision] = {}
+        self.broken_images: set[str] = set()
+        self.behaviours: dict[str, Behaviour] = {}  # image -> how its revisions answer HTTP
+        self.http = http
+        self.lock = threading.RLock()
+        self._ops = itertools.count(1)
+        http.resolver = self.resolve
+        http.answer = self.answer
+        svc, rev = "google.cloud.run.v2.Services", "google.cloud.run.v2.Revisions"
+        fake.add(svc, "GetService", self._get_service, run_v2.GetServiceRequest)
+        fake.add(svc, "UpdateService", self._update_service, run_v2.UpdateServiceRequest)
+        fake.add(rev, "GetRevision", self._get_revision, run_v2.GetRevisionRequest)
+        fake.add(rev, "ListRevisions", self._list_revisions, run_v2.ListRevisionsRequest)
+
+    # -- what tests and the fake engine use --------------------------------------------------------
+    def apply(self, name: str, template: run_v2.RevisionTemplate, traffic: list[run_v2.TrafficTarget]) -> None:
+        """Create or update a service the way ``pulumi up`` would (no faults, no recorded call)."""
+        with self.lock:
+            current = self.services.get(name) or self._new_service(name)
+            update = run_v2.Service(current)
+            update.template = template
+            del update.traffic[:]
+            update.traffic.extend(traffic)
+            self._apply(update, check_etag=False)
+
+    def serving(self, name: str) -> dict[str, int]:
+        svc = self.services[name]
+        return {s.revision: s.percent for s in svc.traffic_statuses if s.percent}
+
+    def tags(self, name: str) -> dict[str, str]:
+        return {s.tag: s.revision for s in self.services[name].traffic_statuses if s.tag}
+
+    def revision_names(self, name: str) -> list[str]:
+        return sorted(r.rsplit("/", 1)[-1] for r in self.revisions if r.startswith(name + "/revisions/"))
+
+    # -- gRPC handlers ---------------------------------------------------------------------------
+    def _get_service(self, request: run_v2.GetServiceRequest) -> run_v2.Service:
+        with self.lock:
+            if request.name not in self.services:
+                raise FakeError(grpc.StatusCode.NOT_FOUND, f"Service {request.name} not found")
+            return run_v2.Service(self.services[request.name])
+
+    def _update_service(self, request: run_v2.UpdateServiceRequest) -> Any:
+        with self.lock:
+            if request.service.name not in self.services:
+                raise FakeError(grpc.StatusCode.NOT_FOUND, f"Service {request.service.name} not found")
+            op = f"{request.service.name.split('/services/')[0]}/operations/op-{next(self._ops)}"
+            error = self._apply(run_v2.Service(request.service), check_etag=True)
+            if error:
+                return done_operation(op, error=(grpc.StatusCode.FAILED_PRECONDITION.value[0], error))
+            return done_operation(op, self.services[request.service.name])
+
+    def _get_revision(self, request: run_v2.GetRevisionRequest) -> run_v2.Revision:
+        with self.lock:
+            if request.name not in self.revisions:
+                raise FakeError(grpc.StatusCode.NOT_FOUND, f"Revision {request.name} not found")
+            return run_v2.Revision(self.revisions[request.name])
+
+    def _list_revisions(self, request: run_v2.ListRevisionsRequest) -> run_v2.ListRevisionsResponse:
+        with self.lock:
+            prefix = request.parent + "/revisions/"
+            revs = [run_v2.Revision(r) for n, r in sorted(self.revisions.items()) if n.startswith(prefix)]
+            return run_v2.ListRevisionsResponse(revisions=revs)
+
+    # -- Cloud Run's rules -----------------------------------------------------------------------
+    def _new_service(self, name: str) -> run_v2.Service:
+        service_id = name.rsplit("/", 1)[-1]
+        return run_v2.Service(name=name, uri=f"{self.http.base}/_s/{service_id}", generation=0)
+
+    def _apply(self, update: run_v2.Service, check_etag: bool) -> str | None:
+        """Apply an update; return an error message when the operation fails (traffic then unchanged)."""
+        name = update.name
+        current = self.services.get(name) or self._new_service(name)
+        if check_etag and update.etag and update.etag != current.etag:
+            raise FakeError(grpc.StatusCode.ABORTED, "etag mismatch: the service changed since it was read")
+        created = self._ensure_revision(name, update.template)
+        svc = run_v2.Service(current)
+        svc.template = update.template
+        svc.generation = current.generation + 1
+        svc.etag = f"g{svc.generation}"
+        svc.latest_created_revision = created.name
+        self.services[name] = svc
+        if not _ready(created):
+            return f"Revision '{created.name.rsplit('/', 1)[-1]}' is not ready and cannot serve traffic."
+        svc.latest_ready_revision = created.name
+        error = self._check_traffic(name, update.traffic)
+        if error:
+            return error
+        del svc.traffic[:]
+        svc.traffic.extend(update.traffic)
+        self._statuses(svc)
+        return None
+
+    def _ensure_revision(self, service: str, template: run_v2.RevisionTemplate) -> run_v2.Revision:
+        if not template.revision:
+            raise FakeError(grpc.StatusCode.INVALID_ARGUMENT, "this fake needs template.revision to be set")
+        full = f"{service}/revisions/{template.revision}"
+        image = template.containers[0].image if template.containers else ""
+        existing = self.revisions.get(full)
+        if existing is not None:
+            if existing.containers[0].image != image:
+                raise FakeError(
+                    grpc.StatusCode.ALREADY_EXISTS, f"Revision named '{template.revision}' with different configuration"
+                )
+            return existing
+        ok = image and image not in self.broken_images
+        state = run_v2.Condition.State.CONDITION_SUCCEEDED if ok else run_v2.Condition.State.CONDITION_FAILED
+        message = "" if ok else "The user-provided container failed to start and listen on the port."
+        revision = run_v2.Revision(
+            name=full,
+            service=service,
+            labels=dict(template.labels),
+            containers=list(template.containers),
+            conditions=[run_v2.Condition(type_="Ready", state=state, message=message)],
+        )
+        self.revisions[full] = revision
+        return revision
+
+    def _check_traffic(self, service: str, traffic: Any) -> str | None:
+        if sum(t.percent for t in traffic) != 100:
+            return "traffic percents must add up to 100"
+        for target in traffic:
+            full = f"{service}/revisions/{target.revision}"
+            if target.type_ == _REVISION and full not in self.revisions:
+                return f"Revision '{target.revision}' does not exist"
+            if target.percent and target.type_ == _REVISION and not _ready(self.revisions[full]):
+                return f"Revision '{target.revision}' is not ready and cannot serve traffic."
+        tags = [t.tag for t in traffic if t.tag]
+        return "tags must be unique" if len(tags) != len(set(tags)) else None
+
+    def _statuses(self, svc: run_v2.Service) -> None:
+        service_id = svc.name.rsplit("/", 1)[-1]
+        del svc.traffic_statuses[:]
+        for target in svc.traffic:
+            revision = target.revision or svc.latest_ready_revision.rsplit("/", 1)[-1]
+            uri = f"{self.http.base}/_t/{target.tag}---{service_id}" if target.tag else ""
+            status = run_v2.TrafficTargetStatus(
+                type_=_REVISION, revision=revision, percent=target.percent, tag=target.tag, uri=uri
+            )
+            svc.traffic_statuses.append(status)
+
+    # -- routing for RevisionHttp ----------------------------------------------------------------
+    def resolve(self, kind: str, key: str, counter: int) -> run_v2.Revision | None:
+        with self.lock:
+            if kind == "_t":
+                tag, _, service_id = key.partition("---")
+                svc = self._by_id(service_id)
+                rev = next((s.revision for s in svc.traffic_statuses if s.tag == tag), None) if svc else None
+            else:
+                svc = self._by_id(key)
+                wheel = [s.revision for s in svc.traffic_statuses for _ in range(s.percent)] if svc else []
+                rev = wheel[(counter * 37) % len(wheel)] if wheel else None
+            return self.revisions.get(f"{svc.name}/revisions/{rev}") if svc and rev else None
+
+    def _by_id(self, service_id: str) -> run_v2.Service | None:
+        return next((s for n, s in self.services.items() if n.endswith(f"/services/{service_id}")), None)
+
+    def answer(self, revision: run_v2.Revision, path: str) -> tuple[int, str]:
+        image = revision.containers[0].image
+        return self.behaviours.get(image, healthy)(path, revision)
+
+
+def _ready(revision: run_v2.Revision) -> bool:
+    ok = run_v2.Condition.State.CONDITION_SUCCEEDED
+    return any(c.type_ == "Ready" and c.state == ok for c in revision.conditions)
+
+
+class RevisionHttp:
+    """``/_s/<service>/…`` is a service URL, ``/_t/<tag>---<service>/…`` a tag URL."""
+
+    def __init__(self) -> None:
+        self.resolver: Callable[[str, str, int], run_v2.Revision | None] | None = None
+        self.answer: Callable[[run_v2.Revision, str], tuple[int, str]] | None = None
+        self.hits: list[tuple[str, str]] = []  # (revision, path)
+        self._counter = itertools.count()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                status, body = fake.handle(self.path)
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def handle(self, raw: str) -> tuple[int, str]:
+        parts = raw.split("?", 1)[0].split("/", 3)  # "", kind, key, rest
+        if len(parts) < 3 or self.resolver is None or self.answer is None:
+            return 404, "no such URL"
+        revision = self.resolver(parts[1], parts[2], next(self._counter))
+        if revision is None:
+            return 404, "no revision behind this URL"
+        path = "/" + (parts[3] if len(parts) > 3 else "")
+        self.hits.append((revision.name.rsplit("/", 1)[-1], path))
+        return self.answer(revision, path)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,142 @@
+"""A tiny in-process gRPC server for fakes of Google APIs, with fault injection shared by all of them.
+
+Handlers receive proto-plus request messages and return proto-plus or raw protobuf messages. Faults are
+queued per method: ``"unavailable"`` (503), ``"exhausted"`` (429) fail before the call is handled;
+``"lost"`` handles the call, then fails with DEADLINE_EXCEEDED — the change applied but the caller never
+heard of it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+_CODES = {
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+    "exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "internal": grpc.StatusCode.INTERNAL,
+}
+
+
+class Faults:
+    def __init__(self) -> None:
+        self._queued: dict[str, deque[str]] = defaultdict(deque)
+        self.lock = threading.Lock()
+
+    def add(self, method: str, *faults: str) -> None:
+        with self.lock:
+            self._queued[method].extend(faults)
+
+    def burst(self, method: str, kind: str, count: int) -> None:
+        self.add(method, *([kind] * count))
+
+    def next(self, method: str) -> str | None:
+        with self.lock:
+            queue = self._queued.get(method)
+            return queue.popleft() if queue else None
+
+    def clear(self) -> None:
+        with self.lock:
+            self._queued.clear()
+
+
+class GrpcFake:
+    """Serves several fake gRPC services on one localhost port."""
+
+    def __init__(self) -> None:
+        self.faults = Faults()
+        self.calls: list[tuple[str, str]] = []  # (method, resource) of every call that got through
+        self._handlers: dict[str, dict[str, grpc.RpcMethodHandler]] = defaultdict(dict)
+        self._server: grpc.Server | None = None
+        self.address = ""
+
+    def add(self, service: str, method: str, fn: Callable[[Any], Any], request_cls: Any) -> None:
+        def handler(request: Any, context: grpc.ServicerContext) -> Any:
+            fault = self.faults.next(method)
+            if fault in _CODES:
+                context.abort(_CODES[fault], f"injected {fault}")
+            try:
+                response = fn(request)
+            except FakeError as exc:
+                context.abort(exc.code, exc.message)
+            self.calls.append((method, _resource(request)))
+            if fault == "lost":
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "injected: applied, response lost")
+            return response
+
+        self._handlers[service][method] = grpc.unary_unary_rpc_method_handler(
+            handler, request_deserializer=_deserializer(request_cls), response_serializer=_serialize
+        )
+
+    def start(self) -> str:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        for service, methods in self._handlers.items():
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, methods),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        self._server = server
+        self.address = f"127.0.0.1:{port}"
+        return self.address
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=None)
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.address)
+
+    def mutations(self, prefix: str = "") -> list[tuple[str, str]]:
+        return [c for c in self.calls if c[0].split("/")[-1].startswith(_MUTATING) and c[0].startswith(prefix)]
+
+
+_MUTATING = ("Create", "Update", "Delete", "Run", "Cancel", "Set")
+
+
+class FakeError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _resource(request: Any) -> str:
+    for attr in ("name", "parent", "service", "build"):
+        value = getattr(request, attr, None)
+        if isinstance(value, str) and value:
+            return value
+        if value is not None and getattr(value, "name", None):
+            return str(value.name)
+    return ""
+
+
+def _deserializer(request_cls: Any) -> Callable[[bytes], Any]:
+    if hasattr(request_cls, "deserialize"):
+        return request_cls.deserialize  # type: ignore[no-any-return]
+    return request_cls.FromString  # type: ignore[no-any-return]
+
+
+def _serialize(message: Any) -> bytes:
+    if hasattr(type(message), "serialize"):
+        return type(message).serialize(message)  # type: ignore[no-any-return]
+    return message.SerializeToString()  # type: ignore[no-any-return]
+
+
+def done_operation(name: str, response: Any = None, error: tuple[int, str] | None = None) -> Any:
+    """A finished google.longrunning Operation carrying *response* (proto-plus) or an error."""
+    from google.longrunning import operations_pb2
+    from google.protobuf import any_pb2
+    from google.rpc import status_pb2
+
+    op = operations_pb2.Operation(name=name, done=True)
+    if error is not None:
+        op.error.CopyFrom(status_pb2.Status(code=error[0], message=error[1]))
+    elif response is not None:
+        packed = any_pb2.Any()
+        packed.Pack(type(response).pb(response))
+        op.response.CopyFrom(packed)
+    return op
