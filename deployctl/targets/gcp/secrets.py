@@ -1,0 +1,116 @@
+"""Secret Manager facade: create secrets, add versions, resolve and disable versions, read a payload.
+
+Rules:
+- Releases pin version *numbers*; nothing here ever returns or accepts ``latest`` for a deploy.
+- Payloads are read only to compose secrets (DATABASE_URL from DB_PASSWORD); they are never logged, put in
+  an exception, or returned to the pipeline.
+- Adding a version is not idempotent, so before a retry the newest version is re-read and compared with
+  the payload that was sent (a lost response must not add the same value twice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
+
+
+class SecretManager:
+    def __init__(self, client: Any, project: str, policy: RetryPolicy) -> None:
+        self.client = client
+        self.project = project
+        self.policy = policy
+
+    def _name(self, secret: str) -> str:
+        return f"projects/{self.project}/secrets/{secret}"
+
+    def exists(self, secret: str) -> bool:
+        from google.api_core import exceptions as gexc
+
+        def call() -> bool:
+            try:
+                self.client.get_secret(name=self._name(secret), retry=None, timeout=self.policy.call_timeout_s)
+            except gexc.NotFound:
+                return False
+            return True
+
+        return read(call, f"read secret {secret}", self.policy)
+
+    def create(self, secret: str, labels: dict[str, str]) -> None:
+        from google.api_core import exceptions as gexc
+
+        def send() -> bool:
+            with contextlib.suppress(gexc.AlreadyExists):
+                self.client.create_secret(
+                    parent=f"projects/{self.project}",
+                    secret_id=secret,
+                    secret={"replication": {"automatic": {}}, "labels": labels},
+                    retry=None,
+                    timeout=self.policy.call_timeout_s,
+                )
+            return True
+
+        mutate(send, lambda: True if self.exists(secret) else None, f"create secret {secret}", self.policy)
+
+    def enabled_versions(self, secret: str) -> list[str]:
+        """Enabled version numbers, oldest first."""
+        from google.api_core import exceptions as gexc
+
+        def call() -> list[str]:
+            try:
+                versions = self.client.list_secret_versions(
+                    parent=self._name(secret), retry=None, timeout=self.policy.call_timeout_s
+                )
+                found = [str(v.name).rsplit("/", 1)[-1] for v in versions if v.state.name == "ENABLED"]
+            except gexc.NotFound:
+                return []
+            return sorted(found, key=int)
+
+        return read(call, f"list versions of secret {secret}", self.policy)
+
+    def latest(self, secret: str) -> str | None:
+        enabled = self.enabled_versions(secret)
+        return enabled[-1] if enabled else None
+
+    def value(self, secret: str, version: str) -> str:
+        if version == "latest":
+            raise ValueError("deployctl pins secret versions; 'latest' is never resolved here")
+
+        def call() -> str:
+            response = self.client.access_secret_version(
+                name=f"{self._name(secret)}/versions/{version}", retry=None, timeout=self.policy.call_timeout_s
+            )
+            return str(response.payload.data.decode())
+
+        return read(call, f"read secret {secret} v{version}", self.policy)
+
+    def add(self, secret: str, value: str) -> str:
+        before = set(self.enabled_versions(secret))
+
+        def send() -> str:
+            version = self.client.add_secret_version(
+                parent=self._name(secret),
+                payload={"data": value.encode()},
+                retry=None,
+                timeout=self.policy.call_timeout_s,
+            )
+            return str(version.name).rsplit("/", 1)[-1]
+
+        def applied() -> str | None:
+            new = [v for v in self.enabled_versions(secret) if v not in before]
+            return next((v for v in reversed(new) if self.value(secret, v) == value), None)
+
+        return mutate(send, applied, f"add a version to secret {secret}", self.policy)
+
+    def disable(self, secret: str, version: str) -> None:
+        def send() -> bool:
+            self.client.disable_secret_version(
+                name=f"{self._name(secret)}/versions/{version}", retry=None, timeout=self.policy.call_timeout_s
+            )
+            return True
+
+        def applied() -> bool | None:
+            return True if version not in self.enabled_versions(secret) else None
+
+        mutate(send, applied, f"disable secret {secret} v{version}", self.policy)
