@@ -12,6 +12,7 @@ Rules:
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import io
 import os
 import tarfile
@@ -136,14 +137,16 @@ class Builds:
             if status in _DONE:
                 return build
             time.sleep(self.poll_s)
-            build_id = build.id
-            build = read(
-                lambda build_id=build_id: self.builds.get_build(
-                    project_id=self.project, id=build_id, retry=None, timeout=self.policy.call_timeout_s
-                ),
-                f"read Cloud Build {build_id}",
-                self.policy,
-            )
+            build = self._get(build.id)
+
+    def _get(self, build_id: str) -> Any:
+        return read(
+            lambda: self.builds.get_build(
+                project_id=self.project, id=build_id, retry=None, timeout=self.policy.call_timeout_s
+            ),
+            f"read Cloud Build {build_id}",
+            self.policy,
+        )
 
 
 def _tag(source_hash: str) -> str:
@@ -194,3 +197,19 @@ def pack(source: Path) -> bytes:
                 with open(path, "rb") as handle:
                     tar.addfile(info, handle)
     return buffer.getvalue()
+
+
+def source_hash(source: Path) -> str:
+    """A content hash of what a build would upload (the same files, in the same order)."""
+    if not source.is_dir():
+        raise DeployctlError(f"{source}: no such source directory", "Check deployctl:services.<name>.source.")
+    patterns = ignore_patterns(source)
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(source):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            rel = path.relative_to(source).as_posix()
+            if not _ignored(rel, patterns):
+                digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()

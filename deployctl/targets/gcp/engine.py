@@ -1,0 +1,168 @@
+"""The infrastructure engine: Pulumi's Automation API over this repository's Pulumi project.
+
+Rules:
+- Before every ``up`` the release as deployctl sees it (image digests, pinned secret versions, revision
+  names, live traffic) is written to the stack's ``deployctl:release`` config, so the program re-applies
+  exactly what deployctl did and never moves traffic on its own. ``record`` writes that config without
+  an ``up`` (after a traffic shift or a rollback) so a later ``pulumi preview`` shows no drift.
+- Preconditions are checked before anything changes: a missing ``pulumi`` binary, plugin or login is a
+  PreconditionError with the command that fixes it.
+- A concurrent update is a LockedError ("stack … is being updated by …"), never a half-applied state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from deployctl.config import Release
+from deployctl.errors import DeployctlError, LockedError, PreconditionError
+
+INSTALL_HINT = "Install the Pulumi CLI: curl -fsSL https://get.pulumi.com | sh, then `pulumi login`."
+LOGIN_HINT = "Log in to the state backend: `pulumi login` (or `pulumi login gs://BUCKET`)."
+RELEASE_KEY = "deployctl:release"
+
+
+class Engine(Protocol):
+    def check(self) -> None:
+        """Read-only: raise PreconditionError when the engine cannot run (nothing is changed)."""
+        ...
+
+    def up(self, release: Release) -> dict[str, Any]:
+        """Write *release* to the stack config, apply the program, return the stack outputs."""
+        ...
+
+    def record(self, release: Release) -> None:
+        """Write *release* to the stack config only (no update)."""
+        ...
+
+    def outputs(self) -> dict[str, Any]: ...
+
+    def refresh(self) -> None: ...
+
+
+def flatten(release: Release) -> dict[str, str]:
+    """``deployctl:release`` as path keys (``deployctl:release.images.api``) for ``config set --path``."""
+    data = release.model_dump(mode="json", exclude_none=True)
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}", item)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(f"{prefix}[{i}]", item)
+        else:
+            flat[prefix] = str(value)
+
+    walk(RELEASE_KEY, data)
+    return flat
+
+
+class PulumiEngine:
+    def __init__(self, stack_name: str, root: Path, progress: Callable[[str], None] | None = None) -> None:
+        self.stack_name = stack_name
+        self.root = root
+        self.progress = progress or (lambda line: print(line, file=sys.stderr))
+        self._stack: Any = None
+
+    def check(self) -> None:
+        binary = shutil.which("pulumi") or _in_pulumi_home()
+        if binary is None:
+            raise PreconditionError(
+                "the pulumi CLI is not installed (deployctl drives it for gcp stacks)", INSTALL_HINT
+            )
+        try:
+            who = subprocess.run([binary, "whoami"], cwd=self.root, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise PreconditionError(f"could not run pulumi: {type(exc).__name__}", INSTALL_HINT) from None
+        if who.returncode != 0:
+            raise PreconditionError("pulumi is not logged in to a state backend", LOGIN_HINT)
+
+    def _select(self) -> Any:
+        if self._stack is None:
+            import pulumi.automation as auto
+
+            self._stack = self._guard(
+                lambda: auto.create_or_select_stack(stack_name=self.stack_name, work_dir=str(self.root))
+            )
+        return self._stack
+
+    def record(self, release: Release) -> None:
+        import pulumi.automation as auto
+
+        stack = self._select()
+        values = {key: auto.ConfigValue(value) for key, value in flatten(release).items()}
+
+        def write() -> None:
+            stack.remove_config(RELEASE_KEY, path=True)
+            stack.set_all_config(values, path=True)
+
+        self._guard(write)
+
+    def up(self, release: Release) -> dict[str, Any]:
+        self.record(release)
+        stack = self._select()
+        result = self._guard(lambda: stack.up(on_event=self._event, color="never", suppress_progress=True))
+        self.progress(f"pulumi up: {_summary(result.summary.resource_changes or {})}")
+        return {key: out.value for key, out in result.outputs.items() if not out.secret}
+
+    def outputs(self) -> dict[str, Any]:
+        stack = self._select()
+        return {key: out.value for key, out in self._guard(stack.outputs).items() if not out.secret}
+
+    def refresh(self) -> None:
+        stack = self._select()
+        self._guard(lambda: stack.refresh(on_event=self._event, color="never", suppress_progress=True))
+
+    def _event(self, event: Any) -> None:
+        outputs = getattr(event, "res_outputs_event", None)
+        if outputs is not None and outputs.metadata.op not in ("same", "read"):
+            meta = outputs.metadata
+            self.progress(f"  {meta.op} {meta.type} {meta.urn.rsplit('::', 1)[-1]}")
+
+    def _guard(self, fn: Callable[[], Any]) -> Any:
+        import pulumi.automation as auto
+
+        try:
+            return fn()
+        except auto.ConcurrentUpdateError:
+            raise LockedError(
+                f"stack {self.stack_name} is being updated by another `pulumi up` (or a crashed one)",
+                f"Wait for it; if it is stuck: pulumi cancel --stack {self.stack_name}",
+            ) from None
+        except auto.CommandError as exc:
+            raise _command_error(str(exc)) from None
+        except FileNotFoundError:
+            raise PreconditionError("the pulumi CLI is not installed", INSTALL_HINT) from None
+
+
+def _command_error(text: str) -> DeployctlError:
+    lower = text.lower()
+    if "no resource plugin" in lower or "could not find plugin" in lower:
+        return PreconditionError("a Pulumi plugin is missing", "Run `pulumi install` in the repository root.")
+    if "pulumi login" in lower or "access token" in lower or "unauthorized" in lower:
+        return PreconditionError("pulumi is not logged in to a state backend", LOGIN_HINT)
+    if "could not find default credentials" in lower or "application-default" in lower:
+        return PreconditionError(
+            "Pulumi found no Google Cloud credentials", "Run `gcloud auth application-default login`."
+        )
+    stderr = next((line for line in text.splitlines() if "error:" in line), "pulumi failed")
+    return DeployctlError(f"pulumi: {stderr.strip()[:300]}", "Run `pulumi preview` in the repository for details.")
+
+
+def _in_pulumi_home() -> str | None:
+    home = os.environ.get("PULUMI_HOME") or str(Path.home() / ".pulumi")
+    candidate = Path(home) / "bin" / "pulumi"
+    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
+
+
+def _summary(changes: dict[str, int]) -> str:
+    shown = ", ".join(f"{n} {op}" for op, n in sorted(changes.items()) if op != "same")
+    return shown or "no changes"

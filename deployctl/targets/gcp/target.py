@@ -1,0 +1,301 @@
+"""GcpTarget: the Target protocol for ``gcp`` stacks, composed from one small facade per Google API.
+
+Stage mapping: build → Artifact Registry lookup / Cloud Build; secrets → Secret Manager; prepare →
+``pulumi up`` with the release written to ``deployctl:release`` (it creates the new revision with no
+traffic and points the jobs at the new image); migrate/init → Cloud Run Jobs; deploy → the candidate tag;
+promote and rollback → Cloud Run traffic updates; ledger and lock → the stack's GCS state bucket.
+
+Rules: every client is a constructor argument (tests pass clients bound to fakes; ``open_target`` builds
+the real ones lazily, after checking the pulumi CLI and Google credentials, so a missing tool changes
+nothing). Revision names are derived from what the revision runs (image, pinned secrets, settings), so
+``pulumi up`` and ``deploy`` agree on them and a rerun finds the revision it already made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets as pysecrets
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from deployctl.config import Job, Release, Stack, TrafficTarget
+from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.pipeline.model import Artifact, JobRun, Revision, Split
+from deployctl.targets.gcp.builds import Builds, source_hash
+from deployctl.targets.gcp.engine import Engine, PulumiEngine
+from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy, translate
+from deployctl.targets.gcp.run_jobs import CloudRunJobs
+from deployctl.targets.gcp.run_services import CANDIDATE_TAG, CloudRunServices, Spec
+from deployctl.targets.gcp.secrets import SecretManager
+from deployctl.targets.gcp.state import GcsLedger, GcsLock
+
+
+class GcpTarget:
+    name = "gcp"
+
+    def __init__(
+        self,
+        stack: Stack,
+        root: Path,
+        *,
+        engine: Engine,
+        services: Any,
+        revisions: Any,
+        jobs: Any,
+        executions: Any,
+        secrets: Any,
+        storage: Any,
+        builds: Any,
+        registry: Any,
+        policy: RetryPolicy | None = None,
+        progress: Callable[[str], None] | None = None,
+        poll_s: float = 3.0,
+        stale_lock_s: float = 600.0,
+    ) -> None:
+        engine.check()  # before anything else: a missing tool must leave everything untouched
+        assert stack.project and stack.region  # config validation guarantees both for gcp stacks
+        self.stack, self.root, self.engine = stack, root, engine
+        self.policy = policy or RetryPolicy()
+        self.progress = progress or (lambda line: print(line, file=sys.stderr))
+        project, region = stack.project, stack.region
+        self.run = CloudRunServices(services, revisions, project, region, self.policy)
+        self.jobs = CloudRunJobs(jobs, executions, project, region, self.policy, poll_s=poll_s)
+        self.secrets = SecretManager(secrets, project, self.policy)
+        self.builds = Builds(
+            builds, registry, storage, project, region, stack.gcp.repository, self.policy, self.progress, poll_s=poll_s
+        )
+        bucket = stack.gcp.state_bucket or f"{project}-deployctl"
+        self.state_location = f"gs://{bucket}/deployctl/{stack.name}/"
+        self.ledger = GcsLedger(storage, bucket, stack.name, self.policy, root=root)
+        self.lock = GcsLock(storage, bucket, stack.name, self.policy, stale_after_s=stale_lock_s)
+
+    # -- read-only --------------------------------------------------------------------------------
+    def source_hash(self, service: str) -> str:
+        return source_hash(self.root / self.stack.services[service].source)
+
+    def find_artifact(self, service: str, source_hash: str) -> Artifact | None:
+        return self.builds.find(service, source_hash)
+
+    def current_secret_versions(self) -> dict[str, str | None]:
+        return {name: self.secrets.latest(name) for name in self.stack.secrets}
+
+    def traffic(self, service: str) -> list[Split]:
+        return self.run.traffic(service)
+
+    def revision_healthy(self, service: str, revision: str) -> bool:
+        info = self.run.revision(service, revision)
+        return bool(info and info.ready)
+
+    def service_url(self, service: str) -> str:
+        svc = self.run.get(service)
+        return str(svc.uri) if svc is not None and svc.uri else f"(the {service} URL, once it is created)"
+
+    def migration_head(self) -> str | None:
+        return None  # the database is reachable only from inside Cloud Run; the migrate job logs its head
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "project": str(self.stack.project),
+            "region": str(self.stack.region),
+            "state": self.state_location,
+            **{f"url {svc}": self.service_url(svc) for svc in self.stack.services},
+        }
+
+    # -- secrets ------------------------------------------------------------------------------------
+    def ensure_secrets(self) -> dict[str, str]:
+        versions: dict[str, str] = {}
+        for name, secret in self.stack.secrets.items():
+            if not self.secrets.exists(name):
+                self.secrets.create(name, {"managed-by": "deployctl", "stack": self.stack.name})
+            latest = self.secrets.latest(name)
+            if secret.source == "generated" and latest is None:
+                latest = self.secrets.add(name, pysecrets.token_urlsafe(secret.bytes))
+            if secret.source == "provided" and latest is None:
+                raise PreconditionError(
+                    f"secret {name} has no value yet",
+                    f"Set it: deployctl secrets set {self.stack.name} {name} < file-with-the-value",
+                )
+            if latest is not None:
+                versions[name] = latest
+        for name, secret in self.stack.secrets.items():
+            if secret.source == "composed":
+                versions[name] = self._compose(name, versions)
+        return versions
+
+    def _compose(self, name: str, versions: dict[str, str]) -> str:
+        template = self.stack.secrets[name].template or ""
+        facts = self._db_facts()
+        values = {
+            ref: facts[ref] if ref in facts else self.secrets.value(ref, versions[ref])
+            for ref in self.stack.secrets[name].references()
+        }
+        value = template.format(**values)
+        latest = self.secrets.latest(name)
+        if latest is not None and self.secrets.value(name, latest) == value:
+            return latest
+        return self.secrets.add(name, value)
+
+    def _db_facts(self) -> dict[str, str]:
+        db = self.stack.database
+        connection = str(
+            self.engine.outputs().get("db_connection")
+            or f"{self.stack.project}:{self.stack.region}:{self.stack.name}-db"
+        )
+        return {
+            "db_user": db.user if db else "",
+            "db_name": db.name if db else "",
+            "db_connection": connection,
+            "db_socket": f"/cloudsql/{connection}",
+            "db_host": f"/cloudsql/{connection}",
+            "db_port": "5432",
+        }
+
+    def add_secret_version(self, name: str, value: str | None) -> str:
+        if value is None:
+            value = pysecrets.token_urlsafe(self.stack.secrets[name].bytes)
+        return self.secrets.add(name, value)
+
+    def disable_secret_versions(self, name: str, keep: Iterable[str]) -> list[str]:
+        """Disable old versions after the drain period, sparing any that a serving or tagged revision uses."""
+        time.sleep(self.stack.rollout.drain_s)  # requests in flight on the old revision finish first
+        spared = set(keep) | self._referenced(name)
+        disabled = []
+        for version in self.secrets.enabled_versions(name):
+            if version not in spared:
+                self.secrets.disable(name, version)
+                disabled.append(version)
+        return disabled
+
+    def _referenced(self, secret: str) -> set[str]:
+        used = set()
+        for service in self.stack.services:
+            for split in self.run.traffic(service):
+                if split.percent == 0 and not split.tag:
+                    continue
+                info = self.run.revision(service, split.revision)
+                used |= {v for s, v in (info.secret_env.values() if info else []) if s == secret}
+        return used
+
+    # -- infrastructure and jobs --------------------------------------------------------------------
+    def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
+        images = {svc: a.ref for svc, a in artifacts.items()}
+        revisions = {svc: self._revision_name(svc, a.ref, secret_versions) for svc, a in artifacts.items()}
+        self.engine.up(self._release(images, secret_versions, revisions))
+
+    def _release(self, images: dict[str, str], versions: dict[str, str], revisions: dict[str, str]) -> Release:
+        traffic = {}
+        for svc in self.stack.services:
+            live = [s for s in self.run.traffic(svc) if s.percent > 0]
+            if live:
+                traffic[svc] = [TrafficTarget(revision=s.revision, percent=s.percent, tag=s.tag) for s in live]
+        return Release(images=images, secret_versions=versions, revisions=revisions, traffic=traffic)
+
+    def _revision_name(self, service: str, image: str, versions: dict[str, str]) -> str:
+        used = self.stack.services[service].secrets.values()
+        data = {
+            "image": image,
+            "secrets": {name: versions.get(name) for name in sorted(used)},
+            "settings": self.stack.services[service].model_dump(mode="json"),
+        }
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{service}-{digest}"
+
+    def run_job(
+        self, name: str, job: Job, artifact: Artifact, secret_versions: dict[str, str], release_id: str
+    ) -> JobRun:
+        job_id = f"{self.stack.job_service(job)}-{name}"
+        if not job.blocking:
+            return self.jobs.run(job_id, artifact.ref, release_id, deadline_s=0)
+        deadline = job.timeout_s * (job.retries + 1) + 120
+        return self.jobs.run(job_id, artifact.ref, release_id, deadline_s=deadline)
+
+    # -- revisions and traffic ----------------------------------------------------------------------
+    def deploy(self, service: str, artifact: Artifact, secret_versions: dict[str, str], release_id: str) -> Revision:
+        svc = self.stack.services[service]
+        secret_env = {env: (secret, secret_versions[secret]) for env, secret in svc.secrets.items()}
+        name = self._revision_name(service, artifact.ref, secret_versions)
+        spec = Spec(name, artifact.ref, secret_env, {"deployctl-release": release_id.lower()})
+        info = self.run.deploy(service, spec)
+        url = self.run.tag_url(service, CANDIDATE_TAG) or self.service_url(service)
+        return Revision(service, info.name, url, artifact.ref, dict(secret_versions))
+
+    def set_traffic(self, service: str, splits: list[Split]) -> None:
+        self.run.set_traffic(service, splits)
+        self._record_live()
+
+    def _record_live(self) -> None:
+        images, revisions, versions = {}, {}, {}
+        for svc in self.stack.services:
+            service = self.run.get(svc)
+            if service is None:
+                continue
+            revisions[svc] = str(service.template.revision)
+            info = self.run.revision(svc, revisions[svc])
+            if info is not None:
+                images[svc] = info.image
+                versions.update({secret: version for secret, version in info.secret_env.values()})
+        self.engine.record(self._release(images, versions, revisions))
+
+    def ensure_revision(self, service: str, revision: str) -> Revision:
+        info = self.run.revision(service, revision)
+        if info is None:
+            raise DeployctlError(
+                f"revision {revision} of {service} no longer exists in Cloud Run",
+                f"Pick a newer release from `deployctl releases {self.stack.name}`.",
+            )
+        if not info.ready:
+            raise DeployctlError(f"revision {revision} cannot serve: {info.message}", "Pick another release.")
+        versions = {secret: version for secret, version in info.secret_env.values()}
+        return Revision(service, revision, self.service_url(service), info.image, versions)
+
+    def discard(self, service: str, revision: str) -> None:
+        self.run.drop_tags(service, {revision})
+
+    def retire(self, service: str, keep: list[str]) -> None:
+        serving = {s.revision for s in self.run.traffic(service) if s.percent}
+        stale = {s.revision for s in self.run.traffic(service) if s.tag and s.tag != CANDIDATE_TAG}
+        self.run.drop_tags(service, stale - set(keep) - serving)
+
+    # -- CLI helpers ---------------------------------------------------------------------------------
+    def build(self, service: str, source_hash: str) -> Artifact:
+        svc = self.stack.services[service]
+        return self.builds.build(service, source_hash, self.root / svc.source, svc.dockerfile)
+
+
+def open_target(stack: Stack, root: Path) -> GcpTarget:
+    """The production target: the pulumi CLI and Google credentials are checked before any client exists."""
+    engine = PulumiEngine(stack.name, root)
+    engine.check()
+    try:
+        import google.auth
+
+        credentials, _ = google.auth.default()
+    except Exception as exc:
+        error = translate(exc, "Google Cloud credentials")
+        raise PreconditionError(error.message, CREDENTIALS_HINT) from None
+    from google.cloud import (
+        artifactregistry_v1,
+        run_v2,
+        secretmanager_v1,
+        storage,  # type: ignore[attr-defined]
+    )
+    from google.cloud.devtools import cloudbuild_v1
+
+    options = {"api_endpoint": f"{stack.region}-run.googleapis.com"}
+    return GcpTarget(
+        stack,
+        root,
+        engine=engine,
+        services=run_v2.ServicesClient(credentials=credentials, client_options=options),
+        revisions=run_v2.RevisionsClient(credentials=credentials, client_options=options),
+        jobs=run_v2.JobsClient(credentials=credentials, client_options=options),
+        executions=run_v2.ExecutionsClient(credentials=credentials, client_options=options),
+        secrets=secretmanager_v1.SecretManagerServiceClient(credentials=credentials),
+        storage=storage.Client(project=stack.project, credentials=credentials),
+        builds=cloudbuild_v1.CloudBuildClient(credentials=credentials),
+        registry=artifactregistry_v1.ArtifactRegistryClient(credentials=credentials),
+    )
