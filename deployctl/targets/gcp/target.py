@@ -277,13 +277,9 @@ def open_target(stack: Stack, root: Path) -> GcpTarget:
     except Exception as exc:
         error = translate(exc, "Google Cloud credentials")
         raise PreconditionError(error.message, CREDENTIALS_HINT) from None
-    from google.cloud import (
-        artifactregistry_v1,
-        run_v2,
-        secretmanager_v1,
-        storage,  # type: ignore[attr-defined]
-    )
+    from google.cloud import artifactregistry_v1, run_v2, secretmanager_v1
     from google.cloud.devtools import cloudbuild_v1
+    from google.cloud.storage import Client as StorageClient  # type: ignore[import-untyped]
 
     options = {"api_endpoint": f"{stack.region}-run.googleapis.com"}
     return GcpTarget(
@@ -295,7 +291,7 @@ def open_target(stack: Stack, root: Path) -> GcpTarget:
         jobs=run_v2.JobsClient(credentials=credentials, client_options=options),
         executions=run_v2.ExecutionsClient(credentials=credentials, client_options=options),
         secrets=secretmanager_v1.SecretManagerServiceClient(credentials=credentials),
-        storage=storage.Client(project=stack.project, credentials=credentials),
+        storage=StorageClient(project=stack.project, credentials=credentials),
         builds=cloudbuild_v1.CloudBuildClient(credentials=credentials),
         registry=artifactregistry_v1.ArtifactRegistryClient(credentials=credentials),
     )
