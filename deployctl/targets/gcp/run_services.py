@@ -117,7 +117,7 @@ class CloudRunServices:
             )
         svc = self.require(service)
         serving = [s for s in _statuses(svc) if s.percent > 0]
-        traffic = [Split(s.revision, s.percent, s.tag) for s in serving if s.tag != CANDIDATE_TAG]
+        traffic = [Split(s.revision, s.percent, None if s.tag == CANDIDATE_TAG else s.tag) for s in serving]
         traffic.append(Split(spec.revision, 0, CANDIDATE_TAG))
         if existing is None:
             _apply_spec(svc.template, spec)

@@ -1,0 +1,82 @@
+"""A fake infrastructure engine: applies ``deployctl:release`` to the fake Cloud Run the way the Pulumi
+program does (service template named by ``release.revisions`` with pinned secrets, traffic as written or
+100 % to the template on a new service; jobs pointed at the job service's image).
+
+It stands in for running infra/ under Pulumi mocks until deployctl/targets/gcp/synth.py exists; every
+``up`` and ``record`` is kept so tests can assert what deployctl wrote to the stack config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drongo import get_backend
+from google.cloud import run_v2
+
+from deployctl.config import Release, Stack
+from tests.fakes.cloudrun import FakeRunServices
+
+_REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+
+
+class FakeEngine:
+    def __init__(self, stack: Stack, run: FakeRunServices) -> None:
+        self.stack = stack
+        self.run = run
+        self.ups: list[Release] = []
+        self.records: list[Release] = []
+        self.parent = f"projects/{stack.project}/locations/{stack.region}"
+
+    def check(self) -> None:
+        pass
+
+    def outputs(self) -> dict[str, Any]:
+        return {"db_connection": f"{self.stack.project}:{self.stack.region}:{self.stack.name}-db"}
+
+    def refresh(self) -> None:
+        pass
+
+    def record(self, release: Release) -> None:
+        self.records.append(release)
+
+    def up(self, release: Release) -> dict[str, Any]:
+        self.ups.append(release)
+        for svc, config in self.stack.services.items():
+            image = release.images.get(svc)
+            if not image:
+                continue
+            env = [
+                run_v2.EnvVar(
+                    name=var,
+                    value_source=run_v2.EnvVarSource(
+                        secret_key_ref=run_v2.SecretKeySelector(secret=secret, version=release.secret_versions[secret])
+                    ),
+                )
+                for var, secret in sorted(config.secrets.items())
+            ]
+            template = run_v2.RevisionTemplate(
+                revision=release.revisions[svc], containers=[run_v2.Container(image=image, env=env)]
+            )
+            targets = release.traffic.get(svc) or []
+            traffic = [
+                run_v2.TrafficTarget(type_=_REVISION, revision=t.revision, percent=t.percent, tag=t.tag or "")
+                for t in targets
+            ] or [run_v2.TrafficTarget(type_=_REVISION, revision=release.revisions[svc], percent=100)]
+            self.run.apply(f"{self.parent}/services/{svc}", template, traffic)
+        self._jobs(release)
+        return self.outputs()
+
+    def _jobs(self, release: Release) -> None:
+        backend = get_backend("cloudrun")[str(self.stack.project)]
+        for name in ("migrate", "init"):
+            job = getattr(self.stack.jobs, name)
+            image = release.images.get(self.stack.job_service(job)) if job else None
+            if not image:
+                continue
+            job_id = f"{self.stack.job_service(job)}-{name}"
+            spec = {"template": {"template": {"containers": [{"image": image, "command": job.command}]}}}
+            full = f"{self.parent}/jobs/{job_id}"
+            if full in backend.jobs:
+                backend.jobs[full].spec.update(spec)
+            else:
+                backend.create_job(self.parent, job_id, spec)

@@ -1,0 +1,114 @@
+"""The fake Google Cloud a GcpTarget runs against: drongo (Secret Manager, Cloud Run Jobs, GCS, extended by
+tests/fakes/drongo_ext.py), a gRPC fake of Cloud Run Services and the HTTP server its revisions answer on,
+and a fake engine that applies the release the way the Pulumi program would. Clients are the real Google
+libraries; only their endpoints differ."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from drongo import mock_gcp
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import run_v2, secretmanager_v1, storage
+from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcTransport
+from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
+
+from deployctl.config import load
+from deployctl.pipeline.run import Options, QuietReporter
+from deployctl.targets.gcp.retry import RetryPolicy
+from deployctl.targets.gcp.target import GcpTarget
+from tests.fakes import drongo_ext
+from tests.fakes.cloudrun import FakeRunServices, RevisionHttp
+from tests.fakes.engine import FakeEngine
+from tests.fakes.grpcfake import GrpcFake
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "europe-central2-docker.pkg.dev/example-staging/deployctl/api@sha256:" + "a" * 64
+IMAGE2 = "europe-central2-docker.pkg.dev/example-staging/deployctl/api@sha256:" + "b" * 64
+IMAGE3 = "europe-central2-docker.pkg.dev/example-staging/deployctl/api@sha256:" + "c" * 64
+SERVICE = "projects/example-staging/locations/europe-central2/services/api"
+FAST = RetryPolicy(deadline_s=1.5, initial_s=0.01, maximum_s=0.05, call_timeout_s=5)
+
+
+@dataclass
+class Cloud:
+    root: Path
+    grpc: GrpcFake
+    http: RevisionHttp
+    run: FakeRunServices
+    storage: storage.Client
+
+    def target(self, stack: str = "staging", policy: RetryPolicy = FAST, engine: object = None) -> GcpTarget:
+        config = load(stack, self.root)
+        config = config.model_copy(update={"rollout": config.rollout.model_copy(update={"drain_s": 0.0})})
+        channel = self.grpc.channel()
+        return GcpTarget(
+            config,
+            self.root,
+            engine=engine or FakeEngine(config, self.run),  # type: ignore[arg-type]
+            services=run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel)),
+            revisions=run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel)),
+            jobs=run_v2.JobsClient(credentials=AnonymousCredentials()),
+            executions=run_v2.ExecutionsClient(credentials=AnonymousCredentials()),
+            secrets=secretmanager_v1.SecretManagerServiceClient(credentials=AnonymousCredentials()),
+            storage=self.storage,
+            builds=None,
+            registry=None,
+            policy=policy,
+            progress=lambda line: None,
+            poll_s=0.01,
+        )
+
+    def options(self, image: str = IMAGE, **kw: object) -> Options:
+        return Options(command="deployctl up staging", image=image, root=self.root, lock_timeout_s=2, **kw)  # type: ignore[arg-type]
+
+    def mutations(self) -> list[tuple[str, str]]:
+        """Every change that reached the fake cloud (Cloud Run Services over gRPC, the rest over drongo)."""
+        return self.grpc.mutations() + drongo_ext.RECORDER.calls
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[Cloud]:
+    root = tmp_path / "repo"
+    (root / "stacks").mkdir(parents=True)
+    for name in ("staging", "production"):
+        shutil.copy(REPO / "stacks" / f"Pulumi.{name}.yaml", root / "stacks")
+    (root / "app").mkdir()
+    (root / "app" / "main.py").write_text("print('hello')\n")
+    drongo_ext.install()
+    drongo_ext.reset()
+    fake, http = GrpcFake(), RevisionHttp()
+    run = FakeRunServices(fake, http)
+    fake.start()
+    try:
+        with mock_gcp():
+            client = storage.Client(project="example-staging", credentials=AnonymousCredentials())
+            client.create_bucket("example-staging-deployctl")
+            client.create_bucket("example-production-deployctl")
+            drongo_ext.RECORDER.calls.clear()
+            yield Cloud(root, fake, http, run, client)
+    finally:
+        fake.stop()
+        http.stop()
+
+
+@pytest.fixture
+def reporter() -> QuietReporter:
+    return QuietReporter()
+
+
+def git(root: Path, *args: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(["git", *args], cwd=root, env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()

@@ -1,0 +1,86 @@
+"""End to end on the fake cloud: the lead's orchestrator drives a GcpTarget."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployctl.errors import StageFailed
+from deployctl.pipeline import orchestrator, rollback
+from tests.fakes import drongo_ext
+from tests.gcp.conftest import IMAGE, IMAGE2, IMAGE3, SERVICE, Cloud
+
+
+def _up(cloud: Cloud, reporter, image: str = IMAGE, **kw):
+    return orchestrator.release(cloud.target(), cloud.options(image, **kw), reporter)
+
+
+def test_up_staging_happy_path(cloud: Cloud, reporter) -> None:
+    record = _up(cloud, reporter)
+    assert record.outcome == "succeeded"
+    revision = record.revisions["api"]
+    assert cloud.run.serving(SERVICE) == {revision: 100}
+    served = cloud.run.revisions[f"{SERVICE}/revisions/{revision}"]
+    assert served.containers[0].image == IMAGE
+    pinned = {e.name: e.value_source.secret_key_ref.version for e in served.containers[0].env}
+    assert pinned == {"DATABASE_URL": "1", "SECRET_KEY": "1"}  # numbers, never "latest"
+    ledger = cloud.target().ledger
+    assert [r.id for r in ledger.history()] == [record.id]
+    assert ledger.get(record.id).artifacts == {"api": IMAGE}
+    assert ("api-migrate", True) in [
+        (k.rsplit("/", 1)[-1].rsplit("-", 1)[0], not v) for k, v in drongo_ext.JOBS.failed.items()
+    ]
+    assert cloud.target().lock.holder() is None
+
+
+def test_rerun_without_change_is_a_noop(cloud: Cloud, reporter) -> None:
+    first = _up(cloud, reporter)
+    before = len(cloud.mutations())
+    again = _up(cloud, reporter)
+    assert again.outcome == "noop"
+    assert cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
+    lock_writes = [c for c in cloud.mutations()[before:] if "lock.json" in c[1] or c[0] == "upload_object"]
+    assert len(cloud.mutations()) - before == len(lock_writes)  # only the lock was touched
+
+
+def test_smoke_failure_never_serves_the_candidate(cloud: Cloud, reporter) -> None:
+    first = _up(cloud, reporter)
+    cloud.run.behaviours[IMAGE2] = lambda path, rev: (500, "boom") if path == "/health" else (200, "ok")
+    with pytest.raises(StageFailed) as failed:
+        _up(cloud, reporter, IMAGE2)
+    assert failed.value.stage == "smoke", failed.value.message
+    assert cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
+    assert "candidate" not in cloud.run.tags(SERVICE)
+    served_by = {rev for rev, path in cloud.http.hits if path == "/health"}
+    assert len(served_by) == 2  # the candidate was hit only through its tag URL
+    assert cloud.target().ledger.history()[0].outcome == "failed"
+
+
+def test_migration_failure_deploys_nothing(cloud: Cloud, reporter) -> None:
+    first = _up(cloud, reporter)
+    drongo_ext.JOBS.outcomes["api-migrate"] = [False]
+    hits = len(cloud.http.hits)
+    with pytest.raises(StageFailed) as failed:
+        _up(cloud, reporter, IMAGE2)
+    assert failed.value.stage == "migrate"
+    assert cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
+    assert "candidate" not in cloud.run.tags(SERVICE) or cloud.run.tags(SERVICE)["candidate"] == first.revisions["api"]
+    assert len(cloud.http.hits) == hits  # no smoke check ran: nothing was deployed to check
+    assert "console.cloud.google.com" in (failed.value.hint or "")
+
+
+def test_rollback_to_previous_and_to_a_chosen_release(cloud: Cloud, reporter) -> None:
+    r1 = _up(cloud, reporter)
+    r2 = _up(cloud, reporter, IMAGE2)
+    r3 = _up(cloud, reporter, IMAGE3)
+    assert cloud.run.serving(SERVICE) == {r3.revisions["api"]: 100}
+    ups = len(cloud.target().engine.ups) if hasattr(cloud.target().engine, "ups") else 0
+    before = len(cloud.grpc.mutations())
+    back = rollback.rollback(cloud.target(), None, cloud.options(None), reporter)
+    assert cloud.run.serving(SERVICE) == {r2.revisions["api"]: 100}
+    assert back.kind == "rollback"
+    assert len(cloud.grpc.mutations()) - before == 1  # exactly one traffic update, no build, no pulumi up
+    before = len(cloud.grpc.mutations())
+    rollback.rollback(cloud.target(), r1.id, cloud.options(None), reporter)
+    assert cloud.run.serving(SERVICE) == {r1.revisions["api"]: 100}
+    assert len(cloud.grpc.mutations()) - before == 1
+    assert ups == 0
