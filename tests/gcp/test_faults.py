@@ -1,0 +1,69 @@
+"""Transient failures, ordering of deploys, and missing tools, end to end on the fake cloud."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployctl.errors import EXIT_PRECONDITION, DeployctlError, PreconditionError
+from deployctl.pipeline import orchestrator
+from deployctl.targets.gcp.engine import PulumiEngine
+from deployctl.targets.gcp.retry import RetryPolicy
+from tests.gcp.conftest import IMAGE, IMAGE2, SERVICE, Cloud, git
+
+
+def test_503_burst_shorter_than_the_deadline_succeeds(cloud: Cloud, reporter) -> None:
+    first = orchestrator.release(cloud.target(), cloud.options(IMAGE), reporter)
+    before = len(cloud.grpc.mutations())
+    cloud.grpc.faults.burst("UpdateService", "unavailable", 3)
+    cloud.grpc.faults.add("UpdateService", "exhausted", "lost")
+    second = orchestrator.release(cloud.target(), cloud.options(IMAGE2), reporter)
+    assert second.outcome == "succeeded"
+    assert cloud.run.serving(SERVICE) == {second.revisions["api"]: 100}
+    assert second.revisions["api"] != first.revisions["api"]
+    # the lost update was re-read, not sent again: one tag update and one traffic update got through
+    assert [c[0] for c in cloud.grpc.mutations()[before:]] == ["UpdateService", "UpdateService"]
+
+
+def test_503_burst_longer_than_the_deadline_fails_with_traffic_unchanged(cloud: Cloud, reporter) -> None:
+    first = orchestrator.release(cloud.target(), cloud.options(IMAGE), reporter)
+    short = RetryPolicy(deadline_s=0.3, initial_s=0.02, maximum_s=0.05, call_timeout_s=2)
+    cloud.grpc.faults.burst("UpdateService", "unavailable", 1000)
+    with pytest.raises(DeployctlError) as failed:
+        orchestrator.release(cloud.target(policy=short), cloud.options(IMAGE2), reporter)
+    cloud.grpc.faults.clear()
+    assert "kept failing" in failed.value.message
+    assert cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
+    assert cloud.target().lock.holder() is None  # released on the way out
+    assert cloud.target().ledger.history()[0].outcome == "failed"
+
+
+def test_older_commit_is_refused_after_a_newer_one(cloud: Cloud, reporter) -> None:
+    git(cloud.root, "init", "-q")
+    git(cloud.root, "add", "-A")
+    git(cloud.root, "commit", "-q", "-m", "one")
+    old = git(cloud.root, "rev-parse", "HEAD")
+    (cloud.root / "app" / "main.py").write_text("print('two')\n")
+    git(cloud.root, "commit", "-q", "-am", "two")
+    new = git(cloud.root, "rev-parse", "HEAD")
+    orchestrator.release(cloud.target(), cloud.options(IMAGE2, git_sha=new), reporter)
+    with pytest.raises(DeployctlError) as refused:
+        orchestrator.release(cloud.target(), cloud.options(IMAGE, git_sha=old, force=True), reporter)
+    assert "older than the serving release r0001" in refused.value.message
+    assert "deployctl rollback staging --to" in (refused.value.hint or "")
+    assert set(cloud.run.serving(SERVICE).values()) == {100}
+    assert (
+        cloud.run.revisions[f"{SERVICE}/revisions/{next(iter(cloud.run.serving(SERVICE)))}"].containers[0].image
+        == IMAGE2
+    )
+
+
+def test_missing_pulumi_cli_changes_nothing(cloud: Cloud, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "no-pulumi"))
+    with pytest.raises(PreconditionError) as missing:
+        cloud.target(engine=PulumiEngine("staging", cloud.root))
+    assert missing.value.exit_code == EXIT_PRECONDITION
+    assert "curl -fsSL https://get.pulumi.com | sh" in (missing.value.hint or "")
+    assert cloud.mutations() == []
