@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 from drongo import mock_gcp
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import run_v2, secretmanager_v1, storage
+from google.cloud import artifactregistry_v1, run_v2, secretmanager_v1, storage
+from google.cloud.artifactregistry_v1.services.artifact_registry.transports import ArtifactRegistryGrpcTransport
+from google.cloud.devtools import cloudbuild_v1
+from google.cloud.devtools.cloudbuild_v1.services.cloud_build.transports import CloudBuildGrpcTransport
 from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcTransport
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 
@@ -23,6 +26,7 @@ from deployctl.pipeline.run import Options, QuietReporter
 from deployctl.targets.gcp.retry import RetryPolicy
 from deployctl.targets.gcp.target import GcpTarget
 from tests.fakes import drongo_ext
+from tests.fakes.builds import FakeCloudBuild, FakeRegistry
 from tests.fakes.cloudrun import FakeRunServices, RevisionHttp
 from tests.fakes.engine import FakeEngine
 from tests.fakes.grpcfake import GrpcFake
@@ -42,6 +46,8 @@ class Cloud:
     http: RevisionHttp
     run: FakeRunServices
     storage: storage.Client
+    registry: FakeRegistry
+    cloudbuild: FakeCloudBuild
 
     def target(self, stack: str = "staging", policy: RetryPolicy = FAST, engine: object = None) -> GcpTarget:
         config = load(stack, self.root)
@@ -57,8 +63,10 @@ class Cloud:
             executions=run_v2.ExecutionsClient(credentials=AnonymousCredentials()),
             secrets=secretmanager_v1.SecretManagerServiceClient(credentials=AnonymousCredentials()),
             storage=self.storage,
-            builds=None,
-            registry=None,
+            builds=cloudbuild_v1.CloudBuildClient(transport=CloudBuildGrpcTransport(channel=channel)),
+            registry=artifactregistry_v1.ArtifactRegistryClient(
+                transport=ArtifactRegistryGrpcTransport(channel=channel)
+            ),
             policy=policy,
             progress=lambda line: None,
             poll_s=0.01,
@@ -84,14 +92,17 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     drongo_ext.reset()
     fake, http = GrpcFake(), RevisionHttp()
     run = FakeRunServices(fake, http)
+    registry = FakeRegistry(fake, "example-staging", "europe-central2", "deployctl")
+    cloudbuild = FakeCloudBuild(fake, registry)
     fake.start()
     try:
         with mock_gcp():
             client = storage.Client(project="example-staging", credentials=AnonymousCredentials())
             client.create_bucket("example-staging-deployctl")
             client.create_bucket("example-production-deployctl")
+            client.create_bucket("example-staging_cloudbuild")
             drongo_ext.RECORDER.calls.clear()
-            yield Cloud(root, fake, http, run, client)
+            yield Cloud(root, fake, http, run, client, registry, cloudbuild)
     finally:
         fake.stop()
         http.stop()

@@ -84,3 +84,27 @@ def test_rollback_to_previous_and_to_a_chosen_release(cloud: Cloud, reporter) ->
     assert cloud.run.serving(SERVICE) == {r1.revisions["api"]: 100}
     assert len(cloud.grpc.mutations()) - before == 1
     assert ups == 0
+
+
+def test_build_once_per_source_then_reuse_the_digest(cloud: Cloud, reporter) -> None:
+    (cloud.root / "app" / ".gcloudignore").write_text("*.log\n")
+    (cloud.root / "app" / "debug.log").write_text("noise")
+    target = cloud.target()
+    before = target.source_hash("api")
+    (cloud.root / "app" / "debug.log").write_text("other noise")  # ignored: same source hash
+    assert target.source_hash("api") == before
+    first = orchestrator.release(target, cloud.options(None), reporter)
+    image = first.artifacts["api"]
+    assert "@sha256:" in image and image.startswith("europe-central2-docker.pkg.dev/example-staging/deployctl/api")
+    assert len(cloud.cloudbuild.builds) == 1
+    uploaded = [c for c in drongo_ext.RECORDER.calls if c[0] == "upload_object"]
+    assert uploaded
+    (cloud.root / "app" / "main.py").write_text("print('changed')\n")
+    second = orchestrator.release(cloud.target(), cloud.options(None), reporter)
+    assert len(cloud.cloudbuild.builds) == 2 and second.artifacts["api"] != image
+    third = rollback.rollback(cloud.target(), first.id, cloud.options(None), reporter)
+    assert third.outcome == "succeeded"
+    (cloud.root / "app" / "main.py").write_text("print('hello')\n")  # back to the first source
+    again = orchestrator.release(cloud.target(), cloud.options(None), reporter)
+    assert len(cloud.cloudbuild.builds) == 2  # the registry already had this source's image
+    assert again.outcome in ("noop", "succeeded") and cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
