@@ -224,6 +224,9 @@ class GcpTarget:
         return Revision(service, info.name, url, artifact.ref, dict(secret_versions))
 
     def set_traffic(self, service: str, splits: list[Split]) -> None:
+        live = {s.revision for s in self.run.traffic(service) if s.percent}
+        if sum(s.percent for s in splits) < 100 and live == {s.revision for s in splits}:
+            return  # a first release: Cloud Run already gives the only revision 100 %, there is no "previous"
         self.run.set_traffic(service, splits)
         self._record_live()
 
