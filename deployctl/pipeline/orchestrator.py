@@ -75,7 +75,7 @@ def release(target: Target, options: Options, reporter: Reporter) -> ReleaseReco
         try:
             return _stages(run, options)
         except StageFailed as exc:
-            _fail(run, exc)
+            explain_failure(run, exc)
             raise
 
 
@@ -240,18 +240,18 @@ def retire_old(target: Target, record: ReleaseRecord) -> None:
         target.retire(svc, keep[:keep_n])
 
 
-def _fail(run: Run, exc: StageFailed) -> None:
+def explain_failure(run: Run, exc: StageFailed) -> None:
+    """Record the failure, then say where traffic is and which command recovers."""
     serving = runmod.serving_revisions(run.target)
     where = runmod.where_traffic_is(run.target, serving)
     rolled_back = "rolled back automatically" in exc.message
-    outcome = "rolled_back" if rolled_back else "failed"
-    run.finish(outcome, f"failed at {exc.stage}: {exc.message}")
+    run.finish("rolled_back" if rolled_back else "failed", f"failed at {exc.stage}: {exc.message}")
     stack = run.target.stack.name
-    exc.message = f"release {run.record.id} failed at {exc.stage}: {exc.message}. {where}"
-    retry = f"Fix the cause and run `deployctl up {stack}` again"
-    exc.hint = (exc.hint + " " if exc.hint else "") + (
-        f"{retry}, or `deployctl rollback {stack}` to go back further." if serving else f"{retry}."
-    )
+    kind = {"release": "release", "rotate": "rotation", "rollback": "rollback"}[run.record.kind]
+    exc.message = f"{kind} {run.record.id} failed at {exc.stage}: {exc.message}. {where}"
+    retry = f"Fix the cause and run `{run.record.command}` again"
+    hint = exc.hint.rstrip(".") + ". " if exc.hint else ""
+    exc.hint = hint + (f"{retry}, or `deployctl rollback {stack}` to go back further." if serving else f"{retry}.")
 
 
 def _noop(serving: ReleaseRecord) -> ReleaseRecord:

@@ -48,9 +48,10 @@ def rotate(target: Target, name: str, value: str | None, options: Options, repor
         artifacts = {svc: Artifact(svc, serving.source_hash or "", ref, "") for svc, ref in serving.artifacts.items()}
         try:
             candidates = _roll(run, artifacts, versions, changed)
-        except StageFailed:
+        except StageFailed as exc:
             _revert(target, artifacts, changed, old)
-            run.finish("failed", f"rotation of {name} failed; the old versions serve")
+            orchestrator.explain_failure(run, exc)
+            exc.message += f" The new {name} version was disabled; the old versions serve."
             raise
         run.record.revisions = {**serving.revisions, **{svc: rev.name for svc, rev in candidates.items()}}
         run.record.artifacts, run.record.source_hash = serving.artifacts, serving.source_hash

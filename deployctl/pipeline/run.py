@@ -83,7 +83,9 @@ class Run:
             value, detail = body()
         except DeployctlError as exc:
             self._finish(StageResult(name, "failed", time.monotonic() - start, exc.message))
-            raise StageFailed(name, exc.message, exc.hint) from exc
+            failed = StageFailed(name, exc.message, exc.hint)
+            failed.exit_code = exc.exit_code  # a missing tool or value stays a precondition error (5)
+            raise failed from exc
         self._finish(StageResult(name, status, time.monotonic() - start, detail))
         return value
 

@@ -9,6 +9,7 @@ The app role owns its database; extensions are created by the superuser, as a Cl
 from __future__ import annotations
 
 import contextlib
+import logging
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -122,6 +123,10 @@ class LocalDatabase:
 
 
 def _pgserver() -> Any:
+    # pgserver logs whole command lines and outputs at ERROR; deployctl reports failures itself
+    log = logging.getLogger("pgserver")
+    log.addHandler(logging.NullHandler())
+    log.propagate = False
     try:
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, root)
             warnings.simplefilter("ignore")

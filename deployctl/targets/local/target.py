@@ -121,6 +121,7 @@ class LocalTarget:
             env["CLOUD_RUN_TASK_ATTEMPT"] = str(attempt - 1)
             log = self.paths.logs / "jobs" / f"{execution}-{attempt}.log"
             ok, message = procs.run_job(job.command, self._artifact_dir(artifact.ref), env, log, job.timeout_s)
+            _redact_file(log, self.secrets.all_values())
             if ok:
                 return JobRun(name, execution, True, attempt, message, str(log))
         safe = redact(message, self.secrets.all_values())
@@ -286,6 +287,17 @@ class LocalTarget:
             shutil.rmtree(self.paths.root, ignore_errors=True)
             done.append(f"deleted {_shown(self.paths.root, self.root)} (database, secrets, ledger)")
         return done
+
+
+def _redact_file(path: Path, values: list[str]) -> None:
+    """Job output is kept as a log; a job that printed a secret must not leave it there."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return
+    clean = redact(text, values)
+    if clean != text:
+        atomic_write(path, clean)
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -1,0 +1,132 @@
+"""End-to-end harness: a throwaway project (the mini app + a local stack on a free port) driven by the
+real `deployctl` as a subprocess. Every test tears its stack down (processes and Postgres) at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "miniapp"
+DEPLOYCTL = [sys.executable, "-m", "deployctl"]
+VARIANT_DEFAULTS: dict[str, Any] = {
+    "VERSION": 1, "STARTUP_STATUS": 200, "DOCS_STATUS": 200, "START_DELAY_S": 0.0,
+    "MIGRATE_EXIT": 0, "MIGRATE_SLEEP_S": 0.0, "MIGRATE_PRINTS_URL": False,
+}
+
+STACK = """\
+config:
+  deployctl:target: local
+  deployctl:local: {{port: {port}}}
+  deployctl:services:
+    api:
+      source: app
+      command: ["python", "-m", "app"]
+      probes: {{startup: {{path: /startup, period_s: 1, failure_threshold: 4}}}}
+      secrets: {{SECRET_KEY: SECRET_KEY, DATABASE_URL: DATABASE_URL{extra_env}}}
+  deployctl:database: {{name: app, user: app, password_secret: DB_PASSWORD}}
+  deployctl:secrets:
+    SECRET_KEY: {{source: generated, bytes: 32}}
+    DB_PASSWORD: {{source: generated, bytes: 24}}
+    DATABASE_URL:
+      source: composed
+      template: "postgresql+psycopg://{{db_user}}:{{DB_PASSWORD}}@/{{db_name}}?host={{db_socket}}"{extra_secrets}
+  deployctl:jobs:
+    migrate: {{command: ["python", "-m", "app.migrate"], retries: 1, timeout_s: {migrate_timeout}}}
+    init: {{command: ["python", "-c", "print('indexes ready')"], blocking: false}}
+  deployctl:smoke:
+    - {{path: /health, body_contains: healthy}}
+    - {{path: /startup}}
+    - {{path: /docs}}
+  deployctl:rollout: {{keep_revisions: 2, drain_s: 0}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Project:
+    def __init__(self, root: Path, cache: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.env = {**os.environ, "DEPLOYCTL_CACHE_DIR": str(cache), "COLUMNS": "200"}
+        self.env.pop("DEPLOYCTL_STATE_DIR", None)
+        shutil.copytree(FIXTURE / "app", root / "app")
+        self.write_stack()
+
+    def write_stack(self, *, api_token: bool = False, migrate_timeout: int = 60) -> None:
+        (self.root / "stacks").mkdir(exist_ok=True)
+        text = STACK.format(
+            port=self.port,
+            extra_env=", API_TOKEN: API_TOKEN" if api_token else "",
+            extra_secrets="\n    API_TOKEN: {source: provided}" if api_token else "",
+            migrate_timeout=migrate_timeout,
+        )
+        (self.root / "stacks" / "Pulumi.local.yaml").write_text(text)
+
+    def variant(self, **values: Any) -> None:
+        merged = {**VARIANT_DEFAULTS, **values}
+        (self.root / "app" / "variant.py").write_text("".join(f"{k} = {v!r}\n" for k, v in merged.items()))
+
+    def run(self, *args: str, rc: int | None = 0, stdin: str | None = None, timeout: float = 120) -> Any:
+        out = subprocess.run([*DEPLOYCTL, *args], cwd=self.root, env=self.env, capture_output=True, text=True,
+                             input=stdin, timeout=timeout)
+        if rc is not None:
+            assert out.returncode == rc, f"exit {out.returncode} != {rc}\nstdout:\n{out.stdout}\nstderr:\n{out.stderr}"
+        return out
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([*DEPLOYCTL, *args], cwd=self.root, env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    @staticmethod
+    def error(out: Any) -> str:
+        """The `Error: …` line (progress lines share stderr with it)."""
+        lines = [ln for ln in out.stderr.splitlines() if ln.startswith("Error: ")]
+        assert lines, out.stderr
+        return str(lines[0])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def serving(self) -> str:
+        """The revision that answers the stable URL (from the router's header and the app itself)."""
+        response = httpx.get(f"{self.url}/health", timeout=5)
+        assert response.status_code == 200, response.text
+        assert response.json()["revision"] == response.headers["x-deployctl-revision"]
+        return str(response.headers["x-deployctl-revision"])
+
+    def ledger(self) -> list[dict[str, Any]]:
+        return list(json.loads(self.run("releases", "local", "--json", "--limit", "100").stdout))
+
+    def status(self) -> dict[str, Any]:
+        return dict(json.loads(self.run("status", "local", "--json").stdout))
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".deployctl" / "local"
+
+
+@pytest.fixture(scope="session")
+def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("deployctl-cache")
+
+
+@pytest.fixture
+def project(tmp_path: Path, venv_cache: Path) -> Any:
+    proj = Project(tmp_path / "proj", venv_cache)
+    proj.variant()
+    yield proj
+    proj.run("down", "local", "--purge", "--yes", rc=None)

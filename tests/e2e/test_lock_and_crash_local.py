@@ -1,0 +1,125 @@
+"""Concurrency and crashes: one deploy at a time, and kill -9 at any point converges on the next run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+from tests.e2e.conftest import Project
+
+
+def _wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def _stage_running(project: Project, stage: str) -> bool:
+    ledger = project.state / "ledger.db"
+    if not ledger.exists():
+        return False
+    import sqlite3
+
+    with sqlite3.connect(ledger) as db:
+        rows = db.execute("SELECT record FROM releases ORDER BY seq DESC LIMIT 1").fetchall()
+    if not rows:
+        return False
+    record = json.loads(rows[0][0])
+    done = [s["name"] for s in record["stages"]]
+    order = ["build", "migrate", "deploy", "smoke", "promote", "init"]
+    return record["outcome"] == "running" and done == order[: order.index(stage)]
+
+
+def test_a_second_up_waits_then_names_the_holder(project: Project) -> None:
+    project.run("up", "local")
+    project.variant(VERSION=2, MIGRATE_SLEEP_S=4)
+    first = project.start("up", "local")
+    _wait_for(lambda: (project.state / "lock.json").exists())
+    holder = json.loads((project.state / "lock.json").read_text())
+    second = project.run("up", "local", "--lock-timeout", "0.5", rc=4)
+    assert project.error(second).startswith(f"Error: stack 'local' is locked: lock {holder['id']} held by pid {first.pid}")
+    assert f"deployctl unlock local --force {holder['id']}" in second.stderr
+    assert first.wait(timeout=60) == 0
+    ids = [r["id"] for r in project.ledger()]
+    assert ids == ["r0002", "r0001"]  # the waiting command never started a release
+
+
+def test_concurrent_ups_never_interleave(project: Project) -> None:
+    project.run("up", "local")
+    project.variant(VERSION=2, MIGRATE_SLEEP_S=1)
+    procs = [project.start("up", "local", "--lock-timeout", "60") for _ in range(2)]
+    results = [p.wait(timeout=120) for p in procs]
+    assert results == [0, 0]
+    records = sorted(project.ledger(), key=lambda r: r["id"])
+    # one released v2, the other found nothing to do once it got the lock (no ledger entry for a no-op)
+    assert [r["outcome"] for r in records] == ["succeeded", "succeeded"]
+    spans = [(r["started"], r["finished"]) for r in records]
+    assert spans[0][1] <= spans[1][0]
+
+
+def test_kill_9_during_migrate_then_rerun_converges(project: Project) -> None:
+    project.run("up", "local")
+    good = project.serving()
+    project.variant(VERSION=2, MIGRATE_SLEEP_S=3)
+    proc = project.start("up", "local")
+    _wait_for(lambda: _stage_running(project, "migrate"))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert project.serving() == good
+    status = project.status()
+    assert status["lock"]["stale"] is True
+    project.variant(VERSION=2)
+    out = project.run("up", "local")
+    assert "recovered a stale deploy lock" in out.stderr
+    assert "release r0002 was interrupted earlier" in out.stderr
+    assert project.serving() != good
+    outcomes = {r["id"]: r["outcome"] for r in project.ledger()}
+    assert outcomes == {"r0003": "succeeded", "r0002": "interrupted", "r0001": "succeeded"}
+    assert project.status()["lock"] is None
+
+
+def test_kill_9_during_deploy_then_rerun_converges(project: Project) -> None:
+    project.run("up", "local")
+    good = project.serving()
+    project.variant(VERSION=2, START_DELAY_S=2.5)
+    proc = project.start("up", "local")
+    _wait_for(lambda: _stage_running(project, "deploy"))
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert project.serving() == good
+    orphan = max((project.state / "revisions").glob("api-00002-*.json"))
+    orphan_pid = json.loads(orphan.read_text())["pid"]
+    project.run("up", "local")
+    new = project.serving()
+    assert new not in (good, orphan.stem)
+    assert json.loads(orphan.read_text())["state"] == "stopped"  # the orphan candidate was cleaned up
+    time.sleep(0.2)
+    alive = subprocess.run(["ps", "-o", "stat=", "-p", str(orphan_pid)], capture_output=True, text=True).stdout
+    assert alive.strip() == "" or alive.startswith("Z")  # gone, or a zombie its (non-reaping) parent keeps
+
+
+def test_unlock_force_breaks_a_live_holders_lock(project: Project) -> None:
+    project.run("up", "local")
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        lock = {"id": "feedbeef", "pid": sleeper.pid, "host": os.uname().nodename, "command": "deployctl up local",
+                "since": time.time(), "heartbeat": time.time(), "pid_started": None}
+        (project.state / "lock.json").write_text(json.dumps(lock))
+        out = project.run("up", "local", "--force", "--lock-timeout", "0", rc=4)
+        assert "held by pid" in out.stderr and str(sleeper.pid) in out.stderr
+        shown = project.run("unlock", "local", rc=1)
+        assert "deployctl unlock local --force feedbeef" in shown.stderr
+        wrong = project.run("unlock", "local", "--force", "00000000", rc=1)
+        assert "held by lock feedbeef, not 00000000" in wrong.stderr
+        project.run("unlock", "local", "--force", "feedbeef")
+        project.run("up", "local", "--force")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
