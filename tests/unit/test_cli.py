@@ -1,0 +1,76 @@
+"""The CLI surface: every command has help, errors are one line plus a hint with a fixed exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from deployctl.cli import COMMANDS, cli, main
+
+
+def _run(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        os.chdir(old)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_loads_and_has_help(name: str) -> None:
+    ctx = click.Context(cli)
+    command = cli.get_command(ctx, name)
+    assert command is not None, name
+    assert command.help and len(command.help.strip()) > 20
+    assert command.get_short_help_str()
+
+
+def test_help_lists_every_command_without_importing_them() -> None:
+    code = "import sys; from deployctl.cli import cli; cli(['--help'])"
+    out = subprocess.run([sys.executable, "-c", code + "\n"], capture_output=True, text=True, check=False)
+    for name in COMMANDS:
+        assert f"  {name} " in out.stdout
+    probe = "import sys, deployctl.cli as c\ntry:\n c.cli(['--help'])\nexcept SystemExit: pass\n" \
+            "heavy=[m for m in sys.modules if m.startswith(('pulumi', 'google', 'rich', 'httpx', 'pydantic'))]\n" \
+            "print('HEAVY:' + ','.join(heavy))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "HEAVY:"
+
+
+def test_unknown_stack_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  deployctl:target: local\n")
+    code, out, err = _run(["status", "prod"], tmp_path, capsys)
+    assert code == 3
+    assert err == "Error: stacks/Pulumi.prod.yaml: no such stack file\nHint: Known stacks: dev.\n"
+
+
+def test_bad_key_is_one_line_with_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text(
+        "config:\n  deployctl:target: local\n  deployctl:services:\n    api: {memroy: 1Gi}\n"
+    )
+    code, out, err = _run(["up", "dev"], tmp_path, capsys)
+    assert code == 3
+    assert err == "Error: stacks/Pulumi.dev.yaml: deployctl:services.api.memroy: unknown key\n" \
+                  "Hint: Did you mean 'memory'?\n"
+    assert not (tmp_path / ".deployctl").exists()  # nothing was touched
+
+
+def test_down_refuses_cloud_stacks(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parents[2]
+    code, _, err = _run(["down", "staging"], root, capsys)
+    assert code in (1, 5)  # 5 when the gcp target cannot open (no credentials/CLI) before the check
+    assert err.startswith("Error: ")
+    assert "Traceback" not in err

@@ -1,0 +1,99 @@
+"""The stack model: the shipped stacks load, and bad input gets one line naming the file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployctl import config
+from deployctl.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+FILE = "stacks/Pulumi.t.yaml"
+
+
+def _base(**extra: object) -> dict:  # type: ignore[type-arg]
+    cfg: dict[str, object] = {
+        "deployctl:target": "local",
+        "deployctl:services": {"api": {}},
+        "deployctl:secrets": {"DB_PASSWORD": {"source": "generated"}},
+    }
+    cfg.update(extra)
+    return {"config": cfg}
+
+
+@pytest.mark.parametrize("name", ["local", "staging", "production"])
+def test_shipped_stacks_load(name: str) -> None:
+    stack = config.load(name, ROOT)
+    assert stack.name == name and "api" in stack.services
+    assert stack.jobs.migrate is not None and stack.jobs.migrate.retries == 2 and stack.jobs.migrate.timeout_s == 300
+
+
+def test_production_is_stricter_than_staging() -> None:
+    staging, production = config.load("staging", ROOT), config.load("production", ROOT)
+    assert staging.database and production.database
+    assert production.database.high_availability and production.database.deletion_protection
+    assert not staging.database.deletion_protection
+    assert production.services["api"].min_instances >= 1 and staging.services["api"].min_instances == 0
+    assert production.gcp.trigger and production.gcp.trigger.approval
+
+
+CASES = [
+    ({"deployctl:services": {"api": {"cpu": 3}}},
+     "deployctl:services.api.cpu: must be one of 1, 2, 4, 8", None),
+    ({"deployctl:services": {"api": {"cpus": 2}}},
+     "deployctl:services.api.cpus: unknown key", "Did you mean 'cpu'?"),
+    ({"deployctl:servics": {}}, "deployctl:servics: unknown key", "Did you mean 'services'?"),
+    ({"deployctl:services": {"api": {"probes": {"startup": {"pth": "/x"}}}}},
+     "deployctl:services.api.probes.startup.pth: unknown key", "Did you mean 'path'?"),
+    ({"deployctl:services": {"api": {"secrets": {"X": "NOPE"}}}},
+     "deployctl:services.api.secrets.X: secret 'NOPE' is not declared under secrets", None),
+    ({"deployctl:services": {"api": {"min_instances": 9, "max_instances": 2}}},
+     "deployctl:services.api: min_instances (9) is above max_instances (2)", None),
+    ({"deployctl:database": {"version": 12}}, "deployctl:database.version: must be one of 13, 14, 15, 16, 17", None),
+    ({"deployctl:rollout": {"steps": [50, 10]}}, "deployctl:rollout.steps: must rise strictly and end at 100", None),
+    ({"deployctl:target": "gcp"}, "gcp:project: missing: a gcp stack needs gcp:project and gcp:region", None),
+    ({"deployctl:smoke": [{"path": "/x", "expect_statu": 200}]},
+     "deployctl:smoke.0.expect_statu: unknown key", "Did you mean 'expect_status'?"),
+    ({"deployctl:secrets": {"DB_PASSWORD": {"source": "generated"}, "URL": {"source": "composed"}}},
+     "deployctl:secrets.URL: a composed secret needs a template", None),
+    ({"deployctl:release": {"images": {"api": "gcr.io/p/api:latest"}}},
+     "deployctl:release.images: api: 'gcr.io/p/api:latest' is not pinned by digest (…@sha256:<64 hex>)", None),
+]
+
+
+@pytest.mark.parametrize(("extra", "message", "hint"), CASES)
+def test_bad_config_names_file_and_key(extra: dict, message: str, hint: str | None) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError) as caught:
+        config.parse(_base(**extra), stack="t", file=FILE)
+    assert caught.value.message == f"{FILE}: {message}"
+    assert caught.value.hint == (hint or "Every key is described in docs/configuration.md.")
+    assert caught.value.exit_code == 3
+
+
+def test_missing_target_and_secure_settings() -> None:
+    with pytest.raises(ConfigError, match=r"deployctl:target: missing"):
+        config.parse({"config": {"deployctl:services": {"api": {}}}}, stack="t", file=FILE)
+    with pytest.raises(ConfigError, match=r"deployctl:local: is a secure value"):
+        config.parse(_base(**{"deployctl:local": {"secure": "v1:abc"}}), stack="t", file=FILE)
+
+
+def test_load_reports_missing_stack_and_bad_yaml(tmp_path: Path) -> None:
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text("config: [unclosed\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load("nope", tmp_path)
+    assert caught.value.message == "stacks/Pulumi.nope.yaml: no such stack file"
+    assert caught.value.hint == "Known stacks: dev."
+    with pytest.raises(ConfigError) as caught:
+        config.load("dev", tmp_path)
+    assert caught.value.message == "stacks/Pulumi.dev.yaml: not valid YAML (line 2)"
+
+
+def test_fingerprint_ignores_release_facts() -> None:
+    a = config.parse(_base(), stack="t", file=FILE)
+    digest = "gcr.io/p/api@sha256:" + "a" * 64
+    b = config.parse(_base(**{"deployctl:release": {"images": {"api": digest}}}), stack="t", file=FILE)
+    c = config.parse(_base(**{"deployctl:services": {"api": {"cpu": 2}}}), stack="t", file=FILE)
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
