@@ -97,3 +97,10 @@ def test_fingerprint_ignores_release_facts() -> None:
     b = config.parse(_base(**{"deployctl:release": {"images": {"api": digest}}}), stack="t", file=FILE)
     c = config.parse(_base(**{"deployctl:services": {"api": {"cpu": 2}}}), stack="t", file=FILE)
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_configuration_doc_is_current() -> None:
+    from deployctl import configdoc
+
+    documented = (ROOT / "docs" / "configuration.md").read_text()
+    assert documented == configdoc.render() + "\n", "run: python -m deployctl.configdoc > docs/configuration.md"

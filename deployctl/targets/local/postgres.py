@@ -26,12 +26,17 @@ local all all scram-sha-256
 
 
 class LocalDatabase:
-    def __init__(self, pgdata: Path, config: Database) -> None:
+    """The embedded server, or (with *admin_url*) an existing Postgres that deployctl administers."""
+
+    def __init__(self, pgdata: Path, config: Database, admin_url: str | None = None) -> None:
         self.pgdata = pgdata
         self.config = config
+        self.admin_url = admin_url
         self._socket: str | None = None
 
     def running(self) -> bool:
+        if self.admin_url:
+            return True
         pid_file = self.pgdata / "postmaster.pid"
         if not pid_file.is_file():
             return False
@@ -45,6 +50,9 @@ class LocalDatabase:
     def start(self) -> None:
         """Start Postgres if it is not running (about a second the first time) and enforce passwords."""
         if self._socket is not None:
+            return
+        if self.admin_url:
+            self._socket = _host_of(self.admin_url)
             return
         pgserver = _pgserver()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +78,7 @@ class LocalDatabase:
             "db_user": self.config.user,
             "db_name": self.config.name,
             "db_host": self._socket,
-            "db_port": "5432",
+            "db_port": _port_of(self.admin_url) if self.admin_url else "5432",
             "db_socket": self._socket,
             "db_connection": "local",
         }
@@ -80,8 +88,17 @@ class LocalDatabase:
         import psycopg
 
         assert self._socket is not None
-        with psycopg.connect(host=self._socket, user="postgres", dbname=dbname, autocommit=True,
-                             connect_timeout=5) as conn:
+        try:
+            if self.admin_url:
+                conn = psycopg.connect(self.admin_url, dbname=dbname, autocommit=True, connect_timeout=5)
+            else:
+                conn = psycopg.connect(host=self._socket, user="postgres", dbname=dbname, autocommit=True,
+                                       connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            where = "deployctl:local.database_url" if self.admin_url else f"the embedded Postgres ({self.pgdata})"
+            raise DeployctlError(f"cannot connect to {where}: {type(exc).__name__}",
+                                 "Check that the server runs and the URL's user may create roles.") from None
+        with conn:
             yield conn
 
     def sync_role(self, password: str) -> None:
@@ -113,7 +130,7 @@ class LocalDatabase:
         return str(row[0]) if row else None
 
     def stop(self) -> None:
-        if not self.running():
+        if self.admin_url or not self.running():
             return
         _commands = _pgserver()._commands
         user = _system_user()
@@ -135,6 +152,19 @@ def _pgserver() -> Any:
     except ImportError:
         raise PreconditionError("pgserver is not installed", "pip install pgserver") from None
     return pgserver
+
+
+def _host_of(url: str) -> str:
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    return parts.hostname or parse_qs(parts.query).get("host", ["localhost"])[0]
+
+
+def _port_of(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return str(urlsplit(url).port or 5432)
 
 
 def _system_user() -> str | None:

@@ -42,7 +42,8 @@ class LocalTarget:
         self.ledger = SqliteLedger(self.paths.ledger)
         self.lock = FileLock(self.paths.root, stack.name)
         self.secrets = SecretStore(self.paths.secrets)
-        self.db = LocalDatabase(self.paths.pgdata, stack.database) if stack.database else None
+        external = stack.local.database_url
+        self.db = LocalDatabase(self.paths.pgdata, stack.database, external) if stack.database else None
         self.revisions = procs.RevisionStore(self.paths.revisions)
 
     # -- build ------------------------------------------------------------------------------------
@@ -258,8 +259,11 @@ class LocalTarget:
     def describe(self) -> dict[str, str]:
         facts = {"state": _shown(self.paths.root, self.root)}
         if self.db:
-            up = "running" if self.db.running() else "stopped"
-            facts["database"] = f"embedded Postgres ({up}), data in {_shown(self.paths.pgdata, self.root)}"
+            if self.db.admin_url:
+                facts["database"] = f"external Postgres at {_host_of_url(self.db.admin_url)}"
+            else:
+                up = "running" if self.db.running() else "stopped"
+                facts["database"] = f"embedded Postgres ({up}), data in {_shown(self.paths.pgdata, self.root)}"
         for service in self.stack.services:
             facts[f"url {service}"] = self.service_url(service)
         return facts
@@ -298,6 +302,13 @@ def _redact_file(path: Path, values: list[str]) -> None:
     clean = redact(text, values)
     if clean != text:
         atomic_write(path, clean)
+
+
+def _host_of_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)  # never show the URL itself: it may carry a password
+    return f"{parts.hostname or 'socket'}:{parts.port or 5432}"
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -1,0 +1,185 @@
+"""Render docs/configuration.md from the stack model (types, defaults, constraints) and the descriptions
+below. A test regenerates it and fails when the file is stale or a key has no description."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+
+from deployctl import config
+
+D = {
+    "Stack.target": "`local` (this machine) or `gcp` (Cloud Run).",
+    "Stack.services": "The services to release, by name (Cloud Run service names: lowercase, digits, hyphens).",
+    "Stack.database": "The Postgres database; omit (null) for a service without one.",
+    "Stack.secrets": "Every secret the stack uses, by name, and where its value comes from.",
+    "Stack.jobs": "The migrate job (runs before deploy; a failure deploys nothing) and the init job (after).",
+    "Stack.smoke": "HTTP checks run against each candidate and, after the switch, the service URL.",
+    "Stack.rollout": "How traffic moves to a candidate and how many revisions stay warm.",
+    "Stack.local": "Settings of the local target only.",
+    "Stack.gcp": "Settings of the gcp target only (`gcp:project` and `gcp:region` are pulumi-gcp's keys).",
+    "Stack.release": "Written by deployctl before each `pulumi up`; never edit it by hand.",
+    "Service.source": "Directory (relative to the project root) with the service's package and requirements.txt.",
+    "Service.dockerfile": "Dockerfile that builds the image (gcp), relative to the project root.",
+    "Service.command": "How the service starts (the image's CMD); run from the artifact root on the local target.",
+    "Service.port": "Port the container listens on (`$PORT`).",
+    "Service.cpu": "vCPUs per instance.",
+    "Service.memory": "Memory per instance, e.g. `512Mi`, `2Gi`.",
+    "Service.min_instances": "Instances kept warm (0 scales to zero).",
+    "Service.max_instances": "Upper bound for autoscaling.",
+    "Service.concurrency": "Requests one instance serves at once.",
+    "Service.request_timeout_s": "Request timeout in seconds.",
+    "Service.cpu_boost": "Startup CPU boost (shorter cold starts).",
+    "Service.ingress": "Who may reach the service: `all`, `internal`, `internal-and-cloud-load-balancing`.",
+    "Service.public": "Grant `allUsers` the invoker role. Off unless you mean it (policy rule).",
+    "Service.env": "Plain environment variables (no secrets here: the policy pack checks).",
+    "Service.secrets": "Environment variable → secret name; each deploy pins the secret's current version.",
+    "Service.probes": "Startup and liveness probes.",
+    "Probes.startup": "Must answer 200 before a revision counts as ready (default `/startup`).",
+    "Probes.liveness": "Checked while the revision runs (default `/health`).",
+    "Probe.path": "HTTP path of the probe.",
+    "Probe.period_s": "Seconds between attempts.",
+    "Probe.timeout_s": "Seconds one attempt may take.",
+    "Probe.failure_threshold": "Failed attempts before the probe fails (budget = period * threshold).",
+    "Database.engine": "Only `postgres`.",
+    "Database.version": "Postgres major version.",
+    "Database.tier": "Cloud SQL machine tier.",
+    "Database.disk_gb": "Cloud SQL disk size in GB.",
+    "Database.name": "Database name.",
+    "Database.user": "The application's role.",
+    "Database.password_secret": "The secret holding the role's password (rotating it changes the role).",
+    "Database.high_availability": "Regional HA (production).",
+    "Database.deletion_protection": "Refuse to delete the instance (production).",
+    "Database.backups": "Automated backups.",
+    "Database.maintenance": "Maintenance window.",
+    "Backups.enabled": "Daily backups on.",
+    "Backups.start_time": "Backup window start, `HH:MM` UTC.",
+    "Backups.retained": "How many backups are kept.",
+    "Backups.point_in_time_recovery": "Point-in-time recovery (WAL retention).",
+    "Maintenance.day": "1 = Monday … 7 = Sunday.",
+    "Maintenance.hour": "Hour of the day, UTC.",
+    "Secret.source": "`generated` (random, on first use), `provided` (`deployctl secrets set`), `composed`.",
+    "Secret.bytes": "Random bytes of a generated secret (hex encoded: twice as many characters).",
+    "Secret.template": "For composed secrets: `{OTHER_SECRET}` and `{db_user}`, `{db_name}`, `{db_host}`, "
+                       "`{db_port}`, `{db_socket}`, `{db_connection}`.",
+    "Secret.replication": "Secret Manager replication: `automatic` or `user-managed`.",
+    "Secret.replica_locations": "Regions for user-managed replication.",
+    "Jobs.migrate": "The migration job; null to have none.",
+    "Jobs.init": "The post-promotion job (e.g. index creation); null to have none.",
+    "Job.command": "The command, run in the release's artifact with the service's env and secrets.",
+    "Job.service": "Whose image, env and secrets the job uses (default: the first service).",
+    "Job.retries": "Retries after a failed attempt.",
+    "Job.timeout_s": "Seconds one attempt may take.",
+    "Job.blocking": "Whether a failure fails the release (the init job defaults to non-blocking in the stacks).",
+    "SmokeCheck.path": "HTTP path to GET.",
+    "SmokeCheck.expect_status": "Expected status code.",
+    "SmokeCheck.body_contains": "Text the body must contain.",
+    "SmokeCheck.timeout_s": "Seconds the request may take.",
+    "SmokeCheck.service": "Which service (default: the first).",
+    "Rollout.steps": "Traffic percentages for the candidate, each gated by the smoke checks; ends at 100.",
+    "Rollout.keep_revisions": "Recent good revisions kept ready for instant rollback.",
+    "Rollout.drain_s": "Seconds a replaced revision keeps serving in-flight requests.",
+    "Local.host": "Address the local router and revisions bind to.",
+    "Local.port": "The stable service URL's port (further services use the next ports).",
+    "Local.database_url": "Use this Postgres instead of the embedded one: an admin URL (a role that may "
+                          "create roles and databases); deployctl creates the app role and database in it.",
+    "Gcp.repository": "Artifact Registry repository id.",
+    "Gcp.state_bucket": "GCS bucket for the shared ledger and lock (and the Pulumi backend).",
+    "Gcp.trigger": "The Cloud Build trigger on push.",
+    "Gcp.monitoring": "Uptime check and alert thresholds.",
+    "Gcp.accept_risks": "Policy rule ids this stack knowingly accepts.",
+    "Trigger.branch": "Branch regex that triggers a release.",
+    "Trigger.approval": "Require approval before the build runs (production).",
+    "Trigger.repository": "Cloud Build 2nd-gen repository resource name.",
+    "Monitoring.latency_p95_ms": "Alert when p95 latency exceeds this.",
+    "Monitoring.error_ratio": "Alert when the 5xx ratio exceeds this.",
+    "Release.images": "Service → image pinned by digest.",
+    "Release.secret_versions": "Secret → pinned version.",
+    "Release.revisions": "Service → revision name the template creates.",
+    "Release.traffic": "Service → traffic split.",
+    "TrafficTarget.revision": "Revision name.",
+    "TrafficTarget.percent": "Percent of traffic.",
+    "TrafficTarget.tag": "Tag (gives the revision its own URL).",
+}
+
+_SKIP = {"Stack.name", "Stack.file", "Stack.project", "Stack.region"}
+
+
+def render() -> str:
+    out = [
+        "# Configuration",
+        "",
+        "<!-- generated by `python -m deployctl.configdoc > docs/configuration.md`; a test keeps it current -->",
+        "",
+        "A stack is `stacks/Pulumi.<stack>.yaml`, a Pulumi stack file. deployctl reads the keys under the",
+        "`deployctl:` namespace of its `config:` mapping, plus pulumi-gcp's `gcp:project` and `gcp:region`.",
+        "Unknown keys are errors (with a \"did you mean\"); every error names the file and the key path.",
+        "See `stacks/` for complete examples.",
+        "",
+    ]
+    seen: set[type[BaseModel]] = set()
+    queue: list[tuple[str, type[BaseModel]]] = [("deployctl:", config.Stack)]
+    while queue:
+        prefix, model = queue.pop(0)
+        if model in seen:
+            continue
+        seen.add(model)
+        title = f"## `{prefix}…` ({model.__name__})" if prefix != "deployctl:" else "## `deployctl:…` (the stack)"
+        out += [title, "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for name, field in model.model_fields.items():
+            key = f"{model.__name__}.{name}"
+            if key in _SKIP:
+                continue
+            if key not in D:
+                raise KeyError(f"no description for {key}")
+            default = "required" if field.is_required() else f"`{_default(field.default)}`"
+            out.append(f"| `{name}` | {_type(field.annotation)} | {default} | {D[key]} |")
+            for step, sub in _models(field.annotation):
+                queue.append((f"{prefix}{name}.{step}", sub))
+        out.append("")
+    return "\n".join(out)
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return "see below"
+    if isinstance(value, list) and value and isinstance(value[0], config.SmokeCheck):
+        return ", ".join(check.path for check in value)
+    return str(value).replace("|", "\\|")
+
+
+def _type(annotation: Any) -> str:
+    """A readable type: `dict[str, Service]`, `int`, `one of 1, 2, 4, 8`, `Database or null`."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type(args[0])
+    if origin is typing.Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_type(a) for a in args if a is not type(None)]
+        return " or ".join(parts) + (" or null" if type(None) in args else "")
+    if origin in (dict, list):
+        return f"{origin.__name__}[{', '.join(_type(a) for a in args)}]"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _models(annotation: Any) -> list[tuple[str, type[BaseModel]]]:
+    """Nested models with the path step that reaches them: '' (a field), '<name>.' (dict), '<i>.' (list)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [("", annotation)]
+    if origin is dict:
+        return [("<name>." + step, m) for step, m in _models(args[1])]
+    if origin is list:
+        return [("<i>." + step, m) for step, m in _models(args[0])]
+    found = []
+    for arg in args:
+        found += _models(arg)
+    return found
+
+
+if __name__ == "__main__":
+    print(render())
