@@ -121,7 +121,12 @@ class Project:
 
 @pytest.fixture(scope="session")
 def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("deployctl-cache")
+    """One venv cache for the whole run, shared by xdist workers (builds take a file lock)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if base.name.startswith("popen-gw") else base
+    cache = shared / "deployctl-cache"
+    cache.mkdir(exist_ok=True)
+    return cache
 
 
 @pytest.fixture

@@ -1,0 +1,73 @@
+"""Local target and CLI start-up benchmarks (issue budgets):
+
+- `deployctl --help` <= 1.5 x `python -c "import click"`, measured in the same run;
+- no-change `up local` <= 1.5 s; `up local` after a code change with deps cached <= 6 s;
+- `rollback local` <= 1 s.
+
+Runs the real sample app (app/) in a throwaway copy of the project on a free port. The first `up`
+(Postgres init, venv creation) is warm-up and not timed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import Result, report, timed, timed_call
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def _project(tmp: Path) -> Path:
+    proj = tmp / "proj"
+    shutil.copytree(ROOT / "app", proj / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    (proj / "stacks").mkdir()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    stack = (ROOT / "stacks" / "Pulumi.local.yaml").read_text()
+    (proj / "stacks" / "Pulumi.local.yaml").write_text(re.sub(r"port: 8080\n", f"port: {port}\n", stack, count=1))
+    return proj
+
+
+def run() -> bool:
+    import subprocess
+
+    results = []
+    click_s = timed([PY, "-c", "import click"], runs=10)
+    help_s = timed([PY, "-m", "deployctl", "--help"], runs=10)
+    results.append(Result("deployctl --help", help_s, 1.5 * click_s, f"1.5 x import click ({click_s:.3f}s)"))
+    with tempfile.TemporaryDirectory() as tmp:
+        proj = _project(Path(tmp))
+        env = {**os.environ, "DEPLOYCTL_STATE_DIR": str(Path(tmp) / "state")}
+
+        def dc(*args: str) -> None:
+            subprocess.run([PY, "-m", "deployctl", *args], cwd=proj, env=env, check=True, capture_output=True)
+
+        try:
+            dc("up", "local")  # warm-up: Postgres, venv, first release
+            results.append(Result("up local, nothing changed", timed_call(lambda: dc("up", "local")), 1.5, "1.5 s"))
+            counter = iter(range(100))
+
+            def change_and_up() -> None:
+                with open(proj / "app" / "__init__.py", "a") as handle:
+                    handle.write(f"# bench change {next(counter)}\n")
+                dc("up", "local")
+
+            results.append(Result("up local after a code change (deps cached)", timed_call(change_and_up), 6.0,
+                                  "6 s"))
+            results.append(Result("rollback local", timed_call(lambda: dc("rollback", "local")), 1.0, "1 s"))
+        finally:
+            subprocess.run([PY, "-m", "deployctl", "down", "local", "--purge", "--yes"], cwd=proj, env=env,
+                           capture_output=True, check=False)
+    return report("local target and CLI", results)
+
+
+if __name__ == "__main__":
+    sys.exit(0 if run() else 1)

@@ -1,0 +1,49 @@
+"""Shared by the benchmarks: timing a command, and printing figures beside their budgets."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Result:
+    name: str
+    seconds: float
+    budget: float
+    budget_text: str
+
+    @property
+    def ok(self) -> bool:
+        return self.seconds <= self.budget
+
+
+def timed(cmd: list[str], runs: int = 5, **kwargs: object) -> float:
+    """Median wall time of *runs* executions of *cmd* (each must succeed)."""
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def timed_call(func: Callable[[], object], runs: int = 3) -> float:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        func()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def report(title: str, results: list[Result]) -> bool:
+    print(f"\n{title}")
+    print(f"  {'benchmark':<44} {'measured':>10}   budget")
+    for r in results:
+        mark = "ok" if r.ok else "OVER BUDGET"
+        print(f"  {r.name:<44} {r.seconds:>9.3f}s   {r.budget_text} ({r.budget:.3f}s)  {mark}")
+    return all(r.ok for r in results)
