@@ -179,8 +179,10 @@ def _checks_for(target: Target, service: str) -> list[SmokeCheck]:
 
 
 def promote(target: Target, candidates: dict[str, Revision], previous: dict[str, str]) -> tuple[None, str]:
+    # canary steps need something to split against: a service's first release goes straight to 100 %
+    steps = target.stack.rollout.steps if previous else [100]
     try:
-        for percent in target.stack.rollout.steps:
+        for percent in steps:
             for svc, rev in candidates.items():
                 old = previous.get(svc)
                 splits = [Split(rev.name, percent)] + ([Split(old, 100 - percent)] if old and percent < 100 else [])
@@ -197,8 +199,8 @@ def promote(target: Target, candidates: dict[str, Revision], previous: dict[str,
                 "The candidate passed its own smoke checks but failed behind the service URL.",
             ) from exc
         raise
-    steps = " → ".join(f"{p}%" for p in target.stack.rollout.steps)
-    return None, f"{steps}; " + ", ".join(f"{svc}: 100% {rev.name}" for svc, rev in candidates.items())
+    shown = " → ".join(f"{p}%" for p in steps)
+    return None, f"{shown}; " + ", ".join(f"{svc}: 100% {rev.name}" for svc, rev in candidates.items())
 
 
 def _verify_services(target: Target, candidates: dict[str, Revision]) -> None:

@@ -43,7 +43,8 @@ def test_a_second_up_waits_then_names_the_holder(project: Project) -> None:
     _wait_for(lambda: (project.state / "lock.json").exists())
     holder = json.loads((project.state / "lock.json").read_text())
     second = project.run("up", "local", "--lock-timeout", "0.5", rc=4)
-    assert project.error(second).startswith(f"Error: stack 'local' is locked: lock {holder['id']} held by pid {first.pid}")
+    expected = f"Error: stack 'local' is locked: lock {holder['id']} held by pid {first.pid}"
+    assert project.error(second).startswith(expected)
     assert f"deployctl unlock local --force {holder['id']}" in second.stderr
     assert first.wait(timeout=60) == 0
     ids = [r["id"] for r in project.ledger()]

@@ -108,6 +108,6 @@ def test_down_stops_every_process(project: Project) -> None:
 
 def _cmdline(proc: psutil.Process) -> list[str]:
     try:
-        return proc.cmdline() + [proc.cwd()]
+        return [*proc.cmdline(), proc.cwd()]
     except psutil.Error:
         return []

@@ -80,7 +80,8 @@ def test_composed_and_unknown_secrets_cannot_be_rotated(project: Project) -> Non
 def test_provided_secret_without_value_is_a_precondition_error(project: Project) -> None:
     project.write_stack(api_token=True)
     out = project.run("up", "local", rc=5)
-    assert project.error(out) == "Error: release r0001 failed at build: secret API_TOKEN has no value yet. Nothing serves yet."
+    expected = "Error: release r0001 failed at build: secret API_TOKEN has no value yet. Nothing serves yet."
+    assert project.error(out) == expected
     assert "deployctl secrets set local API_TOKEN" in out.stderr
 
 

@@ -51,7 +51,7 @@ def test_help_lists_every_command_without_importing_them() -> None:
 def test_unknown_stack_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "stacks").mkdir()
     (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  deployctl:target: local\n")
-    code, out, err = _run(["status", "prod"], tmp_path, capsys)
+    code, _out, err = _run(["status", "prod"], tmp_path, capsys)
     assert code == 3
     assert err == "Error: stacks/Pulumi.prod.yaml: no such stack file\nHint: Known stacks: dev.\n"
 
@@ -61,7 +61,7 @@ def test_bad_key_is_one_line_with_a_hint(tmp_path: Path, capsys: pytest.CaptureF
     (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text(
         "config:\n  deployctl:target: local\n  deployctl:services:\n    api: {memroy: 1Gi}\n"
     )
-    code, out, err = _run(["up", "dev"], tmp_path, capsys)
+    code, _out, err = _run(["up", "dev"], tmp_path, capsys)
     assert code == 3
     assert err == "Error: stacks/Pulumi.dev.yaml: deployctl:services.api.memroy: unknown key\n" \
                   "Hint: Did you mean 'memory'?\n"
