@@ -27,7 +27,7 @@ import time
 from deployctl.config import SmokeCheck
 from deployctl.errors import DeployctlError, StageFailed
 from deployctl.pipeline import run as runmod
-from deployctl.pipeline.model import Artifact, ReleasePlan, ReleaseRecord, Revision, Split, Step
+from deployctl.pipeline.model import Artifact, JobRun, ReleasePlan, ReleaseRecord, Revision, Split, Step
 from deployctl.pipeline.run import Options, Reporter, Run
 from deployctl.pipeline.smoke import run_checks, summary
 from deployctl.pipeline.target import Target
@@ -215,19 +215,17 @@ def _init(run: Run, artifacts: dict[str, Artifact], versions: dict[str, str]) ->
     if job is None:
         run.skip("init", "no init job configured")
         return
-    start = time.monotonic()
-    artifact = artifacts[target.stack.job_service(job)]
-    result = target.run_job("init", job, artifact, versions, run.record.id)
-    if result.succeeded:
-        run.stage("init", lambda: (None, f"{result.execution} succeeded"))
-    elif job.blocking:
 
-        def failed() -> tuple[None, str]:
+    def body() -> tuple[JobRun, str]:
+        result = target.run_job("init", job, artifacts[target.stack.job_service(job)], versions, run.record.id)
+        if result.succeeded:
+            return result, f"{result.execution}: {result.message or 'succeeded'}"
+        if job.blocking:
             raise DeployctlError(f"init failed: {result.message}", f"Traffic is on the new release. Log: {result.log}")
+        return result, f"init failed (non-blocking): {result.message}"
 
-        run.stage("init", failed)
-    else:
-        run.warn_stage("init", time.monotonic() - start, f"init failed (non-blocking): {result.message}")
+    result = run.stage("init", body, status_of=lambda r: "ok" if r.succeeded else "warning")
+    if not result.succeeded:
         run.reporter.warn(f"the init job failed; the release serves anyway. Log: {result.log}")
 
 

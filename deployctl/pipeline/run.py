@@ -75,8 +75,12 @@ class Run:
     def save(self) -> None:
         self.target.ledger.save(self.record)
 
-    def stage(self, name: str, body: Callable[[], tuple[T, str]], status: StageStatus = "ok") -> T:
-        """Run one stage: report it, time it, record it; a DeployctlError becomes StageFailed(name)."""
+    def stage(
+        self, name: str, body: Callable[[], tuple[T, str]], status_of: Callable[[T], StageStatus] | None = None
+    ) -> T:
+        """Run one stage: report it, time it, record it; a DeployctlError becomes StageFailed(name).
+
+        *status_of* may turn a returned value into a "warning" (a non-blocking job that failed)."""
         self.reporter.stage_started(name)
         start = time.monotonic()
         try:
@@ -86,14 +90,12 @@ class Run:
             failed = StageFailed(name, exc.message, exc.hint)
             failed.exit_code = exc.exit_code  # a missing tool or value stays a precondition error (5)
             raise failed from exc
+        status: StageStatus = status_of(value) if status_of else "ok"
         self._finish(StageResult(name, status, time.monotonic() - start, detail))
         return value
 
     def skip(self, name: str, detail: str) -> None:
         self._finish(StageResult(name, "skipped", 0.0, detail))
-
-    def warn_stage(self, name: str, elapsed: float, detail: str) -> None:
-        self._finish(StageResult(name, "warning", elapsed, detail))
 
     def _finish(self, result: StageResult) -> None:
         self.record.stages.append(result)

@@ -19,7 +19,7 @@ FIXTURE = Path(__file__).parent.parent / "fixtures" / "miniapp"
 DEPLOYCTL = [sys.executable, "-m", "deployctl"]
 VARIANT_DEFAULTS: dict[str, Any] = {
     "VERSION": 1, "STARTUP_STATUS": 200, "DOCS_STATUS": 200, "START_DELAY_S": 0.0,
-    "MIGRATE_EXIT": 0, "MIGRATE_SLEEP_S": 0.0, "MIGRATE_PRINTS_URL": False,
+    "MIGRATE_EXIT": 0, "MIGRATE_SLEEP_S": 0.0, "MIGRATE_PRINTS_URL": False, "INIT_EXIT": 0,
 }
 
 STACK = """\
@@ -41,7 +41,7 @@ config:
       template: "postgresql+psycopg://{{db_user}}:{{DB_PASSWORD}}@/{{db_name}}?host={{db_socket}}"{extra_secrets}
   deployctl:jobs:
     migrate: {{command: ["python", "-m", "app.migrate"], retries: 1, timeout_s: {migrate_timeout}}}
-    init: {{command: ["python", "-c", "print('indexes ready')"], blocking: false}}
+    init: {{command: ["python", "-m", "app.init"], retries: 0, blocking: false}}
   deployctl:smoke:
     - {{path: /health, body_contains: healthy}}
     - {{path: /startup}}

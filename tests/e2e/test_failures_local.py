@@ -70,3 +70,15 @@ def test_migration_timeout_is_a_failure(project: Project) -> None:
 def test_bad_image_reference_is_a_usage_error(project: Project) -> None:
     out = project.run("up", "local", "--image", "europe-docker.pkg.dev/p/r/api:latest", rc=2)
     assert "must be pinned by digest" in out.stderr
+
+
+def test_failed_init_is_a_warning_and_the_release_serves(project: Project) -> None:
+    project.variant(INIT_EXIT=2)
+    out = project.run("up", "local")
+    assert "Warning: the init job failed; the release serves anyway." in out.stderr
+    revision = project.serving()
+    record = project.ledger()[0]
+    assert record["outcome"] == "succeeded" and record["revisions"] == {"api": revision}
+    init = record["stages"][-1]
+    assert init["name"] == "init" and init["status"] == "warning"
+    assert "exit code 2: index build failed: out of memory" in init["detail"]

@@ -1,0 +1,28 @@
+"""Settings from the environment. Values are never logged or returned; checks report only their state."""
+
+from __future__ import annotations
+
+import os
+import re
+
+_HEX = re.compile(r"^[0-9a-fA-F]{32,}$")
+
+
+def database_url() -> str | None:
+    return os.environ.get("DATABASE_URL") or None
+
+
+def service() -> str:
+    return os.environ.get("K_SERVICE", "local")
+
+
+def revision() -> str:
+    return os.environ.get("K_REVISION", "local")
+
+
+def secret_key_state() -> str:
+    """'ok', 'missing' or 'malformed' (hex, at least 32 characters) — never the key itself."""
+    key = os.environ.get("SECRET_KEY")
+    if not key:
+        return "missing"
+    return "ok" if _HEX.match(key) else "malformed"
