@@ -1,0 +1,135 @@
+"""Offline synthesis: run the real Pulumi program (infra/program.py) under Pulumi's mocks.
+
+Rule: no cloud, no pulumi CLI, no state. Each resource the program registers is recorded with its type
+token, logical name, parent component and inputs as plain JSON (secret inputs are replaced by
+``"[secret]"``), with the stack outputs. Safe to call repeatedly in one process: every call configures a
+fresh mock runtime and waits for all of its outputs before returning.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployctl.config import Stack
+
+SECRET = "[secret]"
+
+
+@dataclass
+class Resource:
+    type: str
+    name: str
+    parent: str | None  # logical name of the parent component (None at the stack's top level)
+    custom: bool
+    inputs: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
+
+
+@dataclass
+class Synthesis:
+    resources: list[Resource]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> Resource:
+        return next(r for r in self.resources if r.name == name)
+
+    @property
+    def components(self) -> list[Resource]:
+        return [r for r in self.resources if not r.custom]
+
+
+def _plain(value: Any) -> Any:
+    """Inputs as JSON: unknowns and secrets never leak (a secret becomes ``"[secret]"``)."""
+    from pulumi.runtime import rpc
+
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return SECRET
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.loads(json.dumps(value, default=str))
+
+
+def synthesize(stack: Stack) -> Synthesis:
+    """Run infra.program.build(stack) under mocks and return what it would create."""
+    import pulumi
+    from pulumi.runtime import mocks as pm
+    from pulumi.runtime import settings
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    from infra.program import build
+
+    assert stack.project and stack.region
+    records: list[Resource] = []
+    names: dict[str, str] = {}  # urn -> logical name
+
+    class Mocks(pm.Mocks):
+        def new_resource(self, args: pm.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+            return f"{args.name}-id", _state(args.typ, args.name, dict(args.inputs), stack)
+
+        def call(self, args: pm.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+            if args.token == "gcp:secretmanager/getSecretVersion:getSecretVersion":
+                return {**args.args, "secret_data": "not-a-real-secret", "secretData": "not-a-real-secret"}, []
+            return dict(args.args), []
+
+    class Monitor(pm.MockMonitor):
+        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+            response = super().RegisterResource(request)
+            if request.type != "pulumi:pulumi:Stack":
+                names[response.urn] = request.name
+                records.append(Resource(
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent or None,
+                    custom=bool(request.custom),
+                    inputs=_plain_inputs(request.object),
+                ))
+            return response
+
+    mocks = Mocks()
+    pm.set_mocks(mocks, project="deployctl", stack=stack.name, preview=False, monitor=Monitor(mocks))
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    outputs: dict[str, Any] = {}
+
+    def program() -> None:
+        result = build(stack)
+        outputs.update(_sync_await(pulumi.Output.from_input(result).future()) or {})
+
+    _sync_await(run_pulumi_func(program))
+    for r in records:
+        r.parent = names.get(r.parent or "")
+    return Synthesis(records, _plain(outputs))
+
+
+def _plain_inputs(obj: Any) -> dict[str, Any]:
+    from google.protobuf import json_format  # type: ignore[import-untyped]
+
+    return dict(_plain(json_format.MessageToDict(obj)))
+
+
+def _state(typ: str, name: str, inputs: dict[str, Any], stack: Stack) -> dict[str, Any]:
+    """What Google would return: inputs, plus the computed fields the program reads."""
+    project, region = stack.project, stack.region
+    state = dict(inputs)
+    if typ == "gcp:sql/databaseInstance:DatabaseInstance":
+        state["connectionName"] = f"{project}:{region}:{inputs.get('name', name)}"
+    elif typ == "gcp:serviceaccount/account:Account":
+        email = f"{inputs.get('accountId', name)}@{project}.iam.gserviceaccount.com"
+        state.update(email=email, name=f"projects/{project}/serviceAccounts/{email}")
+    elif typ == "gcp:cloudrunv2/service:Service":
+        state["uri"] = f"https://{inputs.get('name', name)}-{stack.name}.{region}.run.app"
+    elif typ == "gcp:cloudrunv2/job:Job":
+        state.setdefault("name", name)
+    return state

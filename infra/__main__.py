@@ -1,0 +1,15 @@
+"""Pulumi entry point (``main: infra/`` in Pulumi.yaml): load the stack model, build the program."""
+
+import sys
+from pathlib import Path
+
+import pulumi
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # Pulumi runs this file with infra/ on the path, not the repository root
+    sys.path.insert(0, str(ROOT))
+
+from deployctl.config import load  # noqa: E402
+from infra.program import build  # noqa: E402
+
+build(load(pulumi.get_stack(), ROOT))

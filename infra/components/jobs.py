@@ -1,0 +1,80 @@
+"""CloudRunJob: a Cloud Run v2 job (``<service>-migrate``, ``<service>-init``) running its service's image.
+
+Same image digest, plain env and pinned secret env as the service, the jobs identity, the Cloud SQL
+volume, bounded retries and a timeout. deployctl starts executions; Pulumi only shapes the job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_gcp import cloudrunv2 as run
+
+from deployctl.config import Job
+from infra.components.common import CLOUDSQL_MOUNT
+
+
+@dataclass(frozen=True)
+class CloudRunJobArgs:
+    project: str
+    region: str
+    job_name: str
+    config: Job
+    image: str
+    service_account: pulumi.Output[str]
+    env: dict[str, str]
+    secret_env: dict[str, tuple[str, str]]  # ENV -> (secret, pinned version)
+    connection_name: pulumi.Output[str] | None = None
+    deletion_protection: bool = False
+
+
+class CloudRunJob(pulumi.ComponentResource):
+    def __init__(self, name: str, args: CloudRunJobArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("deployctl:gcp:CloudRunJob", name, None, opts)
+        self.job = run.Job(
+            f"{name}-job",
+            run.JobArgs(
+                project=args.project,
+                location=args.region,
+                name=args.job_name,
+                deletion_protection=args.deletion_protection,
+                template=run.JobTemplateArgs(template=_task(args)),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.job_name: pulumi.Output[str] = self.job.name
+        self.register_outputs({"name": self.job_name})
+
+
+def _task(args: CloudRunJobArgs) -> run.JobTemplateTemplateArgs:
+    volumes, mounts = [], []
+    if args.connection_name is not None:
+        volumes = [
+            run.JobTemplateTemplateVolumeArgs(
+                name="cloudsql",
+                cloud_sql_instance=run.JobTemplateTemplateVolumeCloudSqlInstanceArgs(instances=[args.connection_name]),
+            )
+        ]
+        mounts = [run.JobTemplateTemplateContainerVolumeMountArgs(name="cloudsql", mount_path=CLOUDSQL_MOUNT)]
+    envs = [run.JobTemplateTemplateContainerEnvArgs(name=k, value=v) for k, v in sorted(args.env.items())] + [
+        run.JobTemplateTemplateContainerEnvArgs(
+            name=env,
+            value_source=run.JobTemplateTemplateContainerEnvValueSourceArgs(
+                secret_key_ref=run.JobTemplateTemplateContainerEnvValueSourceSecretKeyRefArgs(secret=s, version=v)
+            ),
+        )
+        for env, (s, v) in sorted(args.secret_env.items())
+    ]
+    return run.JobTemplateTemplateArgs(
+        service_account=args.service_account,
+        max_retries=args.config.retries,
+        timeout=f"{args.config.timeout_s}s",
+        execution_environment="EXECUTION_ENVIRONMENT_GEN2",
+        volumes=volumes,
+        containers=[
+            run.JobTemplateTemplateContainerArgs(
+                image=args.image, commands=list(args.config.command), envs=envs, volume_mounts=mounts
+            )
+        ],
+    )

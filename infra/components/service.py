@@ -1,0 +1,135 @@
+"""CloudRunService: a Cloud Run v2 service whose template and traffic come from deployctl's release.
+
+The template's revision name, image digest and pinned secret versions are the release's; traffic is
+written as explicit revisions (what deployctl last set), or 100 % to the template when there is none yet,
+so ``pulumi up`` never moves users by itself. ``allUsers`` may invoke the service only when it is public.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+from pulumi_gcp import cloudrunv2 as run
+
+from deployctl.config import Service, TrafficTarget
+from infra.components.common import CLOUDSQL_MOUNT, INGRESS
+
+
+@dataclass(frozen=True)
+class CloudRunServiceArgs:
+    project: str
+    region: str
+    service_name: str
+    config: Service
+    image: str
+    service_account: pulumi.Output[str]
+    secret_env: dict[str, tuple[str, str]]  # ENV -> (secret, pinned version)
+    connection_name: pulumi.Output[str] | None = None
+    revision: str | None = None
+    traffic: list[TrafficTarget] = field(default_factory=list)
+    deletion_protection: bool = False
+
+
+class CloudRunService(pulumi.ComponentResource):
+    def __init__(self, name: str, args: CloudRunServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("deployctl:gcp:CloudRunService", name, None, opts)
+        svc = args.config
+        self.service = run.Service(
+            f"{name}-service",
+            run.ServiceArgs(
+                project=args.project,
+                location=args.region,
+                name=args.service_name,
+                ingress=INGRESS[svc.ingress],
+                deletion_protection=args.deletion_protection,
+                template=_template(args),
+                traffics=_traffic(args),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        if svc.public:
+            run.ServiceIamMember(
+                f"{name}-public-invoker",
+                run.ServiceIamMemberArgs(
+                    project=args.project,
+                    location=args.region,
+                    name=self.service.name,
+                    role="roles/run.invoker",
+                    member="allUsers",
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.url: pulumi.Output[str] = self.service.uri
+        self.register_outputs({"url": self.url})
+
+
+def _template(args: CloudRunServiceArgs) -> run.ServiceTemplateArgs:
+    svc = args.config
+    volumes, mounts = [], []
+    if args.connection_name is not None:
+        volumes = [
+            run.ServiceTemplateVolumeArgs(
+                name="cloudsql",
+                cloud_sql_instance=run.ServiceTemplateVolumeCloudSqlInstanceArgs(instances=[args.connection_name]),
+            )
+        ]
+        mounts = [run.ServiceTemplateContainerVolumeMountArgs(name="cloudsql", mount_path=CLOUDSQL_MOUNT)]
+    envs = [run.ServiceTemplateContainerEnvArgs(name=k, value=v) for k, v in sorted(svc.env.items())] + [
+        run.ServiceTemplateContainerEnvArgs(
+            name=env,
+            value_source=run.ServiceTemplateContainerEnvValueSourceArgs(
+                secret_key_ref=run.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs(secret=s, version=v)
+            ),
+        )
+        for env, (s, v) in sorted(args.secret_env.items())
+    ]
+    probes = svc.probes
+    return run.ServiceTemplateArgs(
+        revision=args.revision,
+        execution_environment="EXECUTION_ENVIRONMENT_GEN2",
+        service_account=args.service_account,
+        timeout=f"{svc.request_timeout_s}s",
+        max_instance_request_concurrency=svc.concurrency,
+        scaling=run.ServiceTemplateScalingArgs(
+            min_instance_count=svc.min_instances, max_instance_count=svc.max_instances
+        ),
+        volumes=volumes,
+        containers=[
+            run.ServiceTemplateContainerArgs(
+                image=args.image,
+                commands=list(svc.command),
+                ports=run.ServiceTemplateContainerPortsArgs(container_port=svc.port),
+                envs=envs,
+                volume_mounts=mounts,
+                resources=run.ServiceTemplateContainerResourcesArgs(
+                    limits={"cpu": str(svc.cpu), "memory": svc.memory},
+                    startup_cpu_boost=svc.cpu_boost,
+                    cpu_idle=True,
+                ),
+                startup_probe=run.ServiceTemplateContainerStartupProbeArgs(
+                    http_get=run.ServiceTemplateContainerStartupProbeHttpGetArgs(path=probes.startup.path),
+                    period_seconds=probes.startup.period_s,
+                    timeout_seconds=probes.startup.timeout_s,
+                    failure_threshold=probes.startup.failure_threshold,
+                ),
+                liveness_probe=run.ServiceTemplateContainerLivenessProbeArgs(
+                    http_get=run.ServiceTemplateContainerLivenessProbeHttpGetArgs(path=probes.liveness.path),
+                    period_seconds=probes.liveness.period_s,
+                    timeout_seconds=probes.liveness.timeout_s,
+                    failure_threshold=probes.liveness.failure_threshold,
+                ),
+            )
+        ],
+    )
+
+
+def _traffic(args: CloudRunServiceArgs) -> list[run.ServiceTrafficArgs]:
+    if not args.traffic:
+        return [run.ServiceTrafficArgs(type="TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", percent=100)]
+    return [
+        run.ServiceTrafficArgs(
+            type="TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", revision=t.revision, percent=t.percent, tag=t.tag
+        )
+        for t in args.traffic
+    ]
