@@ -105,7 +105,8 @@ def synthesize(stack: Stack) -> Synthesis:
 
     def program() -> None:
         result = build(stack)
-        outputs.update(_sync_await(pulumi.Output.from_input(result).future()) or {})
+        value: Any = _sync_await(pulumi.Output.from_input(result).future())
+        outputs.update(value or {})
 
     _sync_await(run_pulumi_func(program))
     for r in records:

@@ -1,0 +1,314 @@
+"""The rules. Each resource is a plain dict ``{"type", "name", "parent", "inputs"}`` (inputs in Pulumi's
+camelCase property names, as the engine and the mocks see them).
+
+Mandatory: CRITICAL and HIGH rules everywhere; production-only rules (HA, deletion protection, build
+approval) on production stacks (named ``production`` or ``prod``); everything else is advisory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from deployctl.config import SUPPORTED_POSTGRES, Stack
+
+Res = Mapping[str, Any]
+Resources = Sequence[Res]
+PRODUCTION_NAMES = ("production", "prod")
+SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_KEY|CREDENTIALS?)", re.IGNORECASE)
+DSN_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
+PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
+
+SERVICE = "gcp:cloudrunv2/service:Service"
+JOB = "gcp:cloudrunv2/job:Job"
+INSTANCE = "gcp:sql/databaseInstance:DatabaseInstance"
+REPOSITORY = "gcp:artifactregistry/repository:Repository"
+TRIGGER = "gcp:cloudbuild/trigger:Trigger"
+SECRET_IAM = "gcp:secretmanager/secretIamMember:SecretIamMember"
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: str
+    mandatory: bool
+    resource: str
+    message: str
+    remediation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Check = Callable[[Resources, Stack], list[tuple[str, str]]]  # -> [(resource name, message)]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: str
+    remediation: str
+    check: Check
+    production_only: bool = False
+
+    def mandatory(self, stack: Stack) -> bool:
+        if self.production_only:
+            return is_production(stack)
+        return self.severity in ("CRITICAL", "HIGH")
+
+    def evaluate(self, resources: Resources, stack: Stack) -> list[Finding]:
+        return [
+            Finding(self.id, self.severity, self.mandatory(stack), name, message, self.remediation)
+            for name, message in self.check(resources, stack)
+        ]
+
+
+def is_production(stack: Stack) -> bool:
+    return stack.name in PRODUCTION_NAMES
+
+
+def of(resources: Resources, type_: str) -> list[Res]:
+    return [r for r in resources if r["type"] == type_]
+
+
+def _get(data: Any, *path: str | int, default: Any = None) -> Any:
+    for key in path:
+        if isinstance(data, dict) and isinstance(key, str):
+            data = data.get(key)
+        elif isinstance(data, list) and isinstance(key, int) and key < len(data):
+            data = data[key]
+        else:
+            return default
+        if data is None:
+            return default
+    return data
+
+
+def _settings(r: Res) -> dict[str, Any]:
+    return dict(_get(r["inputs"], "settings", default={}))
+
+
+def _containers(r: Res) -> list[dict[str, Any]]:
+    if r["type"] == SERVICE:
+        return list(_get(r["inputs"], "template", "containers", default=[]))
+    return list(_get(r["inputs"], "template", "template", "containers", default=[]))
+
+
+# ------------------------------------------------------------------------------------------------ Cloud Run
+
+
+def run_no_public_invoker(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    bad = []
+    for r in of(resources, "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"):
+        svc = str(r["inputs"].get("name", ""))
+        public = svc in stack.services and stack.services[svc].public
+        if r["inputs"].get("member") in PUBLIC_MEMBERS and not public:
+            bad.append((r["name"], f"{svc or r['name']} can be invoked by {r['inputs']['member']} but is not public"))
+    return bad
+
+
+def run_dedicated_sa(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    bad = []
+    for r in of(resources, SERVICE) + of(resources, JOB):
+        sa = _get(r["inputs"], "template", "serviceAccount") or _get(r["inputs"], "template", "template",
+                                                                     "serviceAccount")
+        if not sa or "-compute@developer.gserviceaccount.com" in str(sa):
+            bad.append((r["name"], "runs as the default compute service account"))
+    return bad
+
+
+def run_ingress_explicit(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [(r["name"], "ingress is not set") for r in of(resources, SERVICE) if not r["inputs"].get("ingress")]
+
+
+def _secret_refs(r: Res) -> list[tuple[str, str, str]]:
+    refs = []
+    for c in _containers(r):
+        for env in c.get("envs") or []:
+            ref = _get(env, "valueSource", "secretKeyRef")
+            if ref:
+                refs.append((str(env.get("name")), str(ref.get("secret")), str(ref.get("version", ""))))
+    return refs
+
+
+def run_secrets_pinned(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [
+        (r["name"], f"{env} reads {secret} at version {version or 'latest'!r}, not a pinned number")
+        for r in of(resources, SERVICE) + of(resources, JOB)
+        for env, secret, version in _secret_refs(r)
+        if not version.isdigit()
+    ]
+
+
+def run_no_secret_in_env(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    bad = []
+    for r in of(resources, SERVICE) + of(resources, JOB):
+        for c in _containers(r):
+            for env in c.get("envs") or []:
+                name, value = str(env.get("name", "")), env.get("value")
+                if value is not None and (SECRETISH.search(name) or DSN_WITH_PASSWORD.search(str(value))):
+                    bad.append((r["name"], f"{name} is a plain env value that looks like a secret"))
+    return bad
+
+
+def job_retries_timeout(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    bad = []
+    for r in of(resources, JOB):
+        task = _get(r["inputs"], "template", "template", default={})
+        if task.get("maxRetries") is None or not task.get("timeout"):
+            bad.append((r["name"], "has no explicit max_retries and timeout"))
+    return bad
+
+
+# ------------------------------------------------------------------------------------------------ Cloud SQL
+
+
+def sql_no_public_ip(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    bad = []
+    for r in of(resources, INSTANCE):
+        ip = dict(_get(_settings(r), "ipConfiguration", default={}))
+        networks = ip.get("authorizedNetworks") or []
+        connector_only = _settings(r).get("connectorEnforcement") == "REQUIRED"
+        if networks:
+            bad.append((r["name"], f"{len(networks)} authorized network(s) may reach the public IP"))
+        elif ip.get("ipv4Enabled", True) and not connector_only:
+            bad.append((r["name"], "public IP enabled without connector enforcement"))
+    return bad
+
+
+def sql_tls_required(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    ok = ("ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED")
+    return [(r["name"], "accepts unencrypted connections") for r in of(resources, INSTANCE)
+            if _get(_settings(r), "ipConfiguration", "sslMode") not in ok]
+
+
+def sql_backups(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [(r["name"], "automated backups are off") for r in of(resources, INSTANCE)
+            if not _get(_settings(r), "backupConfiguration", "enabled")]
+
+
+def sql_pitr(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [(r["name"], "point-in-time recovery is off") for r in of(resources, INSTANCE)
+            if not _get(_settings(r), "backupConfiguration", "pointInTimeRecoveryEnabled")]
+
+
+def sql_deletion_protection(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [(r["name"], "deletion protection is off") for r in of(resources, INSTANCE)
+            if not (r["inputs"].get("deletionProtection") and _settings(r).get("deletionProtectionEnabled"))]
+
+
+def sql_ha(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [(r["name"], "is zonal (no high availability)") for r in of(resources, INSTANCE)
+            if _settings(r).get("availabilityType") != "REGIONAL"]
+
+
+def sql_supported_version(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    supported = {f"POSTGRES_{v}" for v in SUPPORTED_POSTGRES}
+    return [(r["name"], f"{r['inputs'].get('databaseVersion')} is not a supported version")
+            for r in of(resources, INSTANCE) if r["inputs"].get("databaseVersion") not in supported]
+
+
+# ------------------------------------------------------------------------------------- secrets, registry, IAM
+
+
+def secret_replication_explicit(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    # Secrets are made by deployctl, not Pulumi: the rule reads the stack model.
+    return [(f"secret {name}", "replication is left to the default")
+            for name, s in stack.secrets.items() if "replication" not in s.model_fields_set]
+
+
+def secret_access_per_secret(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    bad = [(r["name"], f"{r['inputs'].get('role')} granted on the whole project")
+           for r in of(resources, "gcp:projects/iAMMember:IAMMember")
+           if str(r["inputs"].get("role", "")).startswith("roles/secretmanager.")]
+    granted = {str(r["inputs"].get("secretId")) for r in of(resources, SECRET_IAM)}
+    for r in of(resources, SERVICE) + of(resources, JOB):
+        bad += [(r["name"], f"reads {secret} but no identity is granted access to it")
+                for _, secret, _ in _secret_refs(r) if secret not in granted]
+    return bad
+
+
+def ar_not_public(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [(r["name"], "the repository is readable by the public")
+            for r in resources if r["type"].startswith("gcp:artifactregistry/repositoryIam")
+            and (r["inputs"].get("member") in PUBLIC_MEMBERS or PUBLIC_MEMBERS & set(r["inputs"].get("members", [])))]
+
+
+def ar_scanning(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [(r["name"], "vulnerability scanning is disabled") for r in of(resources, REPOSITORY)
+            if _get(r["inputs"], "vulnerabilityScanningConfig", "enablementConfig", default="DISABLED") == "DISABLED"]
+
+
+def iam_no_basic_roles(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [(r["name"], f"grants the basic role {r['inputs'].get('role')}")
+            for r in resources if "IAM" in r["type"] and r["inputs"].get("role") in BASIC_ROLES]
+
+
+def iam_no_sa_keys(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [(r["name"], "creates a service-account key") for r in of(resources, "gcp:serviceaccount/key:Key")]
+
+
+# ---------------------------------------------------------------------------------------------- Cloud Build
+
+
+def build_dedicated_sa(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    legacy = ("@cloudbuild.gserviceaccount.com", "-compute@developer.gserviceaccount.com")
+    return [(r["name"], "runs as a default Cloud Build or compute account") for r in of(resources, TRIGGER)
+            if not r["inputs"].get("serviceAccount") or any(x in str(r["inputs"]["serviceAccount"]) for x in legacy)]
+
+
+def build_no_secret_substitutions(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [(r["name"], f"substitution {key} looks like a secret")
+            for r in of(resources, TRIGGER) for key, value in (r["inputs"].get("substitutions") or {}).items()
+            if SECRETISH.search(key) or DSN_WITH_PASSWORD.search(str(value)) or value in stack.secrets]
+
+
+def build_approval_production(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [(r["name"], "builds run without manual approval") for r in of(resources, TRIGGER)
+            if not _get(r["inputs"], "approvalConfig", "approvalRequired")]
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("run-no-public-invoker", "CRITICAL", "Remove the allUsers invoker, or set services.<svc>.public: true.",
+         run_no_public_invoker),
+    Rule("run-dedicated-sa", "HIGH", "Give each service and job its own service account.", run_dedicated_sa),
+    Rule("run-ingress-explicit", "MEDIUM", "Set services.<svc>.ingress explicitly.", run_ingress_explicit),
+    Rule("run-secrets-pinned", "HIGH", "Reference secrets by a pinned version number, never latest.",
+         run_secrets_pinned),
+    Rule("run-no-secret-in-env", "CRITICAL", "Move the value to Secret Manager and list it under secrets.",
+         run_no_secret_in_env),
+    Rule("job-retries-timeout", "MEDIUM", "Set jobs.<job>.retries and timeout_s.", job_retries_timeout),
+    Rule("sql-no-public-ip", "CRITICAL", "Remove authorized networks; require the Cloud SQL connector.",
+         sql_no_public_ip),
+    Rule("sql-tls-required", "HIGH", "Set ssl_mode ENCRYPTED_ONLY.", sql_tls_required),
+    Rule("sql-backups", "HIGH", "Set database.backups.enabled: true.", sql_backups),
+    Rule("sql-pitr", "MEDIUM", "Set database.backups.point_in_time_recovery: true.", sql_pitr),
+    Rule("sql-deletion-protection", "HIGH", "Set database.deletion_protection: true.", sql_deletion_protection,
+         production_only=True),
+    Rule("sql-ha", "HIGH", "Set database.high_availability: true.", sql_ha, production_only=True),
+    Rule("sql-supported-version", "HIGH", "Use a supported Postgres version (database.version).",
+         sql_supported_version),
+    Rule("secret-replication-explicit", "LOW", "Set secrets.<name>.replication explicitly.",
+         secret_replication_explicit),
+    Rule("secret-access-per-secret", "HIGH", "Grant secretAccessor per secret, only to identities using it.",
+         secret_access_per_secret),
+    Rule("ar-not-public", "CRITICAL", "Remove allUsers/allAuthenticatedUsers from the repository IAM.",
+         ar_not_public),
+    Rule("ar-scanning", "MEDIUM", "Enable vulnerability scanning on the repository.", ar_scanning),
+    Rule("iam-no-basic-roles", "CRITICAL", "Replace owner/editor/viewer with predefined roles.", iam_no_basic_roles),
+    Rule("iam-no-sa-keys", "CRITICAL", "Use workload identity, not service-account keys.", iam_no_sa_keys),
+    Rule("build-dedicated-sa", "HIGH", "Run the trigger as the deployctl-build service account.",
+         build_dedicated_sa),
+    Rule("build-no-secret-substitutions", "CRITICAL", "Read secrets from Secret Manager inside the build.",
+         build_no_secret_substitutions),
+    Rule("build-approval-production", "HIGH", "Set gcp.trigger.approval: true.", build_approval_production,
+         production_only=True),
+)
+BY_ID = {rule.id: rule for rule in RULES}
+
+
+def evaluate(resources: Resources, stack: Stack) -> list[Finding]:
+    return [finding for rule in RULES for finding in rule.evaluate(resources, stack)]
