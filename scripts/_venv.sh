@@ -22,8 +22,12 @@ ensure_venv() {
   stamp=".venv/.deployctl-install-${extras:-runtime}-$(sha256sum pyproject.toml | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     echo "Installing deployctl${extras:+ with $extras extras} into .venv …" >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec" >&2
+    if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip &&
+           .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"; } > .venv/pip.log 2>&1; then
+      cat .venv/pip.log >&2
+      echo "Error: installing deployctl failed (full log above, also in .venv/pip.log)" >&2
+      exit 1
+    fi
     rm -f .venv/.deployctl-install-"${extras:-runtime}"-*
     touch "$stamp"
   fi
