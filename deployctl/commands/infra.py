@@ -1,0 +1,128 @@
+"""``deployctl plan`` and ``deployctl audit``: the infrastructure, synthesized offline, and its policy results.
+
+Rule: both are read-only. ``plan`` and ``audit`` run the real Pulumi program under mocks (no cloud, no
+pulumi CLI); only ``plan --preview`` asks Pulumi for a live diff, and says how to install it when missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import click
+
+from deployctl.commands.common import json_option, project_root
+from deployctl.errors import PolicyError, PreconditionError
+
+PULUMI_HINT = "Install it: curl -fsSL https://get.pulumi.com | sh, then pulumi login"
+
+
+@click.command()
+@click.argument("stack")
+@click.option("--preview", is_flag=True, help="Also ask Pulumi for a live diff (needs the pulumi CLI and a login).")
+@json_option
+def plan(stack: str, preview: bool, as_json: bool) -> None:
+    """Show what STACK's infrastructure and release would be, without changing anything.
+
+    For a gcp stack: every resource the Pulumi program creates, grouped by component, with its key
+    properties, the stack outputs and the policy results, all computed offline. For a local stack: the
+    release plan (a local stack has no cloud infrastructure).
+
+    \b
+    Example:
+      deployctl plan staging
+      deployctl plan production --json
+      deployctl plan staging --preview
+    """
+    from deployctl import config
+
+    spec = config.load(stack, project_root())
+    if spec.target == "local":
+        _plan_local(stack, as_json)
+        return
+    if preview:
+        _preview(stack)
+        return
+    from deployctl.commands.infra_render import gcp_plan, render_plan
+
+    data = gcp_plan(spec)
+    if as_json:
+        from deployctl.output import emit_json
+
+        emit_json(data)
+    else:
+        render_plan(data)
+
+
+@click.command()
+@click.argument("stack")
+@click.option("--accept-risk", "accept_risks", multiple=True, metavar="RULE_ID",
+              help="Accept a failing mandatory rule's risk (repeatable).")
+@json_option
+def audit(stack: str, accept_risks: tuple[str, ...], as_json: bool) -> None:
+    """Check STACK's infrastructure against the policy pack, offline.
+
+    Runs the Pulumi program under mocks and evaluates every rule; exits 6 when a mandatory rule fails and
+    its risk is not accepted (here with --accept-risk, or in the stack's gcp.accept_risks).
+
+    \b
+    Example:
+      deployctl audit production
+      deployctl audit staging --json
+      deployctl audit production --accept-risk sql-ha
+    """
+    from deployctl import config
+
+    spec = config.load(stack, project_root())
+    if spec.target != "gcp":
+        from deployctl.output import line
+
+        line(f"Stack {stack} is a local stack: it has no cloud infrastructure to audit.")
+        return
+    from deployctl.commands.infra_render import render_findings
+    from deployctl.targets.gcp.audit import audit as run_audit
+
+    report = run_audit(spec)
+    if as_json:
+        from deployctl.output import emit_json
+
+        emit_json(report.to_dict(accept_risks))
+    else:
+        render_findings(report, accept_risks)
+    failing = report.failing_mandatory(accept_risks)
+    if failing:
+        raise PolicyError(
+            f"stack {stack} fails mandatory policy rules: {', '.join(failing)}",
+            f"Fix them, or accept a risk explicitly: deployctl up {stack} --accept-risk RULE_ID",
+        )
+
+
+def _plan_local(stack: str, as_json: bool) -> None:
+    from deployctl.commands.common import open_stack
+    from deployctl.output import emit_json, line
+    from deployctl.pipeline.orchestrator import plan_release
+    from deployctl.pipeline.run import Options
+
+    _, target = open_stack(stack)
+    release = plan_release(target, Options(command=f"deployctl plan {stack}", root=project_root()))
+    steps = [{"stage": s.stage, "action": s.action, "message": s.message} for s in release.steps]
+    note = f"Stack {stack} is a local stack: it has no cloud infrastructure; this is its release plan."
+    if as_json:
+        emit_json({"stack": stack, "target": "local", "note": note, "steps": steps})
+        return
+    line(note)
+    for step in steps:
+        line(f"  {step['stage']:<10} {step['message']}")
+
+
+def _preview(stack: str) -> None:
+    if shutil.which("pulumi") is None:
+        raise PreconditionError("the pulumi CLI is not installed", PULUMI_HINT)
+    import pulumi.automation as auto
+
+    from deployctl.output import line
+
+    root = project_root()
+    target: Any = auto.create_or_select_stack(stack_name=stack, work_dir=str(root))
+    result = target.preview(diff=True, on_output=line, color="never")
+    line(f"pulumi preview: {result.change_summary}")
