@@ -1,0 +1,1 @@
+"""Tests of the Pulumi program (under mocks) and of the policy rules."""
