@@ -30,6 +30,9 @@ def test_up_staging_happy_path(cloud: Cloud, reporter) -> None:
         (k.rsplit("/", 1)[-1].rsplit("-", 1)[0], not v) for k, v in drongo_ext.JOBS.failed.items()
     ]
     assert cloud.target().lock.holder() is None
+    stages = {s.name: (s.status, s.detail) for s in ledger.get(record.id).stages}
+    # staging's init job is non-blocking: started, not awaited, and not a failure
+    assert stages["init"][0] == "ok" and "started, not awaited (non-blocking)" in stages["init"][1]
 
 
 def test_rerun_without_change_is_a_noop(cloud: Cloud, reporter) -> None:

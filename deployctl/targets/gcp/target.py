@@ -209,7 +209,11 @@ class GcpTarget:
     ) -> JobRun:
         job_id = f"{self.stack.job_service(job)}-{name}"
         if not job.blocking:
-            return self.jobs.run(job_id, artifact.ref, release_id, deadline_s=0)
+            started = self.jobs.run(job_id, artifact.ref, release_id, deadline_s=0)
+            if started.message.startswith("still running"):  # started and left to run: not a failure
+                return JobRun(started.job, started.execution, True, started.attempts,
+                              "started, not awaited (non-blocking)", started.log)
+            return started
         deadline = job.timeout_s * (job.retries + 1) + 120
         return self.jobs.run(job_id, artifact.ref, release_id, deadline_s=deadline)
 
