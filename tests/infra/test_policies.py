@@ -1,0 +1,129 @@
+"""Each rule: it passes on the production stack as synthesized, and fails on one specific unsafe change."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from deployctl.config import Stack
+from infra.policies.rules import BY_ID, RULES, evaluate, is_production
+from tests.infra.conftest import stack_with
+
+Resources = list[dict[str, Any]]
+
+
+def _first(res: Resources, type_: str) -> dict[str, Any]:
+    return next(r for r in res if r["type"] == type_)
+
+
+def _instance(res: Resources) -> dict[str, Any]:
+    inputs: dict[str, Any] = _first(res, "gcp:sql/databaseInstance:DatabaseInstance")["inputs"]
+    return inputs
+
+
+def _settings(res: Resources) -> dict[str, Any]:
+    settings: dict[str, Any] = _instance(res)["settings"]
+    return settings
+
+
+def _container(res: Resources) -> dict[str, Any]:
+    container: dict[str, Any] = _first(res, "gcp:cloudrunv2/service:Service")["inputs"]["template"]["containers"][0]
+    return container
+
+
+def _add(res: Resources, type_: str, **inputs: Any) -> None:
+    res.append({"type": type_, "name": "added", "parent": None, "inputs": inputs})
+
+
+def _iam(res: Resources, role: str) -> None:
+    _add(res, "gcp:projects/iAMMember:IAMMember", role=role, member="serviceAccount:x@p.iam.gserviceaccount.com")
+
+
+Breaker = Callable[[Resources], None]
+BREAK: dict[str, Breaker] = {
+    "run-no-public-invoker": lambda r: _add(r, "gcp:cloudrunv2/serviceIamMember:ServiceIamMember", name="internal",
+                                            member="allUsers", role="roles/run.invoker"),
+    "run-dedicated-sa": lambda r: _first(r, "gcp:cloudrunv2/service:Service")["inputs"]["template"].pop(
+        "serviceAccount"),
+    "run-ingress-explicit": lambda r: _first(r, "gcp:cloudrunv2/service:Service")["inputs"].pop("ingress"),
+    "run-secrets-pinned": lambda r: _container(r)["envs"][-1]["valueSource"]["secretKeyRef"].update(version="latest"),
+    "run-no-secret-in-env": lambda r: _container(r)["envs"].append({"name": "DB_PASSWORD", "value": "hunter2"}),
+    "job-retries-timeout": lambda r: _first(r, "gcp:cloudrunv2/job:Job")["inputs"]["template"]["template"].pop(
+        "timeout"),
+    "sql-no-public-ip": lambda r: _settings(r)["ipConfiguration"].update(
+        authorizedNetworks=[{"value": "0.0.0.0/0"}]),
+    "sql-tls-required": lambda r: _settings(r)["ipConfiguration"].update(sslMode="ALLOW_UNENCRYPTED_AND_ENCRYPTED"),
+    "sql-backups": lambda r: _settings(r)["backupConfiguration"].update(enabled=False),
+    "sql-pitr": lambda r: _settings(r)["backupConfiguration"].update(pointInTimeRecoveryEnabled=False),
+    "sql-deletion-protection": lambda r: _instance(r).update(deletionProtection=False),
+    "sql-ha": lambda r: _settings(r).update(availabilityType="ZONAL"),
+    "sql-supported-version": lambda r: _instance(r).update(databaseVersion="POSTGRES_9_6"),
+    "secret-access-per-secret": lambda r: _iam(r, "roles/secretmanager.secretAccessor"),
+    "ar-not-public": lambda r: _add(r, "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember",
+                                    member="allUsers", role="roles/artifactregistry.reader"),
+    "ar-scanning": lambda r: _first(r, "gcp:artifactregistry/repository:Repository")["inputs"].update(
+        vulnerabilityScanningConfig={"enablementConfig": "DISABLED"}),
+    "iam-no-basic-roles": lambda r: _iam(r, "roles/editor"),
+    "iam-no-sa-keys": lambda r: _add(r, "gcp:serviceaccount/key:Key", serviceAccountId="x"),
+    "build-dedicated-sa": lambda r: _first(r, "gcp:cloudbuild/trigger:Trigger")["inputs"].update(
+        serviceAccount="projects/p/serviceAccounts/123@cloudbuild.gserviceaccount.com"),
+    "build-no-secret-substitutions": lambda r: _first(r, "gcp:cloudbuild/trigger:Trigger")["inputs"][
+        "substitutions"].update(_DB_PASSWORD="hunter2"),
+    "build-approval-production": lambda r: _first(r, "gcp:cloudbuild/trigger:Trigger")["inputs"].update(
+        approvalConfig={"approvalRequired": False}),
+}
+
+
+def _explicit_replication(config: dict[str, Any]) -> None:
+    for secret in config["deployctl:secrets"].values():
+        secret["replication"] = "automatic"
+
+
+def _rule_ids(findings: list[Any]) -> set[str]:
+    return {f.rule for f in findings}
+
+
+@pytest.fixture(scope="module")
+def baseline(production: Any) -> tuple[Stack, Resources]:
+    stack, syn = production
+    return stack, [r.to_dict() for r in syn.resources]
+
+
+def test_every_rule_has_a_failing_case() -> None:
+    assert set(BREAK) | {"secret-replication-explicit"} == set(BY_ID)
+
+
+@pytest.mark.parametrize("rule_id", sorted(BREAK))
+def test_rule_passes_then_fails(rule_id: str, baseline: tuple[Stack, Resources]) -> None:
+    stack, resources = baseline
+    assert rule_id not in _rule_ids(evaluate(resources, stack))
+    broken = copy.deepcopy(resources)
+    BREAK[rule_id](broken)
+    findings = [f for f in evaluate(broken, stack) if f.rule == rule_id]
+    assert findings, rule_id
+    assert findings[0].mandatory is (BY_ID[rule_id].severity in ("CRITICAL", "HIGH"))
+    assert findings[0].remediation
+
+
+def test_secret_replication_is_read_from_the_stack_model(baseline: tuple[Stack, Resources]) -> None:
+    stack, resources = baseline
+    assert "secret-replication-explicit" in _rule_ids(evaluate(resources, stack))
+    explicit = stack_with("production", _explicit_replication)
+    assert "secret-replication-explicit" not in _rule_ids(evaluate(resources, explicit))
+
+
+def test_production_only_rules_are_advisory_elsewhere(staging: Any) -> None:
+    stack, syn = staging
+    findings = evaluate([r.to_dict() for r in syn.resources], stack)
+    assert not is_production(stack)
+    assert {"sql-ha", "sql-deletion-protection", "build-approval-production"} <= _rule_ids(findings)
+    assert not [f for f in findings if f.mandatory]
+
+
+def test_rule_ids_severities_and_remediations_are_well_formed() -> None:
+    for rule in RULES:
+        assert rule.severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+        assert rule.remediation.endswith(".") and "\n" not in rule.remediation
