@@ -31,8 +31,9 @@ def test_up_staging_happy_path(cloud: Cloud, reporter) -> None:
     ]
     assert cloud.target().lock.holder() is None
     stages = {s.name: (s.status, s.detail) for s in ledger.get(record.id).stages}
-    # staging's init job is non-blocking: started, not awaited, and not a failure
-    assert stages["init"][0] == "ok" and "started, not awaited (non-blocking)" in stages["init"][1]
+    # staging's init job is non-blocking: whether it already finished or is left running, it is not a failure
+    assert stages["init"][0] == "ok"
+    assert stages["init"][1].endswith(("succeeded", "started, not awaited (non-blocking)"))
 
 
 def test_rerun_without_change_is_a_noop(cloud: Cloud, reporter) -> None:
