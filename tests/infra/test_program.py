@@ -84,7 +84,8 @@ def test_service_template_and_traffic_come_from_the_release(production: Any) -> 
     ]
     template = svc.inputs["template"]
     assert template["executionEnvironment"] == "EXECUTION_ENVIRONMENT_GEN2"
-    assert template["volumes"][0]["cloudSqlInstance"]["instances"] == ["example-production:europe-central2:production-db"]
+    connection = "example-production:europe-central2:production-db"
+    assert template["volumes"][0]["cloudSqlInstance"]["instances"] == [connection]
     assert template["containers"][0]["resources"]["startupCpuBoost"] is True
 
 

@@ -1,0 +1,124 @@
+"""``deployctl plan`` and ``deployctl audit``: exit codes, exact messages, and the JSON facts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deployctl.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str],
+         monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    monkeypatch.chdir(cwd)
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the repository's stacks (commands find the project from the working directory)."""
+    shutil.copytree(ROOT / "stacks", tmp_path / "stacks")
+    return tmp_path
+
+
+def test_plan_staging(project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = _run(["plan", "staging"], project, capsys, monkeypatch)
+    assert code == 0
+    assert "staging-database" in out and "staging-api-service" in out
+    assert "image=set at release" in out and "(pinned at release)" in out
+    assert "All mandatory policy rules pass." in out
+
+
+def test_plan_staging_json(project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = _run(["plan", "staging", "--json"], project, capsys, monkeypatch)
+    assert code == 0
+    data = json.loads(out)
+    assert {"resources", "outputs", "policy", "components"} <= set(data)
+    assert data["outputs"]["db_connection"] == "example-staging:europe-central2:staging-db"
+    assert data["outputs"]["job_names"] == {"migrate": "api-migrate", "init": "api-init"}
+    assert data["policy"]["failing_mandatory"] == []
+    assert "gcp:sql/databaseInstance:DatabaseInstance" in {r["type"] for r in data["resources"]}
+
+
+def test_plan_local_prints_the_release_plan(capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = _run(["plan", "local"], ROOT, capsys, monkeypatch)
+    assert code == 0
+    assert "Stack local is a local stack: it has no cloud infrastructure" in out
+    assert "migrate" in out and "deploy" in out
+
+
+def test_plan_preview_without_pulumi(project: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(project))  # no pulumi binary on this PATH
+    code, _, err = _run(["plan", "staging", "--preview"], project, capsys, monkeypatch)
+    assert code == 5
+    assert "Error: the pulumi CLI is not installed" in err
+    assert "Hint: Install it: curl -fsSL https://get.pulumi.com | sh, then pulumi login" in err
+
+
+def test_audit_production_passes(project: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = _run(["audit", "production"], project, capsys, monkeypatch)
+    assert code == 0
+    assert "21/22 rules pass" in out
+
+
+def _unsafe(project: Path) -> None:
+    path = project / "stacks" / "Pulumi.production.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["config"]["deployctl:database"]["high_availability"] = False
+    path.write_text(yaml.safe_dump(raw))
+
+
+def test_audit_unsafe_production_fails_naming_the_rule(project: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _unsafe(project)
+    code, _, err = _run(["audit", "production"], project, capsys, monkeypatch)
+    assert code == 6
+    assert "Error: stack production fails mandatory policy rules: sql-ha" in err
+    assert "Hint: Fix them, or accept a risk explicitly: deployctl up production --accept-risk RULE_ID" in err
+
+
+def test_audit_accepted_risk_and_json(project: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    _unsafe(project)
+    code, out, _ = _run(["audit", "production", "--accept-risk", "sql-ha", "--json"], project, capsys, monkeypatch)
+    assert code == 0
+    data = json.loads(out)
+    assert data["accepted"] == ["sql-ha"] and data["failing_mandatory"] == []
+    assert [f["rule"] for f in data["findings"] if f["mandatory"]] == ["sql-ha"]
+
+
+def test_release_gate(project: Path) -> None:
+    from deployctl.config import load
+    from deployctl.errors import PolicyError
+    from deployctl.targets.gcp.policy_gate import enforce
+
+    _unsafe(project)
+    stack = load("production", project)
+    with pytest.raises(PolicyError) as exc:
+        enforce(stack, [])
+    assert exc.value.message == "stack production fails mandatory policy rules: sql-ha"
+    enforce(stack, ["sql-ha"])  # accepted: no error
+    with pytest.raises(PolicyError, match="unknown policy rule: sql-hq"):
+        enforce(stack, ["sql-hq"])
+
+
+def test_policy_pack_compiles() -> None:
+    source = (ROOT / "infra" / "policies" / "__main__.py").read_text()
+    compile(source, "infra/policies/__main__.py", "exec")
+    assert os.path.isfile(ROOT / "infra" / "policies" / "PulumiPolicy.yaml")
