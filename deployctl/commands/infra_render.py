@@ -40,6 +40,9 @@ def gcp_plan(stack: Stack) -> dict[str, Any]:
 
 
 def key_properties(type_: str, inputs: dict[str, Any], stack: Stack) -> dict[str, Any]:
+    from deployctl.targets.gcp.synth import infra_importable
+
+    infra_importable()
     from infra.components.common import PLACEHOLDER_IMAGE
 
     props: dict[str, Any] = {k: inputs[k] for k in ("name", "accountId", "role", "secretId", "member", "service",

@@ -35,6 +35,9 @@ class AuditReport:
 
 
 def check(resources: list[dict[str, Any]], stack: Stack) -> AuditReport:
+    from deployctl.targets.gcp.synth import infra_importable
+
+    infra_importable()
     from infra.policies.rules import RULES
 
     findings = [f for rule in RULES for f in rule.evaluate(resources, stack)]

@@ -68,6 +68,7 @@ def synthesize(stack: Stack) -> Synthesis:
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
+    infra_importable()
     from infra.program import build
 
     assert stack.project and stack.region
@@ -112,6 +113,16 @@ def synthesize(stack: Stack) -> Synthesis:
     for r in records:
         r.parent = names.get(r.parent or "")
     return Synthesis(records, _plain(outputs))
+
+
+def infra_importable() -> None:
+    """The Pulumi program lives beside the deployctl package (``main: infra/`` in Pulumi.yaml)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if importlib.util.find_spec("infra") is None:
+        sys.path.append(str(Path(__file__).resolve().parents[3]))
 
 
 def _plain_inputs(obj: Any) -> dict[str, Any]:
