@@ -51,6 +51,9 @@ def test_plan_staging_json(project: Path, capsys: pytest.CaptureFixture[str], mo
     assert data["outputs"]["job_names"] == {"migrate": "api-migrate", "init": "api-init"}
     assert data["policy"]["failing_mandatory"] == []
     assert "gcp:sql/databaseInstance:DatabaseInstance" in {r["type"] for r in data["resources"]}
+    [user] = [r for r in data["resources"] if r["type"] == "gcp:sql/user:User"]
+    assert user["inputs"]["passwordWo"] == "[secret]"
+    assert "not-a-real-secret" not in out  # the mocked secret value never reaches the plan
 
 
 def test_plan_local_prints_the_release_plan(capsys: pytest.CaptureFixture[str],
