@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,14 @@ def project_root() -> Path:
     return here
 
 
-def open_stack(name: str) -> tuple[config.Stack, Target]:
+def open_stack(name: str, before_open: Callable[[config.Stack], None] | None = None) -> tuple[config.Stack, Target]:
+    """Load the stack, run *before_open* (offline checks), then open its target (which may need tools)."""
     from deployctl.targets import open_target
 
     root = project_root()
     stack = config.load(name, root)
+    if before_open:
+        before_open(stack)
     return stack, open_target(stack, root)
 
 

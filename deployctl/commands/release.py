@@ -8,6 +8,7 @@ import time
 import click
 
 from deployctl.commands.common import command_line, json_option, lock_timeout_option, open_stack, project_root
+from deployctl.config import Stack
 from deployctl.errors import DeployctlError, StageFailed
 
 _DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
@@ -41,10 +42,10 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
 
     if image and not _DIGEST.match(image):
         raise click.BadParameter("must be pinned by digest: REGISTRY/IMAGE@sha256:<64 hex>", param_hint="--image")
-    spec, target = open_stack(stack)
+    # the policy gate is offline: it runs before the target is opened (a gcp target needs pulumi and credentials)
+    spec, target = open_stack(stack, before_open=lambda s: _check_policy(s, accept_risks))
     options = Options(command=command_line(), force=force, lock_timeout_s=lock_timeout, image=image,
                       accept_risks=accept_risks, root=project_root())
-    _check_policy(spec, accept_risks)
     if dry_run:
         plan = orchestrator.plan_release(target, options)
         if as_json:
@@ -70,11 +71,8 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
         line(f"Release {record.id} succeeded in {reporter.elapsed():.1f}s: {record.message}")
 
 
-def _check_policy(spec: object, accept_risks: tuple[str, ...]) -> None:
+def _check_policy(spec: Stack, accept_risks: tuple[str, ...]) -> None:
     """gcp stacks must pass the policy pack's mandatory rules (or accept a rule's risk explicitly)."""
-    from deployctl.config import Stack
-
-    assert isinstance(spec, Stack)
     if spec.target != "gcp":
         return
     from deployctl.targets.gcp.policy_gate import enforce

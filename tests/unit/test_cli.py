@@ -74,3 +74,19 @@ def test_down_refuses_cloud_stacks(capsys: pytest.CaptureFixture[str]) -> None:
     assert code in (1, 5)  # 5 when the gcp target cannot open (no credentials/CLI) before the check
     assert err.startswith("Error: ")
     assert "Traceback" not in err
+
+
+def test_up_production_refuses_a_failing_mandatory_rule_before_touching_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "stacks").mkdir()
+    unsafe = (root / "stacks" / "Pulumi.production.yaml").read_text().replace(
+        "high_availability: true", "high_availability: false")
+    (tmp_path / "stacks" / "Pulumi.production.yaml").write_text(unsafe)
+    code, _, err = _run(["up", "production"], tmp_path, capsys)
+    assert code == 6
+    assert err.startswith("Error: stack production fails mandatory policy rules: sql-ha\n")
+    code, _, err = _run(["up", "production", "--accept-risk", "sql-ha"], tmp_path, capsys)
+    assert code == 5  # past the gate; stops at the missing pulumi CLI, with its hint
+    assert "Error: the pulumi CLI is not installed" in err and "Hint: Install the Pulumi CLI" in err
