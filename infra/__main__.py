@@ -10,6 +10,10 @@ if str(ROOT) not in sys.path:  # Pulumi runs this file with infra/ on the path, 
     sys.path.insert(0, str(ROOT))
 
 from deployctl.config import load  # noqa: E402
+from deployctl.errors import DeployctlError  # noqa: E402
 from infra.program import build  # noqa: E402
 
-build(load(pulumi.get_stack(), ROOT))
+try:
+    build(load(pulumi.get_stack(), ROOT))
+except DeployctlError as exc:  # one clean line from `pulumi up`, not a Python traceback
+    raise pulumi.RunError(f"{exc.message}. {exc.hint or ''}".strip()) from None

@@ -1,8 +1,10 @@
 """build(stack): the whole gcp stack as components, and its exported outputs.
 
-Rule: every value comes from the stack model; what a release decides (image digests, pinned secret
-versions, revision names, traffic) comes from ``stack.release`` and falls back to the documented
-placeholders in infra.components.common when there is no release yet. Callable repeatedly in one process.
+Rule: every value comes from the stack model and every name from infra.naming; what a release decides
+(image digests, pinned secret versions, revision names, traffic) comes from ``stack.release``. Without a
+release a workload gets the placeholder image (infra.components.common) and pins the secret version this
+program created, never ``latest``. Callable repeatedly in one process (``deployctl plan`` runs it under
+mocks); an invalid stack is a ConfigError naming the file and the key, raised before any resource.
 """
 
 from __future__ import annotations
@@ -12,93 +14,91 @@ from typing import Any
 import pulumi
 
 from deployctl.config import Stack
-from infra.components.common import PLACEHOLDER_IMAGE, PLACEHOLDER_SECRET_VERSION
+from deployctl.errors import ConfigError
+from infra import naming
+from infra.components.common import PLACEHOLDER_IMAGE
 from infra.components.database import Database, DatabaseArgs
 from infra.components.identities import Identities, IdentitiesArgs
 from infra.components.jobs import CloudRunJob, CloudRunJobArgs
 from infra.components.monitoring import ServiceMonitoring, ServiceMonitoringArgs
 from infra.components.project import ProjectServices, ProjectServicesArgs
 from infra.components.registry import Registry, RegistryArgs
-from infra.components.secrets import SecretAccess, SecretAccessArgs
-from infra.components.service import CloudRunService, CloudRunServiceArgs
+from infra.components.secrets import Secrets, SecretsArgs, composition_order
+from infra.components.service import CloudRunService, CloudRunServiceArgs, SecretEnv
 from infra.components.trigger import BuildTrigger, BuildTriggerArgs
 
-
-def instance_name(stack: Stack) -> str:
-    return f"{stack.name}-db"  # what deployctl's gcp target assumes before the first `pulumi up`
+PROVIDED_NAMESPACE = "deployctl-secrets"  # `deployctl-secrets:API_TOKEN: {secure: …}` in the stack file
+JOB_KINDS = ("migrate", "init")
 
 
 def image(stack: Stack, service: str) -> str:
     return stack.release.images.get(service, PLACEHOLDER_IMAGE)
 
 
-def secret_version(stack: Stack, secret: str) -> str:
-    return stack.release.secret_versions.get(secret, PLACEHOLDER_SECRET_VERSION)
-
-
-def secret_env(stack: Stack, service: str) -> dict[str, tuple[str, str]]:
-    return {env: (s, secret_version(stack, s)) for env, s in stack.services[service].secrets.items()}
-
-
 def build(stack: Stack) -> dict[str, Any]:
-    if stack.target != "gcp" or not stack.project or not stack.region:
-        raise ValueError(f"stack {stack.name} is not a gcp stack")
+    check(stack)
+    assert stack.project and stack.region  # check() guarantees a gcp stack
     project, region, prefix = stack.project, stack.region, stack.name
     apis = ProjectServices(f"{prefix}-apis", ProjectServicesArgs(project=project))
     after_apis = pulumi.ResourceOptions(depends_on=[apis])
-    registry = Registry(
-        f"{prefix}-registry",
-        RegistryArgs(project, region, stack.gcp.repository, keep_recent=max(10, stack.rollout.keep_revisions)),
-        after_apis,
-    )
-    ids = Identities(
-        f"{prefix}-identities",
-        IdentitiesArgs(project, tuple(stack.services), build=stack.gcp.trigger is not None),
-        after_apis,
-    )
+    ids = Identities(f"{prefix}-identities", IdentitiesArgs(
+        project,
+        runtime={svc: naming.runtime_account(stack, svc) for svc in stack.services},
+        jobs=naming.account(stack, "jobs"),
+        build=naming.account(stack, "build") if stack.gcp.trigger else None,
+    ), after_apis)
+    registry = Registry(f"{prefix}-registry", RegistryArgs(
+        project, region, naming.repository(stack), keep_recent=max(10, 2 * stack.rollout.keep_revisions),
+        writers={"build": ids.build.email} if ids.build else {},
+    ), after_apis)
+    secrets = Secrets(f"{prefix}-secrets", SecretsArgs(
+        project, stack.name, stack.secrets, {name: naming.secret(stack, name) for name in stack.secrets},
+        provided=provided_values(stack), facts=db_facts(stack), readers=_readers(stack, ids),
+    ), after_apis)
     db = None
     if stack.database:
-        args = DatabaseArgs(project, region, instance_name(stack), stack.database,
-                            secret_version(stack, stack.database.password_secret))
-        db = Database(f"{prefix}-database", args, after_apis)
+        db = Database(f"{prefix}-database", DatabaseArgs(
+            project, region, naming.instance(stack), stack.database, secrets.values[stack.database.password_secret],
+        ), after_apis)
+    after_access = pulumi.ResourceOptions(depends_on=[apis, secrets])
     connection = db.connection_name if db else None
-    access = SecretAccess(f"{prefix}-secret-access", SecretAccessArgs(project, _grants(stack, ids)), after_apis)
-    after_access = pulumi.ResourceOptions(depends_on=[apis, access])
     protect = bool(stack.database and stack.database.deletion_protection)
 
     services = {}
     for name, svc in stack.services.items():
         services[name] = CloudRunService(f"{prefix}-{name}", CloudRunServiceArgs(
-            project, region, name, svc, image(stack, name), ids.runtime[name].email, secret_env(stack, name),
-            connection, stack.release.revisions.get(name), list(stack.release.traffic.get(name, [])), protect,
+            project, region, naming.service(stack, name), svc, image(stack, name), ids.runtime[name].email,
+            _secret_env(stack, name, secrets), connection, stack.release.revisions.get(name),
+            list(stack.release.traffic.get(name, [])), protect,
         ), after_access)
         ServiceMonitoring(f"{prefix}-{name}-monitoring", ServiceMonitoringArgs(
-            project, name, services[name].url, stack.gcp.monitoring, svc.probes.liveness.path,
-            uptime=svc.public and svc.ingress == "all",
-        ), pulumi.ResourceOptions(depends_on=[apis]))
+            project, naming.service(stack, name), services[name].url, stack.gcp.monitoring,
+            svc.probes.liveness.path, uptime=svc.public and svc.ingress == "all",
+        ), after_apis)
 
     jobs = {}
-    for kind in ("migrate", "init"):
+    for kind in JOB_KINDS:
         job = getattr(stack.jobs, kind)
-        if job is None:
-            continue
-        owner = stack.job_service(job)
-        jobs[kind] = CloudRunJob(f"{prefix}-{owner}-{kind}", CloudRunJobArgs(
-            project, region, f"{owner}-{kind}", job, image(stack, owner), ids.jobs.email,
-            dict(stack.services[owner].env), secret_env(stack, owner), connection, protect,
-        ), after_access)
+        if job is not None:
+            owner = stack.job_service(job)
+            jobs[kind] = CloudRunJob(f"{prefix}-{owner}-{kind}", CloudRunJobArgs(
+                project, region, naming.job(stack, owner, kind), job, image(stack, owner), ids.jobs.email,
+                dict(stack.services[owner].env), _secret_env(stack, owner, secrets), connection, protect,
+            ), after_access)
 
     if stack.gcp.trigger and ids.build is not None:
         BuildTrigger(f"{prefix}-build", BuildTriggerArgs(
-            project, region, stack.name, stack.gcp.repository, stack.gcp.trigger, ids.build.name,
+            project, region, stack.name, naming.trigger(stack), naming.repository(stack), stack.gcp.trigger,
+            ids.build.name,
         ), after_apis)
 
     outputs: dict[str, Any] = {
-        "db_connection": connection if connection is not None else "",
+        "service_names": {name: naming.service(stack, name) for name in stack.services},
         "service_urls": {name: s.url for name, s in services.items()},
         "job_names": {kind: j.job_name for kind, j in jobs.items()},
         "registry": registry.path,
-        "secret_names": sorted(stack.secrets),
+        "db_connection": connection if connection is not None else "",
+        "secret_names": secrets.ids,
         "service_accounts": ids.emails,
     }
     for key, value in outputs.items():
@@ -106,15 +106,52 @@ def build(stack: Stack) -> dict[str, Any]:
     return outputs
 
 
-def _grants(stack: Stack, ids: Identities) -> dict[str, dict[str, pulumi.Output[str]]]:
-    """secret -> identity label -> email: each identity gets exactly the secrets its workloads read."""
-    grants: dict[str, dict[str, pulumi.Output[str]]] = {}
+def check(stack: Stack) -> None:
+    """Everything the program needs beyond the model's own validation, as ConfigErrors."""
+    if stack.target != "gcp" or not stack.project or not stack.region:
+        raise ConfigError(f"{stack.file}: deployctl:target: stack {stack.name} is not a gcp stack",
+                          "Only gcp stacks have cloud infrastructure; a local stack runs on this machine.")
+    naming.check(stack)
+    try:
+        composition_order(stack.secrets)
+    except ValueError as exc:
+        raise ConfigError(f"{stack.file}: deployctl:secrets.{exc}.template: composes itself (a cycle)",
+                          "A composed secret may use other secrets, but not one that uses it.") from None
+
+
+def provided_values(stack: Stack) -> dict[str, pulumi.Output[str]]:
+    """Values of ``provided`` secrets: secure stack values under the deployctl-secrets namespace."""
+    config = pulumi.Config(PROVIDED_NAMESPACE)
+    return {name: config.require_secret(name) for name, s in stack.secrets.items() if s.source == "provided"}
+
+
+def db_facts(stack: Stack) -> dict[str, str]:
+    """What a composed template may use besides secrets (the names config.py allows)."""
+    if stack.database is None:
+        return {}
+    connection = naming.connection(stack)  # exactly the name Cloud SQL gives the instance
+    socket = f"/cloudsql/{connection}"
+    return {"db_user": stack.database.user, "db_name": stack.database.name, "db_connection": connection,
+            "db_socket": socket, "db_host": socket, "db_port": "5432"}
+
+
+def _secret_env(stack: Stack, service: str, secrets: Secrets) -> SecretEnv:
+    """ENV -> (secret id, version): the release's pinned version, else the version this program created."""
+    return {
+        env: (secrets.ids[name], stack.release.secret_versions.get(name) or secrets.versions[name])
+        for env, name in stack.services[service].secrets.items()
+    }
+
+
+def _readers(stack: Stack, ids: Identities) -> dict[str, dict[str, pulumi.Output[str]]]:
+    """secret -> identity label -> email: each identity may read exactly the secrets its workloads use."""
+    readers: dict[str, dict[str, pulumi.Output[str]]] = {}
     for name, svc in stack.services.items():
         for secret in svc.secrets.values():
-            grants.setdefault(secret, {})[f"{name}-runtime"] = ids.runtime[name].email
-    for kind in ("migrate", "init"):
+            readers.setdefault(secret, {})[f"{name}-runtime"] = ids.runtime[name].email
+    for kind in JOB_KINDS:
         job = getattr(stack.jobs, kind)
         if job is not None:
             for secret in stack.services[stack.job_service(job)].secrets.values():
-                grants.setdefault(secret, {})["jobs"] = ids.jobs.email
-    return grants
+                readers.setdefault(secret, {})["jobs"] = ids.jobs.email
+    return readers

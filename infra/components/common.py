@@ -1,17 +1,18 @@
-"""What the components share: placeholders for values deployctl fills in at release time, naming."""
+"""What the components share: the placeholder image for a stack without a release, and small helpers."""
 
 from __future__ import annotations
 
-import re
-
 import pulumi
 
-# Used when the stack's release has no image for a service yet (``deployctl plan`` before a first release).
-# deployctl always writes the built image digest to ``deployctl:release`` before ``pulumi up``, so this
-# placeholder is only ever seen in plans, where it is shown as "image: set at release".
-PLACEHOLDER_IMAGE = "us-docker.pkg.dev/cloudrun/container/hello@sha256:" + "0" * 64
-# Used when a secret has no pinned version yet (shown as "pinned at release"); never "latest".
-PLACEHOLDER_SECRET_VERSION = "1"
+# The image a service or job gets while ``deployctl:release`` has none for it (a plan before the first
+# build, or the first bootstrap `pulumi up`): Google's public Cloud Run sample container, pinned by the
+# digest Google's own Cloud Deploy quickstarts use. It serves any path on $PORT, so the service becomes
+# ready with the configured probes; the service's command is not applied to it (it has no Python). Plans
+# and audits show it as "image: set at release"; deployctl replaces it with the built digest on every
+# `deployctl up`, before `pulumi up` runs.
+PLACEHOLDER_IMAGE = (
+    "us-docker.pkg.dev/cloudrun/container/hello@sha256:95ade4b17adcd07623b0a0c68359e344fe54e65d0cb01b989e24c39f2fcd296a"
+)
 
 INGRESS = {
     "all": "INGRESS_TRAFFIC_ALL",
@@ -19,17 +20,9 @@ INGRESS = {
     "internal-and-cloud-load-balancing": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
 }
 CLOUDSQL_MOUNT = "/cloudsql"
+CLOUDSQL_VOLUME = "cloudsql"
 
 
-def child(parent: pulumi.Resource) -> pulumi.ResourceOptions:
-    return pulumi.ResourceOptions(parent=parent)
+def member(email: pulumi.Input[str]) -> pulumi.Output[str]:
+    return pulumi.Output.from_input(email).apply(lambda e: f"serviceAccount:{e}")
 
-
-def account_id(base: str) -> str:
-    """A service-account id (6-30 chars of ``[a-z0-9-]``, starting with a letter) derived from *base*."""
-    clean = re.sub(r"[^a-z0-9-]", "-", base.lower()).strip("-")[:30].rstrip("-")
-    return clean if len(clean) >= 6 else f"{clean}-sa"[:30]
-
-
-def member(email: pulumi.Output[str]) -> pulumi.Output[str]:
-    return email.apply(lambda e: f"serviceAccount:{e}")

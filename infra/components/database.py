@@ -1,10 +1,10 @@
 """Database: a Cloud SQL for PostgreSQL instance reachable only through the Cloud SQL connector.
 
-No authorized networks and ``connector_enforcement = REQUIRED``: the public IP accepts only IAM-authorised
-connector traffic (the ``/cloudsql`` volume Cloud Run mounts), and ``ssl_mode = ENCRYPTED_ONLY`` refuses
-plaintext. The user's password is never in Pulumi state as a plain value: it is read from Secret Manager at
-its pinned version into ``password_wo`` (write-only in the provider) and marked secret; its rotation is
-deployctl's (``deployctl secrets rotate``).
+No authorized networks and ``connector_enforcement = REQUIRED``: the instance's IP accepts only
+IAM-authorised connector traffic (the ``/cloudsql`` volume Cloud Run mounts), and ``ssl_mode =
+ENCRYPTED_ONLY`` refuses plaintext. Backups, point-in-time recovery, the maintenance window, regional HA
+and deletion protection come from the stack. The user's password is the ``database.password_secret``
+secret's value: a secret Output, encrypted in Pulumi state.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_gcp import secretmanager, sql
+from pulumi_gcp import sql
 
 from deployctl.config import Database as DatabaseConfig
 
@@ -23,7 +23,7 @@ class DatabaseArgs:
     region: str
     instance_name: str
     config: DatabaseConfig
-    password_version: str  # pinned Secret Manager version of config.password_secret
+    password: pulumi.Output[str]  # the value of config.password_secret (a secret Output)
 
 
 class Database(pulumi.ComponentResource):
@@ -48,17 +48,14 @@ class Database(pulumi.ComponentResource):
             sql.DatabaseArgs(project=args.project, instance=self.instance.name, name=db.name),
             opts=parent,
         )
-        password = secretmanager.get_secret_version_output(
-            project=args.project, secret=db.password_secret, version=args.password_version
-        ).secret_data
         self.user = sql.User(
             f"{name}-user",
             sql.UserArgs(
                 project=args.project,
                 instance=self.instance.name,
                 name=db.user,
-                password_wo=pulumi.Output.secret(password),
-                password_wo_version=int(args.password_version),
+                password=pulumi.Output.secret(args.password),
+                deletion_policy="ABANDON",
             ),
             opts=parent,
         )

@@ -1,38 +1,43 @@
-"""Identities: one runtime service account per service, one for jobs, one for builds; least privilege.
+"""Identities: one runtime service account per service, one for the jobs, one for builds; least privilege.
 
-Runtime and jobs accounts may connect to Cloud SQL and pull images. The build account may push images,
-deploy revisions, and act as (only) the runtime and jobs accounts. No basic roles, no keys.
+Runtime and jobs accounts may connect to Cloud SQL (``cloudsql.client``); their secret access is granted
+per secret by the Secrets component, and images are pulled by Cloud Run's service agent, so they need no
+registry role. The build account may write images (granted on the repository by Registry), deploy
+revisions and run jobs (``run.developer``), write build logs, and act as the runtime and jobs accounts
+only. No basic roles, no keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_gcp import projects, serviceaccount
 
-from infra.components.common import account_id, member
+from infra.components.common import member
 
-RUNTIME_ROLES = ("roles/cloudsql.client", "roles/artifactregistry.reader")
-BUILD_ROLES = ("roles/artifactregistry.writer", "roles/run.developer", "roles/logging.logWriter")
+RUNTIME_ROLES = ("roles/cloudsql.client",)
+BUILD_ROLES = ("roles/run.developer", "roles/logging.logWriter")
 
 
 @dataclass(frozen=True)
 class IdentitiesArgs:
     project: str
-    services: tuple[str, ...]
-    build: bool = True
+    runtime: Mapping[str, str]  # service -> account id
+    jobs: str  # account id
+    build: str | None = None  # account id; None when the stack has no trigger
 
 
 class Identities(pulumi.ComponentResource):
     def __init__(self, name: str, args: IdentitiesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("deployctl:gcp:Identities", name, None, opts)
         self._name, self._project = name, args.project
-        self.runtime = {svc: self._account(f"{svc}-runtime", f"{svc} runtime", RUNTIME_ROLES) for svc in args.services}
-        self.jobs = self._account("deployctl-jobs", "migrate/init jobs", RUNTIME_ROLES)
+        self.runtime = {svc: self._account(acct, f"{svc} runtime", RUNTIME_ROLES) for svc, acct in args.runtime.items()}
+        self.jobs = self._account(args.jobs, "migrate/init jobs", RUNTIME_ROLES)
         self.build: serviceaccount.Account | None = None
-        if args.build:
-            self.build = self._account("deployctl-build", "Cloud Build", BUILD_ROLES)
+        if args.build is not None:
+            self.build = self._account(args.build, "Cloud Build", BUILD_ROLES)
             for label, acct in [*self.runtime.items(), ("jobs", self.jobs)]:
                 serviceaccount.IAMMember(
                     f"{name}-build-actas-{label}",
@@ -50,18 +55,17 @@ class Identities(pulumi.ComponentResource):
         }
         self.register_outputs({"emails": self.emails})
 
-    def _account(self, base: str, purpose: str, roles: tuple[str, ...]) -> serviceaccount.Account:
-        acct_id = account_id(base)
+    def _account(self, account_id: str, purpose: str, roles: tuple[str, ...]) -> serviceaccount.Account:
         acct = serviceaccount.Account(
-            f"{self._name}-{acct_id}",
+            f"{self._name}-{account_id}",
             serviceaccount.AccountArgs(
-                project=self._project, account_id=acct_id, display_name=f"deployctl: {purpose}"
+                project=self._project, account_id=account_id, display_name=f"deployctl: {purpose}"
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
         for role in roles:
             projects.IAMMember(
-                f"{self._name}-{acct_id}-{role.split('/')[-1].replace('.', '-')}",
+                f"{self._name}-{account_id}-{role.split('/')[-1].replace('.', '-')}",
                 projects.IAMMemberArgs(project=self._project, role=role, member=member(acct.email)),
                 opts=pulumi.ResourceOptions(parent=self),
             )

@@ -1,4 +1,4 @@
-"""CloudRunJob: a Cloud Run v2 job (``<service>-migrate``, ``<service>-init``) running its service's image.
+"""CloudRunJob: a Cloud Run v2 job (``<stack>-<service>-migrate``, ``…-init``) running its service's image.
 
 Same image digest, plain env and pinned secret env as the service, the jobs identity, the Cloud SQL
 volume, bounded retries and a timeout. deployctl starts executions; Pulumi only shapes the job.
@@ -12,7 +12,8 @@ import pulumi
 from pulumi_gcp import cloudrunv2 as run
 
 from deployctl.config import Job
-from infra.components.common import CLOUDSQL_MOUNT
+from infra.components.common import CLOUDSQL_MOUNT, CLOUDSQL_VOLUME
+from infra.components.service import SecretEnv
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,8 @@ class CloudRunJobArgs:
     image: str
     service_account: pulumi.Output[str]
     env: dict[str, str]
-    secret_env: dict[str, tuple[str, str]]  # ENV -> (secret, pinned version)
-    connection_name: pulumi.Output[str] | None = None
+    secret_env: SecretEnv
+    connection_name: pulumi.Input[str] | None = None
     deletion_protection: bool = False
 
 
@@ -52,11 +53,11 @@ def _task(args: CloudRunJobArgs) -> run.JobTemplateTemplateArgs:
     if args.connection_name is not None:
         volumes = [
             run.JobTemplateTemplateVolumeArgs(
-                name="cloudsql",
+                name=CLOUDSQL_VOLUME,
                 cloud_sql_instance=run.JobTemplateTemplateVolumeCloudSqlInstanceArgs(instances=[args.connection_name]),
             )
         ]
-        mounts = [run.JobTemplateTemplateContainerVolumeMountArgs(name="cloudsql", mount_path=CLOUDSQL_MOUNT)]
+        mounts = [run.JobTemplateTemplateContainerVolumeMountArgs(name=CLOUDSQL_VOLUME, mount_path=CLOUDSQL_MOUNT)]
     envs = [run.JobTemplateTemplateContainerEnvArgs(name=k, value=v) for k, v in sorted(args.env.items())] + [
         run.JobTemplateTemplateContainerEnvArgs(
             name=env,

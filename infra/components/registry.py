@@ -1,11 +1,19 @@
-"""Registry: the Artifact Registry Docker repository images are pushed to (private, scanned, cleaned up)."""
+"""Registry: the Artifact Registry Docker repository images are pushed to (private, scanned, cleaned up).
+
+Cleanup keeps the most recent versions of every image (the serving and the rollback candidates) and only
+deletes untagged versions older than a week: every deployctl build is tagged with its source hash, so a
+deployed image is never deleted by policy. ``artifactregistry.writer`` is granted on this repository only.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pulumi
 from pulumi_gcp import artifactregistry as ar
+
+from infra.components.common import member
 
 
 @dataclass(frozen=True)
@@ -15,6 +23,7 @@ class RegistryArgs:
     repository_id: str
     keep_recent: int = 10
     untagged_after_days: int = 7
+    writers: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)  # label -> service-account email
 
 
 class Registry(pulumi.ComponentResource):
@@ -51,5 +60,17 @@ class Registry(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        for label, email in sorted(args.writers.items()):
+            ar.RepositoryIamMember(
+                f"{name}-{label}-writer",
+                ar.RepositoryIamMemberArgs(
+                    project=args.project,
+                    location=args.region,
+                    repository=self.repository.repository_id,
+                    role="roles/artifactregistry.writer",
+                    member=member(email),
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.path = f"{args.region}-docker.pkg.dev/{args.project}/{args.repository_id}"
         self.register_outputs({"path": self.path})

@@ -1,8 +1,9 @@
 """CloudRunService: a Cloud Run v2 service whose template and traffic come from deployctl's release.
 
 The template's revision name, image digest and pinned secret versions are the release's; traffic is
-written as explicit revisions (what deployctl last set), or 100 % to the template when there is none yet,
-so ``pulumi up`` never moves users by itself. ``allUsers`` may invoke the service only when it is public.
+written as explicit revisions (what deployctl last set), or 100 % to the latest revision when there is
+none yet, so ``pulumi up`` re-applies what deployctl did and never moves users by itself. ``allUsers`` may
+invoke the service only when the stack declares it public.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import pulumi
 from pulumi_gcp import cloudrunv2 as run
 
 from deployctl.config import Service, TrafficTarget
-from infra.components.common import CLOUDSQL_MOUNT, INGRESS
+from infra.components.common import CLOUDSQL_MOUNT, CLOUDSQL_VOLUME, INGRESS, PLACEHOLDER_IMAGE
+
+SecretEnv = dict[str, tuple[pulumi.Input[str], pulumi.Input[str]]]  # ENV -> (secret id, pinned version)
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,8 @@ class CloudRunServiceArgs:
     config: Service
     image: str
     service_account: pulumi.Output[str]
-    secret_env: dict[str, tuple[str, str]]  # ENV -> (secret, pinned version)
-    connection_name: pulumi.Output[str] | None = None
+    secret_env: SecretEnv
+    connection_name: pulumi.Input[str] | None = None
     revision: str | None = None
     traffic: list[TrafficTarget] = field(default_factory=list)
     deletion_protection: bool = False
@@ -70,11 +73,11 @@ def _template(args: CloudRunServiceArgs) -> run.ServiceTemplateArgs:
     if args.connection_name is not None:
         volumes = [
             run.ServiceTemplateVolumeArgs(
-                name="cloudsql",
+                name=CLOUDSQL_VOLUME,
                 cloud_sql_instance=run.ServiceTemplateVolumeCloudSqlInstanceArgs(instances=[args.connection_name]),
             )
         ]
-        mounts = [run.ServiceTemplateContainerVolumeMountArgs(name="cloudsql", mount_path=CLOUDSQL_MOUNT)]
+        mounts = [run.ServiceTemplateContainerVolumeMountArgs(name=CLOUDSQL_VOLUME, mount_path=CLOUDSQL_MOUNT)]
     envs = [run.ServiceTemplateContainerEnvArgs(name=k, value=v) for k, v in sorted(svc.env.items())] + [
         run.ServiceTemplateContainerEnvArgs(
             name=env,
@@ -98,7 +101,7 @@ def _template(args: CloudRunServiceArgs) -> run.ServiceTemplateArgs:
         containers=[
             run.ServiceTemplateContainerArgs(
                 image=args.image,
-                commands=list(svc.command),
+                commands=None if args.image == PLACEHOLDER_IMAGE else list(svc.command),
                 ports=run.ServiceTemplateContainerPortsArgs(container_port=svc.port),
                 envs=envs,
                 volume_mounts=mounts,

@@ -20,6 +20,7 @@ class BuildTriggerArgs:
     project: str
     region: str
     stack: str
+    trigger_name: str
     repository_id: str  # Artifact Registry repository
     config: Trigger
     service_account: pulumi.Output[str]  # the build account's resource name (projects/…/serviceAccounts/…)
@@ -36,7 +37,7 @@ class BuildTrigger(pulumi.ComponentResource):
             cloudbuild.TriggerArgs(
                 project=args.project,
                 location=args.region,
-                name=f"deployctl-{args.stack}",
+                name=args.trigger_name,
                 description=f"deployctl up {args.stack} on push",
                 filename="cloudbuild.yaml",
                 repository_event_config=cloudbuild.TriggerRepositoryEventConfigArgs(

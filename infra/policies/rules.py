@@ -2,7 +2,9 @@
 camelCase property names, as the engine and the mocks see them).
 
 Mandatory: CRITICAL and HIGH rules everywhere; production-only rules (HA, deletion protection, build
-approval) on production stacks (named ``production`` or ``prod``); everything else is advisory.
+approval) on production stacks (named ``production`` or ``prod``); everything else is advisory. A value
+Pulumi cannot know before the update (``UNKNOWN``, e.g. the number of a secret version being created)
+is judged by what the provider will fill in.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from deployctl.config import SUPPORTED_POSTGRES, Stack
+from infra import naming
 
 Res = Mapping[str, Any]
 Resources = Sequence[Res]
@@ -21,6 +24,7 @@ SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_KEY|CRED
 DSN_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
+UNKNOWN = "(known after create)"
 
 SERVICE = "gcp:cloudrunv2/service:Service"
 JOB = "gcp:cloudrunv2/job:Job"
@@ -28,6 +32,8 @@ INSTANCE = "gcp:sql/databaseInstance:DatabaseInstance"
 REPOSITORY = "gcp:artifactregistry/repository:Repository"
 TRIGGER = "gcp:cloudbuild/trigger:Trigger"
 SECRET_IAM = "gcp:secretmanager/secretIamMember:SecretIamMember"
+SECRET = "gcp:secretmanager/secret:Secret"
+SECRET_VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
 
 
 @dataclass(frozen=True)
@@ -101,11 +107,11 @@ def _containers(r: Res) -> list[dict[str, Any]]:
 
 
 def run_no_public_invoker(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    public = {naming.service(stack, name) for name, svc in stack.services.items() if svc.public}
     bad = []
     for r in of(resources, "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"):
         svc = str(r["inputs"].get("name", ""))
-        public = svc in stack.services and stack.services[svc].public
-        if r["inputs"].get("member") in PUBLIC_MEMBERS and not public:
+        if r["inputs"].get("member") in PUBLIC_MEMBERS and svc not in public:
             bad.append((r["name"], f"{svc or r['name']} can be invoked by {r['inputs']['member']} but is not public"))
     return bad
 
@@ -139,7 +145,7 @@ def run_secrets_pinned(resources: Resources, stack: Stack) -> list[tuple[str, st
         (r["name"], f"{env} reads {secret} at version {version or 'latest'!r}, not a pinned number")
         for r in of(resources, SERVICE) + of(resources, JOB)
         for env, secret, version in _secret_refs(r)
-        if not version.isdigit()
+        if not (version.isdigit() or version == UNKNOWN)  # unknown: the version this update creates
     ]
 
 
@@ -215,9 +221,13 @@ def sql_supported_version(resources: Resources, stack: Stack) -> list[tuple[str,
 
 
 def secret_replication_explicit(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
-    # Secrets are made by deployctl, not Pulumi: the rule reads the stack model.
-    return [(f"secret {name}", "replication is left to the default")
-            for name, s in stack.secrets.items() if "replication" not in s.model_fields_set]
+    return [(r["name"], "replication is neither automatic nor user-managed") for r in of(resources, SECRET)
+            if not ({"auto", "userManaged"} & set(_get(r["inputs"], "replication", default={})))]
+
+
+def secret_versions_disabled(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    return [(r["name"], "a replaced version would be destroyed, breaking revisions that pin it")
+            for r in of(resources, SECRET_VERSION) if r["inputs"].get("deletionPolicy") != "DISABLE"]
 
 
 def secret_access_per_secret(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
@@ -244,7 +254,7 @@ def ar_scanning(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
 
 def iam_no_basic_roles(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
     return [(r["name"], f"grants the basic role {r['inputs'].get('role')}")
-            for r in resources if "IAM" in r["type"] and r["inputs"].get("role") in BASIC_ROLES]
+            for r in resources if "iam" in r["type"].lower() and r["inputs"].get("role") in BASIC_ROLES]
 
 
 def iam_no_sa_keys(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
@@ -291,8 +301,10 @@ RULES: tuple[Rule, ...] = (
     Rule("sql-ha", "HIGH", "Set database.high_availability: true.", sql_ha, production_only=True),
     Rule("sql-supported-version", "HIGH", "Use a supported Postgres version (database.version).",
          sql_supported_version),
-    Rule("secret-replication-explicit", "LOW", "Set secrets.<name>.replication explicitly.",
+    Rule("secret-replication-explicit", "LOW", "Give every secret an automatic or user-managed replication.",
          secret_replication_explicit),
+    Rule("secret-versions-disabled", "HIGH", "Set deletion_policy DISABLE on secret versions.",
+         secret_versions_disabled),
     Rule("secret-access-per-secret", "HIGH", "Grant secretAccessor per secret, only to identities using it.",
          secret_access_per_secret),
     Rule("ar-not-public", "CRITICAL", "Remove allUsers/allAuthenticatedUsers from the repository IAM.",

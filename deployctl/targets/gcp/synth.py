@@ -9,12 +9,17 @@ fresh mock runtime and waits for all of its outputs before returning.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from deployctl.config import Stack
 
 SECRET = "[secret]"
+UNKNOWN = "(known after create)"
+GENERATED_VALUE = "mock-generated-value"  # what random values are under mocks; tests check it never shows
+PROVIDED_VALUE = "mock-provided-value"
+SECRET_TYPE = "gcp:secretmanager/secret:Secret"
 
 
 @dataclass
@@ -62,26 +67,34 @@ def _plain(value: Any) -> Any:
 
 def synthesize(stack: Stack) -> Synthesis:
     """Run infra.program.build(stack) under mocks and return what it would create."""
-    import pulumi
+    infra_importable()
+    from infra.program import build
+
+    return run_mocked(stack, lambda: build(stack))
+
+
+def run_mocked(stack: Stack, program: Callable[[], Mapping[str, Any]]) -> Synthesis:
+    """Run *program* (which declares resources and returns its outputs) under mocks answering for *stack*.
+
+    An output that is a secret is reported as ``"[secret]"``.
+    """
     from pulumi.runtime import mocks as pm
     from pulumi.runtime import settings
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
     infra_importable()
-    from infra.program import build
-
-    assert stack.project and stack.region
     records: list[Resource] = []
     names: dict[str, str] = {}  # urn -> logical name
 
     class Mocks(pm.Mocks):
         def new_resource(self, args: pm.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
-            return f"{args.name}-id", _state(args.typ, args.name, dict(args.inputs), stack)
+            state = _state(args.typ, args.name, dict(args.inputs), stack)
+            # secrets and accounts are identified by their resource name, as the provider does
+            named = args.typ in (SECRET_TYPE, "gcp:serviceaccount/account:Account")
+            return (str(state["name"]) if named else f"{args.name}-id"), state
 
         def call(self, args: pm.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
-            if args.token == "gcp:secretmanager/getSecretVersion:getSecretVersion":
-                return {**args.args, "secret_data": "not-a-real-secret", "secretData": "not-a-real-secret"}, []
             return dict(args.args), []
 
     class Monitor(pm.MockMonitor):
@@ -100,19 +113,26 @@ def synthesize(stack: Stack) -> Synthesis:
 
     mocks = Mocks()
     pm.set_mocks(mocks, project="deployctl", stack=stack.name, preview=False, monitor=Monitor(mocks))
+    _provided_config(stack)
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     outputs: dict[str, Any] = {}
 
-    def program() -> None:
-        result = build(stack)
-        value: Any = _sync_await(pulumi.Output.from_input(result).future())
-        outputs.update(value or {})
+    def run() -> None:
+        outputs.update({key: _resolve(value) for key, value in program().items()})
 
-    _sync_await(run_pulumi_func(program))
+    _sync_await(run_pulumi_func(run))
     for r in records:
         r.parent = names.get(r.parent or "")
     return Synthesis(records, _plain(outputs))
+
+
+def _resolve(value: Any) -> Any:
+    import pulumi
+    from pulumi.runtime.sync_await import _sync_await
+
+    output = pulumi.Output.from_input(value)
+    return SECRET if _sync_await(output.is_secret()) else _sync_await(output.future())
 
 
 def infra_importable() -> None:
@@ -131,6 +151,16 @@ def _plain_inputs(obj: Any) -> dict[str, Any]:
     return dict(_plain(json_format.MessageToDict(obj)))
 
 
+def _provided_config(stack: Stack) -> None:
+    """Stand-ins for the ``secure:`` values of provided secrets, which only Pulumi can decrypt."""
+    from pulumi.runtime import set_all_config
+
+    from infra.program import PROVIDED_NAMESPACE
+
+    keys = [f"{PROVIDED_NAMESPACE}:{name}" for name, s in stack.secrets.items() if s.source == "provided"]
+    set_all_config({key: PROVIDED_VALUE for key in keys}, secret_keys=keys)
+
+
 def _state(typ: str, name: str, inputs: dict[str, Any], stack: Stack) -> dict[str, Any]:
     """What Google would return: inputs, plus the computed fields the program reads."""
     project, region = stack.project, stack.region
@@ -141,7 +171,11 @@ def _state(typ: str, name: str, inputs: dict[str, Any], stack: Stack) -> dict[st
         email = f"{inputs.get('accountId', name)}@{project}.iam.gserviceaccount.com"
         state.update(email=email, name=f"projects/{project}/serviceAccounts/{email}")
     elif typ == "gcp:cloudrunv2/service:Service":
-        state["uri"] = f"https://{inputs.get('name', name)}-{stack.name}.{region}.run.app"
-    elif typ == "gcp:cloudrunv2/job:Job":
-        state.setdefault("name", name)
+        state["uri"] = UNKNOWN  # Google picks the URL when it creates the service
+    elif typ == SECRET_TYPE:
+        state["name"] = f"projects/{project}/secrets/{inputs.get('secretId', name)}"
+    elif typ == "gcp:secretmanager/secretVersion:SecretVersion":
+        state["version"] = "1"  # the first version of a secret this program creates
+    elif typ == "random:index/randomBytes:RandomBytes":
+        state.update(hex=GENERATED_VALUE, base64=GENERATED_VALUE)
     return state

@@ -1,0 +1,89 @@
+"""The cloud names a stack's resources get, derived from the stack name so two stacks never collide.
+
+Rule: pure functions of the stack model (no Pulumi import), so the program, the policy rules and deployctl's
+gcp target name things the same way. Every name is ``<stack>-<what>``; a name Google would refuse is a
+ConfigError naming the stack file and the key, raised before any resource is declared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from deployctl.config import Stack
+from deployctl.errors import ConfigError
+
+_STACK = re.compile(r"^[a-z][a-z0-9-]{0,19}$")  # leaves room for the suffixes below within Google's limits
+RUN_MAX = 63  # Cloud Run service and job names (RFC 1035 labels)
+ACCOUNT_MAX = 30  # service-account ids: 6-30 characters
+
+
+def service(stack: Stack, svc: str) -> str:
+    """The Cloud Run service name; Cloud Run names every revision ``<service name>-<suffix>``."""
+    return f"{stack.name}-{svc}"
+
+
+def job(stack: Stack, owner: str, kind: str) -> str:
+    return f"{stack.name}-{owner}-{kind}"
+
+
+def instance(stack: Stack) -> str:
+    return f"{stack.name}-db"
+
+
+def connection(stack: Stack) -> str:
+    """The Cloud SQL connection name Google gives the instance: ``project:region:instance``."""
+    return f"{stack.project}:{stack.region}:{instance(stack)}"
+
+
+def secret(stack: Stack, name: str) -> str:
+    return f"{stack.name}-{name}"
+
+
+def repository(stack: Stack) -> str:
+    """The Artifact Registry repository id: the stack's prefix before ``gcp.repository``."""
+    return f"{stack.name}-{stack.gcp.repository}"
+
+
+def trigger(stack: Stack) -> str:
+    return f"{stack.name}-release"
+
+
+def account(stack: Stack, role: str) -> str:
+    """A service-account id (``<stack>-<role>``), shortened with a hash when it would pass 30 characters."""
+    base = re.sub(r"[^a-z0-9-]", "-", f"{stack.name}-{role}".lower())
+    if len(base) <= ACCOUNT_MAX:
+        return base
+    digest = hashlib.sha256(base.encode()).hexdigest()[:6]
+    return f"{base[: ACCOUNT_MAX - 7].rstrip('-')}-{digest}"
+
+
+def runtime_account(stack: Stack, svc: str) -> str:
+    return account(stack, f"{svc}-run")
+
+
+def check(stack: Stack) -> None:
+    """Raise ConfigError when a derived name or a release revision is one Google would refuse."""
+    if not _STACK.match(stack.name):
+        raise ConfigError(
+            f"{stack.file}: stack name {stack.name!r} cannot prefix Google Cloud resource names",
+            "Use 1-20 lowercase letters, digits and hyphens, starting with a letter (e.g. staging).",
+        )
+    for svc in stack.services:
+        name = service(stack, svc)
+        if len(job(stack, svc, "migrate")) > RUN_MAX:
+            raise ConfigError(f"{stack.file}: deployctl:services.{svc}: {name!r} is too long for Cloud Run",
+                              f"Keep '<stack>-<service>-migrate' within {RUN_MAX} characters.")
+        _check_revisions(stack, svc, name)
+
+
+def _check_revisions(stack: Stack, svc: str, name: str) -> None:
+    named = [("revisions", stack.release.revisions.get(svc))]
+    named += [(f"traffic.{svc}[{i}].revision", t.revision) for i, t in enumerate(stack.release.traffic.get(svc, []))]
+    for key, revision in named:
+        if revision is not None and not revision.startswith(f"{name}-"):
+            where = f"revisions.{svc}" if key == "revisions" else key
+            raise ConfigError(
+                f"{stack.file}: deployctl:release.{where}: {revision!r} is not a revision of {name}",
+                f"Cloud Run revision names start with the service name: {name}-<suffix>.",
+            )
