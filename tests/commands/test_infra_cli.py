@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from deployctl.cli import main
+from deployctl.targets.gcp.synth import GENERATED_VALUE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,8 +39,12 @@ def test_plan_staging(project: Path, capsys: pytest.CaptureFixture[str], monkeyp
     code, out, _ = _run(["plan", "staging"], project, capsys, monkeypatch)
     assert code == 0
     assert "staging-database" in out and "staging-api-service" in out
-    assert "image=set at release" in out and "(pinned at release)" in out
+    assert "image=set at release" in out and "staging-SECRET_KEY@1 (the version this stack created)" in out
     assert "All mandatory policy rules pass." in out
+    order = ["staging-apis", "staging-identities", "staging-registry", "staging-secrets", "staging-database",
+             "staging-api", "staging-api-init", "staging-api-monitoring", "staging-build", "Outputs", "Policy"]
+    at = [out.index(f"\n{heading}\n") for heading in order]  # components by dependency, then outputs, policy
+    assert at == sorted(at)
 
 
 def test_plan_staging_json(project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,12 +53,12 @@ def test_plan_staging_json(project: Path, capsys: pytest.CaptureFixture[str], mo
     data = json.loads(out)
     assert {"resources", "outputs", "policy", "components"} <= set(data)
     assert data["outputs"]["db_connection"] == "example-staging:europe-central2:staging-db"
-    assert data["outputs"]["job_names"] == {"migrate": "api-migrate", "init": "api-init"}
+    assert data["outputs"]["job_names"] == {"migrate": "staging-api-migrate", "init": "staging-api-init"}
     assert data["policy"]["failing_mandatory"] == []
     assert "gcp:sql/databaseInstance:DatabaseInstance" in {r["type"] for r in data["resources"]}
     [user] = [r for r in data["resources"] if r["type"] == "gcp:sql/user:User"]
-    assert user["inputs"]["passwordWo"] == "[secret]"
-    assert "not-a-real-secret" not in out  # the mocked secret value never reaches the plan
+    assert user["inputs"]["password"] == "[secret]"
+    assert GENERATED_VALUE not in out  # the mocked secret value never reaches the plan
 
 
 def test_plan_local_prints_the_release_plan(capsys: pytest.CaptureFixture[str],
@@ -62,6 +67,21 @@ def test_plan_local_prints_the_release_plan(capsys: pytest.CaptureFixture[str],
     assert code == 0
     assert "Stack local is a local stack: it has no cloud infrastructure" in out
     assert "migrate" in out and "deploy" in out
+
+
+def test_plan_invalid_stack_names_file_and_key(project: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = project / "stacks" / "Pulumi.staging.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["config"]["deployctl:release"] = {"revisions": {"api": "api-0123456789"}}
+    path.write_text(yaml.safe_dump(raw))
+    code, out, err = _run(["plan", "staging"], project, capsys, monkeypatch)
+    assert code == 3 and out == ""
+    assert err.splitlines() == [
+        "Error: stacks/Pulumi.staging.yaml: deployctl:release.revisions.api: 'api-0123456789' is not a revision of "
+        "staging-api",
+        "Hint: Cloud Run revision names start with the service name: staging-api-<suffix>.",
+    ]
 
 
 def test_plan_preview_without_pulumi(project: Path, capsys: pytest.CaptureFixture[str],
@@ -77,7 +97,7 @@ def test_audit_production_passes(project: Path, capsys: pytest.CaptureFixture[st
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, _ = _run(["audit", "production"], project, capsys, monkeypatch)
     assert code == 0
-    assert "21/22 rules pass" in out
+    assert "23/23 rules pass; 0 finding(s)." in out
 
 
 def _unsafe(project: Path) -> None:

@@ -11,30 +11,30 @@ from deployctl.config import Stack, load, parse
 from deployctl.targets.gcp.synth import Synthesis, synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
-DIGEST = "europe-central2-docker.pkg.dev/example/deployctl/api@sha256:" + "ab" * 32
+DIGEST = "europe-central2-docker.pkg.dev/example/production-deployctl/api@sha256:" + "ab" * 32
+WORKER_DIGEST = "europe-central2-docker.pkg.dev/example/production-deployctl/worker@sha256:" + "cd" * 32
 
 
-def stack_with(name: str, edit: Any = None) -> Stack:
-    """The repository's stack *name*, with its raw config edited by *edit(config)* and re-validated."""
+def stack_with(name: str, edit: Any = None, *, stack: str | None = None) -> Stack:
+    """The repository's stack *name*, its raw config edited by *edit(config)*, validated as *stack*."""
     import yaml
 
     raw = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{name}.yaml").read_text())
     if edit is not None:
         edit(raw["config"])
-    return parse(raw, stack=name, file=f"stacks/Pulumi.{name}.yaml")
+    stack = stack or name
+    return parse(raw, stack=stack, file=f"stacks/Pulumi.{stack}.yaml")
 
 
-def released(name: str) -> Stack:
-    def edit(config: dict[str, Any]) -> None:
-        config["deployctl:release"] = {
-            "images": {"api": DIGEST},
-            "secret_versions": {"SECRET_KEY": "3", "DATABASE_URL": "5", "DB_PASSWORD": "2"},
-            "revisions": {"api": "api-0123456789"},
-            "traffic": {"api": [{"revision": "api-0123456789", "percent": 90, "tag": None},
-                                {"revision": "api-old", "percent": 10, "tag": "previous"}]},
-        }
-
-    return stack_with(name, edit)
+def release(config: dict[str, Any]) -> None:
+    """What deployctl writes to ``deployctl:release`` before `pulumi up` (a canary at 90/10)."""
+    config["deployctl:release"] = {
+        "images": {"api": DIGEST},
+        "secret_versions": {"SECRET_KEY": "3", "DATABASE_URL": "5", "DB_PASSWORD": "2"},
+        "revisions": {"api": "production-api-0123456789"},
+        "traffic": {"api": [{"revision": "production-api-0123456789", "percent": 90, "tag": None},
+                            {"revision": "production-api-old", "percent": 10, "tag": "previous"}]},
+    }
 
 
 @pytest.fixture(scope="session")
@@ -45,5 +45,5 @@ def staging() -> tuple[Stack, Synthesis]:
 
 @pytest.fixture(scope="session")
 def production() -> tuple[Stack, Synthesis]:
-    stack = released("production")
+    stack = stack_with("production", release)
     return stack, synthesize(stack)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from deployctl.config import Stack
-from infra.policies.rules import BY_ID, RULES, evaluate, is_production
+from infra.policies.rules import BY_ID, RULES, UNKNOWN, evaluate, is_production
 from tests.infra.conftest import stack_with
 
 Resources = list[dict[str, Any]]
@@ -74,12 +74,11 @@ BREAK: dict[str, Breaker] = {
         "substitutions"].update(_DB_PASSWORD="hunter2"),
     "build-approval-production": lambda r: _first(r, "gcp:cloudbuild/trigger:Trigger")["inputs"].update(
         approvalConfig={"approvalRequired": False}),
+    "secret-replication-explicit": lambda r: _first(r, "gcp:secretmanager/secret:Secret")["inputs"].pop(
+        "replication"),
+    "secret-versions-disabled": lambda r: _first(r, "gcp:secretmanager/secretVersion:SecretVersion")[
+        "inputs"].update(deletionPolicy="DELETE"),
 }
-
-
-def _explicit_replication(config: dict[str, Any]) -> None:
-    for secret in config["deployctl:secrets"].values():
-        secret["replication"] = "automatic"
 
 
 def _rule_ids(findings: list[Any]) -> set[str]:
@@ -93,7 +92,7 @@ def baseline(production: Any) -> tuple[Stack, Resources]:
 
 
 def test_every_rule_has_a_failing_case() -> None:
-    assert set(BREAK) | {"secret-replication-explicit"} == set(BY_ID)
+    assert set(BREAK) == set(BY_ID)
 
 
 @pytest.mark.parametrize("rule_id", sorted(BREAK))
@@ -104,15 +103,23 @@ def test_rule_passes_then_fails(rule_id: str, baseline: tuple[Stack, Resources])
     BREAK[rule_id](broken)
     findings = [f for f in evaluate(broken, stack) if f.rule == rule_id]
     assert findings, rule_id
-    assert findings[0].mandatory is (BY_ID[rule_id].severity in ("CRITICAL", "HIGH"))
+    assert findings[0].mandatory is (BY_ID[rule_id].severity in ("CRITICAL", "HIGH"))  # production: all of them
     assert findings[0].remediation
 
 
-def test_secret_replication_is_read_from_the_stack_model(baseline: tuple[Stack, Resources]) -> None:
+def test_public_invoker_is_allowed_only_on_the_public_service(baseline: tuple[Stack, Resources]) -> None:
     stack, resources = baseline
-    assert "secret-replication-explicit" in _rule_ids(evaluate(resources, stack))
-    explicit = stack_with("production", _explicit_replication)
-    assert "secret-replication-explicit" not in _rule_ids(evaluate(resources, explicit))
+    private = stack_with("production", lambda c: c["deployctl:services"]["api"].update(public=False))
+    findings = [f for f in evaluate(resources, private) if f.rule == "run-no-public-invoker"]
+    assert [(f.resource, f.mandatory) for f in findings] == [("production-api-public-invoker", True)]
+    assert "run-no-public-invoker" not in _rule_ids(evaluate(resources, stack))
+
+
+def test_a_version_being_created_counts_as_pinned(baseline: tuple[Stack, Resources]) -> None:
+    stack, resources = baseline
+    unknown = copy.deepcopy(resources)
+    _container(unknown)["envs"][-1]["valueSource"]["secretKeyRef"]["version"] = UNKNOWN
+    assert "run-secrets-pinned" not in _rule_ids(evaluate(unknown, stack))
 
 
 def test_production_only_rules_are_advisory_elsewhere(staging: Any) -> None:
@@ -127,3 +134,13 @@ def test_rule_ids_severities_and_remediations_are_well_formed() -> None:
     for rule in RULES:
         assert rule.severity in ("CRITICAL", "HIGH", "MEDIUM", "LOW")
         assert rule.remediation.endswith(".") and "\n" not in rule.remediation
+
+
+@pytest.mark.parametrize("type_", ["gcp:projects/iAMMember:IAMMember",
+                                   "gcp:secretmanager/secretIamMember:SecretIamMember",
+                                   "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"])
+def test_basic_roles_are_caught_on_any_iam_resource(type_: str, baseline: tuple[Stack, Resources]) -> None:
+    stack, resources = baseline
+    broken = copy.deepcopy(resources)
+    _add(broken, type_, role="roles/owner", member="serviceAccount:x@p.iam.gserviceaccount.com")
+    assert [f.resource for f in evaluate(broken, stack) if f.rule == "iam-no-basic-roles"] == ["added"]
