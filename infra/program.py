@@ -9,6 +9,7 @@ mocks); an invalid stack is a ConfigError naming the file and the key, raised be
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -33,6 +34,18 @@ JOB_KINDS = ("migrate", "init")
 
 def image(stack: Stack, service: str) -> str:
     return stack.release.images.get(service, PLACEHOLDER_IMAGE)
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What every workload runs on: identities, secrets, the database socket, and what it waits for."""
+
+    stack: Stack
+    ids: Identities
+    secrets: Secrets
+    connection: pulumi.Output[str] | None
+    opts: pulumi.ResourceOptions
+    protect: bool  # deletion protection for services and jobs follows the database's
 
 
 def build(stack: Stack) -> dict[str, Any]:
@@ -60,50 +73,54 @@ def build(stack: Stack) -> dict[str, Any]:
         db = Database(f"{prefix}-database", DatabaseArgs(
             project, region, naming.instance(stack), stack.database, secrets.values[stack.database.password_secret],
         ), after_apis)
-    after_access = pulumi.ResourceOptions(depends_on=[apis, secrets])
-    connection = db.connection_name if db else None
-    protect = bool(stack.database and stack.database.deletion_protection)
-
-    services = {}
-    for name, svc in stack.services.items():
-        services[name] = CloudRunService(f"{prefix}-{name}", CloudRunServiceArgs(
-            project, region, naming.service(stack, name), svc, image(stack, name), ids.runtime[name].email,
-            _secret_env(stack, name, secrets), connection, stack.release.revisions.get(name),
-            list(stack.release.traffic.get(name, [])), protect,
-        ), after_access)
-        ServiceMonitoring(f"{prefix}-{name}-monitoring", ServiceMonitoringArgs(
-            project, naming.service(stack, name), services[name].url, stack.gcp.monitoring,
-            svc.probes.liveness.path, uptime=svc.public and svc.ingress == "all",
-        ), after_apis)
-
-    jobs = {}
-    for kind in JOB_KINDS:
-        job = getattr(stack.jobs, kind)
-        if job is not None:
-            owner = stack.job_service(job)
-            jobs[kind] = CloudRunJob(f"{prefix}-{owner}-{kind}", CloudRunJobArgs(
-                project, region, naming.job(stack, owner, kind), job, image(stack, owner), ids.jobs.email,
-                dict(stack.services[owner].env), _secret_env(stack, owner, secrets), connection, protect,
-            ), after_access)
-
+    platform = Platform(stack, ids, secrets, db.connection_name if db else None,
+                        pulumi.ResourceOptions(depends_on=[apis, secrets]),
+                        protect=bool(stack.database and stack.database.deletion_protection))
+    services = {name: _service(platform, name, after_apis) for name in stack.services}
+    jobs = {kind: _job(platform, kind) for kind in JOB_KINDS if getattr(stack.jobs, kind) is not None}
     if stack.gcp.trigger and ids.build is not None:
         BuildTrigger(f"{prefix}-build", BuildTriggerArgs(
             project, region, stack.name, naming.trigger(stack), naming.repository(stack), stack.gcp.trigger,
             ids.build.name,
         ), after_apis)
-
     outputs: dict[str, Any] = {
         "service_names": {name: naming.service(stack, name) for name in stack.services},
         "service_urls": {name: s.url for name, s in services.items()},
         "job_names": {kind: j.job_name for kind, j in jobs.items()},
         "registry": registry.path,
-        "db_connection": connection if connection is not None else "",
+        "db_connection": platform.connection if platform.connection is not None else "",
         "secret_names": secrets.ids,
         "service_accounts": ids.emails,
     }
     for key, value in outputs.items():
         pulumi.export(key, value)
     return outputs
+
+
+def _service(p: Platform, name: str, after_apis: pulumi.ResourceOptions) -> CloudRunService:
+    stack, svc = p.stack, p.stack.services[name]
+    assert stack.project and stack.region
+    service = CloudRunService(f"{stack.name}-{name}", CloudRunServiceArgs(
+        stack.project, stack.region, naming.service(stack, name), svc, image(stack, name),
+        p.ids.runtime[name].email, _secret_env(stack, name, p.secrets), p.connection,
+        stack.release.revisions.get(name), list(stack.release.traffic.get(name, [])), p.protect,
+    ), p.opts)
+    ServiceMonitoring(f"{stack.name}-{name}-monitoring", ServiceMonitoringArgs(
+        stack.project, naming.service(stack, name), service.url, stack.gcp.monitoring, svc.probes.liveness.path,
+        uptime=svc.public and svc.ingress == "all",
+    ), after_apis)
+    return service
+
+
+def _job(p: Platform, kind: str) -> CloudRunJob:
+    """A job runs its service's image digest, env and pinned secrets, as the jobs identity."""
+    stack, job = p.stack, getattr(p.stack.jobs, kind)
+    assert stack.project and stack.region
+    owner = stack.job_service(job)
+    return CloudRunJob(f"{stack.name}-{owner}-{kind}", CloudRunJobArgs(
+        stack.project, stack.region, naming.job(stack, owner, kind), job, image(stack, owner), p.ids.jobs.email,
+        dict(stack.services[owner].env), _secret_env(stack, owner, p.secrets), p.connection, p.protect,
+    ), p.opts)
 
 
 def check(stack: Stack) -> None:

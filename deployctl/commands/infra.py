@@ -6,15 +6,12 @@ pulumi CLI); only ``plan --preview`` asks Pulumi for a live diff, and says how t
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 import click
 
 from deployctl.commands.common import json_option, project_root
-from deployctl.errors import PolicyError, PreconditionError
-
-PULUMI_HINT = "Install it: curl -fsSL https://get.pulumi.com | sh, then pulumi login"
+from deployctl.errors import DeployctlError, PolicyError
 
 
 @click.command()
@@ -116,13 +113,20 @@ def _plan_local(stack: str, as_json: bool) -> None:
 
 
 def _preview(stack: str) -> None:
-    if shutil.which("pulumi") is None:
-        raise PreconditionError("the pulumi CLI is not installed", PULUMI_HINT)
+    """A live ``pulumi preview --diff`` through the Automation API, once the CLI and a login are there."""
+    from deployctl.targets.gcp.engine import PulumiEngine
+
+    root = project_root()
+    PulumiEngine(stack, root).check()  # the CLI and a state-backend login, each with the command that fixes it
     import pulumi.automation as auto
 
     from deployctl.output import line
 
-    root = project_root()
-    target: Any = auto.create_or_select_stack(stack_name=stack, work_dir=str(root))
-    result = target.preview(diff=True, on_output=line, color="never")
+    try:
+        target: Any = auto.create_or_select_stack(stack_name=stack, work_dir=str(root))
+        result = target.preview(diff=True, on_output=line, color="never")
+    except auto.CommandError as exc:
+        first = next((s for s in str(exc).splitlines() if "error:" in s), "pulumi preview failed").strip()
+        hint = f"Run `pulumi preview --stack {stack}` for details."
+        raise DeployctlError(f"pulumi preview: {first[:300]}", hint) from None
     line(f"pulumi preview: {result.change_summary}")

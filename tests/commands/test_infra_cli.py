@@ -87,10 +87,13 @@ def test_plan_invalid_stack_names_file_and_key(project: Path, capsys: pytest.Cap
 def test_plan_preview_without_pulumi(project: Path, capsys: pytest.CaptureFixture[str],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(project))  # no pulumi binary on this PATH
-    code, _, err = _run(["plan", "staging", "--preview"], project, capsys, monkeypatch)
-    assert code == 5
-    assert "Error: the pulumi CLI is not installed" in err
-    assert "Hint: Install it: curl -fsSL https://get.pulumi.com | sh, then pulumi login" in err
+    monkeypatch.setenv("PULUMI_HOME", str(project))  # nor in Pulumi's own install directory
+    code, out, err = _run(["plan", "staging", "--preview"], project, capsys, monkeypatch)
+    assert (code, out) == (5, "")
+    assert err.splitlines() == [
+        "Error: the pulumi CLI is not installed (deployctl drives it for gcp stacks)",
+        "Hint: Install the Pulumi CLI: curl -fsSL https://get.pulumi.com | sh, then `pulumi login`.",
+    ]  # one line and its hint, no traceback
 
 
 def test_audit_production_passes(project: Path, capsys: pytest.CaptureFixture[str],
