@@ -116,15 +116,11 @@ def run_mocked(stack: Stack, program: Callable[[], Mapping[str, Any]]) -> Synthe
     _provided_config(stack)
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
-    outputs: dict[str, Any] = {}
-
-    def run() -> None:
-        outputs.update({key: _resolve(value) for key, value in program().items()})
-
-    _sync_await(run_pulumi_func(run))
+    declared: dict[str, Any] = {}
+    _sync_await(run_pulumi_func(lambda: declared.update(program())))  # returns once every resource is registered
     for r in records:
         r.parent = names.get(r.parent or "")
-    return Synthesis(records, _plain(outputs))
+    return Synthesis(records, _plain({key: _resolve(value) for key, value in declared.items()}))
 
 
 def _resolve(value: Any) -> Any:
