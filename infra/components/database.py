@@ -55,9 +55,10 @@ class Database(pulumi.ComponentResource):
                 instance=self.instance.name,
                 name=db.user,
                 password=pulumi.Output.secret(args.password),
-                deletion_policy="ABANDON",
+                deletion_policy="ABANDON",  # a Postgres role that owns objects cannot be dropped
             ),
-            opts=parent,
+            # Pulumi sets the first password; later ones are deployctl's rotation (docs/gcp.md), not drift
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["password"]),
         )
         self.connection_name: pulumi.Output[str] = self.instance.connection_name
         self.register_outputs({"connection_name": self.connection_name})

@@ -73,7 +73,8 @@ class Secrets(pulumi.ComponentResource):
         version = sm.SecretVersion(
             f"{self._name}-{secret}-version",
             sm.SecretVersionArgs(secret=resource.id, secret_data=self.values[secret], deletion_policy="DISABLE"),
-            opts=self._child(),
+            # deployctl disables superseded versions after a rotation; Pulumi must not enable them again
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["enabled"]),
         )
         self.ids[secret], self.versions[secret] = resource.secret_id, version.version
         for label, email in sorted(args.readers.get(secret, {}).items()):

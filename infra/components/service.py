@@ -49,7 +49,9 @@ class CloudRunService(pulumi.ComponentResource):
                 template=_template(args),
                 traffics=_traffic(args),
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            # deployctl labels the revisions it creates with their release id; a label change would make
+            # Cloud Run cut a new revision under the release's revision name, which already exists
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["template.labels"]),
         )
         if svc.public:
             run.ServiceIamMember(

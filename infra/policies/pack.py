@@ -36,7 +36,7 @@ def policies(load_stack: Callable[[str], Stack] = lambda name: load(name, ROOT))
 def resources(args: StackValidationArgs) -> list[dict[str, Any]]:
     return [
         {"type": r.resource_type, "name": r.name, "parent": r.parent.name if r.parent else None,
-         "inputs": plain(r.props)}
+         "inputs": plain(r.props), "ignore_changes": list(r.opts.ignore_changes or [])}
         for r in args.resources
     ]
 

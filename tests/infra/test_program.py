@@ -85,6 +85,7 @@ def test_release_decides_image_revision_traffic_and_secret_versions(production: 
          "tag": "previous"},
     ]
     assert _container(svc)["commands"] == ["python", "-m", "app"]
+    assert svc.ignore_changes == ["template.labels"]  # the release-id label deployctl puts on its revisions
     for r in [svc, *syn.of_type(JOB)]:
         assert _container(r)["image"] == DIGEST, r.name
         assert _pins(r) == {"SECRET_KEY": ("production-SECRET_KEY", "3"),

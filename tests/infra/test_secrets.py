@@ -56,6 +56,8 @@ def test_every_secret_is_stored_with_explicit_replication_and_disabled_versions(
     versions = {r.inputs["secret"].rsplit("/", 1)[-1]: r.inputs for r in syn.of_type(VERSION)}
     assert set(versions) == set(secrets)
     assert {(v["secretData"], v["deletionPolicy"]) for v in versions.values()} == {(SECRET, "DISABLE")}
+    # versions deployctl disables after a rotation stay disabled on the next `pulumi up`
+    assert {tuple(r.ignore_changes) for r in syn.of_type(VERSION)} == {("enabled",)}
     lengths = {r.name.removeprefix("staging-secrets-").removesuffix("-value"): r.inputs["length"]
                for r in syn.of_type("random:index/randomBytes:RandomBytes")}
     assert lengths == {"SECRET_KEY": 32, "DB_PASSWORD": 24}
@@ -65,6 +67,7 @@ def test_database_password_is_the_generated_secret_and_never_plain(production: A
     _, syn = production
     [user] = syn.of_type("gcp:sql/user:User")
     assert (user.inputs["name"], user.inputs["password"]) == ("app", SECRET)
+    assert user.ignore_changes == ["password"]  # set once; rotation is deployctl's, not drift
     dump = json.dumps([r.to_dict() for r in syn.resources]) + json.dumps(syn.outputs)
     assert GENERATED_VALUE not in dump and PROVIDED_VALUE not in dump
 

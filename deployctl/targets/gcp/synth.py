@@ -29,9 +29,11 @@ class Resource:
     parent: str | None  # logical name of the parent component (None at the stack's top level)
     custom: bool
     inputs: dict[str, Any]
+    ignore_changes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
+        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs,
+                "ignore_changes": self.ignore_changes}
 
 
 @dataclass
@@ -108,6 +110,7 @@ def run_mocked(stack: Stack, program: Callable[[], Mapping[str, Any]]) -> Synthe
                     parent=request.parent or None,
                     custom=bool(request.custom),
                     inputs=_plain_inputs(request.object),
+                    ignore_changes=list(request.ignoreChanges),
                 ))
             return response
 
