@@ -14,6 +14,7 @@ from drongo import get_backend
 from google.cloud import run_v2
 
 from deployctl.config import Release, Stack
+from infra import naming  # the fake applies what the program would create, under the program's names
 from tests.fakes.cloudrun import FakeRunServices
 
 _REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
@@ -31,7 +32,7 @@ class FakeEngine:
         pass
 
     def outputs(self) -> dict[str, Any]:
-        return {"db_connection": f"{self.stack.project}:{self.stack.region}:{self.stack.name}-db"}
+        return {"db_connection": naming.connection(self.stack)}
 
     def refresh(self) -> None:
         pass
@@ -49,7 +50,9 @@ class FakeEngine:
                 run_v2.EnvVar(
                     name=var,
                     value_source=run_v2.EnvVarSource(
-                        secret_key_ref=run_v2.SecretKeySelector(secret=secret, version=release.secret_versions[secret])
+                        secret_key_ref=run_v2.SecretKeySelector(
+                            secret=naming.secret(self.stack, secret), version=release.secret_versions[secret]
+                        )
                     ),
                 )
                 for var, secret in sorted(config.secrets.items())
@@ -62,7 +65,7 @@ class FakeEngine:
                 run_v2.TrafficTarget(type_=_REVISION, revision=t.revision, percent=t.percent, tag=t.tag or "")
                 for t in targets
             ] or [run_v2.TrafficTarget(type_=_REVISION, revision=release.revisions[svc], percent=100)]
-            self.run.apply(f"{self.parent}/services/{svc}", template, traffic)
+            self.run.apply(f"{self.parent}/services/{naming.service(self.stack, svc)}", template, traffic)
         self._jobs(release)
         return self.outputs()
 
@@ -73,7 +76,7 @@ class FakeEngine:
             image = release.images.get(self.stack.job_service(job)) if job else None
             if not image:
                 continue
-            job_id = f"{self.stack.job_service(job)}-{name}"
+            job_id = naming.job(self.stack, self.stack.job_service(job), name)
             spec = {"template": {"template": {"containers": [{"image": image, "command": job.command}]}}}
             full = f"{self.parent}/jobs/{job_id}"
             if full in backend.jobs:

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 IMAGE = "europe-central2-docker.pkg.dev/example-staging/deployctl/api@sha256:" + "a" * 64
 IMAGE2 = "europe-central2-docker.pkg.dev/example-staging/deployctl/api@sha256:" + "b" * 64
 IMAGE3 = "europe-central2-docker.pkg.dev/example-staging/deployctl/api@sha256:" + "c" * 64
-SERVICE = "projects/example-staging/locations/europe-central2/services/api"
+SERVICE = "projects/example-staging/locations/europe-central2/services/staging-api"
 FAST = RetryPolicy(deadline_s=1.5, initial_s=0.01, maximum_s=0.05, call_timeout_s=5)
 
 

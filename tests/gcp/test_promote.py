@@ -6,7 +6,7 @@ from deployctl.commands.promote import promote_release
 from deployctl.pipeline import orchestrator
 from tests.gcp.conftest import IMAGE, IMAGE2, Cloud
 
-PRODUCTION = "projects/example-production/locations/europe-central2/services/api"
+PRODUCTION = "projects/example-production/locations/europe-central2/services/production-api"
 
 
 def test_promote_reuses_the_staging_digest_through_canary_steps(cloud: Cloud, reporter) -> None:

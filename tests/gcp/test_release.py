@@ -26,7 +26,7 @@ def test_up_staging_happy_path(cloud: Cloud, reporter) -> None:
     ledger = cloud.target().ledger
     assert [r.id for r in ledger.history()] == [record.id]
     assert ledger.get(record.id).artifacts == {"api": IMAGE}
-    assert ("api-migrate", True) in [
+    assert ("staging-api-migrate", True) in [
         (k.rsplit("/", 1)[-1].rsplit("-", 1)[0], not v) for k, v in drongo_ext.JOBS.failed.items()
     ]
     assert cloud.target().lock.holder() is None
@@ -61,7 +61,7 @@ def test_smoke_failure_never_serves_the_candidate(cloud: Cloud, reporter) -> Non
 
 def test_migration_failure_deploys_nothing(cloud: Cloud, reporter) -> None:
     first = _up(cloud, reporter)
-    drongo_ext.JOBS.outcomes["api-migrate"] = [False]
+    drongo_ext.JOBS.outcomes["staging-api-migrate"] = [False]
     hits = len(cloud.http.hits)
     with pytest.raises(StageFailed) as failed:
         _up(cloud, reporter, IMAGE2)

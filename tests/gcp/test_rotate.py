@@ -24,9 +24,9 @@ def test_rotating_the_database_password_recomposes_and_disables_old_versions(clo
     record = rotate.rotate(cloud.target(), "DB_PASSWORD", None, cloud.options(None), reporter)
     assert record.outcome == "succeeded"
     assert _pinned(cloud) == {"DATABASE_URL": "2", "SECRET_KEY": "1"}
-    password = secret_values(PROJECT, "DB_PASSWORD")
+    password = secret_values(PROJECT, "staging-DB_PASSWORD")
     assert {v: s for v, (s, _) in password.items()} == {"1": "DISABLED", "2": "ENABLED"}
-    url = secret_values(PROJECT, "DATABASE_URL")
+    url = secret_values(PROJECT, "staging-DATABASE_URL")
     assert url["2"][0] == "ENABLED" and password["2"][1] in url["2"][1]
     assert url["1"][0] == "DISABLED"
     ledger_text = repr(cloud.target().ledger.history())
@@ -45,5 +45,5 @@ def test_failed_rotation_leaves_the_old_version_serving(cloud: Cloud, reporter) 
         rotate.rotate(cloud.target(), "SECRET_KEY", None, cloud.options(None), reporter)
     assert cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
     assert _pinned(cloud)["SECRET_KEY"] == "1"
-    assert secret_values(PROJECT, "SECRET_KEY")["1"][0] == "ENABLED"
+    assert secret_values(PROJECT, "staging-SECRET_KEY")["1"][0] == "ENABLED"
     assert cloud.target().ledger.history()[0].outcome == "failed"

@@ -11,6 +11,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,11 @@ class RevisionInfo:
 
 
 class CloudRunServices:
-    def __init__(self, services: Any, revisions: Any, project: str, region: str, policy: RetryPolicy) -> None:
+    def __init__(
+        self, services: Any, revisions: Any, project: str, region: str, policy: RetryPolicy,
+        cloud_name: Callable[[str], str] | None = None,
+    ) -> None:
+        self.cloud_name = cloud_name or (lambda service: service)  # stack service key -> Cloud Run name
         self.services = services
         self.revisions = revisions
         self.parent = f"projects/{project}/locations/{region}"
@@ -49,7 +54,7 @@ class CloudRunServices:
 
     # -- names ------------------------------------------------------------------------------------
     def service_name(self, service: str) -> str:
-        return f"{self.parent}/services/{service}"
+        return f"{self.parent}/services/{self.cloud_name(service)}"
 
     def revision_name(self, service: str, revision: str) -> str:
         return f"{self.service_name(service)}/revisions/{revision}"

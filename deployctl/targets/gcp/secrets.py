@@ -17,13 +17,14 @@ from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
 
 
 class SecretManager:
-    def __init__(self, client: Any, project: str, policy: RetryPolicy) -> None:
+    def __init__(self, client: Any, project: str, policy: RetryPolicy, prefix: str = "") -> None:
+        self.prefix = prefix  # secret ids are "<prefix><NAME>": the stack's own namespace in the project
         self.client = client
         self.project = project
         self.policy = policy
 
     def _name(self, secret: str) -> str:
-        return f"projects/{self.project}/secrets/{secret}"
+        return f"projects/{self.project}/secrets/{self.prefix}{secret}"
 
     def exists(self, secret: str) -> bool:
         from google.api_core import exceptions as gexc
@@ -44,7 +45,7 @@ class SecretManager:
             with contextlib.suppress(gexc.AlreadyExists):
                 self.client.create_secret(
                     parent=f"projects/{self.project}",
-                    secret_id=secret,
+                    secret_id=f"{self.prefix}{secret}",
                     secret={"replication": {"automatic": {}}, "labels": labels},
                     retry=None,
                     timeout=self.policy.call_timeout_s,

@@ -62,9 +62,13 @@ class GcpTarget:
         self.policy = policy or RetryPolicy()
         self.progress = progress or (lambda line: print(line, file=sys.stderr))
         project, region = stack.project, stack.region
-        self.run = CloudRunServices(services, revisions, project, region, self.policy)
+        self.names = _naming()
+        self.run = CloudRunServices(
+            services, revisions, project, region, self.policy, cloud_name=lambda svc: self.names.service(stack, svc)
+        )
         self.jobs = CloudRunJobs(jobs, executions, project, region, self.policy, poll_s=poll_s)
-        self.secrets = SecretManager(secrets, project, self.policy)
+        self.secret_prefix = self.names.secret(stack, "")
+        self.secrets = SecretManager(secrets, project, self.policy, prefix=self.secret_prefix)
         self.builds = Builds(
             builds, registry, storage, project, region, stack.gcp.repository, self.policy, self.progress, poll_s=poll_s
         )
@@ -141,10 +145,7 @@ class GcpTarget:
 
     def _db_facts(self) -> dict[str, str]:
         db = self.stack.database
-        connection = str(
-            self.engine.outputs().get("db_connection")
-            or f"{self.stack.project}:{self.stack.region}:{self.stack.name}-db"
-        )
+        connection = str(self.engine.outputs().get("db_connection") or self.names.connection(self.stack))
         return {
             "db_user": db.user if db else "",
             "db_name": db.name if db else "",
@@ -177,7 +178,7 @@ class GcpTarget:
                 if split.percent == 0 and not split.tag:
                     continue
                 info = self.run.revision(service, split.revision)
-                used |= {v for s, v in (info.secret_env.values() if info else []) if s == secret}
+                used |= {v for s, v in (info.secret_env.values() if info else []) if s == self.secret_prefix + secret}
         return used
 
     # -- infrastructure and jobs --------------------------------------------------------------------
@@ -202,12 +203,12 @@ class GcpTarget:
             "settings": self.stack.services[service].model_dump(mode="json"),
         }
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
-        return f"{service}-{digest}"
+        return f"{self.names.service(self.stack, service)}-{digest}"  # Cloud Run: <service name>-<suffix>
 
     def run_job(
         self, name: str, job: Job, artifact: Artifact, secret_versions: dict[str, str], release_id: str
     ) -> JobRun:
-        job_id = f"{self.stack.job_service(job)}-{name}"
+        job_id = self.names.job(self.stack, self.stack.job_service(job), name)
         if not job.blocking:
             started = self.jobs.run(job_id, artifact.ref, release_id, deadline_s=0)
             if started.message.startswith("still running"):  # started and left to run: not a failure
@@ -220,7 +221,9 @@ class GcpTarget:
     # -- revisions and traffic ----------------------------------------------------------------------
     def deploy(self, service: str, artifact: Artifact, secret_versions: dict[str, str], release_id: str) -> Revision:
         svc = self.stack.services[service]
-        secret_env = {env: (secret, secret_versions[secret]) for env, secret in svc.secrets.items()}
+        secret_env = {
+            env: (self.secret_prefix + secret, secret_versions[secret]) for env, secret in svc.secrets.items()
+        }
         name = self._revision_name(service, artifact.ref, secret_versions)
         spec = Spec(name, artifact.ref, secret_env, {"deployctl-release": release_id.lower()})
         info = self.run.deploy(service, spec)
@@ -244,7 +247,7 @@ class GcpTarget:
             info = self.run.revision(svc, revisions[svc])
             if info is not None:
                 images[svc] = info.image
-                versions.update({secret: version for secret, version in info.secret_env.values()})
+                versions.update(self._declared(info.secret_env))
         self.engine.record(self._release(images, versions, revisions))
 
     def ensure_revision(self, service: str, revision: str) -> Revision:
@@ -256,8 +259,12 @@ class GcpTarget:
             )
         if not info.ready:
             raise DeployctlError(f"revision {revision} cannot serve: {info.message}", "Pick another release.")
-        versions = {secret: version for secret, version in info.secret_env.values()}
+        versions = self._declared(info.secret_env)
         return Revision(service, revision, self.service_url(service), info.image, versions)
+
+    def _declared(self, secret_env: dict[str, tuple[str, str]]) -> dict[str, str]:
+        """Secret ids in a revision back to the names the stack declares."""
+        return {secret.removeprefix(self.secret_prefix): version for secret, version in secret_env.values()}
 
     def discard(self, service: str, revision: str) -> None:
         self.run.drop_tags(service, {revision})
@@ -271,6 +278,17 @@ class GcpTarget:
     def build(self, service: str, source_hash: str) -> Artifact:
         svc = self.stack.services[service]
         return self.builds.build(service, source_hash, self.root / svc.source, svc.dockerfile)
+
+
+def _naming() -> Any:
+    """The Pulumi program's naming rules (infra/naming.py), so deployctl addresses what Pulumi created."""
+    import importlib.util
+
+    if importlib.util.find_spec("infra") is None:  # the program lives beside the deployctl package
+        sys.path.append(str(Path(__file__).resolve().parents[3]))
+    from infra import naming
+
+    return naming
 
 
 def open_target(stack: Stack, root: Path) -> GcpTarget:
