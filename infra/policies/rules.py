@@ -312,7 +312,7 @@ RULES: tuple[Rule, ...] = (
     Rule("ar-scanning", "MEDIUM", "Enable vulnerability scanning on the repository.", ar_scanning),
     Rule("iam-no-basic-roles", "CRITICAL", "Replace owner/editor/viewer with predefined roles.", iam_no_basic_roles),
     Rule("iam-no-sa-keys", "CRITICAL", "Use workload identity, not service-account keys.", iam_no_sa_keys),
-    Rule("build-dedicated-sa", "HIGH", "Run the trigger as the deployctl-build service account.",
+    Rule("build-dedicated-sa", "HIGH", "Run the trigger as the stack's own <stack>-build service account.",
          build_dedicated_sa),
     Rule("build-no-secret-substitutions", "CRITICAL", "Read secrets from Secret Manager inside the build.",
          build_no_secret_substitutions),

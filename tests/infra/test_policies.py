@@ -144,3 +144,13 @@ def test_basic_roles_are_caught_on_any_iam_resource(type_: str, baseline: tuple[
     broken = copy.deepcopy(resources)
     _add(broken, type_, role="roles/owner", member="serviceAccount:x@p.iam.gserviceaccount.com")
     assert [f.resource for f in evaluate(broken, stack) if f.rule == "iam-no-basic-roles"] == ["added"]
+
+
+def test_the_documented_rule_table_is_the_pack() -> None:
+    from tests.infra.conftest import ROOT
+
+    doc = (ROOT / "docs" / "infrastructure.md").read_text()
+    for rule in RULES:
+        where = "production" if rule.production_only else (
+            "every stack" if rule.severity in ("CRITICAL", "HIGH") else "advisory")
+        assert f"| `{rule.id}` | {rule.severity} | {where} | {rule.remediation} |" in doc, rule.id
