@@ -120,6 +120,8 @@ def _build(target: Target, options: Options) -> tuple[tuple[dict[str, Artifact],
         notes.append(f"{svc}: {'reused' if found else 'built'} {artifacts[svc].ref}")
     versions = target.ensure_secrets()
     target.prepare(artifacts, versions)
+    # secrets the infrastructure creates on its first apply (gcp: the Pulumi program) are pinned once they exist
+    versions = {**{k: v for k, v in target.current_secret_versions().items() if v}, **versions}
     pinned = ", ".join(f"{name} v{v}" for name, v in sorted(versions.items()))
     return (artifacts, versions), "; ".join(notes) + (f"; secrets {pinned}" if pinned else "")
 

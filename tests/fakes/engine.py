@@ -8,6 +8,7 @@ It stands in for running infra/ under Pulumi mocks until deployctl/targets/gcp/s
 
 from __future__ import annotations
 
+from secrets import token_hex
 from typing import Any
 
 from drongo import get_backend
@@ -42,6 +43,7 @@ class FakeEngine:
 
     def up(self, release: Release) -> dict[str, Any]:
         self.ups.append(release)
+        created = self._secrets()
         for svc, config in self.stack.services.items():
             image = release.images.get(svc)
             if not image:
@@ -51,7 +53,8 @@ class FakeEngine:
                     name=var,
                     value_source=run_v2.EnvVarSource(
                         secret_key_ref=run_v2.SecretKeySelector(
-                            secret=naming.secret(self.stack, secret), version=release.secret_versions[secret]
+                            secret=naming.secret(self.stack, secret),
+                            version=release.secret_versions.get(secret) or created[secret],
                         )
                     ),
                 )
@@ -68,6 +71,37 @@ class FakeEngine:
             self.run.apply(f"{self.parent}/services/{naming.service(self.stack, svc)}", template, traffic)
         self._jobs(release)
         return self.outputs()
+
+    def _secrets(self) -> dict[str, str]:
+        """Like the program's Secrets component: each declared secret exists with a first version (generated,
+        or composed of the others); returns the version the program pins when the release names none."""
+        from google.api_core import exceptions as gexc
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import secretmanager_v1
+
+        client = secretmanager_v1.SecretManagerServiceClient(credentials=AnonymousCredentials())
+        project = f"projects/{self.stack.project}"
+        values: dict[str, str] = {}
+        pinned: dict[str, str] = {}
+        facts = {"db_user": "app", "db_name": "app", "db_connection": naming.connection(self.stack)}
+        facts["db_socket"] = facts["db_host"] = f"/cloudsql/{facts['db_connection']}"
+        ordered = sorted(self.stack.secrets.items(), key=lambda item: item[1].source == "composed")
+        for name, secret in ordered:
+            sid = naming.secret(self.stack, name)
+            try:
+                latest = client.access_secret_version(name=f"{project}/secrets/{sid}/versions/latest")
+                values[name], pinned[name] = latest.payload.data.decode(), latest.name.rsplit("/", 1)[-1]
+                continue
+            except gexc.NotFound:
+                pass
+            if secret.source == "provided":
+                continue
+            value = secret.template.format(**facts, **values) if secret.template else token_hex(secret.bytes)
+            client.create_secret(parent=project, secret_id=sid,
+                                 secret={"replication": {"automatic": {}}})
+            version = client.add_secret_version(parent=f"{project}/secrets/{sid}", payload={"data": value.encode()})
+            values[name], pinned[name] = value, version.name.rsplit("/", 1)[-1]
+        return pinned
 
     def _jobs(self, release: Release) -> None:
         backend = get_backend("cloudrun")[str(self.stack.project)]

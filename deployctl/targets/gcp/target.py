@@ -111,10 +111,13 @@ class GcpTarget:
 
     # -- secrets ------------------------------------------------------------------------------------
     def ensure_secrets(self) -> dict[str, str]:
+        """Pin the versions of the secrets that exist. The Pulumi program creates each declared secret and its
+        first version (generated, provided or composed) on the first `pulumi up` (in ``prepare``); deployctl
+        adds versions only when it rotates, so the two never both create a secret."""
         versions: dict[str, str] = {}
         for name, secret in self.stack.secrets.items():
             if not self.secrets.exists(name):
-                self.secrets.create(name, {"managed-by": "deployctl", "stack": self.stack.name})
+                continue  # created by the program in prepare(); the orchestrator pins it after that
             latest = self.secrets.latest(name)
             if secret.source == "generated" and latest is None:
                 latest = self.secrets.add(name, pysecrets.token_urlsafe(secret.bytes))
@@ -126,8 +129,9 @@ class GcpTarget:
             if latest is not None:
                 versions[name] = latest
         for name, secret in self.stack.secrets.items():
-            if secret.source == "composed":
-                versions[name] = self._compose(name, versions)
+            refs = [r for r in secret.references() if r in self.stack.secrets]
+            if secret.source == "composed" and name in versions and all(r in versions for r in refs):
+                versions[name] = self._compose(name, versions)  # recomposed after a rotation of what it uses
         return versions
 
     def _compose(self, name: str, versions: dict[str, str]) -> str:
