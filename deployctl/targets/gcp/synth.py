@@ -1,9 +1,10 @@
 """Offline synthesis: run the real Pulumi program (infra/program.py) under Pulumi's mocks.
 
-Rule: no cloud, no pulumi CLI, no state. Each resource the program registers is recorded with its type
-token, logical name, parent component and inputs as plain JSON (secret inputs are replaced by
-``"[secret]"``), with the stack outputs. Safe to call repeatedly in one process: every call configures a
-fresh mock runtime and waits for all of its outputs before returning.
+Rule: no cloud, no pulumi CLI, no state, no credentials. Each resource the program registers is recorded
+with its type token, logical name, parent component, inputs as plain JSON and ignore_changes, with the
+stack outputs. A secret input or output is ``"[secret]"``; a value only Google knows after creation is
+``rules.UNKNOWN``; provided secrets get stand-in config values. Safe to call repeatedly in one process:
+every call configures a fresh mock runtime and waits for all of its resources before returning.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 from deployctl.config import Stack
 
 SECRET = "[secret]"
-UNKNOWN = "(known after create)"
 GENERATED_VALUE = "mock-generated-value"  # what random values are under mocks; tests check it never shows
 PROVIDED_VALUE = "mock-provided-value"
 SECRET_TYPE = "gcp:secretmanager/secret:Secret"
@@ -162,6 +162,8 @@ def _provided_config(stack: Stack) -> None:
 
 def _state(typ: str, name: str, inputs: dict[str, Any], stack: Stack) -> dict[str, Any]:
     """What Google would return: inputs, plus the computed fields the program reads."""
+    from infra.policies.rules import UNKNOWN
+
     project, region = stack.project, stack.region
     state = dict(inputs)
     if typ == "gcp:sql/databaseInstance:DatabaseInstance":
