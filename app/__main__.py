@@ -11,4 +11,6 @@ if __name__ == "__main__":
         port=int(os.environ.get("PORT", "8080")),
         log_level=os.environ.get("LOG_LEVEL", "info"),
         proxy_headers=True,
+        # Cloud Run kills the instance 10 s after SIGTERM: finish in-flight requests, then stop in time
+        timeout_graceful_shutdown=8,
     )

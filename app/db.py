@@ -23,6 +23,12 @@ def engine() -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 3})
 
 
+def dispose() -> None:
+    """Close the pooled connections (at shutdown), if the engine was ever created."""
+    if engine.cache_info().currsize:
+        engine().dispose()
+
+
 def session() -> Iterator[Session]:
     with sessionmaker(engine(), expire_on_commit=False)() as db:
         yield db
