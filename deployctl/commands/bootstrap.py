@@ -1,0 +1,50 @@
+"""bootstrap: prepare an empty Google Cloud project for a gcp stack (parse, call the library, render)."""
+
+from __future__ import annotations
+
+import shutil
+
+import click
+
+from deployctl.commands.common import json_option, project_root
+from deployctl.errors import ConfigError
+
+
+@click.command()
+@click.argument("stack")
+@click.option("--dry-run", is_flag=True, help="Print every step and whether it is needed; change nothing.")
+@json_option
+def bootstrap(stack: str, dry_run: bool, as_json: bool) -> None:
+    """Prepare an empty Google Cloud project for STACK.
+
+    Enables the APIs, creates the state bucket (uniform access, public access prevented, versioned),
+    creates the deployer service account with its roles, logs Pulumi in to the bucket and creates the
+    Pulumi stack. Steps already done are skipped, so running it again changes nothing. Needs the pulumi
+    CLI and Application Default Credentials.
+
+    \b
+    Example:
+      deployctl bootstrap staging --dry-run
+      deployctl bootstrap staging
+    """
+    from deployctl import config
+    from deployctl.output import emit_json, line
+    from deployctl.targets.gcp.bootstrap import open_bootstrap, pulumi_missing
+
+    root = project_root()
+    spec = config.load(stack, root)
+    if spec.target != "gcp":
+        raise ConfigError(f"{spec.file}: stack {stack} has target {spec.target}; only gcp stacks are bootstrapped",
+                          "Local stacks need no bootstrap: deployctl up local")
+    if not dry_run and shutil.which("pulumi") is None:  # before credentials and before any change
+        raise pulumi_missing(stack)
+    runner = open_bootstrap(spec, root)
+    say = (lambda text: None) if as_json else line
+    say(f"Bootstrap {stack} in {spec.project}" + (" (dry run: nothing will be changed)" if dry_run else ""))
+    outcome = runner.run(dry_run=dry_run, progress=say)
+    if as_json:
+        emit_json(outcome.to_dict())
+    elif dry_run:
+        say(f"Run `deployctl bootstrap {stack}` to apply the planned steps.")
+    else:
+        say(f"Project ready. Next: deployctl plan {stack}, then deployctl up {stack}")

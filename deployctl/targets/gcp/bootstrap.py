@@ -1,0 +1,292 @@
+"""Bootstrap: prepare an empty Google Cloud project so that ``deployctl up STACK`` can run there.
+
+The plan is a list of steps; each carries its user-facing message, a read-only ``is_done()`` and a
+mutating ``apply()``:
+
+1. enable the Google APIs the stack and Pulumi need (Service Usage);
+2. create the state bucket (``deployctl:gcp.state_bucket``) with uniform bucket-level access, public access
+   prevention enforced and object versioning (it holds Pulumi state, the ledger and the lock);
+3. create the deployer service account (``<stack>-deployer``: Cloud Build's identity for ``deployctl up``)
+   and grant it exactly :data:`DEPLOYER_ROLES` on the project;
+4. ``pulumi login gs://BUCKET`` and create the Pulumi stack (Automation API).
+
+Rules:
+- Preconditions come first: without the ``pulumi`` CLI a real run raises PreconditionError before any
+  change; ``--dry-run`` only reads (``is_done``) and prints every step.
+- A step whose ``is_done()`` is true is skipped, so a second run makes no change.
+- Clients are constructor arguments (tests pass fakes); :func:`open_bootstrap` builds the real ones and
+  turns missing credentials into PreconditionError with CREDENTIALS_HINT. SDK errors become
+  DeployctlError through retry.translate.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deployctl.config import Stack
+from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy, mutate, read
+
+APIS = (
+    "run.googleapis.com",
+    "sqladmin.googleapis.com",
+    "secretmanager.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "containerscanning.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "iam.googleapis.com",
+    "monitoring.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "serviceusage.googleapis.com",
+    "storage.googleapis.com",
+)
+
+# `deployctl up` from Cloud Build runs `pulumi up` for the whole stack, so the deployer manages what the
+# program creates (services, jobs, Cloud SQL, secrets, registry, accounts and their bindings, monitoring).
+DEPLOYER_ROLES = (
+    "roles/artifactregistry.admin",
+    "roles/cloudbuild.builds.editor",
+    "roles/cloudsql.admin",
+    "roles/iam.serviceAccountAdmin",
+    "roles/iam.serviceAccountUser",
+    "roles/logging.logWriter",
+    "roles/monitoring.editor",
+    "roles/resourcemanager.projectIamAdmin",
+    "roles/run.admin",
+    "roles/secretmanager.admin",
+    "roles/serviceusage.serviceUsageAdmin",
+    "roles/storage.admin",
+)
+
+def pulumi_missing(stack: str) -> PreconditionError:
+    return PreconditionError(
+        "the pulumi CLI is not installed",
+        f"Install it: curl -fsSL https://get.pulumi.com | sh, then rerun deployctl bootstrap {stack}",
+    )
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    message: str
+    is_done: Callable[[], bool]
+    apply: Callable[[], None]
+
+
+@dataclass
+class Outcome:
+    """What a run did: per step, "done" (already so), "applied", or "planned" (dry run)."""
+
+    stack: str
+    dry_run: bool
+    steps: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stack": self.stack, "dry_run": self.dry_run, "steps": self.steps}
+
+
+class PulumiBackend:
+    """``pulumi login gs://BUCKET`` and stack creation through the Automation API (needs the CLI)."""
+
+    def __init__(self, root: Path, stack: str, which: Callable[[str], str | None] = shutil.which) -> None:
+        self.root, self.stack, self.which = root, stack, which
+
+    def installed(self) -> bool:
+        return self.which("pulumi") is not None
+
+    def has_stack(self, backend_url: str) -> bool:
+        if not self.installed():
+            return False
+        from pulumi import automation as auto
+
+        workspace = auto.LocalWorkspace(work_dir=str(self.root), env_vars={"PULUMI_BACKEND_URL": backend_url})
+        return any(s.name == self.stack for s in workspace.list_stacks())
+
+    def login_and_init(self, backend_url: str) -> None:
+        from pulumi import automation as auto
+
+        subprocess.run(["pulumi", "login", backend_url], check=True, capture_output=True, cwd=self.root)
+        auto.create_or_select_stack(stack_name=self.stack, work_dir=str(self.root))
+
+
+class Bootstrap:
+    def __init__(self, stack: Stack, root: Path, *, service_usage: Any, storage: Any, iam: Any, projects: Any,
+                 pulumi: PulumiBackend | None = None, policy: RetryPolicy | None = None) -> None:
+        assert stack.project and stack.region  # config validation guarantees both for gcp stacks
+        self.stack, self.project, self.region = stack, stack.project, stack.region
+        self.service_usage, self.storage, self.iam, self.projects = service_usage, storage, iam, projects
+        self.pulumi = pulumi or PulumiBackend(root, stack.name)
+        self.policy = policy or RetryPolicy()
+        self.bucket = stack.gcp.state_bucket or f"{stack.project}-deployctl"
+        self.account_id = f"{stack.name}-deployer"[:30]
+        self.email = f"{self.account_id}@{self.project}.iam.gserviceaccount.com"
+
+    # -- the plan ---------------------------------------------------------------------------------
+    def plan(self) -> list[Step]:
+        return [
+            Step("apis", f"enable {len(APIS)} Google APIs in {self.project}", self._apis_done, self._enable_apis),
+            Step("bucket", f"create gs://{self.bucket} (uniform access, public access prevented, versioned)",
+                 self._bucket_done, self._ensure_bucket),
+            Step("account", f"create service account {self.email}", self._account_done, self._create_account),
+            Step("roles", f"grant {self.email} {len(DEPLOYER_ROLES)} roles: {', '.join(DEPLOYER_ROLES)}",
+                 self._roles_done, self._grant_roles),
+            Step("pulumi", f"pulumi login gs://{self.bucket} and create stack {self.stack.name}",
+                 lambda: self.pulumi.has_stack(f"gs://{self.bucket}"),
+                 lambda: self.pulumi.login_and_init(f"gs://{self.bucket}")),
+        ]
+
+    def run(self, dry_run: bool = False, progress: Callable[[str], None] = lambda line: None) -> Outcome:
+        """Apply every step not yet done (or, with *dry_run*, only say what would be done)."""
+        if not dry_run and not self.pulumi.installed():
+            raise pulumi_missing(self.stack.name)
+        outcome = Outcome(self.stack.name, dry_run)
+        for step in self.plan():
+            if step.is_done():
+                state = "done"
+            elif dry_run:
+                state = "planned"
+            else:
+                step.apply()
+                state = "applied"
+            outcome.steps.append({"step": step.name, "state": state, "message": step.message})
+            progress(f"  {state:<8} {step.message}")
+        return outcome
+
+    # -- APIs -------------------------------------------------------------------------------------
+    def _disabled_apis(self) -> list[str]:
+        names = [f"projects/{self.project}/services/{api}" for api in APIS]
+        request = {"parent": f"projects/{self.project}", "names": names}
+        response = read(lambda: self.service_usage.batch_get_services(request=request),
+                        "read the project's enabled APIs", self.policy)
+        enabled = {s.name.rsplit("/", 1)[-1] for s in response.services if s.state.name == "ENABLED"}
+        return [api for api in APIS if api not in enabled]
+
+    def _apis_done(self) -> bool:
+        return not self._disabled_apis()
+
+    def _enable_apis(self) -> None:
+        missing = self._disabled_apis()
+        request = {"parent": f"projects/{self.project}", "service_ids": missing}
+        operation = mutate(lambda: self.service_usage.batch_enable_services(request=request),
+                           lambda: None, f"enable {', '.join(missing)}", self.policy)
+        read(lambda: operation.result(timeout=self.policy.deadline_s), "wait for the APIs to be enabled", self.policy)
+
+    # -- state bucket -----------------------------------------------------------------------------
+    def _lookup_bucket(self) -> Any:
+        return read(lambda: self.storage.lookup_bucket(self.bucket), f"read gs://{self.bucket}", self.policy)
+
+    def _bucket_done(self) -> bool:
+        bucket = self._lookup_bucket()
+        return bucket is not None and _bucket_secure(bucket)
+
+    def _ensure_bucket(self) -> None:
+        bucket = self._lookup_bucket()
+        if bucket is None:
+            bucket = self.storage.bucket(self.bucket)
+            _secure(bucket)
+            mutate(lambda: self.storage.create_bucket(bucket, project=self.project, location=self.region),
+                   self._lookup_bucket, f"create gs://{self.bucket}", self.policy)
+            return
+        _secure(bucket)
+        mutate(lambda: bucket.patch(timeout=self.policy.call_timeout_s), lambda: None,
+               f"secure gs://{self.bucket}", self.policy)
+
+    # -- deployer account and its roles ------------------------------------------------------------
+    def _get_account(self) -> Any:
+        from google.api_core import exceptions as gexc
+
+        def call() -> Any:
+            try:
+                return self.iam.get_service_account(name=f"projects/{self.project}/serviceAccounts/{self.email}")
+            except gexc.NotFound:
+                return None
+
+        return read(call, f"read service account {self.email}", self.policy)
+
+    def _account_done(self) -> bool:
+        return self._get_account() is not None
+
+    def _create_account(self) -> None:
+        request = {
+            "name": f"projects/{self.project}",
+            "account_id": self.account_id,
+            "service_account": {"display_name": f"deployctl deployer ({self.stack.name})"},
+        }
+        mutate(lambda: self.iam.create_service_account(request=request), self._get_account,
+               f"create service account {self.email}", self.policy)
+
+    def _policy(self) -> Any:
+        return read(lambda: self.projects.get_iam_policy(request={"resource": f"projects/{self.project}"}),
+                    f"read the IAM policy of {self.project}", self.policy)
+
+    def _missing_roles(self, policy: Any) -> list[str]:
+        member = f"serviceAccount:{self.email}"
+        held = {b.role for b in policy.bindings if member in b.members}
+        return [role for role in DEPLOYER_ROLES if role not in held]
+
+    def _roles_done(self) -> bool:
+        return not self._missing_roles(self._policy())
+
+    def _grant_roles(self) -> None:
+        from google.api_core import exceptions as gexc
+
+        for _ in range(5):  # read-modify-write under the policy's etag; a concurrent change means read again
+            policy = self._policy()
+            missing = self._missing_roles(policy)
+            if not missing:
+                return
+            for role in missing:
+                binding = next((b for b in policy.bindings if b.role == role and not b.condition.expression), None)
+                if binding is None:
+                    binding = policy.bindings.add(role=role)
+                binding.members.append(f"serviceAccount:{self.email}")
+            request = {"resource": f"projects/{self.project}", "policy": policy}
+            try:
+                self.projects.set_iam_policy(request=request, timeout=self.policy.call_timeout_s)
+            except gexc.Aborted:
+                continue
+            except Exception as exc:
+                from deployctl.targets.gcp.retry import translate
+
+                raise translate(exc, f"grant roles to {self.email}", self.policy) from None
+            return
+        raise DeployctlError(f"the IAM policy of {self.project} kept changing while roles were granted",
+                             "Rerun deployctl bootstrap; it only adds what is missing.")
+
+
+def _bucket_secure(bucket: Any) -> bool:
+    iam = bucket.iam_configuration
+    return bool(iam.uniform_bucket_level_access_enabled and iam.public_access_prevention == "enforced"
+                and bucket.versioning_enabled)
+
+
+def _secure(bucket: Any) -> None:
+    bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+    bucket.iam_configuration.public_access_prevention = "enforced"
+    bucket.versioning_enabled = True
+
+
+def open_bootstrap(stack: Stack, root: Path) -> Bootstrap:
+    """A Bootstrap with the real Google clients, using Application Default Credentials."""
+    import google.auth
+    from google.auth import exceptions as auth_exc
+
+    try:
+        credentials, _ = google.auth.default()
+    except auth_exc.DefaultCredentialsError:
+        raise PreconditionError("no Google Cloud credentials found", CREDENTIALS_HINT) from None
+    from google.cloud import iam_admin_v1, resourcemanager_v3, service_usage_v1, storage
+
+    return Bootstrap(
+        stack,
+        root,
+        service_usage=service_usage_v1.ServiceUsageClient(credentials=credentials),
+        storage=storage.Client(project=stack.project, credentials=credentials),
+        iam=iam_admin_v1.IAMClient(credentials=credentials),
+        projects=resourcemanager_v3.ProjectsClient(credentials=credentials),
+    )
