@@ -1,0 +1,173 @@
+"""deployctl bootstrap against fakes: Service Usage, IAM Admin and Resource Manager over gRPC through the
+real clients; Cloud Storage and the pulumi CLI as in-memory fakes (tests/fakes/bootstrap.py says why)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from google.cloud import iam_admin_v1, resourcemanager_v3, service_usage_v1
+from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
+from google.cloud.resourcemanager_v3.services.projects.transports import ProjectsGrpcTransport
+from google.cloud.service_usage_v1.services.service_usage.transports import ServiceUsageGrpcTransport
+
+from deployctl.config import load
+from deployctl.errors import EXIT_PRECONDITION, PreconditionError
+from deployctl.targets.gcp.bootstrap import APIS, DEPLOYER_ROLES, Bootstrap
+from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy
+from tests.fakes.bootstrap import (
+    MUTATING,
+    FakeBucket,
+    FakeIam,
+    FakeProjects,
+    FakePulumi,
+    FakeServiceUsage,
+    FakeStorage,
+)
+from tests.fakes.grpcfake import GrpcFake
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "example-staging-deployctl"  # stacks/Pulumi.staging.yaml: deployctl:gcp.state_bucket
+EMAIL = "staging-deployer@example-staging.iam.gserviceaccount.com"
+FAST = RetryPolicy(deadline_s=1.5, initial_s=0.01, maximum_s=0.05, call_timeout_s=5)
+
+
+@dataclass
+class Project:
+    grpc: GrpcFake
+    apis: FakeServiceUsage
+    iam: FakeIam
+    projects: FakeProjects
+    storage: FakeStorage
+    pulumi: FakePulumi
+
+    def bootstrap(self) -> Bootstrap:
+        channel = self.grpc.channel()
+        return Bootstrap(
+            load("staging", ROOT),
+            ROOT,
+            service_usage=service_usage_v1.ServiceUsageClient(transport=ServiceUsageGrpcTransport(channel=channel)),
+            storage=self.storage,
+            iam=iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel)),
+            projects=resourcemanager_v3.ProjectsClient(transport=ProjectsGrpcTransport(channel=channel)),
+            pulumi=self.pulumi,  # type: ignore[arg-type]
+            policy=FAST,
+        )
+
+    def mutations(self) -> list[tuple[str, str]]:
+        cloud = [call for call in self.grpc.calls if call[0] in MUTATING]
+        return cloud + self.storage.mutations + [("pulumi", c) for c in self.pulumi.calls]
+
+
+@pytest.fixture
+def project() -> Iterator[Project]:
+    fake = GrpcFake()
+    owner = {"roles/owner": ["user:alice@example.com"], "roles/run.admin": ["group:ops@example.com"]}
+    p = Project(fake, FakeServiceUsage(fake, {"serviceusage.googleapis.com"}), FakeIam(fake),
+                FakeProjects(fake, owner), FakeStorage(), FakePulumi())
+    fake.start()
+    yield p
+    fake.stop()
+
+
+def test_first_run_prepares_the_project(project):
+    outcome = project.bootstrap().run()
+
+    assert [s["state"] for s in outcome.steps] == ["applied"] * 5
+    assert project.apis.enabled == set(APIS)
+    bucket = project.storage.buckets[BUCKET]
+    assert bucket.iam_configuration.uniform_bucket_level_access_enabled is True
+    assert bucket.iam_configuration.public_access_prevention == "enforced"
+    assert bucket.versioning_enabled is True
+    assert bucket.location == "EUROPE-CENTRAL2"
+    assert list(project.iam.accounts) == [EMAIL]
+    assert project.projects.roles_of(f"serviceAccount:{EMAIL}") == set(DEPLOYER_ROLES)
+    # what others held is kept: the owner, and the existing run.admin binding gains a member
+    assert project.projects.roles_of("user:alice@example.com") == {"roles/owner"}
+    assert project.projects.roles_of("group:ops@example.com") == {"roles/run.admin"}
+    assert project.pulumi.calls == [f"login gs://{BUCKET}; stack init staging"]
+
+
+def test_second_run_changes_nothing(project):
+    project.bootstrap().run()
+    before = len(project.mutations())
+
+    outcome = project.bootstrap().run()
+
+    assert [s["state"] for s in outcome.steps] == ["done"] * 5
+    assert len(project.mutations()) == before
+
+
+def test_dry_run_prints_every_step_and_changes_nothing(project):
+    lines: list[str] = []
+
+    outcome = project.bootstrap().run(dry_run=True, progress=lines.append)
+
+    assert project.mutations() == []
+    assert [s["step"] for s in outcome.steps] == ["apis", "bucket", "account", "roles", "pulumi"]
+    assert [s["state"] for s in outcome.steps] == ["planned"] * 5
+    assert lines[1] == f"  planned  create gs://{BUCKET} (uniform access, public access prevented, versioned)"
+    assert lines[2] == f"  planned  create service account {EMAIL}"
+    assert len(lines) == 5
+
+
+def test_an_insecure_existing_bucket_is_fixed_in_place(project):
+    project.storage.buckets[BUCKET] = FakeBucket(BUCKET)  # exists, but none of the three settings
+
+    project.bootstrap().run()
+
+    assert ("patch", BUCKET) in project.storage.mutations
+    assert ("create", BUCKET) not in project.storage.mutations
+    assert project.storage.buckets[BUCKET].iam_configuration.public_access_prevention == "enforced"
+
+
+def test_a_lost_create_response_does_not_create_the_account_twice(project):
+    project.grpc.faults.add("CreateServiceAccount", "lost")
+
+    project.bootstrap().run()
+
+    assert list(project.iam.accounts) == [EMAIL]
+    assert project.projects.roles_of(f"serviceAccount:{EMAIL}") == set(DEPLOYER_ROLES)
+
+
+def test_missing_pulumi_stops_before_any_change(project):
+    project.pulumi.is_installed = False
+
+    with pytest.raises(PreconditionError) as caught:
+        project.bootstrap().run()
+
+    assert caught.value.exit_code == EXIT_PRECONDITION
+    assert caught.value.message == "the pulumi CLI is not installed"
+    assert project.mutations() == []
+
+
+def _deployctl(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    empty = tmp_path / "bin"
+    empty.mkdir(exist_ok=True)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))}
+    base |= {"PATH": str(empty), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "HOME": str(tmp_path), **env}
+    return subprocess.run([sys.executable, "-m", "deployctl", *args], cwd=ROOT, env=base,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_without_pulumi_exits_5_with_the_install_hint(tmp_path):
+    result = _deployctl(tmp_path, "bootstrap", "staging")
+
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.splitlines() == [
+        "Error: the pulumi CLI is not installed",
+        "Hint: Install it: curl -fsSL https://get.pulumi.com | sh, then rerun deployctl bootstrap staging",
+    ]
+
+
+def test_cli_without_credentials_exits_5_with_the_credentials_hint(tmp_path):
+    result = _deployctl(tmp_path, "bootstrap", "staging", "--dry-run",
+                        GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "missing.json"))
+
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.splitlines()[-2:] == ["Error: no Google Cloud credentials found", f"Hint: {CREDENTIALS_HINT}"]

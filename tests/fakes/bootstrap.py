@@ -1,0 +1,159 @@
+"""Fakes of what ``deployctl bootstrap`` touches.
+
+- Service Usage, IAM Admin (service accounts) and Resource Manager (project IAM policy) are served over
+  gRPC by :class:`tests.fakes.grpcfake.GrpcFake` and driven through the real client libraries.
+- Cloud Storage is :class:`FakeStorage`, a plain object with the method names the bootstrap adapter calls
+  (``lookup_bucket``, ``bucket``, ``create_bucket``, ``Bucket.patch``): drongo 0.8 drops a bucket's
+  ``iamConfiguration`` and cannot show whether uniform access and public access prevention were set.
+- :class:`FakePulumi` stands in for the pulumi CLI (not installed here): it records logins and stacks.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+from google.api_core import exceptions as gexc
+from google.cloud import iam_admin_v1 as ia
+from google.cloud import service_usage_v1 as su
+from google.iam.v1 import iam_policy_pb2, policy_pb2
+
+from tests.fakes.grpcfake import FakeError, GrpcFake, done_operation
+
+MUTATING = {"BatchEnableServices", "CreateServiceAccount", "SetIamPolicy"}
+
+
+class FakeServiceUsage:
+    def __init__(self, fake: GrpcFake, enabled: set[str]) -> None:
+        self.enabled = set(enabled)
+        service = "google.api.serviceusage.v1.ServiceUsage"
+        fake.add(service, "BatchGetServices", self._get, su.BatchGetServicesRequest)
+        fake.add(service, "BatchEnableServices", self._enable, su.BatchEnableServicesRequest)
+
+    def _service(self, parent: str, api: str) -> su.Service:
+        state = su.State.ENABLED if api in self.enabled else su.State.DISABLED
+        return su.Service(name=f"{parent}/services/{api}", parent=parent, state=state)
+
+    def _get(self, request: su.BatchGetServicesRequest) -> su.BatchGetServicesResponse:
+        apis = [name.rsplit("/", 1)[-1] for name in request.names]
+        return su.BatchGetServicesResponse(services=[self._service(request.parent, a) for a in apis])
+
+    def _enable(self, request: su.BatchEnableServicesRequest) -> Any:
+        self.enabled |= set(request.service_ids)
+        services = [self._service(request.parent, a) for a in request.service_ids]
+        return done_operation("operations/enable", su.BatchEnableServicesResponse(services=services))
+
+
+class FakeIam:
+    def __init__(self, fake: GrpcFake) -> None:
+        self.accounts: dict[str, ia.ServiceAccount] = {}  # email -> account
+        fake.add("google.iam.admin.v1.IAM", "GetServiceAccount", self._get, ia.GetServiceAccountRequest)
+        fake.add("google.iam.admin.v1.IAM", "CreateServiceAccount", self._create, ia.CreateServiceAccountRequest)
+
+    def _get(self, request: ia.GetServiceAccountRequest) -> ia.ServiceAccount:
+        email = request.name.rsplit("/", 1)[-1]
+        if email not in self.accounts:
+            raise FakeError(grpc.StatusCode.NOT_FOUND, f"{request.name} not found")
+        return self.accounts[email]
+
+    def _create(self, request: ia.CreateServiceAccountRequest) -> ia.ServiceAccount:
+        project = request.name.removeprefix("projects/")
+        email = f"{request.account_id}@{project}.iam.gserviceaccount.com"
+        if email in self.accounts:
+            raise FakeError(grpc.StatusCode.ALREADY_EXISTS, f"{email} exists")
+        account = ia.ServiceAccount(name=f"{request.name}/serviceAccounts/{email}", email=email, project_id=project,
+                                    display_name=request.service_account.display_name)
+        self.accounts[email] = account
+        return account
+
+
+class FakeProjects:
+    """One project IAM policy; SetIamPolicy with a stale etag is ABORTED, as Google answers."""
+
+    def __init__(self, fake: GrpcFake, bindings: dict[str, list[str]]) -> None:
+        self.policy = policy_pb2.Policy(version=1, etag=b"1")
+        for role, members in bindings.items():
+            self.policy.bindings.add(role=role, members=members)
+        self._etags = itertools.count(2)
+        service = "google.cloud.resourcemanager.v3.Projects"
+        fake.add(service, "GetIamPolicy", lambda request: self.policy, iam_policy_pb2.GetIamPolicyRequest)
+        fake.add(service, "SetIamPolicy", self._set, iam_policy_pb2.SetIamPolicyRequest)
+
+    def _set(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
+        if request.policy.etag != self.policy.etag:
+            raise FakeError(grpc.StatusCode.ABORTED, "concurrent policy change")
+        self.policy = policy_pb2.Policy()
+        self.policy.CopyFrom(request.policy)
+        self.policy.etag = str(next(self._etags)).encode()
+        return self.policy
+
+    def roles_of(self, member: str) -> set[str]:
+        return {b.role for b in self.policy.bindings if member in b.members}
+
+
+class FakeBucket:
+    def __init__(self, name: str, store: FakeStorage | None = None) -> None:
+        self.name = name
+        self.location: str | None = None
+        self.iam_configuration = SimpleNamespace(uniform_bucket_level_access_enabled=False,
+                                                 public_access_prevention="inherited")
+        self.versioning_enabled = False
+        self._store = store
+
+    def patch(self, timeout: float | None = None) -> None:
+        assert self._store is not None and self.name in self._store.buckets
+        self._store.mutations.append(("patch", self.name))
+        self._store.buckets[self.name] = self._copy(None)
+
+    def _copy(self, store: FakeStorage | None) -> FakeBucket:
+        saved, self._store = self._store, None
+        try:
+            twin = copy.deepcopy(self)
+        finally:
+            self._store = saved
+        twin._store = store
+        return twin
+
+
+class FakeStorage:
+    def __init__(self) -> None:
+        self.buckets: dict[str, FakeBucket] = {}
+        self.mutations: list[tuple[str, str]] = []
+
+    def bucket(self, name: str) -> FakeBucket:
+        return FakeBucket(name)
+
+    def lookup_bucket(self, name: str) -> FakeBucket | None:
+        stored = self.buckets.get(name)
+        return stored._copy(self) if stored else None  # a copy: changes count only once patched
+
+    def create_bucket(self, bucket: FakeBucket, project: str, location: str) -> FakeBucket:
+        if bucket.name in self.buckets:
+            raise gexc.Conflict(f"bucket {bucket.name} exists")
+        self.mutations.append(("create", bucket.name))
+        stored = bucket._copy(None)
+        stored.location = location.upper()
+        self.buckets[bucket.name] = stored
+        return stored._copy(self)
+
+
+class FakePulumi:
+    def __init__(self, installed: bool = True) -> None:
+        self.is_installed = installed
+        self.stacks: set[tuple[str, str]] = set()  # (backend url, stack)
+        self.calls: list[str] = []
+        self.stack = "staging"
+
+    def installed(self) -> bool:
+        return self.is_installed
+
+    def has_stack(self, backend_url: str) -> bool:
+        return (backend_url, self.stack) in self.stacks
+
+    def login_and_init(self, backend_url: str) -> None:
+        assert self.is_installed, "pulumi was run although it is not installed"
+        self.calls.append(f"login {backend_url}; stack init {self.stack}")
+        self.stacks.add((backend_url, self.stack))
