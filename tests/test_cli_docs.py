@@ -1,0 +1,34 @@
+"""docs/cli.md is the CLI's own help, rendered: every command has help, appears there, and the file is fresh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployctl.cli import COMMANDS
+from deployctl.clidoc import helps, render
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, str]:
+    return helps()
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_loads_and_has_help(rendered, name):
+    text = rendered.get(f"deployctl {name}")
+    assert text is not None, f"deployctl {name} does not load ({COMMANDS[name][0]}.{COMMANDS[name][1]})"
+    body = text.split("\n\n", 1)[1] if "\n\n" in text else ""
+    assert body.strip() and not body.lstrip().startswith("Options:"), f"deployctl {name} has no help text"
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_is_documented(name):
+    assert f"## `deployctl {name}`" in DOC.read_text(), f"docs/cli.md lacks deployctl {name}: run scripts/gen-cli-docs"
+
+
+def test_docs_match_a_fresh_render():
+    assert DOC.read_text() == render(), "docs/cli.md is stale: run scripts/gen-cli-docs"
