@@ -43,6 +43,9 @@ def parse_with_cli(line: str) -> click.Context:
     assert args[0] == "deployctl", line
     args = args[1:]
     assert "$" not in " ".join(args), f"unsubstituted variable left in {line!r}"
-    command = cli.get_command(click.Context(cli), args[0])
+    # a parent context with the group's settings, as `deployctl …` builds it (click caches the help option
+    # a command first sees: a bare Context would make later help renders in this process show no -h)
+    root = click.Context(cli, info_name="deployctl", **cli.context_settings)
+    command = cli.get_command(root, args[0])
     assert command is not None, f"deployctl has no command {args[0]!r}"
-    return command.make_context(args[0], args[1:])
+    return command.make_context(args[0], args[1:], parent=root)
