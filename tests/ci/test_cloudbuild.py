@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,18 @@ def test_nothing_is_pushed_or_released_before_every_check_passed(doc):
     for sid in ("push", "release"):
         assert {"lint", "typecheck", "security", "unit-tests", "build"} <= _ancestors(steps, sid)
     assert "push" in _ancestors(steps, "release")
+
+
+def test_unit_test_step_deselects_exactly_the_e2e_tests(doc):
+    """The step's marker expression must select something real: every test under tests/e2e, nothing else."""
+    args = _steps(doc)["unit-tests"]["args"]
+    marker = args[args.index("-m", 2) + 1]
+    collect = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "-p", "no:cacheprovider"]
+    deselected = subprocess.run([*collect, "-m", f"not ({marker})"], cwd=ROOT, capture_output=True, text=True)
+    ids = [line for line in deselected.stdout.splitlines() if "::" in line]
+    assert ids and all(i.startswith("tests/e2e/") for i in ids)
+    everything = subprocess.run([*collect, "tests/e2e"], cwd=ROOT, capture_output=True, text=True)
+    assert sorted(ids) == sorted(line for line in everything.stdout.splitlines() if "::" in line)
 
 
 def test_image_is_tagged_by_commit_source_and_latest_and_released_by_digest(doc):

@@ -30,7 +30,7 @@ config:
     api:
       source: app
       command: ["python", "-m", "app"]
-      probes: {{startup: {{path: /startup, period_s: 1, failure_threshold: 4}}}}
+      probes: {{startup: {{path: /startup, period_s: 1, failure_threshold: 8}}}}
       secrets: {{SECRET_KEY: SECRET_KEY, DATABASE_URL: DATABASE_URL{extra_env}}}
   deployctl:database: {{name: app, user: app, password_secret: DB_PASSWORD}}
   deployctl:secrets:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.conftest import Project
+
+pytestmark = pytest.mark.e2e
 
 
 def _revision_files(project: Project) -> set[str]:

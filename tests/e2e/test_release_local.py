@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import httpx
 import psutil
+import pytest
 
 from tests.e2e.conftest import Project
+
+pytestmark = pytest.mark.e2e
 
 
 def test_first_up_serves_and_records_the_release(project: Project) -> None:

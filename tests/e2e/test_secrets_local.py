@@ -11,6 +11,8 @@ import pytest
 
 from tests.e2e.conftest import Project
 
+pytestmark = pytest.mark.e2e
+
 CANARY = "tok_CANARY-7f3e9a1c5b2d4e6f8a0b"
 
 
