@@ -104,6 +104,8 @@ class Database(_Model):
     disk_gb: Annotated[int, Field(ge=10, le=65536)] = 10
     name: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "app"
     user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "app"
+    # the second login of the same role, so a password rotation never breaks the serving revision
+    alternate_user: Annotated[str | None, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = None
     password_secret: str = "DB_PASSWORD"
     high_availability: bool = False
     deletion_protection: bool = False
@@ -116,6 +118,17 @@ class Database(_Model):
         if v not in SUPPORTED_POSTGRES:
             raise ValueError(f"must be one of {', '.join(map(str, SUPPORTED_POSTGRES))}")
         return v
+
+    @model_validator(mode="after")
+    def _distinct_logins(self) -> Database:
+        if self.alternate_user == self.user:
+            raise ValueError("alternate_user must differ from user")
+        return self
+
+    @property
+    def logins(self) -> tuple[str, str]:
+        """The two logins of the database role: ``user`` and ``alternate_user`` (default ``<user>_b``)."""
+        return self.user, self.alternate_user or f"{self.user[:61]}_b"
 
 
 class Secret(_Model):

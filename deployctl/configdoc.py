@@ -50,7 +50,9 @@ D = {
     "Database.disk_gb": "Cloud SQL disk size in GB.",
     "Database.name": "Database name.",
     "Database.user": "The application's role.",
-    "Database.password_secret": "The secret holding the role's password (rotating it changes the role).",
+    "Database.alternate_user": "The role's second login (default `<user>_b`); a password rotation moves "
+    "between the two, so the serving revision's login stays valid (docs/runbook.md).",
+    "Database.password_secret": "The secret holding the current login's password.",
     "Database.high_availability": "Regional HA (production).",
     "Database.deletion_protection": "Refuse to delete the instance (production).",
     "Database.backups": "Automated backups.",

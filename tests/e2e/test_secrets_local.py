@@ -4,8 +4,11 @@ never leak into output, logs or the ledger."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -36,26 +39,66 @@ def test_secret_store_is_private(project: Project) -> None:
     assert (project.state / "secrets.json").stat().st_mode & 0o777 == 0o600
 
 
-def test_rotate_db_password_changes_the_role_and_disables_the_old_version(project: Project) -> None:
+def test_rotate_db_password_moves_to_the_idle_login_and_the_serving_revision_never_loses_the_database(
+    project: Project,
+) -> None:
     project.run("up", "local")
     before = project.serving()
     old_password = _value(project, "DB_PASSWORD", "1")
-    out = project.run("secrets", "rotate", "local", "DB_PASSWORD")
+    probe = _StartupProbe(project.url)
+    with probe:
+        out = project.run("secrets", "rotate", "local", "DB_PASSWORD")
     assert "DB_PASSWORD rotated to v2" in out.stdout and "disabled DATABASE_URL v1, DB_PASSWORD v1" in out.stdout
+    assert probe.answers > 5 and probe.failures == []  # /startup opens a new connection on every call
     after = project.serving()
     assert after != before
     record = project.ledger()[0]
     assert record["kind"] == "rotate" and record["secret_versions"]["DB_PASSWORD"] == "2"
     assert record["secret_versions"]["DATABASE_URL"] == "2"
-    states = {v["version"]: v["state"] for v in _store(project)["DB_PASSWORD"]["versions"]}
+    store = _store(project)
+    states = {v["version"]: v["state"] for v in store["DB_PASSWORD"]["versions"]}
     assert states == {"1": "disabled", "2": "enabled"}
-    socket_dir = _socket(project)
-    with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(host=socket_dir, user="app", dbname="app", password=old_password, connect_timeout=3)
+    assert store["DB_PASSWORD"]["versions"][1]["login"] == "app_b"
     new_password = _value(project, "DB_PASSWORD", "2")
-    with psycopg.connect(host=socket_dir, user="app", dbname="app", password=new_password) as conn:
-        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert "://app_b:" in _value(project, "DATABASE_URL", "2")
+    socket_dir = _socket(project)
+    for user, password in (("app", old_password), ("app_b", old_password), ("app", new_password)):
+        with pytest.raises(psycopg.OperationalError):  # the retired login got a password nobody knows
+            psycopg.connect(host=socket_dir, user=user, dbname="app", password=password, connect_timeout=3)
+    with psycopg.connect(host=socket_dir, user="app_b", dbname="app", password=new_password) as conn:
+        assert conn.execute("SELECT current_user, session_user").fetchone() == ("app", "app_b")
     assert project.run("up", "local").stdout.startswith("Nothing changed")
+    project.run("secrets", "rotate", "local", "DB_PASSWORD")  # and back to the first login
+    assert "://app:" in _value(project, "DATABASE_URL", "3")
+    assert project.status()["facts"]["database"]  # still reachable
+
+
+class _StartupProbe:
+    """Calls the stable URL's /startup in a loop while a rotation runs; records every non-200 answer."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.answers, self.failures = url, 0, []  # type: list[str]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                response = httpx.get(f"{self.url}/startup", timeout=5)
+                if response.status_code != 200:
+                    self.failures.append(response.text)
+            except httpx.HTTPError as exc:
+                self.failures.append(type(exc).__name__)
+            self.answers += 1
+            time.sleep(0.02)
+
+    def __enter__(self) -> _StartupProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def test_failed_rotation_leaves_the_old_version_serving(project: Project) -> None:

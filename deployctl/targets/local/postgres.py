@@ -18,6 +18,7 @@ from typing import Any
 
 from deployctl.config import Database
 from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.pipeline import dblogins
 
 _HBA = """# written by deployctl: superuser over the local socket, every other role by password
 local all postgres trust
@@ -101,20 +102,34 @@ class LocalDatabase:
         with conn:
             yield conn
 
-    def sync_role(self, password: str) -> None:
-        """Make the app role, its database and the vector extension exist, with this password."""
+    def sync_roles(self, login: str, password: str) -> None:
+        """Make the role's two logins, its database and the vector extension exist; *login* gets *password*.
+
+        The alternate login is a member of the role and its sessions run as the role (``SET role``), so
+        objects it creates belong to the role (see deployctl/pipeline/dblogins.py).
+        """
         from psycopg import sql
 
         self.start()
-        user, name = self.config.user, self.config.name
+        user, alternate = self.config.logins
+        name = self.config.name
         with self.admin() as db:
-            exists = db.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            db.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(password)))
+            for role in (user, alternate):
+                if not db.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    secret = password if role == login else dblogins.unknown_password()
+                    db.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role),
+                                                                                 sql.Literal(secret)))
+            db.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(user), sql.Identifier(alternate)))
+            db.execute(sql.SQL("ALTER ROLE {} SET role = {}").format(sql.Identifier(alternate), sql.Literal(user)))
+            db.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(login), sql.Literal(password)))
             if not db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
                 db.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(user)))
         with self.admin(name) as db:
             db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+
+    def set_password(self, login: str, password: str) -> None:
+        """Set one login's password (the rotation's first and last steps)."""
+        self.sync_roles(login, password)
 
     def migration_head(self) -> str | None:
         if not self.running():

@@ -47,11 +47,19 @@ class SecretStore:
                 return str(v["value"])
         raise KeyError(f"{name} v{version} does not exist")
 
-    def add(self, name: str, value: str) -> str:
+    def enabled(self, name: str) -> list[str]:
+        return [v["version"] for v in self._load().get(name, {}).get("versions", []) if v["state"] == "enabled"]
+
+    def logins(self, name: str) -> dict[str, str]:
+        """The database login each version of a password secret belongs to, where one was recorded."""
+        return {v["version"]: v["login"] for v in self._load().get(name, {}).get("versions", []) if "login" in v}
+
+    def add(self, name: str, value: str, login: str | None = None) -> str:
         data = self._load()
         versions = data.setdefault(name, {"versions": []})["versions"]
         number = str(int(versions[-1]["version"]) + 1 if versions else 1)
-        versions.append({"version": number, "value": value, "state": "enabled", "created": time.time()})
+        record = {"version": number, "value": value, "state": "enabled", "created": time.time()}
+        versions.append({**record, **({"login": login} if login else {})})
         self._save(data)
         return number
 

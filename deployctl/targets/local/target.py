@@ -18,6 +18,7 @@ from pathlib import Path
 
 from deployctl.config import Job, Stack
 from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.pipeline import dblogins
 from deployctl.pipeline.fs import atomic_write
 from deployctl.pipeline.ledger import SqliteLedger
 from deployctl.pipeline.lock import FileLock
@@ -85,6 +86,7 @@ class LocalTarget:
         values: dict[str, str] = {}
         if self.db and any(r in _DB_FIELDS for r in refs):
             values.update(self.db.facts())
+            values["db_user"] = self._login(self.secrets.latest(self.db.config.password_secret))
         for ref in refs:
             if ref in self.stack.secrets:
                 latest = self.secrets.latest(ref)
@@ -95,17 +97,34 @@ class LocalTarget:
         return secret.template.format(**values)
 
     def add_secret_version(self, name: str, value: str | None) -> str:
-        return self.secrets.add(name, value if value is not None else generate(self.stack.secrets[name].bytes))
+        value = value if value is not None else generate(self.stack.secrets[name].bytes)
+        if self.db is None or name != self.db.config.password_secret:
+            return self.secrets.add(name, value)
+        # the new password goes to the idle login first, so the serving revision's login keeps working
+        login = dblogins.idle_login(self.db.config, self.secrets.enabled(name), self.secrets.logins(name))
+        self.db.set_password(login, value)
+        return self.secrets.add(name, value, login=login)
 
     def disable_secret_versions(self, name: str, keep: Iterable[str]) -> list[str]:
-        return self.secrets.disable(name, list(keep))
+        disabled = self.secrets.disable(name, list(keep))
+        if self.db is not None and name == self.db.config.password_secret:
+            recorded = self.secrets.logins(name)
+            for login in dblogins.freed_logins(self.db.config, disabled, self.secrets.enabled(name), recorded):
+                self.db.set_password(login, dblogins.unknown_password())
+        return disabled
+
+    def _login(self, version: str | None) -> str:
+        assert self.db is not None
+        recorded = self.secrets.logins(self.db.config.password_secret)
+        return dblogins.login_of(self.db.config, recorded, version or "")
 
     # -- database and jobs ------------------------------------------------------------------------
     def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
         if self.db is None:
             return
         name = self.db.config.password_secret
-        self.db.sync_role(self.secrets.value(name, secret_versions[name]))
+        version = secret_versions[name]
+        self.db.sync_roles(self._login(version), self.secrets.value(name, version))
 
     def migration_head(self) -> str | None:
         return self.db.migration_head() if self.db else None
