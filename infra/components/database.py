@@ -3,8 +3,9 @@
 No authorized networks and ``connector_enforcement = REQUIRED``: the instance's IP accepts only
 IAM-authorised connector traffic (the ``/cloudsql`` volume Cloud Run mounts), and ``ssl_mode =
 ENCRYPTED_ONLY`` refuses plaintext. Backups, point-in-time recovery, the maintenance window, regional HA
-and deletion protection come from the stack. The user's password is the ``database.password_secret``
-secret's value: a secret Output, encrypted in Pulumi state.
+and deletion protection come from the stack. The user's first password is the ``database.password_secret``
+secret's value: a secret Output, encrypted in Pulumi state. The second login (``alternate_user``) starts
+with a random password; rotations set both logins' passwords from then on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_random as random
 from pulumi_gcp import sql
 
 from deployctl.config import Database as DatabaseConfig
@@ -58,6 +60,22 @@ class Database(pulumi.ComponentResource):
                 deletion_policy="ABANDON",  # a Postgres role that owns objects cannot be dropped
             ),
             # Pulumi sets the first password; later ones are deployctl's rotation (docs/gcp.md), not drift
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["password"]),
+        )
+        # The role's second login: the first password rotation moves to it, the next one back (the order that
+        # never breaks the serving revision, deployctl/pipeline/dblogins.py). Until then nobody knows its
+        # password. Membership in the first login's role is granted in the database (docs/gcp.md).
+        idle_password = random.RandomBytes(f"{name}-alternate-password", random.RandomBytesArgs(length=24),
+                                           opts=parent)
+        self.alternate_user = sql.User(
+            f"{name}-alternate-user",
+            sql.UserArgs(
+                project=args.project,
+                instance=self.instance.name,
+                name=db.logins[1],
+                password=pulumi.Output.secret(idle_password.hex),
+                deletion_policy="ABANDON",
+            ),
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["password"]),
         )
         self.connection_name: pulumi.Output[str] = self.instance.connection_name

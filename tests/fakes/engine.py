@@ -17,14 +17,16 @@ from google.cloud import run_v2
 from deployctl.config import Release, Stack
 from infra import naming  # the fake applies what the program would create, under the program's names
 from tests.fakes.cloudrun import FakeRunServices
+from tests.fakes.sqladmin import FakeSqlAdmin
 
 _REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 
 
 class FakeEngine:
-    def __init__(self, stack: Stack, run: FakeRunServices) -> None:
+    def __init__(self, stack: Stack, run: FakeRunServices, sql: FakeSqlAdmin | None = None) -> None:
         self.stack = stack
         self.run = run
+        self.sql = sql
         self.ups: list[Release] = []
         self.records: list[Release] = []
         self.parent = f"projects/{stack.project}/locations/{stack.region}"
@@ -44,6 +46,7 @@ class FakeEngine:
     def up(self, release: Release) -> dict[str, Any]:
         self.ups.append(release)
         created = self._secrets()
+        self._users()
         for svc, config in self.stack.services.items():
             image = release.images.get(svc)
             if not image:
@@ -102,6 +105,24 @@ class FakeEngine:
             version = client.add_secret_version(parent=f"{project}/secrets/{sid}", payload={"data": value.encode()})
             values[name], pinned[name] = value, version.name.rsplit("/", 1)[-1]
         return pinned
+
+    def _users(self) -> None:
+        """Like the program's Database component: the role's two logins, the first with the password secret's
+        first version, the second with a random password (later passwords are deployctl's)."""
+        db = self.stack.database
+        if self.sql is None or db is None:
+            return
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import secretmanager_v1
+
+        instance = naming.instance(self.stack)
+        if self.sql.has_user(instance, db.logins[0]):
+            return  # created on an earlier up; passwords are deployctl's from then on
+        client = secretmanager_v1.SecretManagerServiceClient(credentials=AnonymousCredentials())
+        first = f"projects/{self.stack.project}/secrets/{naming.secret(self.stack, db.password_secret)}/versions/1"
+        password = client.access_secret_version(name=first).payload.data.decode()
+        self.sql.create_user(instance, db.logins[0], password)
+        self.sql.create_user(instance, db.logins[1], token_hex(16))
 
     def _jobs(self, release: Release) -> None:
         backend = get_backend("cloudrun")[str(self.stack.project)]

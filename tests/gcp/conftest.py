@@ -1,5 +1,6 @@
 """The fake Google Cloud a GcpTarget runs against: drongo (Secret Manager, Cloud Run Jobs, GCS, extended by
 tests/fakes/drongo_ext.py), a gRPC fake of Cloud Run Services and the HTTP server its revisions answer on,
+a REST fake of Cloud SQL Admin's users,
 and a fake engine that applies the release the way the Pulumi program would. Clients are the real Google
 libraries; only their endpoints differ."""
 
@@ -24,12 +25,14 @@ from google.cloud.run_v2.services.services.transports import ServicesGrpcTranspo
 from deployctl.config import load
 from deployctl.pipeline.run import Options, QuietReporter
 from deployctl.targets.gcp.retry import RetryPolicy
+from deployctl.targets.gcp.sql_users import sqladmin_client
 from deployctl.targets.gcp.target import GcpTarget
 from tests.fakes import drongo_ext
 from tests.fakes.builds import FakeCloudBuild, FakeRegistry
 from tests.fakes.cloudrun import FakeRunServices, RevisionHttp
 from tests.fakes.engine import FakeEngine
 from tests.fakes.grpcfake import GrpcFake
+from tests.fakes.sqladmin import FakeSqlAdmin
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "europe-central2-docker.pkg.dev/example-staging/deployctl/api@sha256:" + "a" * 64
@@ -48,6 +51,7 @@ class Cloud:
     storage: storage.Client
     registry: FakeRegistry
     cloudbuild: FakeCloudBuild
+    sql: FakeSqlAdmin
 
     def target(self, stack: str = "staging", policy: RetryPolicy = FAST, engine: object = None) -> GcpTarget:
         config = load(stack, self.root)
@@ -56,7 +60,7 @@ class Cloud:
         return GcpTarget(
             config,
             self.root,
-            engine=engine or FakeEngine(config, self.run),  # type: ignore[arg-type]
+            engine=engine or FakeEngine(config, self.run, self.sql),  # type: ignore[arg-type]
             services=run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel)),
             revisions=run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel)),
             jobs=run_v2.JobsClient(credentials=AnonymousCredentials()),
@@ -67,6 +71,7 @@ class Cloud:
             registry=artifactregistry_v1.ArtifactRegistryClient(
                 transport=ArtifactRegistryGrpcTransport(channel=channel)
             ),
+            sqladmin=sqladmin_client(AnonymousCredentials(), 5, endpoint=self.sql.endpoint),
             policy=policy,
             progress=lambda line: None,
             poll_s=0.01,
@@ -77,7 +82,7 @@ class Cloud:
 
     def mutations(self) -> list[tuple[str, str]]:
         """Every change that reached the fake cloud (Cloud Run Services over gRPC, the rest over drongo)."""
-        return self.grpc.mutations() + drongo_ext.RECORDER.calls
+        return self.grpc.mutations() + drongo_ext.RECORDER.calls + self.sql.calls
 
 
 @pytest.fixture
@@ -94,6 +99,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     run = FakeRunServices(fake, http)
     registry = FakeRegistry(fake, "example-staging", "europe-central2", "deployctl")
     cloudbuild = FakeCloudBuild(fake, registry)
+    sql = FakeSqlAdmin()
     fake.start()
     try:
         with mock_gcp():
@@ -102,8 +108,9 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
             client.create_bucket("example-production-deployctl")
             client.create_bucket("example-staging_cloudbuild")
             drongo_ext.RECORDER.calls.clear()
-            yield Cloud(root, fake, http, run, client, registry, cloudbuild)
+            yield Cloud(root, fake, http, run, client, registry, cloudbuild, sql)
     finally:
+        sql.stop()
         fake.stop()
         http.stop()
 

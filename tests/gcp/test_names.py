@@ -21,5 +21,9 @@ def test_target_names_match_the_synthesized_program(cloud: Cloud) -> None:
     assert jobs <= by_type["gcp:cloudrunv2/job:Job"]
     secrets = {target.secret_prefix + name for name in stack.secrets}
     assert secrets == by_type["gcp:secretmanager/secret:Secret"]
-    assert target._db_facts()["db_connection"] == synthesized.outputs["db_connection"]
+    assert target._db_facts({})["db_connection"] == synthesized.outputs["db_connection"]
+    instances = {str(r.inputs["instance"]) for r in synthesized.resources if r.type == "gcp:sql/user:User"}
+    assert instances == {target.sql.instance}
+    users = {str(r.inputs["name"]) for r in synthesized.resources if r.type == "gcp:sql/user:User"}
+    assert users == set(stack.database.logins) if stack.database else False
     assert target._revision_name("api", "img@sha256:" + "0" * 64, {}).startswith("staging-api-")

@@ -59,15 +59,19 @@ def test_every_secret_is_stored_with_explicit_replication_and_disabled_versions(
     # versions deployctl disables after a rotation stay disabled on the next `pulumi up`
     assert {tuple(r.ignore_changes) for r in syn.of_type(VERSION)} == {("enabled",)}
     lengths = {r.name.removeprefix("staging-secrets-").removesuffix("-value"): r.inputs["length"]
-               for r in syn.of_type("random:index/randomBytes:RandomBytes")}
+               for r in syn.of_type("random:index/randomBytes:RandomBytes") if "alternate" not in r.name}
     assert lengths == {"SECRET_KEY": 32, "DB_PASSWORD": 24}
+    assert [r.name for r in syn.of_type("random:index/randomBytes:RandomBytes") if "alternate" in r.name] == [
+        "staging-database-alternate-password"]
 
 
 def test_database_password_is_the_generated_secret_and_never_plain(production: Any) -> None:
     _, syn = production
-    [user] = syn.of_type("gcp:sql/user:User")
+    user, alternate = sorted(syn.of_type("gcp:sql/user:User"), key=lambda r: r.inputs["name"])
     assert (user.inputs["name"], user.inputs["password"]) == ("app", SECRET)
-    assert user.ignore_changes == ["password"]  # set once; rotation is deployctl's, not drift
+    assert (alternate.inputs["name"], alternate.inputs["password"]) == ("app_b", SECRET)  # random, not DB_PASSWORD
+    for login in (user, alternate):
+        assert login.ignore_changes == ["password"]  # set once; rotation is deployctl's, not drift
     dump = json.dumps([r.to_dict() for r in syn.resources]) + json.dumps(syn.outputs)
     assert GENERATED_VALUE not in dump and PROVIDED_VALUE not in dump
 

@@ -54,6 +54,32 @@ class SecretManager:
 
         mutate(send, lambda: True if self.exists(secret) else None, f"create secret {secret}", self.policy)
 
+    def labels(self, secret: str) -> dict[str, str]:
+        from google.api_core import exceptions as gexc
+
+        def call() -> dict[str, str]:
+            try:
+                found = self.client.get_secret(name=self._name(secret), retry=None, timeout=self.policy.call_timeout_s)
+            except gexc.NotFound:
+                return {}
+            return dict(found.labels)
+
+        return read(call, f"read secret {secret}", self.policy)
+
+    def set_labels(self, secret: str, labels: dict[str, str]) -> None:
+        """Replace the secret's labels (an update with a ``labels`` field mask; sending it twice is harmless)."""
+
+        def send() -> bool:
+            self.client.update_secret(
+                secret={"name": self._name(secret), "labels": labels},
+                update_mask={"paths": ["labels"]},
+                retry=None,
+                timeout=self.policy.call_timeout_s,
+            )
+            return True
+
+        mutate(send, lambda: True if self.labels(secret) == labels else None, f"label secret {secret}", self.policy)
+
     def enabled_versions(self, secret: str) -> list[str]:
         """Enabled version numbers, oldest first."""
         from google.api_core import exceptions as gexc

@@ -24,6 +24,7 @@ from typing import Any
 
 from deployctl.config import Job, Release, Stack, TrafficTarget
 from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.pipeline import dblogins
 from deployctl.pipeline.model import Artifact, JobRun, Revision, Split
 from deployctl.targets.gcp.builds import Builds, source_hash
 from deployctl.targets.gcp.engine import Engine, PulumiEngine
@@ -31,6 +32,7 @@ from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy, translate
 from deployctl.targets.gcp.run_jobs import CloudRunJobs
 from deployctl.targets.gcp.run_services import CANDIDATE_TAG, CloudRunServices, Spec
 from deployctl.targets.gcp.secrets import SecretManager
+from deployctl.targets.gcp.sql_users import CloudSqlUsers, sqladmin_client
 from deployctl.targets.gcp.state import GcsLedger, GcsLock
 
 
@@ -51,6 +53,7 @@ class GcpTarget:
         storage: Any,
         builds: Any,
         registry: Any,
+        sqladmin: Any = None,
         policy: RetryPolicy | None = None,
         progress: Callable[[str], None] | None = None,
         poll_s: float = 3.0,
@@ -72,6 +75,7 @@ class GcpTarget:
         self.builds = Builds(
             builds, registry, storage, project, region, stack.gcp.repository, self.policy, self.progress, poll_s=poll_s
         )
+        self.sql = CloudSqlUsers(sqladmin, project, self.names.instance(stack), self.policy, poll_s=poll_s)
         bucket = stack.gcp.state_bucket or f"{project}-deployctl"
         self.state_location = f"gs://{bucket}/deployctl/{stack.name}/"
         self.ledger = GcsLedger(storage, bucket, stack.name, self.policy, root=root)
@@ -136,7 +140,7 @@ class GcpTarget:
 
     def _compose(self, name: str, versions: dict[str, str]) -> str:
         template = self.stack.secrets[name].template or ""
-        facts = self._db_facts()
+        facts = self._db_facts(versions)
         values = {
             ref: facts[ref] if ref in facts else self.secrets.value(ref, versions[ref])
             for ref in self.stack.secrets[name].references()
@@ -147,11 +151,11 @@ class GcpTarget:
             return latest
         return self.secrets.add(name, value)
 
-    def _db_facts(self) -> dict[str, str]:
+    def _db_facts(self, versions: dict[str, str]) -> dict[str, str]:
         db = self.stack.database
         connection = str(self.engine.outputs().get("db_connection") or self.names.connection(self.stack))
         return {
-            "db_user": db.user if db else "",
+            "db_user": self._login(versions.get(db.password_secret, "")) if db else "",
             "db_name": db.name if db else "",
             "db_connection": connection,
             "db_socket": f"/cloudsql/{connection}",
@@ -162,10 +166,23 @@ class GcpTarget:
     def add_secret_version(self, name: str, value: str | None) -> str:
         if value is None:
             value = pysecrets.token_urlsafe(self.stack.secrets[name].bytes)
-        return self.secrets.add(name, value)
+        db = self.stack.database
+        if db is None or name != db.password_secret:
+            return self.secrets.add(name, value)
+        # the idle login gets the password before anything uses it; the serving login is never touched
+        labels = self.secrets.labels(name)
+        enabled = self.secrets.enabled_versions(name)
+        login = dblogins.idle_login(db, enabled, _recorded_logins(labels))
+        self.sql.set_password(login, value)
+        version = self.secrets.add(name, value)
+        self.secrets.set_labels(name, {**labels, f"{_LOGIN_LABEL}{version}": login})
+        return version
 
     def disable_secret_versions(self, name: str, keep: Iterable[str]) -> list[str]:
-        """Disable old versions after the drain period, sparing any that a serving or tagged revision uses."""
+        """Disable old versions after the drain period, sparing any that a serving or tagged revision uses.
+
+        For the database password, a login no enabled version uses any more gets a password nobody knows.
+        """
         time.sleep(self.stack.rollout.drain_s)  # requests in flight on the old revision finish first
         spared = set(keep) | self._referenced(name)
         disabled = []
@@ -173,7 +190,20 @@ class GcpTarget:
             if version not in spared:
                 self.secrets.disable(name, version)
                 disabled.append(version)
+        db = self.stack.database
+        if disabled and db is not None and name == db.password_secret:
+            labels = self.secrets.labels(name)
+            enabled = self.secrets.enabled_versions(name)
+            for login in dblogins.freed_logins(db, disabled, enabled, _recorded_logins(labels)):
+                self.sql.set_password(login, dblogins.unknown_password())
+            stale = {f"{_LOGIN_LABEL}{v}" for v in disabled}  # a secret holds at most 64 labels
+            self.secrets.set_labels(name, {k: v for k, v in labels.items() if k not in stale})
         return disabled
+
+    def _login(self, version: str) -> str:
+        db = self.stack.database
+        assert db is not None
+        return dblogins.login_of(db, _recorded_logins(self.secrets.labels(db.password_secret)), version)
 
     def _referenced(self, secret: str) -> set[str]:
         used = set()
@@ -284,6 +314,13 @@ class GcpTarget:
         return self.builds.build(service, source_hash, self.root / svc.source, svc.dockerfile)
 
 
+_LOGIN_LABEL = "deployctl-login-v"  # on the password secret: which database login each version belongs to
+
+
+def _recorded_logins(labels: dict[str, str]) -> dict[str, str]:
+    return {k[len(_LOGIN_LABEL):]: v for k, v in labels.items() if k.startswith(_LOGIN_LABEL)}
+
+
 def _naming() -> Any:
     """The Pulumi program's naming rules (infra/naming.py), so deployctl addresses what Pulumi created."""
     import importlib.util
@@ -323,4 +360,5 @@ def open_target(stack: Stack, root: Path) -> GcpTarget:
         storage=StorageClient(project=stack.project, credentials=credentials),
         builds=cloudbuild_v1.CloudBuildClient(credentials=credentials),
         registry=artifactregistry_v1.ArtifactRegistryClient(credentials=credentials),
+        sqladmin=sqladmin_client(credentials, RetryPolicy().call_timeout_s),
     )

@@ -1,0 +1,119 @@
+"""Fake Cloud SQL Admin API (sqladmin v1 REST, the part deployctl uses): users.update and operations.get.
+
+Driven through the real discovery client (googleapiclient) pointed at this server. Users hold their
+current password; an update answers with an operation that is RUNNING on the first get and DONE on the
+next. Faults are queued per method ("update", "get"): ``"unavailable"`` (503), ``"busy"`` (409, another
+operation in progress), ``"lost"`` (the password is set, then 504 comes back). ``on_change`` is called
+after every password change, so a test can check an invariant at each step of a rotation. The log of
+mutations names the user, never the password.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.grpcfake import Faults
+
+_USERS = re.compile(r"/v1/projects/(?P<project>[^/]+)/instances/(?P<instance>[^/]+)/users")
+_OPERATION = re.compile(r"/v1/projects/(?P<project>[^/]+)/operations/(?P<op>[^/]+)")
+_FAULTS = {"unavailable": (503, "backendError"), "busy": (409, "operationInProgress")}
+
+
+class FakeSqlAdmin:
+    def __init__(self) -> None:
+        self.users: dict[tuple[str, str], str] = {}  # (instance, user) -> password
+        self.operations: dict[str, int] = {}  # name -> gets so far
+        self.faults = Faults()
+        self.calls: list[tuple[str, str]] = []  # ("users.update", "instance/user") that got through
+        self.on_change: Callable[[str, str], None] = lambda instance, user: None
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                fake._handle(self, "update")
+
+            def do_GET(self) -> None:
+                fake._handle(self, "get")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}/"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def create_user(self, instance: str, user: str, password: str) -> None:
+        with self._lock:
+            self.users.setdefault((instance, user), password)
+
+    def has_user(self, instance: str, user: str) -> bool:
+        with self._lock:
+            return (instance, user) in self.users
+
+    def accepts(self, instance: str, user: str, password: str) -> bool:
+        """Would a connection as this user with this password succeed?"""
+        with self._lock:
+            return self.users.get((instance, user)) == password
+
+    def _handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
+        fault = self.faults.next(method)
+        if fault in _FAULTS:
+            return _send(request, *_error(*_FAULTS[fault]))
+        url = urlsplit(request.path)
+        if method == "update" and (match := _USERS.fullmatch(url.path)):
+            length = int(request.headers.get("content-length", 0))
+            body = json.loads(request.rfile.read(length) or b"{}")
+            status, reply = self._update(match["instance"], parse_qs(url.query).get("name", [""])[0], body)
+        elif method == "get" and (match := _OPERATION.fullmatch(url.path)):
+            status, reply = self._get(match["op"])
+        else:
+            status, reply = _error(404, "notFound")
+        if fault == "lost" and status == 200:
+            status, reply = _error(504, "deadlineExceeded")
+        _send(request, status, reply)
+
+    def _update(self, instance: str, user: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            if (instance, user) not in self.users:
+                return _error(404, "notFound")
+            self.users[(instance, user)] = str(body["password"])
+            name = f"op-{next(self._ids)}"
+            self.operations[name] = 0
+            self.calls.append(("users.update", f"{instance}/{user}"))
+        self.on_change(instance, user)
+        return 200, {"kind": "sql#operation", "name": name, "status": "PENDING", "operationType": "UPDATE_USER"}
+
+    def _get(self, name: str) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            if name not in self.operations:
+                return _error(404, "notFound")
+            self.operations[name] += 1
+            status = "RUNNING" if self.operations[name] == 1 else "DONE"
+        return 200, {"kind": "sql#operation", "name": name, "status": status}
+
+
+def _error(status: int, reason: str) -> tuple[int, dict[str, Any]]:
+    message = "Operation failed because another operation was already in progress." if status == 409 else reason
+    return status, {"error": {"code": status, "message": message, "errors": [{"reason": reason, "message": message}]}}
+
+
+def _send(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    request.send_response(status)
+    request.send_header("content-type", "application/json")
+    request.send_header("content-length", str(len(data)))
+    request.end_headers()
+    request.wfile.write(data)
