@@ -70,7 +70,7 @@ def rotate(stack: str, name: str, from_stdin: bool, lock_timeout: float, as_json
     """Rotate secret NAME: new version → new revision → smoke → switch → old version disabled.
 
     A failed rotation disables the new version and leaves the old one serving. Rotating the database
-    password also changes the database role's password.
+    password moves to the role's other login, so the serving revision never loses the database.
 
     \b
     Example:
