@@ -1,9 +1,11 @@
-"""A fake infrastructure engine: applies ``deployctl:release`` to the fake Cloud Run the way the Pulumi
-program does (service template named by ``release.revisions`` with pinned secrets, traffic as written or
-100 % to the template on a new service; jobs pointed at the job service's image).
+"""A fake infrastructure engine: ``up`` runs the real Pulumi program (infra/) under Pulumi's mocks with the
+release deployctl wrote to ``deployctl:release`` and applies the Cloud Run services and jobs it declares to
+the fake Cloud Run (revision name, image, pinned secret versions, traffic and tags exactly as the program
+sets them). So a test fails when the program and deployctl disagree on a name, a pin or the traffic.
 
-It stands in for running infra/ under Pulumi mocks until deployctl/targets/gcp/synth.py exists; every
-``up`` and ``record`` is kept so tests can assert what deployctl wrote to the stack config.
+What the mocks cannot give (real random secret values, the Cloud SQL users' first passwords) is created
+here the way the providers would. Every ``up`` and ``record`` is kept so tests can assert what deployctl
+wrote to the stack config.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ from drongo import get_backend
 from google.cloud import run_v2
 
 from deployctl.config import Release, Stack
+from deployctl.targets.gcp.synth import synthesize
 from infra import naming  # the fake applies what the program would create, under the program's names
 from tests.fakes.cloudrun import FakeRunServices
 from tests.fakes.sqladmin import FakeSqlAdmin
-
-_REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 
 
 class FakeEngine:
@@ -44,35 +45,31 @@ class FakeEngine:
         self.records.append(release)
 
     def up(self, release: Release) -> dict[str, Any]:
+        """Run the real program (infra/) under Pulumi mocks with this release, then apply the services and jobs
+        it declares to the fakes. Secrets and database users are created here with real random values, as
+        the providers would (under mocks every generated value is the same placeholder)."""
         self.ups.append(release)
-        created = self._secrets()
+        self._secrets()
         self._users()
-        for svc, config in self.stack.services.items():
-            image = release.images.get(svc)
-            if not image:
+        synthesis = synthesize(self.stack.model_copy(update={"release": release}))
+        for resource in synthesis.of_type("gcp:cloudrunv2/service:Service"):
+            inputs = resource.inputs
+            if inputs["template"]["containers"][0]["image"] not in release.images.values():
+                continue  # no image released for it yet: the program's placeholder; nothing to test there
+            traffic = [_traffic(t) for t in inputs.get("traffics") or []]
+            self.run.apply(f"{self.parent}/services/{inputs['name']}", _template(inputs["template"]), traffic)
+        backend = get_backend("cloudrun")[str(self.stack.project)]
+        for resource in synthesis.of_type("gcp:cloudrunv2/job:Job"):
+            container = resource.inputs["template"]["template"]["containers"][0]
+            if container["image"] not in release.images.values():
                 continue
-            env = [
-                run_v2.EnvVar(
-                    name=var,
-                    value_source=run_v2.EnvVarSource(
-                        secret_key_ref=run_v2.SecretKeySelector(
-                            secret=naming.secret(self.stack, secret),
-                            version=release.secret_versions.get(secret) or created[secret],
-                        )
-                    ),
-                )
-                for var, secret in sorted(config.secrets.items())
-            ]
-            template = run_v2.RevisionTemplate(
-                revision=release.revisions[svc], containers=[run_v2.Container(image=image, env=env)]
-            )
-            targets = release.traffic.get(svc) or []
-            traffic = [
-                run_v2.TrafficTarget(type_=_REVISION, revision=t.revision, percent=t.percent, tag=t.tag or "")
-                for t in targets
-            ] or [run_v2.TrafficTarget(type_=_REVISION, revision=release.revisions[svc], percent=100)]
-            self.run.apply(f"{self.parent}/services/{naming.service(self.stack, svc)}", template, traffic)
-        self._jobs(release)
+            spec = {"template": {"template": {"containers": [
+                {"image": container["image"], "command": container.get("commands", [])}]}}}
+            full = f"{self.parent}/jobs/{resource.inputs['name']}"
+            if full in backend.jobs:
+                backend.jobs[full].spec.update(spec)
+            else:
+                backend.create_job(self.parent, resource.inputs["name"], spec)
         return self.outputs()
 
     def _secrets(self) -> dict[str, str]:
@@ -124,17 +121,22 @@ class FakeEngine:
         self.sql.create_user(instance, db.logins[0], password)
         self.sql.create_user(instance, db.logins[1], token_hex(16))
 
-    def _jobs(self, release: Release) -> None:
-        backend = get_backend("cloudrun")[str(self.stack.project)]
-        for name in ("migrate", "init"):
-            job = getattr(self.stack.jobs, name)
-            image = release.images.get(self.stack.job_service(job)) if job else None
-            if not image:
-                continue
-            job_id = naming.job(self.stack, self.stack.job_service(job), name)
-            spec = {"template": {"template": {"containers": [{"image": image, "command": job.command}]}}}
-            full = f"{self.parent}/jobs/{job_id}"
-            if full in backend.jobs:
-                backend.jobs[full].spec.update(spec)
-            else:
-                backend.create_job(self.parent, job_id, spec)
+
+def _template(template: dict[str, Any]) -> run_v2.RevisionTemplate:
+    """The part of a synthesized service template the fake Cloud Run needs: revision name, image, env."""
+    container = template["containers"][0]
+    env = []
+    for var in container.get("envs", []):
+        ref = (var.get("valueSource") or {}).get("secretKeyRef")
+        if ref:
+            source = run_v2.EnvVarSource(secret_key_ref=run_v2.SecretKeySelector(secret=ref["secret"],
+                                                                                 version=ref["version"]))
+            env.append(run_v2.EnvVar(name=var["name"], value_source=source))
+    return run_v2.RevisionTemplate(revision=template["revision"],
+                                   containers=[run_v2.Container(image=container["image"], env=env)])
+
+
+def _traffic(target: dict[str, Any]) -> run_v2.TrafficTarget:
+    kind = run_v2.TrafficTargetAllocationType[target["type"]]
+    return run_v2.TrafficTarget(type_=kind, revision=target.get("revision", ""), percent=int(target["percent"]),
+                                tag=target.get("tag", ""))
