@@ -36,7 +36,8 @@ def test_parses_as_a_build_with_no_unknown_fields(doc):
     assert build.options.machine_type.name == "E2_HIGHCPU_8"
     assert build.options.logging.name == "CLOUD_LOGGING_ONLY"
     assert build.timeout.total_seconds() == 1800
-    assert dict(build.substitutions) == {"_STACK": "staging", "_REGION": "europe-central2", "_REPOSITORY": "deployctl"}
+    assert dict(build.substitutions) == {"_STACK": "staging", "_REGION": "europe-central2", "_REPOSITORY": "deployctl",
+                                         "_PULUMI_VERSION": "3.140.0"}
 
 
 def test_a_misspelt_field_is_rejected():
@@ -126,6 +127,12 @@ def test_unit_test_step_deselects_exactly_the_e2e_tests(doc):
     assert ids and all(i.startswith("tests/e2e/") for i in ids)
     everything = subprocess.run([*collect, "tests/e2e"], cwd=ROOT, capture_output=True, text=True)
     assert sorted(ids) == sorted(line for line in everything.stdout.splitlines() if "::" in line)
+
+
+def test_the_release_step_runs_a_pinned_pulumi(doc):
+    image = _steps(doc)["release"]["name"]
+    assert image == "pulumi/pulumi-python-3.11:$_PULUMI_VERSION"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", str(doc["substitutions"]["_PULUMI_VERSION"]))
 
 
 def test_image_is_tagged_by_commit_source_and_latest_and_released_by_digest(doc):

@@ -35,6 +35,12 @@ def test_auth_uses_workload_identity_federation_and_no_key(doc):
     assert "credentials_json" not in json.dumps(doc)
 
 
+def test_installs_the_same_pulumi_as_cloud_build(doc):
+    cloudbuild = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    [pulumi] = [s for s in _steps(doc) if str(s.get("uses", "")).startswith("pulumi/actions@")]
+    assert pulumi["with"]["pulumi-version"] == cloudbuild["substitutions"]["_PULUMI_VERSION"]
+
+
 def test_runs_the_same_checks_as_cloud_build(doc):
     checks = " ".join(doc["jobs"]["checks"]["strategy"]["matrix"]["check"])
     for tool in ("ruff check", "mypy deployctl", "bandit -r deployctl -ll", "pytest"):
