@@ -1,5 +1,6 @@
 """deployctl bootstrap against fakes: Service Usage, IAM Admin and Resource Manager over gRPC through the
-real clients; Cloud Storage and the pulumi CLI as in-memory fakes (tests/fakes/bootstrap.py says why)."""
+real clients; Cloud Storage, Secret Manager and the pulumi CLI as in-memory fakes (tests/fakes/bootstrap.py
+says why)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tests.fakes.bootstrap import (
     FakeIam,
     FakeProjects,
     FakePulumi,
+    FakeSecrets,
     FakeServiceUsage,
     FakeStorage,
 )
@@ -45,6 +47,7 @@ class Project:
     projects: FakeProjects
     storage: FakeStorage
     pulumi: FakePulumi
+    secrets: FakeSecrets
 
     def bootstrap(self) -> Bootstrap:
         channel = self.grpc.channel()
@@ -55,13 +58,14 @@ class Project:
             storage=self.storage,
             iam=iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel)),
             projects=resourcemanager_v3.ProjectsClient(transport=ProjectsGrpcTransport(channel=channel)),
+            secrets=self.secrets,
             pulumi=self.pulumi,  # type: ignore[arg-type]
             policy=FAST,
         )
 
     def mutations(self) -> list[tuple[str, str]]:
         cloud = [call for call in self.grpc.calls if call[0] in MUTATING]
-        return cloud + self.storage.mutations + [("pulumi", c) for c in self.pulumi.calls]
+        return cloud + self.storage.mutations + self.secrets.mutations + [("pulumi", c) for c in self.pulumi.calls]
 
 
 @pytest.fixture
@@ -69,7 +73,7 @@ def project() -> Iterator[Project]:
     fake = GrpcFake()
     owner = {"roles/owner": ["user:alice@example.com"], "roles/run.admin": ["group:ops@example.com"]}
     p = Project(fake, FakeServiceUsage(fake, {"serviceusage.googleapis.com"}), FakeIam(fake),
-                FakeProjects(fake, owner), FakeStorage(), FakePulumi())
+                FakeProjects(fake, owner), FakeStorage(), FakePulumi(), FakeSecrets())
     fake.start()
     yield p
     fake.stop()
@@ -78,7 +82,7 @@ def project() -> Iterator[Project]:
 def test_first_run_prepares_the_project(project):
     outcome = project.bootstrap().run()
 
-    assert [s["state"] for s in outcome.steps] == ["applied"] * 5
+    assert [s["state"] for s in outcome.steps] == ["applied"] * 6
     assert project.apis.enabled == set(APIS)
     bucket = project.storage.buckets[BUCKET]
     assert bucket.iam_configuration.uniform_bucket_level_access_enabled is True
@@ -91,6 +95,11 @@ def test_first_run_prepares_the_project(project):
     assert project.projects.roles_of("user:alice@example.com") == {"roles/owner"}
     assert project.projects.roles_of("group:ops@example.com") == {"roles/run.admin"}
     assert project.pulumi.calls == [f"login gs://{BUCKET}; stack init staging"]
+    # the stack's passphrase: generated into Secret Manager, handed to pulumi, printed nowhere
+    assert list(project.secrets.versions) == ["staging-pulumi-passphrase"]
+    [passphrase] = project.secrets.versions["staging-pulumi-passphrase"]
+    assert len(passphrase) >= 40 and project.pulumi.passphrase == passphrase
+    assert passphrase not in repr(outcome.to_dict())
 
 
 def test_second_run_changes_nothing(project):
@@ -99,7 +108,7 @@ def test_second_run_changes_nothing(project):
 
     outcome = project.bootstrap().run()
 
-    assert [s["state"] for s in outcome.steps] == ["done"] * 5
+    assert [s["state"] for s in outcome.steps] == ["done"] * 6
     assert len(project.mutations()) == before
 
 
@@ -109,11 +118,13 @@ def test_dry_run_prints_every_step_and_changes_nothing(project):
     outcome = project.bootstrap().run(dry_run=True, progress=lines.append)
 
     assert project.mutations() == []
-    assert [s["step"] for s in outcome.steps] == ["apis", "bucket", "account", "roles", "pulumi"]
-    assert [s["state"] for s in outcome.steps] == ["planned"] * 5
+    assert [s["step"] for s in outcome.steps] == ["apis", "bucket", "account", "roles", "passphrase", "pulumi"]
+    assert [s["state"] for s in outcome.steps] == ["planned"] * 6
     assert lines[1] == f"  planned  create gs://{BUCKET} (uniform access, public access prevented, versioned)"
     assert lines[2] == f"  planned  create service account {EMAIL}"
-    assert len(lines) == 5
+    passphrase = "create secret staging-pulumi-passphrase (encrypts the stack's secrets in Pulumi state)"
+    assert lines[4] == f"  planned  {passphrase}"
+    assert len(lines) == 6
 
 
 def test_an_insecure_existing_bucket_is_fixed_in_place(project):

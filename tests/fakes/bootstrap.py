@@ -146,6 +146,7 @@ class FakePulumi:
         self.stacks: set[tuple[str, str]] = set()  # (backend url, stack)
         self.calls: list[str] = []
         self.stack = "staging"
+        self.passphrase: str | None = None
 
     def installed(self) -> bool:
         return self.is_installed
@@ -153,7 +154,54 @@ class FakePulumi:
     def has_stack(self, backend_url: str) -> bool:
         return (backend_url, self.stack) in self.stacks
 
-    def login_and_init(self, backend_url: str) -> None:
+    def login_and_init(self, backend_url: str, passphrase: str) -> None:
         assert self.is_installed, "pulumi was run although it is not installed"
         self.calls.append(f"login {backend_url}; stack init {self.stack}")
+        self.passphrase = passphrase  # the stack's secrets are encrypted with it
         self.stacks.add((backend_url, self.stack))
+
+
+class FakeSecrets:
+    """The Secret Manager calls bootstrap makes, in memory. drongo fakes Secret Manager, but its mock also
+    reroutes the Resource Manager and IAM clients these tests drive over gRPC; the SecretManager facade
+    itself is proven through the real client against drongo in tests/gcp."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, list[str]] = {}  # secret id -> payloads, version 1 first
+        self.mutations: list[tuple[str, str]] = []
+
+    def get_secret(self, name: str, **_: Any) -> Any:
+        from google.cloud import secretmanager_v1 as sm
+
+        if name.rsplit("/", 1)[-1] not in self.versions:
+            raise gexc.NotFound(name)
+        return sm.Secret(name=name)
+
+    def create_secret(self, parent: str, secret_id: str, **_: Any) -> None:
+        self.versions.setdefault(secret_id, [])
+        self.mutations.append(("create_secret", secret_id))
+
+    def list_secret_versions(self, parent: str, **_: Any) -> list[Any]:
+        from google.cloud import secretmanager_v1 as sm
+
+        sid = parent.rsplit("/", 1)[-1]
+        if sid not in self.versions:
+            raise gexc.NotFound(parent)
+        enabled = sm.SecretVersion.State.ENABLED
+        return [sm.SecretVersion(name=f"{parent}/versions/{n}", state=enabled)
+                for n in range(1, len(self.versions[sid]) + 1)]
+
+    def add_secret_version(self, parent: str, payload: dict[str, bytes], **_: Any) -> Any:
+        from google.cloud import secretmanager_v1 as sm
+
+        sid = parent.rsplit("/", 1)[-1]
+        self.versions[sid].append(payload["data"].decode())
+        self.mutations.append(("add_secret_version", sid))
+        return sm.SecretVersion(name=f"{parent}/versions/{len(self.versions[sid])}")
+
+    def access_secret_version(self, name: str, **_: Any) -> Any:
+        from google.cloud import secretmanager_v1 as sm
+
+        sid, version = name.split("/secrets/")[1].split("/versions/")
+        data = self.versions[sid][int(version) - 1].encode()
+        return sm.AccessSecretVersionResponse(name=name, payload=sm.SecretPayload(data=data))

@@ -8,7 +8,10 @@ mutating ``apply()``:
    prevention enforced and object versioning (it holds Pulumi state, the ledger and the lock);
 3. create the deployer service account (``<stack>-deployer``: Cloud Build's identity for ``deployctl up``)
    and grant it exactly :data:`DEPLOYER_ROLES` on the project;
-4. ``pulumi login gs://BUCKET`` and create the Pulumi stack (Automation API).
+4. create the secret ``<stack>-pulumi-passphrase`` (Secret Manager) with a generated passphrase, which
+   encrypts the stack's secrets in Pulumi state; deployctl reads it when ``PULUMI_CONFIG_PASSPHRASE`` is
+   unset, so laptops and Cloud Build need no copy of it;
+5. ``pulumi login gs://BUCKET`` and create the Pulumi stack with that passphrase (Automation API).
 
 Rules:
 - Preconditions come first: without the ``pulumi`` CLI a real run raises PreconditionError before any
@@ -21,6 +24,7 @@ Rules:
 
 from __future__ import annotations
 
+import secrets as pysecrets
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -31,6 +35,9 @@ from typing import Any
 from deployctl.config import Stack
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy, mutate, read
+from deployctl.targets.gcp.secrets import SecretManager
+
+PASSPHRASE_SECRET = "pulumi-passphrase"  # the secret <stack>-pulumi-passphrase
 
 APIS = (
     "run.googleapis.com",
@@ -107,16 +114,17 @@ class PulumiBackend:
         workspace = auto.LocalWorkspace(work_dir=str(self.root), env_vars={"PULUMI_BACKEND_URL": backend_url})
         return any(s.name == self.stack for s in workspace.list_stacks())
 
-    def login_and_init(self, backend_url: str) -> None:
+    def login_and_init(self, backend_url: str, passphrase: str) -> None:
         from pulumi import automation as auto
 
         subprocess.run(["pulumi", "login", backend_url], check=True, capture_output=True, cwd=self.root)
-        auto.create_or_select_stack(stack_name=self.stack, work_dir=str(self.root))
+        options = auto.LocalWorkspaceOptions(env_vars={"PULUMI_CONFIG_PASSPHRASE": passphrase})
+        auto.create_or_select_stack(stack_name=self.stack, work_dir=str(self.root), opts=options)
 
 
 class Bootstrap:
     def __init__(self, stack: Stack, root: Path, *, service_usage: Any, storage: Any, iam: Any, projects: Any,
-                 pulumi: PulumiBackend | None = None, policy: RetryPolicy | None = None) -> None:
+                 secrets: Any, pulumi: PulumiBackend | None = None, policy: RetryPolicy | None = None) -> None:
         assert stack.project and stack.region  # config validation guarantees both for gcp stacks
         self.stack, self.project, self.region = stack, stack.project, stack.region
         self.service_usage, self.storage, self.iam, self.projects = service_usage, storage, iam, projects
@@ -125,6 +133,7 @@ class Bootstrap:
         self.bucket = stack.gcp.state_bucket or f"{stack.project}-deployctl"
         self.account_id = f"{stack.name}-deployer"[:30]
         self.email = f"{self.account_id}@{self.project}.iam.gserviceaccount.com"
+        self.secrets = SecretManager(secrets, self.project, self.policy, prefix=f"{stack.name}-")
 
     # -- the plan ---------------------------------------------------------------------------------
     def plan(self) -> list[Step]:
@@ -135,9 +144,11 @@ class Bootstrap:
             Step("account", f"create service account {self.email}", self._account_done, self._create_account),
             Step("roles", f"grant {self.email} {len(DEPLOYER_ROLES)} roles: {', '.join(DEPLOYER_ROLES)}",
                  self._roles_done, self._grant_roles),
+            Step("passphrase", f"create secret {self.stack.name}-{PASSPHRASE_SECRET} (encrypts the stack's secrets "
+                               "in Pulumi state)", self._passphrase_done, self._create_passphrase),
             Step("pulumi", f"pulumi login gs://{self.bucket} and create stack {self.stack.name}",
                  lambda: self.pulumi.has_stack(f"gs://{self.bucket}"),
-                 lambda: self.pulumi.login_and_init(f"gs://{self.bucket}")),
+                 lambda: self.pulumi.login_and_init(f"gs://{self.bucket}", self._passphrase())),
         ]
 
     def run(self, dry_run: bool = False, progress: Callable[[str], None] = lambda line: None) -> Outcome:
@@ -195,6 +206,19 @@ class Bootstrap:
         _secure(bucket)
         mutate(lambda: bucket.patch(timeout=self.policy.call_timeout_s), lambda: None,
                f"secure gs://{self.bucket}", self.policy)
+
+    # -- the Pulumi passphrase ----------------------------------------------------------------------
+    def _passphrase_done(self) -> bool:
+        return self.secrets.latest(PASSPHRASE_SECRET) is not None
+
+    def _create_passphrase(self) -> None:
+        self.secrets.create(PASSPHRASE_SECRET, {"managed-by": "deployctl"})
+        self.secrets.add(PASSPHRASE_SECRET, pysecrets.token_urlsafe(32))
+
+    def _passphrase(self) -> str:
+        latest = self.secrets.latest(PASSPHRASE_SECRET)
+        assert latest is not None  # the passphrase step runs first
+        return self.secrets.value(PASSPHRASE_SECRET, latest)
 
     # -- deployer account and its roles ------------------------------------------------------------
     def _get_account(self) -> Any:
@@ -280,7 +304,7 @@ def open_bootstrap(stack: Stack, root: Path) -> Bootstrap:
         credentials, _ = google.auth.default()
     except auth_exc.DefaultCredentialsError:
         raise PreconditionError("no Google Cloud credentials found", CREDENTIALS_HINT) from None
-    from google.cloud import iam_admin_v1, resourcemanager_v3, service_usage_v1, storage
+    from google.cloud import iam_admin_v1, resourcemanager_v3, secretmanager_v1, service_usage_v1, storage
 
     return Bootstrap(
         stack,
@@ -289,4 +313,5 @@ def open_bootstrap(stack: Stack, root: Path) -> Bootstrap:
         storage=storage.Client(project=stack.project, credentials=credentials),
         iam=iam_admin_v1.IAMClient(credentials=credentials),
         projects=resourcemanager_v3.ProjectsClient(credentials=credentials),
+        secrets=secretmanager_v1.SecretManagerServiceClient(credentials=credentials),
     )

@@ -66,11 +66,27 @@ def flatten(release: Release) -> dict[str, str]:
 
 
 class PulumiEngine:
-    def __init__(self, stack_name: str, root: Path, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        stack_name: str,
+        root: Path,
+        progress: Callable[[str], None] | None = None,
+        passphrase: Callable[[], str | None] | None = None,
+    ) -> None:
         self.stack_name = stack_name
         self.root = root
         self.progress = progress or (lambda line: print(line, file=sys.stderr))
+        # where the stack's passphrase comes from when the environment has none (bootstrap's secret)
+        self.passphrase = passphrase
         self._stack: Any = None
+
+    def workspace_env(self) -> dict[str, str]:
+        """Environment for the Automation API's workspace: the passphrase from Secret Manager, unless the
+        caller set PULUMI_CONFIG_PASSPHRASE(_FILE) or uses another secrets provider (then it is absent)."""
+        if any(k in os.environ for k in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")):
+            return {}
+        value = self.passphrase() if self.passphrase else None
+        return {"PULUMI_CONFIG_PASSPHRASE": value} if value else {}
 
     def check(self) -> None:
         binary = shutil.which("pulumi") or _in_pulumi_home()
@@ -89,8 +105,9 @@ class PulumiEngine:
         if self._stack is None:
             import pulumi.automation as auto
 
+            options = auto.LocalWorkspaceOptions(env_vars=self.workspace_env())
             self._stack = self._guard(
-                lambda: auto.create_or_select_stack(stack_name=self.stack_name, work_dir=str(self.root))
+                lambda: auto.create_or_select_stack(stack_name=self.stack_name, work_dir=str(self.root), opts=options)
             )
         return self._stack
 
@@ -147,14 +164,21 @@ def _command_error(text: str) -> DeployctlError:
     lower = text.lower()
     if "no resource plugin" in lower or "could not find plugin" in lower:
         return PreconditionError("a Pulumi plugin is missing", "Run `pulumi install` in the repository root.")
-    if "pulumi login" in lower or "access token" in lower or "unauthorized" in lower:
+    if "passphrase" in lower:
+        return PreconditionError(
+            "Pulumi cannot decrypt the stack's secrets: no passphrase, or the wrong one",
+            "deployctl reads it from the secret STACK-pulumi-passphrase (made by `deployctl bootstrap`); "
+            "grant access to it, or set PULUMI_CONFIG_PASSPHRASE.",
+        )
+    if any(s in lower for s in ("pulumi login", "access token", "pulumi_access_token", "unauthorized")):
         return PreconditionError("pulumi is not logged in to a state backend", LOGIN_HINT)
     if "could not find default credentials" in lower or "application-default" in lower:
         return PreconditionError(
             "Pulumi found no Google Cloud credentials", "Run `gcloud auth application-default login`."
         )
     stderr = next((line for line in text.splitlines() if "error:" in line), "pulumi failed")
-    return DeployctlError(f"pulumi: {stderr.strip()[:300]}", "Run `pulumi preview` in the repository for details.")
+    first = stderr.strip().removeprefix("stderr:").strip()  # the Automation API's "stderr: " framing
+    return DeployctlError(f"pulumi: {first[:300]}", "Run `pulumi preview` in the repository for details.")
 
 
 def _in_pulumi_home() -> str | None:

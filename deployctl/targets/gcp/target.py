@@ -332,6 +332,14 @@ def _naming() -> Any:
     return naming
 
 
+def _passphrase(secrets: SecretManager) -> str | None:
+    """The stack's Pulumi passphrase from the secret bootstrap made, if it exists."""
+    from deployctl.targets.gcp.bootstrap import PASSPHRASE_SECRET
+
+    latest = secrets.latest(PASSPHRASE_SECRET)
+    return secrets.value(PASSPHRASE_SECRET, latest) if latest else None
+
+
 def open_target(stack: Stack, root: Path) -> GcpTarget:
     """The production target: the pulumi CLI and Google credentials are checked before any client exists."""
     engine = PulumiEngine(stack.name, root)
@@ -347,6 +355,10 @@ def open_target(stack: Stack, root: Path) -> GcpTarget:
     from google.cloud.devtools import cloudbuild_v1
     from google.cloud.storage import Client as StorageClient  # type: ignore[import-untyped]
 
+    secrets = secretmanager_v1.SecretManagerServiceClient(credentials=credentials)
+    engine.passphrase = lambda: _passphrase(SecretManager(secrets, str(stack.project), RetryPolicy(),
+                                                          prefix=f"{stack.name}-"))
+
     options = {"api_endpoint": f"{stack.region}-run.googleapis.com"}
     return GcpTarget(
         stack,
@@ -356,7 +368,7 @@ def open_target(stack: Stack, root: Path) -> GcpTarget:
         revisions=run_v2.RevisionsClient(credentials=credentials, client_options=options),
         jobs=run_v2.JobsClient(credentials=credentials, client_options=options),
         executions=run_v2.ExecutionsClient(credentials=credentials, client_options=options),
-        secrets=secretmanager_v1.SecretManagerServiceClient(credentials=credentials),
+        secrets=secrets,
         storage=StorageClient(project=stack.project, credentials=credentials),
         builds=cloudbuild_v1.CloudBuildClient(credentials=credentials),
         registry=artifactregistry_v1.ArtifactRegistryClient(credentials=credentials),
