@@ -56,8 +56,9 @@ def test_plan_staging_json(project: Path, capsys: pytest.CaptureFixture[str], mo
     assert data["outputs"]["job_names"] == {"migrate": "staging-api-migrate", "init": "staging-api-init"}
     assert data["policy"]["failing_mandatory"] == []
     assert "gcp:sql/databaseInstance:DatabaseInstance" in {r["type"] for r in data["resources"]}
-    [user] = [r for r in data["resources"] if r["type"] == "gcp:sql/user:User"]
-    assert user["inputs"]["password"] == "[secret]"
+    users = [r for r in data["resources"] if r["type"] == "gcp:sql/user:User"]
+    assert sorted(u["inputs"]["name"] for u in users) == ["app", "app_b"]  # the role's two logins
+    assert {u["inputs"]["password"] for u in users} == {"[secret]"}
     assert GENERATED_VALUE not in out  # the mocked secret value never reaches the plan
 
 
