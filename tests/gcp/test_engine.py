@@ -1,14 +1,23 @@
-"""PulumiEngine without the pulumi CLI: where the stack's passphrase comes from, and how the CLI's failures
-become one-line errors with the command that fixes them."""
+"""PulumiEngine without the pulumi CLI: where the stack's passphrase comes from, how the CLI's failures
+become one-line errors with the command that fixes them, and the real Automation API driving a stand-in
+``pulumi`` executable (tests/fakes/pulumi_cli.py) for the release config, a concurrent update and the
+passphrase hand-over."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from deployctl.errors import EXIT_PRECONDITION, DeployctlError
+from deployctl.config import Release
+from deployctl.errors import EXIT_PRECONDITION, DeployctlError, LockedError
 from deployctl.targets.gcp.engine import PulumiEngine, _command_error
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE_CLI = REPO / "tests" / "fakes" / "pulumi_cli.py"
 
 
 def test_the_passphrase_comes_from_secret_manager_when_the_environment_has_none(monkeypatch) -> None:
@@ -56,3 +65,68 @@ def test_cli_failures_become_one_line_errors(stderr: str, message: str, exit_cod
     assert isinstance(error, DeployctlError)
     assert error.message.startswith(message) and "\n" not in error.message
     assert error.exit_code == exit_code and error.hint
+
+
+# -- the real Automation API against a stand-in `pulumi` executable ------------------------------------
+@pytest.fixture
+def fake_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "pulumi"
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_CLI} \"$@\"\n")
+    script.chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_PULUMI_LOG", str(log))
+    monkeypatch.setenv("FAKE_PULUMI_EXPECT_PASSPHRASE", "s3cret-phrase")
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE_FILE", raising=False)
+    monkeypatch.setenv("PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK", "true")
+    return log
+
+
+def _calls(log: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+RELEASE = Release(images={"api": "img@sha256:" + "a" * 64}, secret_versions={"SECRET_KEY": "3"},
+                  revisions={"api": "staging-api-abc"})
+
+
+def _engine() -> PulumiEngine:
+    return PulumiEngine("staging", REPO, progress=lambda line: None, passphrase=lambda: "s3cret-phrase")
+
+
+def test_a_concurrent_update_is_a_locked_error_naming_the_fix(fake_cli: Path) -> None:
+    with pytest.raises(LockedError, match="stack staging is being updated by another `pulumi up`") as caught:
+        _engine().up(RELEASE)
+    assert caught.value.hint == "Wait for it; if it is stuck: pulumi cancel --stack staging"
+    calls = _calls(fake_cli)
+    # the release went to the stack config first (replacing the old one), then `up` ran; every call that
+    # can decrypt the stack got the passphrase from Secret Manager
+    commands = [c["args"][:2] for c in calls]
+    assert ["config", "rm"] in commands and ["config", "set-all"] in commands and ["up", "--yes"] in commands
+    set_all = next(c["args"] for c in calls if c["args"][:2] == ["config", "set-all"])
+    assert "--path" in set_all and "deployctl:release.revisions.api=staging-api-abc" in set_all
+    assert "deployctl:release.secret_versions.SECRET_KEY=3" in set_all
+    stack_calls = [c for c in calls if c["args"][:1] != ["version"]]
+    assert stack_calls and all(c["has_passphrase"] and c["passphrase_matches"] for c in stack_calls)
+
+
+@pytest.mark.parametrize(("mode", "message"), [
+    ("passphrase", "Pulumi cannot decrypt the stack's secrets"),
+    ("plugin", "a Pulumi plugin is missing"),
+])
+def test_up_failures_become_precondition_errors(fake_cli: Path, monkeypatch, mode: str, message: str) -> None:
+    monkeypatch.setenv("FAKE_PULUMI_UP", mode)
+    with pytest.raises(DeployctlError, match=message) as caught:
+        _engine().up(RELEASE)
+    assert caught.value.exit_code == EXIT_PRECONDITION
+
+
+def test_check_names_the_login_command_when_pulumi_is_logged_out(fake_cli: Path, monkeypatch) -> None:
+    _engine().check()  # logged in: nothing to say
+    monkeypatch.setenv("FAKE_PULUMI_LOGGED_OUT", "1")
+    with pytest.raises(DeployctlError, match="pulumi is not logged in to a state backend") as caught:
+        _engine().check()
+    assert caught.value.exit_code == EXIT_PRECONDITION and "pulumi login" in caught.value.hint
