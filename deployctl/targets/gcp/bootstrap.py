@@ -216,9 +216,9 @@ class Bootstrap:
         self.secrets.add(PASSPHRASE_SECRET, pysecrets.token_urlsafe(32))
 
     def _passphrase(self) -> str:
-        latest = self.secrets.latest(PASSPHRASE_SECRET)
-        assert latest is not None  # the passphrase step runs first
-        return self.secrets.value(PASSPHRASE_SECRET, latest)
+        passphrase = read_passphrase(self.secrets)
+        assert passphrase is not None  # the passphrase step runs first
+        return passphrase
 
     # -- deployer account and its roles ------------------------------------------------------------
     def _get_account(self) -> Any:
@@ -281,6 +281,12 @@ class Bootstrap:
             return
         raise DeployctlError(f"the IAM policy of {self.project} kept changing while roles were granted",
                              "Rerun deployctl bootstrap; it only adds what is missing.")
+
+
+def read_passphrase(secrets: SecretManager) -> str | None:
+    """The stack's Pulumi passphrase (the newest enabled version of its secret), if bootstrap made it."""
+    latest = secrets.latest(PASSPHRASE_SECRET)
+    return secrets.value(PASSPHRASE_SECRET, latest) if latest else None
 
 
 def _bucket_secure(bucket: Any) -> bool:

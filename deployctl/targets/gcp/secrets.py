@@ -26,17 +26,20 @@ class SecretManager:
     def _name(self, secret: str) -> str:
         return f"projects/{self.project}/secrets/{self.prefix}{secret}"
 
-    def exists(self, secret: str) -> bool:
+    def _get(self, secret: str) -> Any:
+        """The secret's metadata, or None when it does not exist."""
         from google.api_core import exceptions as gexc
 
-        def call() -> bool:
+        def call() -> Any:
             try:
-                self.client.get_secret(name=self._name(secret), retry=None, timeout=self.policy.call_timeout_s)
+                return self.client.get_secret(name=self._name(secret), retry=None, timeout=self.policy.call_timeout_s)
             except gexc.NotFound:
-                return False
-            return True
+                return None
 
         return read(call, f"read secret {secret}", self.policy)
+
+    def exists(self, secret: str) -> bool:
+        return self._get(secret) is not None
 
     def create(self, secret: str, labels: dict[str, str]) -> None:
         from google.api_core import exceptions as gexc
@@ -55,16 +58,8 @@ class SecretManager:
         mutate(send, lambda: True if self.exists(secret) else None, f"create secret {secret}", self.policy)
 
     def labels(self, secret: str) -> dict[str, str]:
-        from google.api_core import exceptions as gexc
-
-        def call() -> dict[str, str]:
-            try:
-                found = self.client.get_secret(name=self._name(secret), retry=None, timeout=self.policy.call_timeout_s)
-            except gexc.NotFound:
-                return {}
-            return dict(found.labels)
-
-        return read(call, f"read secret {secret}", self.policy)
+        found = self._get(secret)
+        return dict(found.labels) if found is not None else {}
 
     def set_labels(self, secret: str, labels: dict[str, str]) -> None:
         """Replace the secret's labels (an update with a ``labels`` field mask; sending it twice is harmless)."""

@@ -332,14 +332,6 @@ def _naming() -> Any:
     return naming
 
 
-def _passphrase(secrets: SecretManager) -> str | None:
-    """The stack's Pulumi passphrase from the secret bootstrap made, if it exists."""
-    from deployctl.targets.gcp.bootstrap import PASSPHRASE_SECRET
-
-    latest = secrets.latest(PASSPHRASE_SECRET)
-    return secrets.value(PASSPHRASE_SECRET, latest) if latest else None
-
-
 def open_target(stack: Stack, root: Path) -> GcpTarget:
     """The production target: the pulumi CLI and Google credentials are checked before any client exists."""
     engine = PulumiEngine(stack.name, root)
@@ -355,12 +347,8 @@ def open_target(stack: Stack, root: Path) -> GcpTarget:
     from google.cloud.devtools import cloudbuild_v1
     from google.cloud.storage import Client as StorageClient  # type: ignore[import-untyped]
 
-    secrets = secretmanager_v1.SecretManagerServiceClient(credentials=credentials)
-    engine.passphrase = lambda: _passphrase(SecretManager(secrets, str(stack.project), RetryPolicy(),
-                                                          prefix=f"{stack.name}-"))
-
     options = {"api_endpoint": f"{stack.region}-run.googleapis.com"}
-    return GcpTarget(
+    target = GcpTarget(
         stack,
         root,
         engine=engine,
@@ -368,9 +356,14 @@ def open_target(stack: Stack, root: Path) -> GcpTarget:
         revisions=run_v2.RevisionsClient(credentials=credentials, client_options=options),
         jobs=run_v2.JobsClient(credentials=credentials, client_options=options),
         executions=run_v2.ExecutionsClient(credentials=credentials, client_options=options),
-        secrets=secrets,
+        secrets=secretmanager_v1.SecretManagerServiceClient(credentials=credentials),
         storage=StorageClient(project=stack.project, credentials=credentials),
         builds=cloudbuild_v1.CloudBuildClient(credentials=credentials),
         registry=artifactregistry_v1.ArtifactRegistryClient(credentials=credentials),
         sqladmin=sqladmin_client(credentials, RetryPolicy().call_timeout_s),
     )
+    from deployctl.targets.gcp.bootstrap import read_passphrase
+
+    # the target's own Secret Manager facade: same project and <stack>- prefix as bootstrap's secret
+    engine.passphrase = lambda: read_passphrase(target.secrets)
+    return target

@@ -29,8 +29,8 @@ class SecretStore:
         atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True), mode=0o600)
 
     def latest(self, name: str) -> str | None:
-        enabled = [v for v in self._load().get(name, {}).get("versions", []) if v["state"] == "enabled"]
-        return enabled[-1]["version"] if enabled else None
+        enabled = self.enabled(name)
+        return enabled[-1] if enabled else None
 
     def versions(self, name: str) -> list[dict[str, str]]:
         """Version metadata (number, state, created) without values."""
