@@ -52,6 +52,12 @@ def test_dependencies_install_before_the_code_is_copied() -> None:
     assert copy_reqs < builder.index("pip install") and "COPY app/ " not in builder
 
 
+def test_the_image_installs_the_locked_set_only() -> None:
+    """Exactly app/requirements.txt (exported from uv.lock with hashes): no resolving, no unpinned extras."""
+    installs = re.findall(r"pip install ([^\n]+)", STAGES[0])
+    assert installs == ["--no-cache-dir --no-deps --require-hashes -r /tmp/requirements.txt"]
+
+
 def test_the_final_stage_runs_the_service_as_a_numeric_non_root_user() -> None:
     users = re.findall(r"^USER\s+(\S+)", FINAL, re.M)
     assert users and re.fullmatch(r"[1-9]\d*(:\d+)?", users[-1]) and users[-1] not in ("0", "0:0")
