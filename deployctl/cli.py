@@ -60,6 +60,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
       deployctl up local          # build, migrate, deploy, smoke-test, promote
       deployctl status local
       deployctl rollback local
+
+    \b
+    Each target is an install extra: deployctl[local] runs stacks on this
+    machine, deployctl[gcp] on Google Cloud (pip install 'deployctl[local]').
     """
     ctx.obj = {"debug": debug}
 

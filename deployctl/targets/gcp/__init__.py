@@ -5,3 +5,7 @@ need them (never at import time of deployctl.cli). Every facade takes its client
 argument, turns SDK exceptions into DeployctlError subclasses, retries transient errors under a deadline
 (retry.py), and re-reads before retrying a mutation whose outcome is unknown.
 """
+
+from deployctl.extras import require
+
+require("gcp", "the Google Cloud target")
