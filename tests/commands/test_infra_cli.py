@@ -62,9 +62,10 @@ def test_plan_staging_json(project: Path, capsys: pytest.CaptureFixture[str], mo
     assert GENERATED_VALUE not in out  # the mocked secret value never reaches the plan
 
 
-def test_plan_local_prints_the_release_plan(capsys: pytest.CaptureFixture[str],
+def test_plan_local_prints_the_release_plan(project: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, _ = _run(["plan", "local"], ROOT, capsys, monkeypatch)
+    shutil.copytree(ROOT / "app", project / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    code, out, _ = _run(["plan", "local"], project, capsys, monkeypatch)
     assert code == 0
     assert "Stack local is a local stack: it has no cloud infrastructure" in out
     assert "migrate" in out and "deploy" in out

@@ -68,6 +68,15 @@ def test_bad_key_is_one_line_with_a_hint(tmp_path: Path, capsys: pytest.CaptureF
     assert not (tmp_path / ".deployctl").exists()  # nothing was touched
 
 
+@pytest.fixture
+def no_pulumi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No pulumi CLI on PATH nor in Pulumi's own install directory, whatever this machine has."""
+    (tmp_path / "empty-bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "no-pulumi-home"))
+
+
+@pytest.mark.usefixtures("no_pulumi")
 def test_down_refuses_cloud_stacks(capsys: pytest.CaptureFixture[str]) -> None:
     root = Path(__file__).resolve().parents[2]
     code, _, err = _run(["down", "staging"], root, capsys)
@@ -76,6 +85,7 @@ def test_down_refuses_cloud_stacks(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.usefixtures("no_pulumi")
 def test_up_production_refuses_a_failing_mandatory_rule_before_touching_anything(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,66 @@
+"""Every test runs hermetically: in its own temporary directories, with a controlled environment.
+
+Before any test module is imported (and so before any subprocess a test starts), each pytest process
+points everything deployctl, pip, uv, Pulumi and git might read or write outside the test at one
+temporary directory of its own, and narrows PATH to this environment's interpreter and the system's
+directories. So no test reads or writes the checkout's .deployctl/ or the user's caches, and no test
+passes or fails because of what happens to be installed on PATH (a `pulumi` binary, say). Tests that
+need something else set it themselves with monkeypatch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# What a test may still see: this environment's own tools, then the system's.
+SYSTEM_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+# Anything that could point a test at the user's state or leak the developer's settings into it.
+CLEARED = ["DEPLOYCTL_STATE_DIR", "DEPLOYCTL_DEBUG", "VIRTUAL_ENV", "PYTHONPATH", "PULUMI_ACCESS_TOKEN",
+           "PULUMI_CONFIG_PASSPHRASE", "PULUMI_BACKEND_URL", "GOOGLE_APPLICATION_CREDENTIALS",
+           "CLOUDSDK_CONFIG", "GOOGLE_CLOUD_PROJECT"]
+
+
+def hermetic_environment(home: Path, shared_cache: Path) -> dict[str, str]:
+    """The variables set for every test: a private HOME and state, a shared dependency cache."""
+    bin_dir = str(Path(sys.executable).parent)
+    paths = [bin_dir, *(p for p in SYSTEM_PATH if p != bin_dir and "pyenv" not in p)]
+    return {
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "PULUMI_HOME": str(home / ".pulumi"),
+        "DEPLOYCTL_STATE_DIR": str(home / "deployctl-state"),
+        # the local target's dependency venvs, shared by the test processes (built under a file lock)
+        "DEPLOYCTL_CACHE_DIR": str(shared_cache / "deployctl"),
+        "PIP_CACHE_DIR": str(shared_cache / "pip"),
+        "UV_CACHE_DIR": str(shared_cache / "uv"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "PATH": os.pathsep.join(paths),
+    }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if "DEPLOYCTL_TEST_RUN" not in os.environ:  # the first pytest process of a run; workers inherit it
+        os.environ["DEPLOYCTL_TEST_RUN"] = tempfile.mkdtemp(prefix="deployctl-tests-")
+        os.environ["DEPLOYCTL_TEST_RUN_OWNER"] = str(os.getpid())
+    run = os.environ["DEPLOYCTL_TEST_RUN"]
+    home = Path(run) / worker
+    home.mkdir(parents=True, exist_ok=True)
+    for name in CLEARED:
+        os.environ.pop(name, None)
+    os.environ.update(hermetic_environment(home, Path(run) / "cache"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The process that made the run's directory removes it once every worker is done."""
+    if "PYTEST_XDIST_WORKER" not in os.environ and os.environ.get("DEPLOYCTL_TEST_RUN_OWNER") == str(os.getpid()):
+        shutil.rmtree(os.environ["DEPLOYCTL_TEST_RUN"], ignore_errors=True)
