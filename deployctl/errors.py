@@ -49,8 +49,24 @@ class PolicyError(DeployctlError):
 
 
 class StageFailed(DeployctlError):  # noqa: N818 - reads as what happened, like click.Abort
-    """A pipeline stage failed; the orchestrator decides what that means for traffic."""
+    """A stage of a release, rollback or rotation failed. Its fields say what happened: the stage, the
+    cause (the error the step raised, unchanged), whether traffic was moved back, and what serves now.
+    The message is composed once from them; the exit code is the cause's (a missing tool stays 5)."""
 
-    def __init__(self, stage: str, message: str, hint: str | None = None) -> None:
-        super().__init__(message, hint)
-        self.stage = stage
+    def __init__(
+        self,
+        stage: str,
+        cause: DeployctlError,
+        *,
+        run: str,
+        notes: list[str],
+        where: str,
+        recover: str,
+        rolled_back: bool,
+        serving: dict[str, str],
+    ) -> None:
+        self.stage, self.cause, self.rolled_back, self.serving = stage, cause, rolled_back, dict(serving)
+        self.exit_code = cause.exit_code
+        said = [f"{run} failed at {stage}: {cause.message}", *notes]
+        hint = (cause.hint.rstrip(".") + ". " if cause.hint else "") + recover
+        super().__init__(" ".join(s.rstrip(".") + "." for s in said) + f" {where}", hint)

@@ -14,7 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from deployctl.pipeline.model import StageResult
+from deployctl.pipeline.model import StageResult, StageStatus
+from deployctl.pipeline.plan import Plan
 
 _MARK = {"ok": "[green]✓[/]", "skipped": "[dim]-[/]", "failed": "[red]✗[/]", "warning": "[yellow]![/]"}
 
@@ -43,6 +44,14 @@ class ConsoleReporter:
         mark = _MARK.get(result.status, "?")
         self.console.print(f"{mark} {result.name:<8} {result.elapsed_s:6.2f}s  {_esc(result.detail)}")
 
+    def step_finished(self, stage: str, service: str, status: StageStatus, elapsed_s: float, detail: str) -> None:
+        """One line per service as its step ends (the steps of a stage run concurrently)."""
+        if self.quiet:
+            return
+        mark = _MARK.get(status, "?")
+        printer = self._status.console if self._status is not None else self.console
+        printer.print(f"  {mark} {stage:<8} {service:<12} {elapsed_s:6.2f}s  {_esc(detail)}")
+
     def warn(self, message: str) -> None:
         if not self.quiet:
             self.console.print(f"[yellow]Warning:[/] {_esc(message)}")
@@ -59,6 +68,16 @@ def _esc(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def show_plan(plan: Plan, as_json: bool, heading: str) -> None:
+    """Render a plan: the same object ``up`` executes (``--json`` gives Plan.to_dict(), the one plan shape)."""
+    if as_json:
+        emit_json(plan.to_dict())
+        return
+    line(heading)
+    for stage, message in plan.lines():
+        line(f"  {stage:<8} {message}")
 
 
 def emit_json(data: Any) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+_PASSED = pytest.StashKey[bool]()
 # What a test may still see: this environment's own tools, then the system's.
 SYSTEM_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
 # Anything that could point a test at the user's state or leak the developer's settings into it.
@@ -47,6 +48,7 @@ def hermetic_environment(home: Path, shared_cache: Path) -> dict[str, str]:
     }
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's tmp_path factory reads --basetemp
 def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     if "DEPLOYCTL_TEST_RUN" not in os.environ:  # the first pytest process of a run; workers inherit it
@@ -58,9 +60,21 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in CLEARED:
         os.environ.pop(name, None)
     os.environ.update(hermetic_environment(home, Path(run) / "cache"))
+    if config.option.basetemp is None:  # xdist hands each worker a directory under the controller's
+        # tmp_path directories of our own: another pytest session on this machine prunes only its own
+        config.option.basetemp = str(Path(run) / "tmp")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_PASSED] = exitstatus == 0
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The process that made the run's directory removes it once every worker is done."""
-    if "PYTEST_XDIST_WORKER" not in os.environ and os.environ.get("DEPLOYCTL_TEST_RUN_OWNER") == str(os.getpid()):
+    """The process that made the run's directory removes it once every worker is done, if the run passed
+    (a failed run keeps it, with the failing tests' directories, for a look)."""
+    if "PYTEST_XDIST_WORKER" in os.environ or os.environ.get("DEPLOYCTL_TEST_RUN_OWNER") != str(os.getpid()):
+        return
+    if config.stash.get(_PASSED, False):
         shutil.rmtree(os.environ["DEPLOYCTL_TEST_RUN"], ignore_errors=True)
+    else:
+        print(f"\ntest directories kept in {os.environ['DEPLOYCTL_TEST_RUN']}")

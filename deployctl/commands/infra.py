@@ -109,20 +109,14 @@ def _spare_exit_collection() -> None:
 
 def _plan_local(stack: str, as_json: bool) -> None:
     from deployctl.commands.common import open_stack
-    from deployctl.output import emit_json, line
+    from deployctl.output import show_plan
     from deployctl.pipeline.orchestrator import plan_release
     from deployctl.pipeline.run import Options
 
     _, target = open_stack(stack)
-    release = plan_release(target, Options(command=f"deployctl plan {stack}", root=project_root()))
-    steps = [{"stage": s.stage, "action": s.action, "message": s.message} for s in release.steps]
+    plan = plan_release(target, Options(command=f"deployctl plan {stack}", root=project_root()))
     note = f"Stack {stack} is a local stack: it has no cloud infrastructure; this is its release plan."
-    if as_json:
-        emit_json({"stack": stack, "target": "local", "note": note, "steps": steps})
-        return
-    line(note)
-    for step in steps:
-        line(f"  {step['stage']:<10} {step['message']}")
+    show_plan(plan, as_json, note)
 
 
 def _preview(stack: str) -> None:

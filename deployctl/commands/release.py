@@ -36,7 +36,7 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
       deployctl up local
       deployctl up staging --image europe-docker.pkg.dev/p/r/api@sha256:…
     """
-    from deployctl.output import ConsoleReporter, emit_json, line
+    from deployctl.output import ConsoleReporter, emit_json, line, show_plan
     from deployctl.pipeline import orchestrator
     from deployctl.pipeline.run import Options
 
@@ -48,12 +48,7 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
                       accept_risks=accept_risks, root=project_root())
     if dry_run:
         plan = orchestrator.plan_release(target, options)
-        if as_json:
-            emit_json(plan.to_dict())
-            return
-        line(f"Plan for {stack} ({target.name}): nothing will be changed by this command.")
-        for step in plan.steps:
-            line(f"  {step.stage:<8} {step.message}")
+        show_plan(plan, as_json, f"Plan for {stack} ({target.name}): nothing will be changed by this command.")
         return
     reporter = ConsoleReporter(quiet=as_json)
     try:
@@ -121,8 +116,7 @@ def status(stack: str, as_json: bool) -> None:
       deployctl status local
     """
     from deployctl.output import emit_json, line
-    from deployctl.pipeline.orchestrator import serving_release
-    from deployctl.pipeline.run import serving_revisions
+    from deployctl.pipeline.run import serving_release, serving_revisions
 
     spec, target = open_stack(stack)
     serving = serving_release(target)
@@ -201,13 +195,13 @@ def down(stack: str, purge: bool, yes: bool) -> None:
     """
     from deployctl.output import line
 
-    spec, target = open_stack(stack)
-    if spec.target != "local":
-        raise DeployctlError(f"`down` only stops local stacks; {stack} is a {spec.target} stack",
-                             "Cloud resources are removed with `pulumi destroy` on purpose, not by deployctl.")
-    if purge and not yes and not click.confirm(f"Delete the database, secrets and history of {stack}?"):
-        raise click.Abort()
-    for done in target.down(purge):  # type: ignore[attr-defined]
+    _, target = open_stack(stack)
+
+    def confirm() -> None:  # asked by the target before it deletes anything
+        if not yes and not click.confirm(f"Delete the database, secrets and history of {stack}?"):
+            raise click.Abort()
+
+    for done in target.down(purge, confirm):
         line(done)
     line(f"{stack} is down.")
 

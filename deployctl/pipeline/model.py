@@ -1,8 +1,11 @@
-"""Plain data the pipeline passes between stages, targets and the ledger. No behaviour, no I/O."""
+"""Plain data the pipeline passes between stages, targets and the ledger, and pure functions of it. No I/O."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 STAGES = ("build", "migrate", "deploy", "smoke", "promote", "init")
@@ -40,14 +43,26 @@ class Split:
     tag: str | None = None
 
 
+class JobState(StrEnum):
+    """How a job execution ended, or that it was left running (a deadline passed, or nobody waits for it)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RUNNING = "running"
+
+
 @dataclass(frozen=True)
 class JobRun:
     job: str
     execution: str
-    succeeded: bool
+    state: JobState
     attempts: int
     message: str = ""
     log: str | None = None  # a path or a console link, never the log's content
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state is JobState.SUCCEEDED
 
 
 @dataclass
@@ -56,31 +71,6 @@ class StageResult:
     status: StageStatus
     elapsed_s: float
     detail: str = ""
-
-
-@dataclass
-class Step:
-    """One line of a plan: what a stage will do, in words a user reads (``up --dry-run``, ``plan``)."""
-
-    stage: str
-    action: str  # "run", "skip" or "reuse"
-    message: str
-
-
-@dataclass
-class ReleasePlan:
-    stack: str
-    target: str
-    source_hashes: dict[str, str]
-    artifacts: dict[str, str | None]  # service -> existing artifact ref, or None when it must be built
-    secret_versions: dict[str, str | None]  # secret -> version a release would pin now (None: to create)
-    fingerprint: str
-    serving_release: str | None
-    noop: bool
-    steps: list[Step] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -102,7 +92,8 @@ class ReleaseRecord:
     migration_after: str | None = None
     secret_versions: dict[str, str] = field(default_factory=dict)
     accepted_risks: list[str] = field(default_factory=list)
-    stages: list[StageResult] = field(default_factory=list)
+    plan: list[dict[str, Any]] = field(default_factory=list)  # the steps this run was planned as (Plan.to_dict)
+    stages: list[StageResult] = field(default_factory=list)  # what each stage did, as it ended
     outcome: Outcome = "running"
     message: str = ""
     finished: float | None = None
@@ -132,3 +123,15 @@ class LockInfo:
 
     def describe(self) -> str:
         return f"lock {self.id} held by pid {self.pid} on {self.host} ({self.command!r})"
+
+
+def fingerprint_of(stack_fp: str, hashes: dict[str, str], versions: dict[str, str | None], image: str | None) -> str:
+    """What a release is made of: the stack's settings, each service's source, the secret versions, the image."""
+    data = {"stack": stack_fp, "sources": hashes, "secrets": versions, "image": image}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def combined_hash(hashes: dict[str, str]) -> str:
+    if len(hashes) == 1:
+        return next(iter(hashes.values()))
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,17 +1,21 @@
 """Rollback: route traffic back to the revisions of an earlier release.
 
-Rule: no build, no migration, no infrastructure change: make sure the recorded revisions can serve, then
-one traffic update per service, then check the service URL. If that check fails, traffic goes back to
-what served before. Schema changes are not reverted (see docs/runbook.md: expand/contract).
+Rule: no build, no migration, no infrastructure change: a plan of one stage (promote) whose steps, one
+per service and all at once, make sure the recorded revision can serve, give it all the traffic and
+check the service URL. If one fails, every service goes back to what served before. Schema changes are
+not reverted (see docs/runbook.md: expand/contract).
 """
 
 from __future__ import annotations
 
 from deployctl.errors import DeployctlError
 from deployctl.pipeline import run as runmod
+from deployctl.pipeline.executor import Executor, finish
 from deployctl.pipeline.model import ReleaseRecord
-from deployctl.pipeline.run import Options, Reporter, Run
-from deployctl.pipeline.smoke import run_checks, summary
+from deployctl.pipeline.orchestrator import route_back
+from deployctl.pipeline.plan import Context, Plan, Stage
+from deployctl.pipeline.run import Options, Reporter
+from deployctl.pipeline.steps import Reactivate
 from deployctl.pipeline.target import Target
 
 _SERVED = ("succeeded",)
@@ -38,39 +42,28 @@ def choose(target: Target, to: str | None) -> ReleaseRecord:
     raise DeployctlError(f"no earlier release of {stack} to roll back to", f"See `deployctl releases {stack}`.")
 
 
+def plan_rollback(target: Target, to: str | None) -> tuple[Plan, ReleaseRecord]:
+    """Read-only: the plan that routes every service back to *to*'s revisions (or the release before)."""
+    goal = choose(target, to)
+    previous = runmod.serving_revisions(target)
+    reactivate = [Reactivate(svc, rev) for svc, rev in goal.revisions.items()]
+    plan = Plan("rollback", target.stack.name, target.name,
+                stages=[Stage("promote", [reactivate], undo=(route_back,))],
+                facts={"to": goal.id, "revisions": dict(goal.revisions), "previous": previous})
+    return plan, goal
+
+
 def rollback(target: Target, to: str | None, options: Options, reporter: Reporter) -> ReleaseRecord:
     with runmod.locked(target, options, reporter) as lock_id:
-        goal = choose(target, to)
-        run = Run(target, runmod.new_record(target, "rollback", options, lock_id), reporter)
-        record = run.record
-        record.previous = runmod.serving_revisions(target)
+        plan, goal = plan_rollback(target, to)
+        record = runmod.new_record(target, "rollback", options, lock_id)
+        record.previous = dict(plan.facts["previous"])
         record.revisions = dict(goal.revisions)
         record.artifacts = dict(goal.artifacts)
         record.secret_versions = dict(goal.secret_versions)
         record.source_hash, record.fingerprint = goal.source_hash, goal.fingerprint
         record.migration_before = record.migration_after = target.migration_head()
-        run.save()
-        try:
-            run.stage("promote", lambda: _route(target, goal, record.previous))
-        except DeployctlError as exc:
-            run.finish("failed", exc.message)
-            exc.message = f"rollback to {goal.id} failed: {exc.message}. " + runmod.where_traffic_is(
-                target, runmod.serving_revisions(target)
-            )
-            raise
+        target.ledger.save(record)
+        Executor(reporter).execute(plan, Context(target, record, options, previous=dict(record.previous)))
         revisions = ", ".join(goal.revisions.values())
-        return run.finish("succeeded", f"rolled back to release {goal.id} ({revisions})")
-
-
-def _route(target: Target, goal: ReleaseRecord, previous: dict[str, str]) -> tuple[None, str]:
-    for svc, revision in goal.revisions.items():
-        target.ensure_revision(svc, revision)
-    runmod.route_all(target, goal.revisions)
-    for svc in goal.revisions:
-        checks = [c for c in target.stack.smoke if (c.service or target.stack.primary) == svc]
-        results = run_checks(target.service_url(svc), checks)
-        if not all(r.ok for r in results):
-            if previous:
-                runmod.route_all(target, previous)
-            raise DeployctlError(f"{svc} failed its checks after the switch: {summary(results)}")
-    return None, ", ".join(f"{svc}: 100% {rev}" for svc, rev in goal.revisions.items())
+        return finish(target, record, "succeeded", f"rolled back to release {goal.id} ({revisions})")

@@ -8,11 +8,17 @@ that use the rotated one (DATABASE_URL over DB_PASSWORD) get a new version in th
 
 from __future__ import annotations
 
-from deployctl.errors import ConfigError, DeployctlError, StageFailed
-from deployctl.pipeline import orchestrator
+from dataclasses import dataclass, replace
+
+from deployctl.config import Stack
+from deployctl.errors import ConfigError, DeployctlError
 from deployctl.pipeline import run as runmod
-from deployctl.pipeline.model import Artifact, ReleaseRecord, Revision
-from deployctl.pipeline.run import Options, Reporter, Run
+from deployctl.pipeline.executor import Executor, finish
+from deployctl.pipeline.model import Artifact, ReleaseRecord, combined_hash
+from deployctl.pipeline.orchestrator import candidate_stages, plan_release
+from deployctl.pipeline.plan import Context, Plan, Stage, Step, StepOutcome
+from deployctl.pipeline.run import Options, Reporter
+from deployctl.pipeline.steps import AddSecretVersion, DisableOldVersions
 from deployctl.pipeline.target import Target
 
 
@@ -31,74 +37,102 @@ def check_rotatable(target: Target, name: str, value: str | None) -> None:
                                                            f"{stack.name} {name} --from-stdin < file")
 
 
+def rotated_with(stack: Stack, name: str) -> set[str]:
+    """*name* and every composed secret made from it, directly or through another composed secret."""
+    changed = {name}
+    grew = True
+    while grew:
+        users = {k for k, s in stack.secrets.items() if s.source == "composed" and changed & set(s.references())}
+        grew = not users <= changed
+        changed |= users
+    return changed
+
+
+def plan_rotation(target: Target, name: str, value: str | None) -> Plan:
+    """Read-only: new version → candidates pinned to it → smoke → switch → old versions disabled."""
+    check_rotatable(target, name, value)
+    stack = target.stack
+    serving = runmod.serving_release(target)
+    old = {k: v for k, v in target.current_secret_versions().items() if v}
+    changed = sorted(rotated_with(stack, name))
+    facts = {"secret": name, "changed": changed, "versions_before": old,
+             "serving_release": serving.id if serving else None}
+    plan = Plan("rotate", stack.name, target.name, facts=facts)
+    add = Stage("build", [[AddSecretVersion(name, value)]])
+    if serving is None:  # nothing runs on the old version: the backing services take the new one, done
+        plan.stages = [add, Stage("deploy", [[PrepareBacking()]])]
+        return plan
+    affected = [svc for svc in serving.revisions if set(stack.services[svc].secrets.values()) & set(changed)]
+    deploy, smoke, promote = candidate_stages(target, affected, runmod.serving_revisions(target))
+    revert = RevertSecrets(name, tuple(changed), tuple(sorted(old.items())))
+    plan.stages = [
+        add,
+        replace(deploy, waves=[[PrepareBacking()], *deploy.waves], undo=(*deploy.undo, revert)),
+        replace(smoke, undo=(*smoke.undo, revert)),
+        replace(promote, waves=[promote.waves[0], [DisableOldVersions(tuple(changed))], *promote.waves[1:]],
+                undo=(*promote.undo, revert)),
+    ]
+    return plan
+
+
 def rotate(target: Target, name: str, value: str | None, options: Options, reporter: Reporter) -> ReleaseRecord:
     check_rotatable(target, name, value)
     with runmod.locked(target, options, reporter) as lock_id:
-        serving = orchestrator.serving_release(target)
-        run = Run(target, runmod.new_record(target, "rotate", options, lock_id), reporter)
-        run.record.previous = runmod.serving_revisions(target)
-        old = {k: v for k, v in target.current_secret_versions().items() if v}
-        versions = run.stage("build", lambda: _add_version(target, name, value))
-        changed = sorted(k for k in versions if versions[k] != old.get(k))
-        run.record.secret_versions = versions
-        run.save()
+        plan = plan_rotation(target, name, value)
+        serving = target.ledger.get(plan.facts["serving_release"] or "")
+        record = runmod.new_record(target, "rotate", options, lock_id)
+        record.previous = runmod.serving_revisions(target)
+        target.ledger.save(record)
+        ctx = Context(target, record, options, previous=dict(record.previous))
+        if serving is not None:
+            ctx.artifacts = {svc: Artifact(svc, serving.source_hash or "", ref, "")
+                             for svc, ref in serving.artifacts.items()}
+        Executor(reporter).execute(plan, ctx)
         if serving is None:
-            target.prepare({}, versions)
-            return run.finish("succeeded", f"{name} is now v{versions[name]}; no release serves yet")
-        artifacts = {svc: Artifact(svc, serving.source_hash or "", ref, "") for svc, ref in serving.artifacts.items()}
-        try:
-            candidates = _roll(run, artifacts, versions, changed)
-        except StageFailed as exc:
-            _revert(target, artifacts, changed, old)
-            orchestrator.explain_failure(run, exc)
-            exc.message += f" The new {name} version was disabled; the old versions serve."
-            raise
-        run.record.revisions = {**serving.revisions, **{svc: rev.name for svc, rev in candidates.items()}}
-        run.record.artifacts, run.record.source_hash = serving.artifacts, serving.source_hash
-        disabled = [f"{k} v{v}" for k in changed for v in target.disable_secret_versions(k, keep=[versions[k]])]
-        run.record.fingerprint = _fingerprint(target, serving)
-        orchestrator.retire_old(target, run.record)
-        done = f"{name} rotated to v{versions[name]}; " + (f"disabled {', '.join(disabled)}" if disabled else "")
-        return run.finish("succeeded", done.rstrip("; "))
+            return finish(target, record, "succeeded", f"{name} is now v{ctx.versions[name]}; no release serves yet")
+        record.revisions = {**serving.revisions, **{svc: rev.name for svc, rev in ctx.candidates.items()}}
+        record.artifacts, record.source_hash = serving.artifacts, serving.source_hash
+        record.fingerprint = _fingerprint(target, serving)
+        done = f"{name} rotated to v{ctx.versions[name]}"
+        if ctx.disabled:
+            done += f"; disabled {', '.join(ctx.disabled)}"
+        return finish(target, record, "succeeded", done)
 
 
-def _add_version(target: Target, name: str, value: str | None) -> tuple[dict[str, str], str]:
-    version = target.add_secret_version(name, value)
-    versions = target.ensure_secrets()
-    return versions, f"added {name} v{version}"
+@dataclass(frozen=True)
+class PrepareBacking(Step):
+    """Put the backing services (the database login's password) on the versions this run pins."""
+
+    stage: str = "deploy"
+
+    def describe(self) -> str:
+        return "set the backing services (database login) to the new versions"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        ctx.target.prepare(ctx.artifacts, ctx.versions)
+        return StepOutcome("")
 
 
-def _roll(
-    run: Run, artifacts: dict[str, Artifact], versions: dict[str, str], changed: list[str]
-) -> dict[str, Revision]:
-    target = run.target
-    uses = {svc: set(target.stack.services[svc].secrets.values()) for svc in artifacts}
-    affected = {svc: a for svc, a in artifacts.items() if uses[svc] & set(changed)}
+@dataclass(frozen=True)
+class RevertSecrets:
+    """Undo of a failed rotation: the new versions are disabled and the backing services go back to the old."""
 
-    def deploy() -> tuple[dict[str, Revision], str]:
-        target.prepare(artifacts, versions)
-        return orchestrator.deploy_candidates(target, affected, versions, run.record.id)
+    name: str
+    changed: tuple[str, ...]
+    old: tuple[tuple[str, str], ...]
 
-    candidates = run.stage("deploy", deploy)
-    try:
-        run.stage("smoke", lambda: orchestrator.smoke_candidates(target, candidates))
-        run.stage("promote", lambda: orchestrator.promote(target, candidates, run.record.previous))
-    except StageFailed:
-        for svc, rev in candidates.items():
-            target.discard(svc, rev.name)
-        raise
-    return candidates
-
-
-def _revert(target: Target, artifacts: dict[str, Artifact], changed: list[str], old: dict[str, str]) -> None:
-    for name in changed:
-        if name in old:
-            target.disable_secret_versions(name, keep=[old[name]])
-    target.prepare(artifacts, old)
+    def __call__(self, ctx: Context) -> str | None:
+        old = dict(self.old)
+        for secret in self.changed:
+            if secret in old:
+                ctx.target.disable_secret_versions(secret, keep=[old[secret]])
+        ctx.target.prepare(ctx.artifacts, old)
+        return f"The new {self.name} version was disabled; the old versions serve"
 
 
 def _fingerprint(target: Target, serving: ReleaseRecord) -> str | None:
     hashes = {svc: target.source_hash(svc) for svc in target.stack.services}
-    if orchestrator.combined_hash(hashes) != serving.source_hash:
+    if combined_hash(hashes) != serving.source_hash:
         return None  # the working tree moved on since that release: the next `up` is a real release
-    return orchestrator.plan_release(target, Options()).fingerprint
+    fingerprint: str = plan_release(target, Options()).facts["fingerprint"]
+    return fingerprint

@@ -1,7 +1,8 @@
-"""What every mutating flow (release, rollback, rotation) shares: options, progress, the lock, stage timing.
+"""What every mutating flow (release, rollback, rotation, promotion) shares: options, progress, the lock,
+the ledger record, and what serves now.
 
-Rule: a stage's outcome is written to the ledger before the next stage starts, so an interrupted run
-leaves an honest record; the lock is released on every path out.
+Rule: the lock is released on every path out; a record a dead holder left ``running`` is marked
+``interrupted`` by the next holder before it plans anything.
 """
 
 from __future__ import annotations
@@ -10,16 +11,13 @@ import contextlib
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol
 
-from deployctl.errors import DeployctlError, StageFailed
 from deployctl.pipeline.model import ReleaseRecord, Split, StageResult, StageStatus
 from deployctl.pipeline.target import Target
-
-T = TypeVar("T")
 
 
 class Reporter(Protocol):
@@ -28,6 +26,10 @@ class Reporter(Protocol):
     def stage_started(self, name: str) -> None: ...
 
     def stage_finished(self, result: StageResult) -> None: ...
+
+    def step_finished(self, stage: str, service: str, status: StageStatus, elapsed_s: float, detail: str) -> None:
+        """One service's step of a stage ended (steps of a stage run concurrently, one line each)."""
+        ...
 
     def warn(self, message: str) -> None: ...
 
@@ -46,6 +48,9 @@ class QuietReporter:
     def stage_finished(self, result: StageResult) -> None:
         self.lines.append(f"{result.name} {result.status} {result.detail}")
 
+    def step_finished(self, stage: str, service: str, status: StageStatus, elapsed_s: float, detail: str) -> None:
+        self.lines.append(f"{stage} {service} {status} {detail}")
+
     def warn(self, message: str) -> None:
         self.lines.append(f"warning: {message}")
 
@@ -62,52 +67,7 @@ class Options:
     accept_risks: tuple[str, ...] = ()
     git_sha: str | None = None
     root: Path = field(default_factory=Path.cwd)
-
-
-@dataclass
-class Run:
-    """One mutating flow in progress: its target, its ledger record and its reporter."""
-
-    target: Target
-    record: ReleaseRecord
-    reporter: Reporter
-
-    def save(self) -> None:
-        self.target.ledger.save(self.record)
-
-    def stage(
-        self, name: str, body: Callable[[], tuple[T, str]], status_of: Callable[[T], StageStatus] | None = None
-    ) -> T:
-        """Run one stage: report it, time it, record it; a DeployctlError becomes StageFailed(name).
-
-        *status_of* may turn a returned value into a "warning" (a non-blocking job that failed)."""
-        self.reporter.stage_started(name)
-        start = time.monotonic()
-        try:
-            value, detail = body()
-        except DeployctlError as exc:
-            self._finish(StageResult(name, "failed", time.monotonic() - start, exc.message))
-            failed = StageFailed(name, exc.message, exc.hint)
-            failed.exit_code = exc.exit_code  # a missing tool or value stays a precondition error (5)
-            raise failed from exc
-        status: StageStatus = status_of(value) if status_of else "ok"
-        self._finish(StageResult(name, status, time.monotonic() - start, detail))
-        return value
-
-    def skip(self, name: str, detail: str) -> None:
-        self._finish(StageResult(name, "skipped", 0.0, detail))
-
-    def _finish(self, result: StageResult) -> None:
-        self.record.stages.append(result)
-        self.save()
-        self.reporter.stage_finished(result)
-
-    def finish(self, outcome: str, message: str) -> ReleaseRecord:
-        self.record.outcome = outcome  # type: ignore[assignment]
-        self.record.message = message
-        self.record.finished = time.time()
-        self.save()
-        return self.record
+    workers: int = 4  # the most per-service steps that run at once
 
 
 @contextlib.contextmanager
@@ -135,6 +95,20 @@ def serving_revisions(target: Target) -> dict[str, str]:
         if splits:
             serving[service] = max(splits, key=lambda s: s.percent).revision
     return serving
+
+
+def serving_release(target: Target) -> ReleaseRecord | None:
+    """The release whose revisions serve every service fully now: the one definition of "what serves".
+
+    The newest succeeded record (release, rollback or rotation) whose revisions are exactly the revisions
+    that get the traffic; None before the first release or while traffic is split between two."""
+    serving = serving_revisions(target)
+    if not serving:
+        return None
+    for record in target.ledger.history(limit=50):
+        if record.outcome == "succeeded" and record.revisions == serving:
+            return record
+    return None
 
 
 def serves_fully(target: Target, service: str, revision: str) -> bool:

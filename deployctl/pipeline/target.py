@@ -8,7 +8,7 @@ Rules for implementers:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from deployctl.config import Job, Stack
@@ -145,4 +145,9 @@ class Target(Protocol):
 
     def retire(self, service: str, keep: list[str]) -> None:
         """Release resources of revisions not in *keep* (they stay restorable where the target can)."""
+        ...
+
+    def down(self, purge: bool, confirm: Callable[[], None]) -> list[str]:
+        """Stop what the stack runs on this machine (and with *purge* delete its data, after *confirm*,
+        which raises to cancel); say what was done. A cloud target refuses: its resources are Pulumi's."""
         ...

@@ -109,7 +109,9 @@ def test_failed_rotation_leaves_the_old_version_serving(project: Project) -> Non
     out = project.run("secrets", "rotate", "local", "API_TOKEN", "--from-stdin", stdin="malformed", rc=1)
     error = project.error(out)
     assert error.startswith("Error: rotation r0002 failed at deploy: the startup probe did not pass")
-    assert f"Traffic stays on {before}" in error and error.endswith("the old versions serve.")
+    # what the undo did, then where traffic is (StageFailed composes its message once, from its fields)
+    assert error.endswith(f"The new API_TOKEN version was disabled; the old versions serve. Traffic stays on "
+                          f"{before} at {project.url}.")
     assert "malformed" not in out.stderr + out.stdout
     assert project.serving() == before
     states = {v["version"]: v["state"] for v in _store(project)["API_TOKEN"]["versions"]}

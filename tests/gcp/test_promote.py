@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from deployctl.commands.promote import promote_release
 from deployctl.pipeline import orchestrator
+from deployctl.pipeline.promote import promote as promote_release
 from tests.gcp.conftest import IMAGE, IMAGE2, Cloud
 
 PRODUCTION = "projects/example-production/locations/europe-central2/services/production-api"

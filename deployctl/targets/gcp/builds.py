@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deployctl.errors import DeployctlError, StageFailed
+from deployctl.errors import DeployctlError
 from deployctl.pipeline.model import Artifact
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
 
@@ -112,9 +112,8 @@ class Builds:
         build = self._follow(build)
         digest = next((i.digest for i in build.results.images if i.name == tagged), "")
         if build.status.name != "SUCCESS" or not digest:
-            raise StageFailed(
-                "build", f"Cloud Build {build.id} of {service} ended {build.status.name}", f"Build log: {build.log_url}"
-            )
+            raise DeployctlError(f"Cloud Build {build.id} of {service} ended {build.status.name}",
+                                 f"Build log: {build.log_url}")
         return Artifact(service, source_hash, f"{image}@{digest}", digest)
 
     def _upload(self, bucket: str, obj: str, data: bytes) -> None:

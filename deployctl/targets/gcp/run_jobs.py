@@ -6,7 +6,8 @@ Rules:
 - Each run carries ``DEPLOYCTL_RELEASE=<release id>`` as an env override. A rerun of the same release
   attaches to that release's execution while it still runs, instead of starting a second migration.
 - Waiting stops at the deadline (the job's timeout times its attempts, plus slack): the execution is left alone
-  (cancelling a migration half-way is worse) and the run is reported as failed with its log link.
+  (cancelling a migration half-way is worse) and the run is reported as RUNNING with its log link; the
+  caller decides what that means (a blocking job that is still running has not succeeded).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from deployctl.pipeline.model import JobRun
+from deployctl.pipeline.model import JobRun, JobState
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
 
 RELEASE_ENV = "DEPLOYCTL_RELEASE"
@@ -113,15 +114,19 @@ class CloudRunJobs:
 
     def _result(self, job_id: str, execution: Any, why: str) -> JobRun:
         short = str(execution.name).rsplit("/", 1)[-1]
-        ok = not why and _succeeded(execution)
+        if not _finished(execution):
+            state = JobState.RUNNING
+        else:
+            state = JobState.SUCCEEDED if _succeeded(execution) else JobState.FAILED
         completed = next((c for c in execution.conditions if c.type_ == "Completed"), None)
-        message = why or ("" if ok else str(completed.message if completed else "") or "the job failed")
+        failure = str(completed.message if completed else "") or "the job failed"
+        message = why or (failure if state is JobState.FAILED else "")
         log = str(execution.log_uri) or (
             f"https://console.cloud.google.com/run/jobs/executions/details/{self.region}/{short}/logs"
             f"?project={self.project}"
         )
         attempts = max(1, int(execution.succeeded_count) + int(execution.failed_count) + int(execution.retried_count))
-        return JobRun(job=job_id, execution=short, succeeded=ok, attempts=attempts, message=message, log=log)
+        return JobRun(job=job_id, execution=short, state=state, attempts=attempts, message=message, log=log)
 
 
 def _release_of(execution: Any) -> str | None:

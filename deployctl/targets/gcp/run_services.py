@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from deployctl.errors import DeployctlError, StageFailed
+from deployctl.errors import DeployctlError
 from deployctl.pipeline.model import Split
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
 
@@ -130,7 +130,7 @@ class CloudRunServices:
         info = self.revision(service, spec.revision)
         if info is None or not info.ready:
             why = info.message if info else "it was not created"
-            raise StageFailed("deploy", f"revision {spec.revision} is not ready: {why}", _logs_hint(service))
+            raise DeployctlError(f"revision {spec.revision} is not ready: {why}", _logs_hint(service))
         return info
 
     def set_traffic(self, service: str, splits: list[Split], keep_tags: bool = True) -> None:
@@ -160,8 +160,7 @@ class CloudRunServices:
         actual = {s.revision: s.percent for s in self.traffic(service) if s.percent}
         wanted = {s.revision: s.percent for s in splits if s.percent}
         if actual != wanted:
-            raise StageFailed(
-                "promote",
+            raise DeployctlError(
                 f"{service} serves {_show(actual)}, not the requested {_show(wanted)}",
                 f"Check the service: gcloud run services describe {service} --region {self.parent.split('/')[-1]}",
             )
@@ -199,7 +198,7 @@ class CloudRunServices:
         except DeployctlError:
             raise
         except Exception as exc:  # an LRO that finished with an error (revision failed to start…)
-            raise StageFailed("deploy", f"{what}: {_message(exc)}", _logs_hint(service)) from None
+            raise DeployctlError(f"{what}: {_message(exc)}", _logs_hint(service)) from None
 
 
 def _apply_spec(template: Any, spec: Spec) -> None:

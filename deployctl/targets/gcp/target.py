@@ -243,12 +243,8 @@ class GcpTarget:
         self, name: str, job: Job, artifact: Artifact, secret_versions: dict[str, str], release_id: str
     ) -> JobRun:
         job_id = self.names.job(self.stack, self.stack.job_service(job), name)
-        if not job.blocking:
-            started = self.jobs.run(job_id, artifact.ref, release_id, deadline_s=0)
-            if started.message.startswith("still running"):  # started and left to run: not a failure
-                return JobRun(started.job, started.execution, True, started.attempts,
-                              "started, not awaited (non-blocking)", started.log)
-            return started
+        if not job.blocking:  # started and left to run; the pipeline reports it as not awaited
+            return self.jobs.run(job_id, artifact.ref, release_id, deadline_s=0)
         deadline = job.timeout_s * (job.retries + 1) + 120
         return self.jobs.run(job_id, artifact.ref, release_id, deadline_s=deadline)
 
@@ -307,6 +303,10 @@ class GcpTarget:
         serving = {s.revision for s in self.run.traffic(service) if s.percent}
         stale = {s.revision for s in self.run.traffic(service) if s.tag and s.tag != CANDIDATE_TAG}
         self.run.drop_tags(service, stale - set(keep) - serving)
+
+    def down(self, purge: bool, confirm: Callable[[], None]) -> list[str]:
+        raise DeployctlError(f"`down` only stops local stacks; {self.stack.name} is a gcp stack",
+                             "Cloud resources are removed with `pulumi destroy` on purpose, not by deployctl.")
 
     # -- CLI helpers ---------------------------------------------------------------------------------
     def build(self, service: str, source_hash: str) -> Artifact:

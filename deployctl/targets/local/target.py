@@ -13,7 +13,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from deployctl.config import Job, Stack
@@ -22,7 +22,7 @@ from deployctl.pipeline import dblogins
 from deployctl.pipeline.fs import atomic_write
 from deployctl.pipeline.ledger import SqliteLedger
 from deployctl.pipeline.lock import FileLock
-from deployctl.pipeline.model import Artifact, JobRun, Revision, Split
+from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
 from deployctl.targets.local import build as builder
 from deployctl.targets.local import processes as procs
 from deployctl.targets.local.paths import StatePaths, cache_dir
@@ -143,9 +143,9 @@ class LocalTarget:
             ok, message = procs.run_job(job.command, self._artifact_dir(artifact.ref), env, log, job.timeout_s)
             _redact_file(log, self.secrets.all_values())
             if ok:
-                return JobRun(name, execution, True, attempt, message, str(log))
+                return JobRun(name, execution, JobState.SUCCEEDED, attempt, message, str(log))
         safe = redact(message, self.secrets.all_values())
-        return JobRun(name, execution, False, job.retries + 1, safe, str(log))
+        return JobRun(name, execution, JobState.FAILED, job.retries + 1, safe, str(log))
 
     # -- revisions and traffic --------------------------------------------------------------------
     def deploy(self, service: str, artifact: Artifact, secret_versions: dict[str, str], release_id: str) -> Revision:
@@ -287,7 +287,9 @@ class LocalTarget:
             facts[f"url {service}"] = self.service_url(service)
         return facts
 
-    def down(self, purge: bool) -> list[str]:
+    def down(self, purge: bool, confirm: Callable[[], None]) -> list[str]:
+        if purge:
+            confirm()
         done = []
         for service in self.stack.services:
             state_file = self.paths.root / "routers" / f"{service}.json"

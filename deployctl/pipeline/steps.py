@@ -1,0 +1,289 @@
+"""The steps every plan is built from. Each is frozen data with a read-only ``describe`` and a mutating ``run``.
+
+Per-service steps (Build, Deploy, Smoke, Promote, Reactivate) write only their own service's entry of the
+context, so the executor can run a wave of them concurrently. Stack-wide steps (PinSecrets, RunJob,
+AddSecretVersion, DisableOldVersions, Retire) run alone in their wave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from deployctl.config import Job, SmokeCheck
+from deployctl.errors import DeployctlError
+from deployctl.pipeline import run as runmod
+from deployctl.pipeline.model import Artifact, JobState, Split, fingerprint_of
+from deployctl.pipeline.plan import Action, Context, Step, StepOutcome
+from deployctl.pipeline.smoke import run_checks, summary
+from deployctl.pipeline.target import Target
+
+
+def checks_for(target: Target, service: str) -> list[SmokeCheck]:
+    """The stack's smoke checks that belong to *service* (unassigned checks belong to the primary)."""
+    stack = target.stack
+    return [c for c in stack.smoke if (c.service or stack.primary) == service]
+
+
+def check_service(target: Target, service: str, url: str) -> tuple[bool, str]:
+    """Run *service*'s smoke checks against *url*: whether all passed, and their summary."""
+    results = run_checks(url, checks_for(target, service))
+    return all(r.ok for r in results), summary(results)
+
+
+# -- build ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Build(Step):
+    service: str
+    source_hash: str
+    existing: str | None = None  # an artifact already built from this source
+    image: str | None = None  # --image / promote: deploy this digest, build nothing
+    stage: str = "build"
+
+    @property
+    def action(self) -> Action:
+        return Action.REUSE if self.existing or self.image else Action.RUN
+
+    def describe(self) -> str:
+        if self.image:
+            return f"use image {self.image} for {self.service}"
+        if self.existing:
+            return f"reuse {self.existing}"
+        return f"build {self.service} from source {self.source_hash[:12]}"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        target = ctx.target
+        if self.image:
+            artifact = Artifact(self.service, self.source_hash, self.image, self.image.rpartition("@")[2])
+            ctx.artifacts[self.service] = artifact
+            ctx.record.artifacts[self.service] = artifact.ref
+            return StepOutcome(f"{self.service}: image {self.image}")
+        found = target.find_artifact(self.service, self.source_hash)
+        artifact = found or target.build(self.service, self.source_hash)
+        ctx.artifacts[self.service] = artifact
+        ctx.record.artifacts[self.service] = artifact.ref
+        return StepOutcome(f"{self.service}: {'reused' if found else 'built'} {artifact.ref}")
+
+
+@dataclass(frozen=True)
+class PinSecrets(Step):
+    """Create what is missing (generated, composed), prepare the backing services, pin the versions."""
+
+    now: tuple[tuple[str, str | None], ...]  # secret -> the version a release would pin when planned
+    stage: str = "build"
+
+    def describe(self) -> str:
+        pins = [f"{name} " + (f"v{version}" if version else "(create v1)") for name, version in self.now]
+        return "pin secrets " + ", ".join(pins) if pins else "no secrets to pin"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        target = ctx.target
+        versions = target.ensure_secrets()
+        target.prepare(ctx.artifacts, versions)
+        # secrets the infrastructure creates on its first apply (gcp: the Pulumi program) are pinned once they exist
+        ctx.versions = {**{k: v for k, v in target.current_secret_versions().items() if v}, **versions}
+        ctx.record.secret_versions = dict(ctx.versions)
+        # the plan's fingerprint predates secrets this step created: take it again with the pinned versions
+        hashes = {svc: a.source_hash for svc, a in ctx.artifacts.items()}
+        pinned_now: dict[str, str | None] = dict(ctx.versions)
+        ctx.record.fingerprint = fingerprint_of(target.stack.fingerprint(), hashes, pinned_now, ctx.options.image)
+        pinned = ", ".join(f"{name} v{v}" for name, v in sorted(ctx.versions.items()))
+        return StepOutcome(f"secrets {pinned}" if pinned else "")
+
+
+# -- jobs -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunJob(Step):
+    """Run the migrate or init job in the release's artifact. A failed migration deploys nothing; a failed
+    init is a warning unless the job is blocking."""
+
+    kind: str  # "migrate" or "init"
+    job: Job
+
+    @property
+    def stage(self) -> str:  # type: ignore[override]
+        return self.kind
+
+    def describe(self) -> str:
+        command = " ".join(self.job.command)
+        if self.kind == "migrate":
+            return f"run `{command}` (retries {self.job.retries}, timeout {self.job.timeout_s}s)"
+        return f"run `{command}` ({'blocking' if self.job.blocking else 'non-blocking'})"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        target, record = ctx.target, ctx.record
+        artifact = ctx.artifacts[target.stack.job_service(self.job)]
+        if self.kind == "migrate":
+            record.migration_before = target.migration_head()
+        result = target.run_job(self.kind, self.job, artifact, ctx.versions, record.id)
+        if self.kind == "migrate":
+            if not result.succeeded:
+                raise DeployctlError(
+                    f"migration failed after {result.attempts} attempt(s): {result.message}",
+                    f"Nothing was deployed. See the job log: {result.log}",
+                )
+            record.migration_after = target.migration_head()
+            return StepOutcome(f"{result.execution}: {record.migration_before or 'empty'} → {record.migration_after}")
+        if result.succeeded:
+            return StepOutcome(f"{result.execution}: {result.message or 'succeeded'}")
+        if result.state is JobState.RUNNING and not self.job.blocking:
+            return StepOutcome(f"{result.execution}: started, not awaited (non-blocking)")
+        if self.job.blocking:
+            raise DeployctlError(f"init failed: {result.message}", f"Traffic is on the new release. Log: {result.log}")
+        ctx.warnings.append(f"the init job failed; the release serves anyway. Log: {result.log}")
+        return StepOutcome(f"init failed (non-blocking): {result.message}", "warning")
+
+
+# -- candidates -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Deploy(Step):
+    """A candidate revision that gets no traffic, ready once its startup probe passes."""
+
+    service: str
+    stage: str = "deploy"
+
+    def describe(self) -> str:
+        return f"start a candidate revision of {self.service} with no traffic"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        rev = ctx.target.deploy(self.service, ctx.artifacts[self.service], ctx.versions_for(self.service),
+                                ctx.record.id)
+        ctx.candidates[self.service] = rev
+        ctx.record.revisions[self.service] = rev.name
+        return StepOutcome(f"{rev.name} ready (no traffic) at {rev.url}")
+
+
+@dataclass(frozen=True)
+class Smoke(Step):
+    service: str
+    paths: tuple[str, ...]
+    stage: str = "smoke"
+
+    def describe(self) -> str:
+        return f"check {', '.join(self.paths)} on the candidate"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        rev = ctx.candidates[self.service]
+        ok, said = check_service(ctx.target, self.service, rev.url)
+        if not ok:
+            raise DeployctlError(f"smoke checks failed on {rev.name}: {said}")
+        return StepOutcome(f"{rev.name}: {said}")
+
+
+@dataclass(frozen=True)
+class Promote(Step):
+    """Shift the service's traffic to its candidate in the rollout's steps, checking the service URL after each."""
+
+    service: str
+    percents: tuple[int, ...]
+    url: str
+    stage: str = "promote"
+
+    def describe(self) -> str:
+        return f"shift {self.service} traffic {' → '.join(f'{p}%' for p in self.percents)} at {self.url}"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        target, rev = ctx.target, ctx.candidates[self.service]
+        old = ctx.previous.get(self.service)
+        for percent in self.percents:
+            if ctx.cancelled.is_set():
+                raise DeployctlError(f"{self.service}: stopped at {percent}%, another service failed")
+            rest = [Split(old, 100 - percent)] if old and percent < 100 else []
+            target.set_traffic(self.service, [Split(rev.name, percent), *rest])
+            url = target.service_url(self.service)
+            ok, said = check_service(target, self.service, url)
+            if not ok:
+                raise DeployctlError(f"checks through {url} failed: {said}",
+                                     "The candidate passed its own smoke checks but failed behind the service URL.")
+        if not runmod.serves_fully(target, self.service, rev.name):
+            raise DeployctlError(f"{self.service} does not serve 100 % from {rev.name} after promotion")
+        return StepOutcome(f"{' → '.join(f'{p}%' for p in self.percents)}; {self.service}: 100% {rev.name}")
+
+
+# -- rollback -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reactivate(Step):
+    """Make a recorded revision able to serve again, then give it all of the service's traffic."""
+
+    service: str
+    revision: str
+    stage: str = "promote"
+
+    def describe(self) -> str:
+        return f"route {self.service} 100% to {self.revision}"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        target = ctx.target
+        target.ensure_revision(self.service, self.revision)
+        target.set_traffic(self.service, [Split(self.revision, 100)])
+        ok, said = check_service(target, self.service, target.service_url(self.service))
+        if not ok:
+            raise DeployctlError(f"{self.service} failed its checks after the switch: {said}")
+        return StepOutcome(f"{self.service}: 100% {self.revision}")
+
+
+# -- secrets --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AddSecretVersion(Step):
+    """A new version of one secret (generated unless a value is given), then the composed secrets that use it."""
+
+    name: str
+    value: str | None = field(default=None, repr=False)  # held in memory only; no rendering shows it
+    stage: str = "build"
+
+    def describe(self) -> str:
+        how = "the value given" if self.value is not None else "a generated value"
+        return f"add a version of {self.name} from {how}, and recompose the secrets that use it"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        version = ctx.target.add_secret_version(self.name, self.value)
+        ctx.versions = ctx.target.ensure_secrets()
+        ctx.record.secret_versions = dict(ctx.versions)
+        return StepOutcome(f"added {self.name} v{version}")
+
+
+@dataclass(frozen=True)
+class DisableOldVersions(Step):
+    names: tuple[str, ...]
+    stage: str = "promote"
+
+    def describe(self) -> str:
+        return f"disable the old versions of {', '.join(self.names)} once the new revision serves"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        try:
+            for name in self.names:
+                for version in ctx.target.disable_secret_versions(name, keep=[ctx.versions[name]]):
+                    ctx.disabled.append(f"{name} v{version}")
+        except DeployctlError as exc:  # the new revision serves: a cleanup failure is no reason to roll back
+            ctx.warnings.append(f"could not disable every old version: {exc.message}")
+            return StepOutcome(f"disabling old versions failed: {exc.message}", "warning")
+        return StepOutcome(f"disabled {', '.join(ctx.disabled)}" if ctx.disabled else "no old versions to disable")
+
+
+@dataclass(frozen=True)
+class Retire(Step):
+    """Release the resources of revisions beyond the rollout's ``keep_revisions`` (they stay restorable)."""
+
+    keep: int
+    stage: str = "promote"
+
+    def describe(self) -> str:
+        return f"keep the newest {self.keep} revisions of each service warm; stop the rest"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        try:
+            retire_old(ctx.target, ctx.record, self.keep)
+        except DeployctlError as exc:  # the new revision serves: a cleanup failure is no reason to roll back
+            ctx.warnings.append(f"could not stop old revisions: {exc.message}")
+            return StepOutcome(f"stopping old revisions failed: {exc.message}", "warning")
+        return StepOutcome("")
+
+
+def retire_old(target: Target, record: runmod.ReleaseRecord, keep_n: int) -> None:
+    for svc in target.stack.services:
+        keep: list[str] = []
+        for rec in [record, *target.ledger.history(limit=50)]:
+            rev = rec.revisions.get(svc)
+            if rec.outcome in ("succeeded", "running") and rev and rev not in keep:
+                keep.append(rev)
+        target.retire(svc, keep[:keep_n])

@@ -1,0 +1,99 @@
+"""The plan is the run: one object made under the lock, rendered by --dry-run/plan/the ledger and executed;
+per-service steps overlap; a failing service cancels the rest and leaves traffic where it was."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deployctl.errors import StageFailed
+from deployctl.pipeline import orchestrator, rollback
+from deployctl.pipeline.model import Split
+from deployctl.pipeline.run import Options, QuietReporter
+from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
+
+FAST = Latency(build_s=0.05, job_s=0.0, deploy_s=0.2, smoke_s=0.0)
+
+
+@pytest.fixture
+def fail_smoke() -> set[str]:
+    return set()
+
+
+@pytest.fixture
+def target(tmp_path: Path, fail_smoke: set[str]) -> Iterator[LatencyTarget]:
+    with smoke_server(0.0, fail_smoke) as url:
+        yield LatencyTarget(make_stack(tmp_path, 3), tmp_path / "state", url, latency=FAST)
+
+
+def options(**kw: object) -> Options:
+    return Options(**{"command": "deployctl up bench", **kw})  # type: ignore[arg-type]
+
+
+def test_the_dry_run_and_the_ledger_show_the_plan_that_runs(target: LatencyTarget) -> None:
+    plan = orchestrator.plan_release(target, options())
+    assert target.calls == {}  # planning is read-only
+    shown = plan.to_dict()
+    assert [s["name"] for s in shown["stages"]] == ["build", "migrate", "deploy", "smoke", "promote", "init"]
+    deploys = [step for step in shown["stages"][2]["steps"]]
+    assert [(d["service"], d["action"]) for d in deploys] == [("svc0", "run"), ("svc1", "run"), ("svc2", "run")]
+    record = orchestrator.release(target, options(), QuietReporter())
+    planned = [step for stage in shown["stages"] for step in stage["steps"]]
+    assert record.plan == planned  # the ledger holds the very steps --dry-run printed
+    assert [s.name for s in record.stages] == ["build", "migrate", "deploy", "smoke", "promote", "init"]
+    assert record.outcome == "succeeded"
+    assert {svc: target.traffic(svc) for svc in record.revisions} == {
+        svc: [Split(rev, 100)] for svc, rev in record.revisions.items()}
+
+
+def test_per_service_steps_run_at_the_same_time(target: LatencyTarget) -> None:
+    orchestrator.release(target, options(), QuietReporter())
+    assert target.calls["build"] == 3 and target.calls["deploy"] == 3
+    assert target.peak["build"] == 3 and target.peak["deploy"] == 3
+
+
+def test_the_worker_count_bounds_the_overlap(target: LatencyTarget) -> None:
+    orchestrator.release(target, options(workers=2), QuietReporter())
+    assert target.peak["deploy"] == 2 and target.calls["deploy"] == 3
+
+
+def test_one_failing_deploy_discards_the_others_and_moves_no_traffic(target: LatencyTarget) -> None:
+    first = orchestrator.release(target, options(), QuietReporter())
+    target._built.clear()  # a new build of every service
+    target.fail_deploy.add("svc1")
+    with pytest.raises(StageFailed) as failed:
+        orchestrator.release(target, options(force=True), QuietReporter())
+    assert failed.value.stage == "deploy" and not failed.value.rolled_back
+    assert failed.value.serving == first.revisions  # typed: what serves now, not parsed from the message
+    assert str(failed.value.cause.message) == "svc1: the startup probe did not pass"
+    assert sorted(target.discarded) == ["svc0-r0002", "svc2-r0002"]
+    assert {svc: [s.revision for s in target.traffic(svc)] for svc in first.revisions} == {
+        svc: [rev] for svc, rev in first.revisions.items()}
+    assert target.ledger.get("r0002").outcome == "failed"  # type: ignore[union-attr]
+
+
+def test_a_failing_service_url_rolls_every_service_back(target: LatencyTarget, fail_smoke: set[str]) -> None:
+    first = orchestrator.release(target, options(), QuietReporter())
+    fail_smoke.add("svc2")  # svc2's candidate passes its own checks, then fails behind the service URL
+    with pytest.raises(StageFailed) as failed:
+        orchestrator.release(target, options(force=True), QuietReporter())
+    assert failed.value.stage == "promote" and failed.value.rolled_back
+    assert failed.value.serving == first.revisions
+    assert {svc: target.traffic(svc) for svc in first.revisions} == {
+        svc: [Split(rev, 100)] for svc, rev in first.revisions.items()}
+    assert target.ledger.get("r0002").outcome == "rolled_back"  # type: ignore[union-attr]
+    assert "rolled back automatically to" in failed.value.message
+
+
+def test_rollback_is_one_switch_per_service_and_is_a_plan_too(target: LatencyTarget) -> None:
+    first = orchestrator.release(target, options(), QuietReporter())
+    orchestrator.release(target, options(force=True), QuietReporter())
+    plan, goal = rollback.plan_rollback(target, None)
+    assert goal.id == first.id and [s.name for s in plan.stages] == ["promote"]
+    before = target.calls["traffic"]
+    record = rollback.rollback(target, None, options(command="deployctl rollback bench"), QuietReporter())
+    assert target.calls["traffic"] - before == 3
+    assert record.revisions == first.revisions
+    assert record.plan == [s for st in plan.to_dict()["stages"] for s in st["steps"]]
