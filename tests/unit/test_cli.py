@@ -80,6 +80,18 @@ def test_down_refuses_cloud_stacks(project: Path, run_cli: RunCli) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.xfail(strict=True, reason="bug: `down` opens the stack's target (pulumi, credentials) before it "
+                   "checks the stack is local, so without pulumi a cloud stack gets the install hint instead")
+@pytest.mark.usefixtures("no_pulumi")
+def test_down_refuses_cloud_stacks_before_opening_them(project: Path, run_cli: RunCli) -> None:
+    result = run_cli(["down", "staging"], project)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        "Error: `down` only stops local stacks; staging is a gcp stack",
+        "Hint: Cloud resources are removed with `pulumi destroy` on purpose, not by deployctl.",
+    ]
+
+
 @pytest.mark.usefixtures("no_pulumi")
 def test_up_production_refuses_a_failing_mandatory_rule_before_touching_anything(
     tmp_path: Path, run_cli: RunCli
