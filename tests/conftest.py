@@ -6,6 +6,8 @@ temporary directory of its own, and narrows PATH to this environment's interpret
 directories. So no test reads or writes the checkout's .deployctl/ or the user's caches, and no test
 passes or fails because of what happens to be installed on PATH (a `pulumi` binary, say). Tests that
 need something else set it themselves with monkeypatch.
+
+Shared here too: the ``run_cli`` fixture, which runs ``deployctl`` in-process with click's CliRunner.
 """
 
 from __future__ import annotations
@@ -15,8 +17,14 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from click.testing import Result
+
+    from tests.cli_runner import RunCli
 
 _PASSED = pytest.StashKey[bool]()
 # What a test may still see: this environment's own tools, then the system's.
@@ -78,3 +86,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(os.environ["DEPLOYCTL_TEST_RUN"], ignore_errors=True)
     else:
         print(f"\ntest directories kept in {os.environ['DEPLOYCTL_TEST_RUN']}")
+
+
+@pytest.fixture
+def run_cli(monkeypatch: pytest.MonkeyPatch) -> RunCli:
+    """``run_cli(["status", "dev"], project)``: run ``deployctl`` in-process with click's CliRunner from the
+    project directory *cwd* (deployctl finds the project from the working directory; pytest restores it)
+    through deployctl's real entry point (tests/cli_runner.py), so exit codes and messages are the user's."""
+    from tests.cli_runner import invoke
+
+    def run(args: list[str], cwd: Path, input: str | None = None) -> Result:
+        monkeypatch.chdir(cwd)
+        return invoke(args, input=input)
+
+    return run

@@ -10,22 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deployctl.cli import main
 from deployctl.targets.gcp.synth import GENERATED_VALUE
+from tests.cli_runner import RunCli
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str],
-         monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    monkeypatch.chdir(cwd)
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture
@@ -35,9 +23,10 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_plan_staging(project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, _ = _run(["plan", "staging"], project, capsys, monkeypatch)
-    assert code == 0
+def test_plan_staging(project: Path, run_cli: RunCli) -> None:
+    result = run_cli(["plan", "staging"], project)
+    assert result.exit_code == 0
+    out = result.stdout
     assert "staging-database" in out and "staging-api-service" in out
     assert "image=set at release" in out and "staging-SECRET_KEY@1 (the version this stack created)" in out
     assert "All mandatory policy rules pass." in out
@@ -47,10 +36,10 @@ def test_plan_staging(project: Path, capsys: pytest.CaptureFixture[str], monkeyp
     assert at == sorted(at)
 
 
-def test_plan_staging_json(project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, _ = _run(["plan", "staging", "--json"], project, capsys, monkeypatch)
-    assert code == 0
-    data = json.loads(out)
+def test_plan_staging_json(project: Path, run_cli: RunCli) -> None:
+    result = run_cli(["plan", "staging", "--json"], project)
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
     assert {"resources", "outputs", "policy", "components"} <= set(data)
     assert data["outputs"]["db_connection"] == "example-staging:europe-central2:staging-db"
     assert data["outputs"]["job_names"] == {"migrate": "staging-api-migrate", "init": "staging-api-init"}
@@ -59,50 +48,47 @@ def test_plan_staging_json(project: Path, capsys: pytest.CaptureFixture[str], mo
     users = [r for r in data["resources"] if r["type"] == "gcp:sql/user:User"]
     assert sorted(u["inputs"]["name"] for u in users) == ["app", "app_b"]  # the role's two logins
     assert {u["inputs"]["password"] for u in users} == {"[secret]"}
-    assert GENERATED_VALUE not in out  # the mocked secret value never reaches the plan
+    assert GENERATED_VALUE not in result.stdout  # the mocked secret value never reaches the plan
 
 
-def test_plan_local_prints_the_release_plan(project: Path, capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_local_prints_the_release_plan(project: Path, run_cli: RunCli) -> None:
     shutil.copytree(ROOT / "app", project / "app", ignore=shutil.ignore_patterns("__pycache__"))
-    code, out, _ = _run(["plan", "local"], project, capsys, monkeypatch)
-    assert code == 0
+    result = run_cli(["plan", "local"], project)
+    assert result.exit_code == 0
+    out = result.stdout
     assert "Stack local is a local stack: it has no cloud infrastructure" in out
     assert "migrate" in out and "deploy" in out
 
 
-def test_plan_invalid_stack_names_file_and_key(project: Path, capsys: pytest.CaptureFixture[str],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_invalid_stack_names_file_and_key(project: Path, run_cli: RunCli) -> None:
     path = project / "stacks" / "Pulumi.staging.yaml"
     raw = yaml.safe_load(path.read_text())
     raw["config"]["deployctl:release"] = {"revisions": {"api": "api-0123456789"}}
     path.write_text(yaml.safe_dump(raw))
-    code, out, err = _run(["plan", "staging"], project, capsys, monkeypatch)
-    assert code == 3 and out == ""
-    assert err.splitlines() == [
+    result = run_cli(["plan", "staging"], project)
+    assert result.exit_code == 3 and result.stdout == ""
+    assert result.stderr.splitlines() == [
         "Error: stacks/Pulumi.staging.yaml: deployctl:release.revisions.api: 'api-0123456789' is not a revision of "
         "staging-api",
         "Hint: Cloud Run revision names start with the service name: staging-api-<suffix>.",
     ]
 
 
-def test_plan_preview_without_pulumi(project: Path, capsys: pytest.CaptureFixture[str],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_preview_without_pulumi(project: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(project))  # no pulumi binary on this PATH
     monkeypatch.setenv("PULUMI_HOME", str(project))  # nor in Pulumi's own install directory
-    code, out, err = _run(["plan", "staging", "--preview"], project, capsys, monkeypatch)
-    assert (code, out) == (5, "")
-    assert err.splitlines() == [
+    result = run_cli(["plan", "staging", "--preview"], project)
+    assert (result.exit_code, result.stdout) == (5, "")
+    assert result.stderr.splitlines() == [
         "Error: the pulumi CLI is not installed (deployctl drives it for gcp stacks)",
         "Hint: Install the Pulumi CLI: curl -fsSL https://get.pulumi.com | sh, then `pulumi login`.",
     ]  # one line and its hint, no traceback
 
 
-def test_audit_production_passes(project: Path, capsys: pytest.CaptureFixture[str],
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, _ = _run(["audit", "production"], project, capsys, monkeypatch)
-    assert code == 0
-    assert "23/23 rules pass; 0 finding(s)." in out
+def test_audit_production_passes(project: Path, run_cli: RunCli) -> None:
+    result = run_cli(["audit", "production"], project)
+    assert result.exit_code == 0
+    assert "23/23 rules pass; 0 finding(s)." in result.stdout
 
 
 def _unsafe(project: Path) -> None:
@@ -112,21 +98,20 @@ def _unsafe(project: Path) -> None:
     path.write_text(yaml.safe_dump(raw))
 
 
-def test_audit_unsafe_production_fails_naming_the_rule(project: Path, capsys: pytest.CaptureFixture[str],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audit_unsafe_production_fails_naming_the_rule(project: Path, run_cli: RunCli) -> None:
     _unsafe(project)
-    code, _, err = _run(["audit", "production"], project, capsys, monkeypatch)
-    assert code == 6
+    result = run_cli(["audit", "production"], project)
+    assert result.exit_code == 6
+    err = result.stderr
     assert "Error: stack production fails mandatory policy rules: sql-ha" in err
     assert "Hint: Fix them, or accept a risk explicitly: deployctl up production --accept-risk RULE_ID" in err
 
 
-def test_audit_accepted_risk_and_json(project: Path, capsys: pytest.CaptureFixture[str],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audit_accepted_risk_and_json(project: Path, run_cli: RunCli) -> None:
     _unsafe(project)
-    code, out, _ = _run(["audit", "production", "--accept-risk", "sql-ha", "--json"], project, capsys, monkeypatch)
-    assert code == 0
-    data = json.loads(out)
+    result = run_cli(["audit", "production", "--accept-risk", "sql-ha", "--json"], project)
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
     assert data["accepted"] == ["sql-ha"] and data["failing_mandatory"] == []
     assert [f["rule"] for f in data["findings"] if f["mandatory"]] == ["sql-ha"]
 

@@ -4,12 +4,18 @@ the fake Cloud Run (revision name, image, pinned secret versions, traffic and ta
 sets them). So a test fails when the program and deployctl disagree on a name, a pin or the traffic.
 
 What the mocks cannot give (real random secret values, the Cloud SQL users' first passwords) is created
-here the way the providers would. Every ``up`` and ``record`` is kept so tests can assert what deployctl
-wrote to the stack config.
+here the way the providers would.
+
+Every call deployctl makes (``check``, ``outputs``, ``refresh``, ``record``, ``up``, with the release it
+wrote to the stack config) is kept in one :class:`PulumiBackend`: the fake's remote state, like the state
+backend every ``pulumi`` run of a project shares. A test makes one and hands it to every FakeEngine it
+creates (GcpTarget gets a new engine each time it is built), so counts read after the fact are the
+calls of the whole test, not of an engine created to read them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from secrets import token_hex
 from typing import Any
 
@@ -23,32 +29,60 @@ from tests.fakes.cloudrun import FakeRunServices
 from tests.fakes.sqladmin import FakeSqlAdmin
 
 
+@dataclass(frozen=True)
+class EngineCall:
+    stack: str
+    method: str  # check, outputs, refresh, record or up
+    release: Release | None = None  # what record and up wrote to the stack's deployctl:release
+
+
+@dataclass
+class PulumiBackend:
+    """Every engine call of a test, in order, whichever FakeEngine made it (bookkeeping only)."""
+
+    calls: list[EngineCall] = field(default_factory=list)
+
+    def methods(self, stack: str) -> list[str]:
+        return [c.method for c in self.calls if c.stack == stack]
+
+    def releases(self, stack: str, method: str) -> list[Release]:
+        """The releases *method* (``up`` or ``record``) wrote to *stack*'s config, oldest first."""
+        return [c.release for c in self.calls if c.stack == stack and c.method == method and c.release]
+
+
 class FakeEngine:
-    def __init__(self, stack: Stack, run: FakeRunServices, sql: FakeSqlAdmin | None = None) -> None:
+    def __init__(self, stack: Stack, run: FakeRunServices, backend: PulumiBackend,
+                 sql: FakeSqlAdmin | None = None) -> None:
         self.stack = stack
         self.run = run
         self.sql = sql
-        self.ups: list[Release] = []
-        self.records: list[Release] = []
+        self.backend = backend
         self.parent = f"projects/{stack.project}/locations/{stack.region}"
 
+    def _call(self, method: str, release: Release | None = None) -> None:
+        self.backend.calls.append(EngineCall(self.stack.name, method, release))
+
     def check(self) -> None:
-        pass
+        self._call("check")
 
     def outputs(self) -> dict[str, Any]:
+        self._call("outputs")
+        return self._outputs()
+
+    def _outputs(self) -> dict[str, Any]:
         return {"db_connection": naming.connection(self.stack)}
 
     def refresh(self) -> None:
-        pass
+        self._call("refresh")
 
     def record(self, release: Release) -> None:
-        self.records.append(release)
+        self._call("record", release)
 
     def up(self, release: Release) -> dict[str, Any]:
         """Run the real program (infra/) under Pulumi mocks with this release, then apply the services and jobs
         it declares to the fakes. Secrets and database users are created here with real random values, as
         the providers would (under mocks every generated value is the same placeholder)."""
-        self.ups.append(release)
+        self._call("up", release)
         self._secrets()
         self._users()
         synthesis = synthesize(self.stack.model_copy(update={"release": release}))
@@ -70,7 +104,7 @@ class FakeEngine:
                 backend.jobs[full].spec.update(spec)
             else:
                 backend.create_job(self.parent, resource.inputs["name"], spec)
-        return self.outputs()
+        return self._outputs()  # part of the update's result (Automation API: UpResult.outputs), not a call
 
     def _secrets(self) -> dict[str, str]:
         """Like the program's Secrets component: each declared secret exists with a first version (generated,

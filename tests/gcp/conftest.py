@@ -1,7 +1,8 @@
 """The fake Google Cloud a GcpTarget runs against: drongo (Secret Manager, Cloud Run Jobs, GCS, extended by
 tests/fakes/drongo_ext.py), a gRPC fake of Cloud Run Services and the HTTP server its revisions answer on,
 a REST fake of Cloud SQL Admin's users,
-and a fake engine that applies the release the way the Pulumi program would. Clients are the real Google
+and a fake engine that applies the release the way the Pulumi program would (every engine a test's cloud
+builds records its calls in the cloud's one PulumiBackend). Clients are the real Google
 libraries; only their endpoints differ."""
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from deployctl.targets.gcp.target import GcpTarget
 from tests.fakes import drongo_ext
 from tests.fakes.builds import FakeCloudBuild, FakeRegistry
 from tests.fakes.cloudrun import FakeRunServices, RevisionHttp
-from tests.fakes.engine import FakeEngine
+from tests.fakes.engine import FakeEngine, PulumiBackend
 from tests.fakes.grpcfake import GrpcFake
 from tests.fakes.sqladmin import FakeSqlAdmin
 
@@ -52,6 +53,7 @@ class Cloud:
     registry: FakeRegistry
     cloudbuild: FakeCloudBuild
     sql: FakeSqlAdmin
+    pulumi: PulumiBackend
 
     def target(self, stack: str = "staging", policy: RetryPolicy = FAST, engine: object = None) -> GcpTarget:
         config = load(stack, self.root)
@@ -60,7 +62,7 @@ class Cloud:
         return GcpTarget(
             config,
             self.root,
-            engine=engine or FakeEngine(config, self.run, self.sql),  # type: ignore[arg-type]
+            engine=engine or FakeEngine(config, self.run, self.pulumi, self.sql),  # type: ignore[arg-type]
             services=run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel)),
             revisions=run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel)),
             jobs=run_v2.JobsClient(credentials=AnonymousCredentials()),
@@ -79,6 +81,10 @@ class Cloud:
 
     def options(self, image: str = IMAGE, **kw: object) -> Options:
         return Options(command="deployctl up staging", image=image, root=self.root, lock_timeout_s=2, **kw)  # type: ignore[arg-type]
+
+    def engine_calls(self, stack: str = "staging") -> list[str]:
+        """The engine methods deployctl called on *stack* so far in this test (every target's engine)."""
+        return self.pulumi.methods(stack)
 
     def mutations(self) -> list[tuple[str, str]]:
         """Every change that reached the fake cloud (Cloud Run Services over gRPC, the rest over drongo)."""
@@ -108,7 +114,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
             client.create_bucket("example-production-deployctl")
             client.create_bucket("example-staging_cloudbuild")
             drongo_ext.RECORDER.calls.clear()
-            yield Cloud(root, fake, http, run, client, registry, cloudbuild, sql)
+            yield Cloud(root, fake, http, run, client, registry, cloudbuild, sql, PulumiBackend())
     finally:
         sql.stop()
         fake.stop()

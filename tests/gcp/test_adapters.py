@@ -15,7 +15,7 @@ from tests.gcp.conftest import IMAGE, Cloud
 
 def _jobs_ready(cloud: Cloud):
     target = cloud.target()
-    FakeEngine(target.stack, cloud.run).up(
+    FakeEngine(target.stack, cloud.run, cloud.pulumi).up(
         target._release({"api": IMAGE}, {"DATABASE_URL": "1", "SECRET_KEY": "1"}, {"api": "staging-api-x"})
     )
     return target

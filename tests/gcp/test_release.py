@@ -38,12 +38,14 @@ def test_up_staging_happy_path(cloud: Cloud, reporter) -> None:
 
 def test_rerun_without_change_is_a_noop(cloud: Cloud, reporter) -> None:
     first = _up(cloud, reporter)
-    before = len(cloud.mutations())
+    assert cloud.engine_calls().count("up") == 1
+    before, calls = len(cloud.mutations()), len(cloud.engine_calls())
     again = _up(cloud, reporter)
     assert again.outcome == "noop"
     assert cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
     lock_writes = [c for c in cloud.mutations()[before:] if "lock.json" in c[1] or c[0] == "upload_object"]
     assert len(cloud.mutations()) - before == len(lock_writes)  # only the lock was touched
+    assert {"up", "record"}.isdisjoint(cloud.engine_calls()[calls:])  # nor the stack: no pulumi up, no config
 
 
 def test_smoke_failure_never_serves_the_candidate(cloud: Cloud, reporter) -> None:
@@ -77,17 +79,23 @@ def test_rollback_to_previous_and_to_a_chosen_release(cloud: Cloud, reporter) ->
     r2 = _up(cloud, reporter, IMAGE2)
     r3 = _up(cloud, reporter, IMAGE3)
     assert cloud.run.serving(SERVICE) == {r3.revisions["api"]: 100}
-    ups = len(cloud.target().engine.ups) if hasattr(cloud.target().engine, "ups") else 0
+    assert cloud.engine_calls().count("up") == 3  # one pulumi up per release: the count below can move
     before = len(cloud.grpc.mutations())
     back = rollback.rollback(cloud.target(), None, cloud.options(None), reporter)
     assert cloud.run.serving(SERVICE) == {r2.revisions["api"]: 100}
     assert back.kind == "rollback"
-    assert len(cloud.grpc.mutations()) - before == 1  # exactly one traffic update, no build, no pulumi up
+    assert len(cloud.grpc.mutations()) - before == 1  # exactly one traffic update, no build
+    assert cloud.engine_calls().count("up") == 3  # and no pulumi up
+    # the stack config now says what serves, so the next pulumi up keeps the rolled-back traffic
+    recorded = cloud.pulumi.releases("staging", "record")[-1]
+    assert [(t.revision, t.percent) for t in recorded.traffic["api"]] == [(r2.revisions["api"], 100)]
     before = len(cloud.grpc.mutations())
     rollback.rollback(cloud.target(), r1.id, cloud.options(None), reporter)
     assert cloud.run.serving(SERVICE) == {r1.revisions["api"]: 100}
     assert len(cloud.grpc.mutations()) - before == 1
-    assert ups == 0
+    assert cloud.engine_calls().count("up") == 3
+    recorded = cloud.pulumi.releases("staging", "record")[-1]
+    assert [(t.revision, t.percent) for t in recorded.traffic["api"]] == [(r1.revisions["api"], 100)]
 
 
 def test_build_once_per_source_then_reuse_the_digest(cloud: Cloud, reporter) -> None:
