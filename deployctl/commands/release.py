@@ -194,8 +194,9 @@ def down(stack: str, purge: bool, yes: bool) -> None:
       deployctl down local --purge --yes
     """
     from deployctl.output import line
+    from deployctl.targets import check_down
 
-    _, target = open_stack(stack)
+    _, target = open_stack(stack, before_open=check_down)
 
     def confirm() -> None:  # asked by the target before it deletes anything
         if not yes and not click.confirm(f"Delete the database, secrets and history of {stack}?"):

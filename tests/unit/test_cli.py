@@ -80,8 +80,6 @@ def test_down_refuses_cloud_stacks(project: Path, run_cli: RunCli) -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="bug: `down` opens the stack's target (pulumi, credentials) before it "
-                   "checks the stack is local, so without pulumi a cloud stack gets the install hint instead")
 @pytest.mark.usefixtures("no_pulumi")
 def test_down_refuses_cloud_stacks_before_opening_them(project: Path, run_cli: RunCli) -> None:
     result = run_cli(["down", "staging"], project)
