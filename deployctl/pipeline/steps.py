@@ -7,6 +7,7 @@ AddSecretVersion, DisableOldVersions, Retire) run alone in their wave.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from deployctl.config import Job, SmokeCheck
@@ -250,14 +251,13 @@ class DisableOldVersions(Step):
         return f"disable the old versions of {', '.join(self.names)} once the new revision serves"
 
     def run(self, ctx: Context) -> StepOutcome:
-        try:
+        def disable() -> str:
             for name in self.names:
                 for version in ctx.target.disable_secret_versions(name, keep=[ctx.versions[name]]):
                     ctx.disabled.append(f"{name} v{version}")
-        except DeployctlError as exc:  # the new revision serves: a cleanup failure is no reason to roll back
-            ctx.warnings.append(f"could not disable every old version: {exc.message}")
-            return StepOutcome(f"disabling old versions failed: {exc.message}", "warning")
-        return StepOutcome(f"disabled {', '.join(ctx.disabled)}" if ctx.disabled else "no old versions to disable")
+            return f"disabled {', '.join(ctx.disabled)}" if ctx.disabled else "no old versions to disable"
+
+        return _cleanup(ctx, "disable every old version", disable)
 
 
 @dataclass(frozen=True)
@@ -271,12 +271,21 @@ class Retire(Step):
         return f"keep the newest {self.keep} revisions of each service warm; stop the rest"
 
     def run(self, ctx: Context) -> StepOutcome:
-        try:
+        def retire() -> str:
             retire_old(ctx.target, ctx.record, self.keep)
-        except DeployctlError as exc:  # the new revision serves: a cleanup failure is no reason to roll back
-            ctx.warnings.append(f"could not stop old revisions: {exc.message}")
-            return StepOutcome(f"stopping old revisions failed: {exc.message}", "warning")
-        return StepOutcome("")
+            return ""
+
+        return _cleanup(ctx, "stop old revisions", retire)
+
+
+def _cleanup(ctx: Context, what: str, work: Callable[[], str]) -> StepOutcome:
+    """Run a step that tidies up after the switch. The new revisions serve by then, so a failure here is a
+    warning in the ledger, never a reason to roll back."""
+    try:
+        return StepOutcome(work())
+    except DeployctlError as exc:
+        ctx.warnings.append(f"could not {what}: {exc.message}")
+        return StepOutcome(f"could not {what}: {exc.message}", "warning")
 
 
 def retire_old(target: Target, record: runmod.ReleaseRecord, keep_n: int) -> None:
