@@ -123,11 +123,14 @@ def status(stack: str, as_json: bool) -> None:
     holder = target.lock.holder()
     revisions = serving_revisions(target)
     versions = target.current_secret_versions()
+    traffic = {svc: [{"revision": s.revision, "percent": s.percent} for s in target.traffic(svc) if s.percent]
+               for svc in spec.services}
     facts: dict[str, object] = {
         "stack": spec.name,
         "target": target.name,
         "serving_release": serving.id if serving else None,
         "revisions": revisions,
+        "traffic": traffic,
         "urls": {svc: target.service_url(svc) for svc in spec.services},
         "migration_head": target.migration_head(),
         "secret_versions": versions,
@@ -140,6 +143,9 @@ def status(stack: str, as_json: bool) -> None:
     line(f"Stack {spec.name} (target {target.name})")
     rev_text = ", ".join(f"{s}: {r}" for s, r in revisions.items()) or "nothing serves"
     line(f"  serving    {facts['serving_release'] or '-'} ({rev_text})")
+    for svc, splits in traffic.items():
+        if len(splits) > 1:  # a traffic switch in progress, or one a dead process left half-way
+            line(f"  traffic    {svc}: " + ", ".join(f"{s['revision']} {s['percent']}%" for s in splits))
     for key, value in target.describe().items():
         line(f"  {key:<10} {value}")
     line(f"  migration  {facts['migration_head'] or '-'}")

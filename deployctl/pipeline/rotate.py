@@ -82,6 +82,8 @@ def rotate(target: Target, name: str, value: str | None, options: Options, repor
         serving = target.ledger.get(plan.facts["serving_release"] or "")
         record = runmod.new_record(target, "rotate", options, lock_id)
         record.previous = runmod.serving_revisions(target)
+        if serving is not None:  # what it will serve: the serving revisions, the affected ones replaced by Deploy
+            record.revisions = dict(serving.revisions)
         target.ledger.save(record)
         ctx = Context(target, record, options, previous=dict(record.previous))
         if serving is not None:

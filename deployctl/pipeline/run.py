@@ -72,19 +72,52 @@ class Options:
 
 @contextlib.contextmanager
 def locked(target: Target, options: Options, reporter: Reporter) -> Iterator[str]:
-    """Hold the stack's deploy lock; mark releases left 'running' by a dead holder as interrupted."""
+    """Hold the stack's deploy lock; first settle any run a dead holder left 'running' (see ``settle``)."""
     info = target.lock.acquire(options.command, options.lock_timeout_s)
     try:
         for record in target.ledger.history(limit=5):
             if record.outcome == "running" and record.holder != info.id:
-                record.outcome = "interrupted"
-                record.message = "its process stopped before it finished; traffic was left where it was"
-                record.finished = time.time()
-                target.ledger.save(record)
-                reporter.warn(f"release {record.id} was interrupted earlier; it is marked interrupted")
+                reporter.warn(settle(target, record))
         yield info.id
     finally:
         target.lock.release(info)
+
+
+def settle(target: Target, record: ReleaseRecord) -> str:
+    """Decide, from what serves, how a run whose process died ended; say what was done. Deterministic:
+
+    - every service it deployed serves 100 % from its revision: its traffic switch finished, so it is
+      ``succeeded`` (whatever was still to come, the init job or clean-up, did not run); nothing is
+      released again for it;
+    - otherwise, where it left traffic split or moved only some services, every service goes back to the
+      revision that served fully before it (``record.previous``), and it is ``interrupted``;
+    - otherwise traffic never moved: it is ``interrupted`` and traffic stays where it was.
+    """
+    kind = {"release": "release", "rollback": "rollback", "rotate": "rotation"}[record.kind]
+    record.finished = time.time()
+    moved = {svc: rev for svc, rev in record.revisions.items() if record.previous.get(svc) != rev}
+    if moved and all(serves_fully(target, svc, rev) for svc, rev in record.revisions.items()):
+        record.outcome = "succeeded"
+        record.message = f"its process stopped after the traffic switch; {', '.join(record.revisions.values())} serve"
+        target.ledger.save(record)
+        return f"{kind} {record.id} was interrupted after its traffic switch; it serves, marked succeeded"
+    touched = [svc for svc in target.stack.services if _split_or_moved(target, svc, record)]
+    record.outcome = "interrupted"
+    if touched and record.previous:
+        route_all(target, {svc: record.previous[svc] for svc in touched if svc in record.previous})
+        back = ", ".join(record.previous[svc] for svc in touched if svc in record.previous)
+        record.message = f"its process stopped during the traffic switch; traffic went back to {back}"
+        target.ledger.save(record)
+        return f"{kind} {record.id} was interrupted during its traffic switch; traffic is back on {back}"
+    record.message = "its process stopped before it finished; traffic was left where it was"
+    target.ledger.save(record)
+    return f"{kind} {record.id} was interrupted earlier; it is marked interrupted"
+
+
+def _split_or_moved(target: Target, service: str, record: ReleaseRecord) -> bool:
+    live = [s for s in target.traffic(service) if s.percent > 0]
+    before = record.previous.get(service)
+    return len(live) > 1 or bool(before and live and live[0].revision != before)
 
 
 def serving_revisions(target: Target) -> dict[str, str]:

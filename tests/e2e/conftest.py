@@ -20,6 +20,7 @@ DEPLOYCTL = [sys.executable, "-m", "deployctl"]
 VARIANT_DEFAULTS: dict[str, Any] = {
     "VERSION": 1, "STARTUP_STATUS": 200, "DOCS_STATUS": 200, "START_DELAY_S": 0.0,
     "MIGRATE_EXIT": 0, "MIGRATE_SLEEP_S": 0.0, "MIGRATE_PRINTS_URL": False, "INIT_EXIT": 0,
+    "DOCS_DELAY_S": 0.0,
 }
 
 STACK = """\
@@ -46,7 +47,7 @@ config:
     - {{path: /health, body_contains: healthy}}
     - {{path: /startup}}
     - {{path: /docs}}
-  deployctl:rollout: {{keep_revisions: 2, drain_s: 0}}
+  deployctl:rollout: {{steps: {steps}, keep_revisions: 2, drain_s: 0}}
 """
 
 
@@ -65,13 +66,15 @@ class Project:
         shutil.copytree(FIXTURE / "app", root / "app")
         self.write_stack()
 
-    def write_stack(self, *, api_token: bool = False, migrate_timeout: int = 60) -> None:
+    def write_stack(self, *, api_token: bool = False, migrate_timeout: int = 60,
+                    steps: tuple[int, ...] = (100,)) -> None:
         (self.root / "stacks").mkdir(exist_ok=True)
         text = STACK.format(
             port=self.port,
             extra_env=", API_TOKEN: API_TOKEN" if api_token else "",
             extra_secrets="\n    API_TOKEN: {source: provided}" if api_token else "",
             migrate_timeout=migrate_timeout,
+            steps=list(steps),
         )
         (self.root / "stacks" / "Pulumi.local.yaml").write_text(text)
 

@@ -128,3 +128,36 @@ def test_unlock_force_breaks_a_live_holders_lock(project: Project) -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def _traffic(project: Project) -> list[tuple[str, int]]:
+    try:
+        data = json.loads((project.state / "traffic" / "api.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+    return [(s["revision"], s["percent"]) for s in data["splits"]]
+
+
+def test_kill_9_during_a_canary_switch_goes_back_to_the_revision_that_served(project: Project) -> None:
+    project.write_stack(steps=(10, 50, 100))
+    project.run("up", "local")
+    good = project.serving()
+    project.variant(VERSION=2, DOCS_DELAY_S=1.5)  # each step's checks through the service URL take 1.5 s
+    proc = project.start("up", "local")
+    _wait_for(lambda: len(_traffic(project)) == 2, timeout=60)  # 10 % on the candidate
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    split = _traffic(project)
+    assert len(split) == 2 and (good, 90) in split  # what a dead process leaves behind …
+    shown = project.run("status", "local").stdout
+    assert f"{good} 90%" in shown  # … and status shows the real split
+    project.run("releases", "local")  # read-only: settles nothing
+    assert len(_traffic(project)) == 2
+    project.variant(VERSION=2)
+    out = project.run("up", "local")  # the next command that takes the lock settles it first
+    assert "release r0002 was interrupted during its traffic switch; traffic is back on " + good in out.stderr
+    outcomes = {r["id"]: r["outcome"] for r in project.ledger()}
+    assert outcomes == {"r0003": "succeeded", "r0002": "interrupted", "r0001": "succeeded"}
+    r3 = project.ledger()[0]
+    assert r3["previous"] == {"api": good}  # the revision that served fully, not the interrupted candidate
+    assert _traffic(project) == [(r3["revisions"]["api"], 100)]

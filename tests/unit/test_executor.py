@@ -10,7 +10,8 @@ import pytest
 
 from deployctl.errors import StageFailed
 from deployctl.pipeline import orchestrator, rollback
-from deployctl.pipeline.model import Split
+from deployctl.pipeline import run as runmod
+from deployctl.pipeline.model import ReleaseRecord, Split
 from deployctl.pipeline.run import Options, QuietReporter
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
 
@@ -97,3 +98,44 @@ def test_rollback_is_one_switch_per_service_and_is_a_plan_too(target: LatencyTar
     assert target.calls["traffic"] - before == 3
     assert record.revisions == first.revisions
     assert record.plan == [s for st in plan.to_dict()["stages"] for s in st["steps"]]
+
+
+def _dead_run(target: LatencyTarget, revisions: dict[str, str], previous: ReleaseRecord) -> str:
+    """A forced re-release of *previous*'s source, left 'running' by a holder that is gone (kill -9)."""
+    record = runmod.new_record(target, "release", options(), "dead0000")
+    record.revisions, record.previous = dict(revisions), dict(previous.revisions)
+    record.fingerprint = previous.fingerprint
+    target.ledger.save(record)
+    return record.id
+
+
+def test_a_half_shifted_switch_goes_back_to_what_served_fully(target: LatencyTarget) -> None:
+    first = orchestrator.release(target, options(), QuietReporter())
+    rid = _dead_run(target, {svc: f"{svc}-new" for svc in first.revisions}, first)
+    target.set_traffic("svc0", [Split("svc0-new", 50), Split(first.revisions["svc0"], 50)])  # killed at 50 %
+    target.set_traffic("svc1", [Split("svc1-new", 100)])  # svc1 had switched, svc2 had not started
+    reporter = QuietReporter()
+    with runmod.locked(target, options(), reporter):
+        pass
+    assert {svc: target.traffic(svc) for svc in first.revisions} == {
+        svc: [Split(rev, 100)] for svc, rev in first.revisions.items()}
+    settled = target.ledger.get(rid)
+    assert settled is not None and settled.outcome == "interrupted"
+    assert reporter.lines == [f"warning: release {rid} was interrupted during its traffic switch; traffic is back "
+                              f"on {first.revisions['svc0']}, {first.revisions['svc1']}"]
+    assert runmod.serving_release(target) == first  # what serves is the release before, again
+
+
+def test_a_run_killed_after_its_switch_serves_and_is_not_released_again(target: LatencyTarget) -> None:
+    first = orchestrator.release(target, options(), QuietReporter())
+    new = {svc: f"{svc}-new" for svc in first.revisions}
+    rid = _dead_run(target, new, first)
+    for svc, rev in new.items():
+        target.set_traffic(svc, [Split(rev, 100)])  # the switch finished; init was running when it died
+    with runmod.locked(target, options(), QuietReporter()):
+        pass
+    settled = target.ledger.get(rid)
+    assert settled is not None and settled.outcome == "succeeded"
+    assert runmod.serving_release(target) == settled
+    target._revisions.update({rev: svc for svc, rev in new.items()})  # the revisions exist and are healthy
+    assert orchestrator.plan_release(target, options()).noop  # no second release of the same thing
