@@ -20,10 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-import psutil
-
 from deployctl.errors import DeployctlError, LockedError
 from deployctl.pipeline.fs import atomic_write
+from deployctl.pipeline.liveness import alive, start_time
 from deployctl.pipeline.model import LockInfo
 
 
@@ -55,7 +54,7 @@ class FileLock:
     def is_stale(self, info: LockInfo) -> bool:
         if info.host != socket.gethostname():
             return False  # cannot tell from here; `deployctl unlock --force` decides
-        return not _alive(info.pid, info.pid_started)
+        return not alive(info.pid, info.pid_started)
 
     def acquire(self, command: str, timeout_s: float) -> LockInfo:
         deadline = time.monotonic() + timeout_s
@@ -107,18 +106,8 @@ def _new_info(command: str) -> LockInfo:
         command=command,
         since=now,
         heartbeat=now,
-        pid_started=psutil.Process(pid).create_time(),
+        pid_started=start_time(pid),
     )
-
-
-def _alive(pid: int, started: float | None) -> bool:
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or abs(proc.create_time() - started) < 1.0
-    except psutil.Error:
-        return False
 
 
 def _ago(since: float) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from deployctl.errors import DeployctlError, LockedError
+from deployctl.pipeline.liveness import alive, start_time
 from deployctl.pipeline.model import LockInfo, ReleaseRecord
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
 
@@ -206,7 +207,7 @@ class GcsLock:
     def is_stale(self, info: LockInfo) -> bool:
         if time.time() - info.heartbeat > self.stale_after_s:
             return True
-        return info.host == socket.gethostname() and not _alive(info.pid)
+        return info.host == socket.gethostname() and not alive(info.pid, info.pid_started)
 
     def acquire(self, command: str, timeout_s: float) -> LockInfo:
         deadline = time.monotonic() + timeout_s
@@ -288,15 +289,11 @@ class GcsLock:
 def _new_info(command: str) -> LockInfo:
     now = time.time()
     return LockInfo(
-        id=uuid.uuid4().hex[:8], pid=os.getpid(), host=socket.gethostname(), command=command, since=now, heartbeat=now
+        id=uuid.uuid4().hex[:8],
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        command=command,
+        since=now,
+        heartbeat=now,
+        pid_started=start_time(),
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
