@@ -3,7 +3,8 @@
 Layout under ``gs://<deployctl:gcp.state_bucket>/deployctl/<stack>/``: ``lock.json`` (the holder) and
 ``releases/r0001.json``… (one ledger record each). Laptops and Cloud Build see the same history.
 
-The lock's rules are written once, in deployctl/pipeline/lock.py; this module is its GCS store.
+The lock's and the ledger's rules are written once, in deployctl/pipeline/lock.py and ledger.py; this
+module is their GCS store, plus one rule of its own.
 
 Rules:
 - Every write carries a generation precondition: the lock and a new release id are created only if
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from deployctl.errors import DeployctlError
+from deployctl.pipeline.ledger import StoredLedger
 from deployctl.pipeline.lock import StoredLock
 from deployctl.pipeline.model import ReleaseRecord
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
@@ -106,48 +108,44 @@ class _Objects:
         return read(call, f"list {self.where}{under}", self.policy)
 
 
-class GcsLedger:
+class GcsRecords:
+    """Ledger records as ``releases/<id>.json`` objects (a ``RecordStore``)."""
+
+    def __init__(self, objects: _Objects, attempts: int = 5) -> None:
+        self.objects = objects
+        self.where = objects.where + "releases/"
+        self.attempts = attempts
+
+    def ids(self) -> list[str]:
+        return [n.rsplit("/", 1)[-1].removesuffix(".json") for n in self.objects.names("releases/")]
+
+    def create(self, release_id: str, data: dict[str, Any]) -> bool:
+        return self.objects.put(_path(release_id), data, 0) is not None
+
+    def put(self, release_id: str, data: dict[str, Any]) -> None:
+        for _ in range(self.attempts):
+            current = self.objects.get(_path(release_id))
+            if self.objects.put(_path(release_id), data, current[1] if current else 0) is not None:
+                return
+        raise DeployctlError(f"release {release_id} kept changing under us in {self.where}", "Retry.")
+
+    def load(self, release_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+        for release_id in release_ids:
+            found = self.objects.get(_path(release_id))
+            if found is not None:
+                yield found[0]
+
+
+class GcsLedger(StoredLedger):
     def __init__(self, client: Any, bucket: str, stack: str, policy: RetryPolicy, root: Path | None = None) -> None:
-        self.objects = _Objects(client, bucket, f"deployctl/{stack}/", policy)
+        super().__init__(GcsRecords(_Objects(client, bucket, _prefix(stack), policy)))
         self.stack = stack
         self.root = root  # the git checkout, for ordering deploys by commit
-
-    def next_id(self) -> str:
-        for _ in range(20):
-            ids = [n.rsplit("/", 1)[-1].removesuffix(".json") for n in self.objects.names("releases/")]
-            last = max((int(i[1:]) for i in ids if i[1:].isdigit()), default=0)
-            release_id = f"r{last + 1:04d}"
-            placeholder = ReleaseRecord(id=release_id, stack="", kind="release", started=0.0, command="")
-            if self.objects.put(_path(release_id), placeholder.to_dict(), 0) is not None:
-                return release_id
-        raise DeployctlError(f"could not reserve a release id in {self.objects.where}", "Retry the command.")
 
     def save(self, record: ReleaseRecord) -> None:
         if record.kind == "release" and record.outcome == "running" and record.git_sha:
             self._refuse_older(record)
-        for _ in range(5):
-            current = self.objects.get(_path(record.id))
-            generation = current[1] if current else 0
-            if self.objects.put(_path(record.id), record.to_dict(), generation) is not None:
-                return
-        raise DeployctlError(f"release {record.id} kept changing under us in {self.objects.where}", "Retry.")
-
-    def get(self, release_id: str) -> ReleaseRecord | None:
-        found = self.objects.get(_path(release_id))
-        if found is None or not found[0].get("stack"):
-            return None
-        return ReleaseRecord.from_dict(found[0])
-
-    def history(self, limit: int = 50) -> list[ReleaseRecord]:
-        names = sorted(self.objects.names("releases/"), reverse=True)
-        out = []
-        for name in names:
-            found = self.objects.get(name)
-            if found and found[0].get("stack"):
-                out.append(ReleaseRecord.from_dict(found[0]))
-            if len(out) >= limit:
-                break
-        return out
+        super().save(record)
 
     def serving(self) -> ReleaseRecord | None:
         """The newest release or rollback that finished and left traffic on its revisions."""
