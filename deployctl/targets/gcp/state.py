@@ -1,6 +1,6 @@
 """The ledger and the deploy lock of a shared stack, kept in its GCS state bucket.
 
-Layout under ``gs://<deployctl:gcp.state_bucket>/deployctl/<stack>/``: ``lock.json`` (the holder) and
+Layout under ``gs://<Stack.state_bucket>/deployctl/<stack>/``: ``lock.json`` (the holder) and
 ``releases/r0001.json``… (one ledger record each). Laptops and Cloud Build see the same history.
 
 The lock's and the ledger's rules are written once, in deployctl/pipeline/lock.py and ledger.py; this
