@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -246,11 +246,14 @@ class FileLock(StoredLock[str]):
         super().__init__(FileLockStore(directory), stack, warn=warn)
 
 
+_FIELDS = {f.name for f in fields(LockInfo)}
+
+
 def _parse(data: dict[str, Any] | None) -> LockInfo | None:
     if data is None:
         return None
-    try:
-        return LockInfo(**data)
+    try:  # fields a newer deployctl may add are ignored, so it is never mistaken for no holder at all
+        return LockInfo(**{k: v for k, v in data.items() if k in _FIELDS})
     except TypeError:  # a document that is not a holder's: no valid holder
         return None
 

@@ -158,6 +158,15 @@ def test_a_holder_on_another_host_is_left_to_a_person(store: Store) -> None:
     assert "deployctl unlock s --force e1sewhere" in (caught.value.hint or "")
 
 
+def test_a_holder_written_by_a_newer_deployctl_still_holds(store: Store, sleeper: subprocess.Popen[bytes]) -> None:
+    store.plant({**holder_doc("n3w", sleeper.pid, start_time(sleeper.pid)), "region": "added-later"})
+    lock = store.make()
+    planted = lock.holder()
+    assert planted is not None and planted.id == "n3w"
+    with pytest.raises(LockedError, match="lock n3w held by pid"):
+        lock.acquire("deployctl up s", timeout_s=0)
+
+
 def test_force_release_needs_the_holders_id(store: Store) -> None:
     lock = store.make()
     held = lock.acquire("deployctl up s", timeout_s=0)
