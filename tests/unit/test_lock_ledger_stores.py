@@ -53,14 +53,23 @@ class Store:
 
 
 @pytest.fixture(params=["file", "gcs"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    made: list[StoredLock[Any]] = []
+
+    def keep(lock: StoredLock[Any]) -> StoredLock[Any]:
+        made.append(lock)
+        return lock
+
     if request.param == "file":
-        return Store(lambda **kw: FileLock(tmp_path, "s", **kw),
-                     lambda doc: (tmp_path / "lock.json").write_text(json.dumps(doc)))
-    client = request.getfixturevalue("gcs")
-    blob = client.bucket(BUCKET).blob("deployctl/s/lock.json")
-    return Store(lambda **kw: GcsLock(client, BUCKET, "s", FAST, **kw),
-                 lambda doc: blob.upload_from_string(json.dumps(doc)))
+        yield Store(lambda **kw: keep(FileLock(tmp_path, "s", **kw)),
+                    lambda doc: (tmp_path / "lock.json").write_text(json.dumps(doc)))
+    else:
+        client = request.getfixturevalue("gcs")
+        blob = client.bucket(BUCKET).blob("deployctl/s/lock.json")
+        yield Store(lambda **kw: keep(GcsLock(client, BUCKET, "s", FAST, **kw)),
+                    lambda doc: blob.upload_from_string(json.dumps(doc)))
+    for lock in made:  # a holder a test left behind must not heartbeat once the fake is gone
+        lock._stop_heartbeat()
 
 
 def holder_doc(lock_id: str, pid: int, started: float | None, host: str = HOST, beat: float | None = None) -> dict:
