@@ -211,9 +211,13 @@ class Monitoring(_Model):
     error_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.01
 
 
+# the state bucket when deployctl:gcp.state_bucket is not set (read through Stack.state_bucket)
+DEFAULT_STATE_BUCKET = "{project}-deployctl"
+
+
 class Gcp(_Model):
     repository: str = "deployctl"  # Artifact Registry repository id
-    state_bucket: str | None = None  # holds the ledger and the lock for shared stacks
+    state_bucket: str | None = None  # holds the ledger and the lock for shared stacks; see Stack.state_bucket
     trigger: Trigger | None = None
     monitoring: Monitoring = Monitoring()
     accept_risks: list[str] = []  # policy rule ids this stack knowingly accepts
@@ -273,6 +277,11 @@ class Stack(_Model):
     def primary(self) -> str:
         """The first service: the default for jobs and smoke checks."""
         return next(iter(self.services))
+
+    @property
+    def state_bucket(self) -> str:
+        """The GCS bucket of a gcp stack's ledger, lock and Pulumi state (set, or the default)."""
+        return self.gcp.state_bucket or DEFAULT_STATE_BUCKET.format(project=self.project)
 
     def job_service(self, job: Job) -> str:
         return job.service or self.primary

@@ -89,7 +89,8 @@ D = {
     "Local.database_url": "Use this Postgres instead of the embedded one: an admin URL (a role that may "
                           "create roles and databases); deployctl creates the app role and database in it.",
     "Gcp.repository": "Artifact Registry repository id.",
-    "Gcp.state_bucket": "GCS bucket for the shared ledger and lock (and the Pulumi backend).",
+    "Gcp.state_bucket": "GCS bucket for the shared ledger and lock (and the Pulumi backend); when null, "
+                        f"`{config.DEFAULT_STATE_BUCKET}`.",
     "Gcp.trigger": "The Cloud Build trigger on push.",
     "Gcp.monitoring": "Uptime check and alert thresholds.",
     "Gcp.accept_risks": "Policy rule ids this stack knowingly accepts.",

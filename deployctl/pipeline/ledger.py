@@ -1,16 +1,97 @@
-"""The release ledger on this machine: SQLite in WAL mode, one JSON record per release.
+"""A stack's release ledger: one model (``StoredLedger``) over a store per target.
 
-Rule: a record holds ids, hashes, digests, revision names and secret *versions*, never a secret value.
-Every write is one transaction, so a crash (even kill -9) leaves either the old or the new record.
+Rules:
+- A record holds ids, hashes, digests, revision names and secret *versions*, never a secret value.
+- Release ids are ``r0001``, ``r0002``…: ``next_id`` takes the highest id stored plus one and reserves it
+  by creating a placeholder record only if that id is absent; when another process got there first it
+  tries the next number, so two allocators never share an id. A placeholder whose process died before
+  saving is an id nobody uses again; ``get`` and ``history`` do not show it.
+- ``history`` is newest first, by id number.
+
+Stores: ``SqliteRecords`` (local stacks: SQLite in WAL mode, where every write is one transaction, so a
+crash, even ``kill -9``, leaves either the old or the new record) and ``GcsRecords`` (gcp stacks, in
+deployctl/targets/gcp/state.py: one object per record, written with generation preconditions).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
+from deployctl.errors import DeployctlError
 from deployctl.pipeline.model import ReleaseRecord
+
+_ID = re.compile(r"r(\d+)")
+
+
+class RecordStore(Protocol):
+    """Release records as JSON documents keyed by id."""
+
+    where: str  # for messages: the file or the gs:// prefix
+
+    def ids(self) -> list[str]:
+        """Every stored id, placeholders included, in any order."""
+        ...
+
+    def create(self, release_id: str, data: dict[str, Any]) -> bool:
+        """Store *data* under *release_id* only if that id is absent; False when it exists."""
+        ...
+
+    def put(self, release_id: str, data: dict[str, Any]) -> None:
+        """Insert or replace the record of *release_id*."""
+        ...
+
+    def load(self, release_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """The records of those ids that exist, in the order given (lazily: the caller may stop early)."""
+        ...
+
+
+class StoredLedger:
+    """The ledger's model (see the module docstring), over any ``RecordStore``."""
+
+    def __init__(self, store: RecordStore, attempts: int = 20) -> None:
+        self.store = store
+        self.attempts = attempts
+
+    def next_id(self) -> str:
+        for _ in range(self.attempts):
+            release_id = f"r{max(map(_number, self._ids()), default=0) + 1:04d}"
+            placeholder = ReleaseRecord(id=release_id, stack="", kind="release", started=0.0, command="")
+            if self.store.create(release_id, placeholder.to_dict()):
+                return release_id
+        raise DeployctlError(f"could not reserve a release id in {self.store.where}", "Retry the command.")
+
+    def save(self, record: ReleaseRecord) -> None:
+        self.store.put(record.id, record.to_dict())
+
+    def get(self, release_id: str) -> ReleaseRecord | None:
+        return next(self._records([release_id]), None)
+
+    def history(self, limit: int = 50) -> list[ReleaseRecord]:
+        newest_first = sorted(self._ids(), key=_number, reverse=True)
+        out: list[ReleaseRecord] = []
+        for record in self._records(newest_first):
+            if len(out) >= limit:
+                break
+            out.append(record)
+        return out
+
+    def _ids(self) -> list[str]:
+        return [i for i in self.store.ids() if _ID.fullmatch(i)]
+
+    def _records(self, release_ids: Sequence[str]) -> Iterator[ReleaseRecord]:
+        """The saved records of these ids; placeholders (reserved, never saved) are skipped."""
+        return (ReleaseRecord.from_dict(d) for d in self.store.load(release_ids) if d.get("stack"))
+
+
+def _number(release_id: str) -> int:
+    return int(release_id[1:])
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS releases (
@@ -19,54 +100,67 @@ CREATE TABLE IF NOT EXISTS releases (
     record TEXT NOT NULL
 );
 """
+_CHUNK = 50  # records read per query by load()
 
 
-class SqliteLedger:
+class SqliteRecords:
+    """Records in one SQLite file; every statement is its own transaction (autocommit)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.where = str(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA synchronous=NORMAL")
-        return db
+        try:
+            db.execute("PRAGMA synchronous=NORMAL")
+            yield db
+        finally:
+            db.close()
 
-    def next_id(self) -> str:
+    def ids(self) -> list[str]:
         with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            # an upsert consumes AUTOINCREMENT values, so number releases by the ids themselves
-            (last,) = db.execute("SELECT COALESCE(MAX(CAST(substr(id, 2) AS INTEGER)), 0) FROM releases").fetchone()
-            release_id = f"r{last + 1:04d}"
-            placeholder = ReleaseRecord(id=release_id, stack="", kind="release", started=0.0, command="")
-            db.execute("INSERT INTO releases (id, record) VALUES (?, ?)", (release_id, _dump(placeholder)))
-            db.execute("COMMIT")
-        return release_id
+            return [row[0] for row in db.execute("SELECT id FROM releases")]
 
-    def save(self, record: ReleaseRecord) -> None:
+    def create(self, release_id: str, data: dict[str, Any]) -> bool:
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO releases (id, record) VALUES (?, ?) ON CONFLICT(id) DO NOTHING",
+                (release_id, _dump(data)),
+            )
+            return cursor.rowcount == 1
+
+    def put(self, release_id: str, data: dict[str, Any]) -> None:
         with self._connect() as db:
             db.execute(
                 "INSERT INTO releases (id, record) VALUES (?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-                (record.id, _dump(record)),
+                (release_id, _dump(data)),
             )
 
-    def get(self, release_id: str) -> ReleaseRecord | None:
-        with self._connect() as db:
-            row = db.execute("SELECT record FROM releases WHERE id = ?", (release_id,)).fetchone()
-        return _load(row[0]) if row else None
-
-    def history(self, limit: int = 50) -> list[ReleaseRecord]:
-        with self._connect() as db:
-            rows = db.execute("SELECT record FROM releases ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
-        return [r for r in (_load(row[0]) for row in rows) if r.stack]
-
-
-def _dump(record: ReleaseRecord) -> str:
-    return json.dumps(record.to_dict(), sort_keys=True)
+    def load(self, release_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(release_ids), _CHUNK):
+            chunk = list(release_ids[start : start + _CHUNK])
+            with self._connect() as db:
+                rows = db.execute(
+                    "SELECT id, record FROM releases WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(chunk),)
+                ).fetchall()
+            found = dict(rows)
+            yield from (json.loads(found[i]) for i in chunk if i in found)
 
 
-def _load(text: str) -> ReleaseRecord:
-    return ReleaseRecord.from_dict(json.loads(text))
+class SqliteLedger(StoredLedger):
+    """The ledger of a stack whose state lives on this machine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(SqliteRecords(path))
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True)

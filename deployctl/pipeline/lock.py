@@ -1,9 +1,26 @@
-"""The deploy lock for stacks whose state lives on this machine.
+"""A stack's deploy lock: one model (``StoredLock``) over a store per target.
 
-Rule: one holder per stack. The holder's details (id, pid, host, command, since) sit in ``lock.json``; a
-short ``flock`` on ``lock.mutex`` makes check-and-take atomic between processes. A holder whose process is
-gone (same host, pid not running or started at another time) is provably dead and is taken over with a
-warning; a live holder makes the caller wait up to its timeout, then fail naming the holder.
+Rule: one holder per stack. The holder's details (``LockInfo``: id, pid, host, command, since, heartbeat,
+the process's start time) are one JSON document; every change to it is a compare-and-set against the
+version last read, so of two processes that race for the lock exactly one wins and nobody overwrites a
+holder they did not read. The policy is written here once; a store only reads and compare-and-sets:
+
+- ``FileLockStore`` (local stacks): ``lock.json`` in the stack's state directory, replaced atomically; a
+  short ``flock`` on ``lock.mutex`` makes each compare-and-set atomic between processes.
+- ``GcsLock`` (gcp stacks, deployctl/targets/gcp/state.py): the ``lock.json`` object, with generation
+  preconditions.
+
+A holder is stale when it runs on this host and its process is gone or is another process now (pid and
+start time, deployctl.pipeline.liveness), or, for a lock that heartbeats, when its last heartbeat is older
+than ``stale_after_s``. A stale holder is taken over with a warning; a live one makes the caller wait up
+to its timeout, then fail naming the holder and the ``deployctl unlock STACK --force ID`` that breaks it.
+A holder on another host that does not heartbeat is never judged from here: a person decides.
+
+Heartbeat: the GCS lock heartbeats (its holders run on laptops and on Cloud Build, where no process check
+reaches, and a long release must not look stale). The local lock does not: its holders are processes on
+this machine, whose liveness the pid and start time tell exactly, so a heartbeat would cost a thread and a
+write per period and could only add a wrong answer (a live holder suspended by Ctrl-Z or a sleeping laptop
+would look stale and be taken over in the middle of its release).
 """
 
 from __future__ import annotations
@@ -14,26 +31,203 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
-
-import psutil
+from typing import Any, Generic, Protocol, TypeVar
 
 from deployctl.errors import DeployctlError, LockedError
 from deployctl.pipeline.fs import atomic_write
+from deployctl.pipeline.liveness import alive, start_time
 from deployctl.pipeline.model import LockInfo
 
+V = TypeVar("V")
 
-class FileLock:
-    def __init__(self, directory: Path, stack: str, warn: Callable[[str], None] | None = None) -> None:
+
+class LockStore(Protocol[V]):
+    """One JSON document with a version the policy reads and compares but never interprets."""
+
+    def read(self) -> tuple[dict[str, Any] | None, V]:
+        """The document (None when there is none, or it is unreadable) and its version."""
+        ...
+
+    def write(self, data: dict[str, Any], expected: V) -> V | None:
+        """Replace the document if its version is still *expected*; the new version, or None if it changed."""
+        ...
+
+    def delete(self, expected: V) -> bool:
+        """Delete the document if its version is still *expected*; False if it changed."""
+        ...
+
+
+class StoredLock(Generic[V]):
+    """The deploy lock's policy (see the module docstring), over any ``LockStore``."""
+
+    def __init__(
+        self,
+        store: LockStore[V],
+        stack: str,
+        *,
+        heartbeat_s: float | None = None,
+        stale_after_s: float | None = None,
+        poll_s: float = 0.2,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.stack = stack
+        self.heartbeat_s = heartbeat_s
+        self.stale_after_s = stale_after_s
+        self.poll_s = poll_s
+        self.warn = warn or (lambda msg: print(f"Warning: {msg}", file=sys.stderr))
+        self._beat: tuple[threading.Event, threading.Thread] | None = None
+        self._version: V | None = None  # of the document we last wrote, for the heartbeat
+
+    # -- read-only --------------------------------------------------------------------------------
+    def holder(self) -> LockInfo | None:
+        return _parse(self.store.read()[0])
+
+    def is_stale(self, info: LockInfo) -> bool:
+        return self._stale(info) is not None
+
+    def _stale(self, info: LockInfo) -> str | None:
+        """Why the holder is known dead, or None when it may be alive."""
+        if info.host == socket.gethostname() and not alive(info.pid, info.pid_started):
+            return "is no longer running"
+        if self.stale_after_s is not None and time.time() - info.heartbeat > self.stale_after_s:
+            return f"sent its last heartbeat {_ago(info.heartbeat)}"
+        return None
+
+    # -- mutating ---------------------------------------------------------------------------------
+    def acquire(self, command: str, timeout_s: float) -> LockInfo:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            data, version = self.store.read()
+            current = _parse(data)
+            stale = None if current is None else self._stale(current)
+            if current is None or stale is not None:
+                mine = self._take(command, version)
+                if mine is None:
+                    continue  # it changed between our read and our write: look again
+                if current is not None:
+                    self.warn(f"recovered a stale deploy lock: {current.describe()} {stale}")
+                return mine
+            if time.monotonic() >= deadline:
+                raise self._locked(current)
+            time.sleep(max(0.01, min(self.poll_s, deadline - time.monotonic())))
+
+    def release(self, info: LockInfo) -> None:
+        """Give the lock up if it is still ours (someone may have broken it meanwhile)."""
+        self._stop_heartbeat()
+        data, version = self.store.read()
+        current = _parse(data)
+        if current is not None and current.id == info.id:
+            self.store.delete(version)
+
+    def force_release(self, lock_id: str) -> LockInfo:
+        data, version = self.store.read()
+        current = _parse(data)
+        if current is None:
+            raise DeployctlError(f"stack {self.stack!r} is not locked", "Nothing to unlock.")
+        if current.id != lock_id:
+            raise DeployctlError(
+                f"stack {self.stack!r} is held by lock {current.id}, not {lock_id}",
+                f"Check `deployctl status {self.stack}`; pass the id it shows to --force.",
+            )
+        if not self.store.delete(version):
+            raise DeployctlError(f"the lock of {self.stack!r} changed while breaking it", "Look again and retry.")
+        return current
+
+    def heartbeat(self, info: LockInfo) -> bool:
+        """Refresh the holder's heartbeat; False when the lock is no longer ours."""
+        beat = replace(info, heartbeat=time.time())
+        version = None if self._version is None else self.store.write(asdict(beat), self._version)
+        if version is None:
+            return False
+        self._version = version
+        return True
+
+    # -- internals --------------------------------------------------------------------------------
+    def _take(self, command: str, expected: V) -> LockInfo | None:
+        mine = _new_info(command)
+        version = self.store.write(asdict(mine), expected)
+        if version is None:
+            return None
+        self._version = version
+        if self.heartbeat_s is not None:
+            self._start_heartbeat(mine, self.heartbeat_s)
+        return mine
+
+    def _locked(self, holder: LockInfo) -> LockedError:
+        beat = f", last heartbeat {_ago(holder.heartbeat)}" if self.heartbeat_s is not None else ""
+        return LockedError(
+            f"stack {self.stack!r} is locked: {holder.describe()} since {_ago(holder.since)}{beat}",
+            f"Wait for it to finish (--lock-timeout SECONDS), or if it is stuck: "
+            f"deployctl unlock {self.stack} --force {holder.id}",
+        )
+
+    def _start_heartbeat(self, info: LockInfo, every_s: float) -> None:
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(every_s):
+                try:
+                    if not self.heartbeat(info):
+                        self.warn(f"lost the deploy lock of {self.stack!r} (someone broke it)")
+                        return
+                except DeployctlError as exc:
+                    self.warn(f"could not refresh the deploy lock: {exc.message}")
+
+        thread = threading.Thread(target=loop, name=f"deployctl-lock-{self.stack}", daemon=True)
+        thread.start()
+        self._beat = (stop, thread)
+
+    def _stop_heartbeat(self) -> None:
+        if self._beat is not None:
+            stop, thread = self._beat
+            stop.set()
+            thread.join(timeout=5)
+            self._beat = None
+
+
+class FileLockStore:
+    """``lock.json`` in a directory; its version is its text ("" when absent)."""
+
+    def __init__(self, directory: Path) -> None:
         self.path = directory / "lock.json"
         self.mutex = directory / "lock.mutex"
-        self.stack = stack
-        self.warn = warn or (lambda msg: print(f"Warning: {msg}", file=sys.stderr))
         directory.mkdir(parents=True, exist_ok=True)
+
+    def read(self) -> tuple[dict[str, Any] | None, str]:
+        text = self._text()  # no mutex needed: the file is only ever replaced by a rename
+        try:
+            data = json.loads(text) if text else None
+        except ValueError:  # a torn or foreign file: no valid holder, but compare-and-set still guards it
+            data = None
+        return (data if isinstance(data, dict) else None), text
+
+    def write(self, data: dict[str, Any], expected: str) -> str | None:
+        text = json.dumps(data)
+        with self._mutex():
+            if self._text() != expected:
+                return None
+            atomic_write(self.path, text)
+        return text
+
+    def delete(self, expected: str) -> bool:
+        with self._mutex():
+            if self._text() != expected:
+                return False
+            self.path.unlink(missing_ok=True)
+        return True
+
+    def _text(self) -> str:
+        try:
+            return self.path.read_text()
+        except FileNotFoundError:
+            return ""
 
     @contextlib.contextmanager
     def _mutex(self) -> Iterator[None]:
@@ -44,81 +238,37 @@ class FileLock:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def holder(self) -> LockInfo | None:
-        try:
-            return LockInfo(**json.loads(self.path.read_text()))
-        except FileNotFoundError:
-            return None
-        except (ValueError, TypeError):  # a torn or foreign file: treat as no valid holder
-            return None
 
-    def is_stale(self, info: LockInfo) -> bool:
-        if info.host != socket.gethostname():
-            return False  # cannot tell from here; `deployctl unlock --force` decides
-        return not _alive(info.pid, info.pid_started)
+class FileLock(StoredLock[str]):
+    """The deploy lock of a stack whose state lives on this machine (no heartbeat: see above)."""
 
-    def acquire(self, command: str, timeout_s: float) -> LockInfo:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with self._mutex():
-                current = self.holder()
-                if current is not None and self.is_stale(current):
-                    self.warn(f"recovered a stale deploy lock: {current.describe()} is no longer running")
-                    current = None
-                if current is None:
-                    mine = _new_info(command)
-                    atomic_write(self.path, json.dumps(asdict(mine)))
-                    return mine
-            if time.monotonic() >= deadline:
-                raise LockedError(
-                    f"stack {self.stack!r} is locked: {current.describe()} since {_ago(current.since)}",
-                    f"Wait for it to finish (--lock-timeout SECONDS), or if it is stuck: "
-                    f"deployctl unlock {self.stack} --force {current.id}",
-                )
-            time.sleep(0.2)
+    def __init__(self, directory: Path, stack: str, warn: Callable[[str], None] | None = None) -> None:
+        super().__init__(FileLockStore(directory), stack, warn=warn)
 
-    def release(self, info: LockInfo) -> None:
-        with self._mutex():
-            current = self.holder()
-            if current is not None and current.id == info.id:
-                self.path.unlink(missing_ok=True)
 
-    def force_release(self, lock_id: str) -> LockInfo:
-        with self._mutex():
-            current = self.holder()
-            if current is None:
-                raise DeployctlError(f"stack {self.stack!r} is not locked", "Nothing to unlock.")
-            if current.id != lock_id:
-                raise DeployctlError(
-                    f"stack {self.stack!r} is held by lock {current.id}, not {lock_id}",
-                    f"Check `deployctl status {self.stack}`; pass the id it shows to --force.",
-                )
-            self.path.unlink(missing_ok=True)
-            return current
+_FIELDS = {f.name for f in fields(LockInfo)}
+
+
+def _parse(data: dict[str, Any] | None) -> LockInfo | None:
+    if data is None:
+        return None
+    try:  # fields a newer deployctl may add are ignored, so it is never mistaken for no holder at all
+        return LockInfo(**{k: v for k, v in data.items() if k in _FIELDS})
+    except TypeError:  # a document that is not a holder's: no valid holder
+        return None
 
 
 def _new_info(command: str) -> LockInfo:
     now = time.time()
-    pid = os.getpid()
     return LockInfo(
         id=uuid.uuid4().hex[:8],
-        pid=pid,
+        pid=os.getpid(),
         host=socket.gethostname(),
         command=command,
         since=now,
         heartbeat=now,
-        pid_started=psutil.Process(pid).create_time(),
+        pid_started=start_time(),
     )
-
-
-def _alive(pid: int, started: float | None) -> bool:
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or abs(proc.create_time() - started) < 1.0
-    except psutil.Error:
-        return False
 
 
 def _ago(since: float) -> str:

@@ -3,14 +3,15 @@
 - Every service answers through :class:`FaultMixin`: queued faults per handler (``"unavailable"`` → 503,
   ``"exhausted"`` → 429, ``"lost"`` → the change is applied, then a 504 comes back) and a log of the
   mutating calls that got through (method and path only: bodies may hold secret payloads).
-- Cloud Storage honours ``ifGenerationMatch`` on uploads and deletes (drongo 0.8 ignores it), which the
-  GCS lock and ledger rely on.
+- Cloud Storage honours ``ifGenerationMatch`` on uploads and deletes (drongo 0.8 ignores it), atomically
+  with the write, which the GCS lock and ledger rely on.
 - Cloud Run Jobs gains ``PATCH`` (UpdateJob), run overrides (env recorded on the execution's template),
   executions that stay running for a number of polls, ``logUri``, and a per-job outcome.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,13 @@ def _remap(url_paths: dict[str, Any], cls: type) -> dict[str, Any]:
 
 
 class PreconditionStorage(FaultMixin, StorageResponse):
+    # Cloud Storage: a request with ifGenerationMatch succeeds only if the object's live generation matches
+    # (0: no live object), else 412; the check and the write are one atomic step, so of two concurrent
+    # creates with ifGenerationMatch=0 exactly one succeeds (https://cloud.google.com/storage/docs/
+    # request-preconditions, "Avoid race conditions"). drongo answers in the calling thread, so the check
+    # and the write share a lock here.
+    _atomic = threading.Lock()
+
     def _check(self, request: Request, bucket: str, name: str | None) -> None:
         wanted = request.param("ifGenerationMatch")
         if wanted is None or name is None:
@@ -96,12 +104,14 @@ class PreconditionStorage(FaultMixin, StorageResponse):
         if name is None and request.param("uploadType") == "multipart":
             metadata, _, _ = _parse_multipart_related(request.body, request.header("Content-Type", "") or "")
             name = metadata.get("name")
-        self._check(request, request.path_params["bucket"], name)
-        return super().upload_object(request)
+        with self._atomic:
+            self._check(request, request.path_params["bucket"], name)
+            return super().upload_object(request)
 
     def delete_object(self, request: Request) -> HttpResponse:
-        self._check(request, request.path_params["bucket"], request.path_params["object"])
-        return super().delete_object(request)
+        with self._atomic:
+            self._check(request, request.path_params["bucket"], request.path_params["object"])
+            return super().delete_object(request)
 
 
 # -- Cloud Run Jobs: update, overrides, running executions ---------------------------------------------

@@ -104,3 +104,12 @@ def test_configuration_doc_is_current() -> None:
 
     documented = (ROOT / "docs" / "configuration.md").read_text()
     assert documented == configdoc.render() + "\n", "run: python -m deployctl.configdoc > docs/configuration.md"
+
+
+def test_state_bucket_is_the_setting_or_the_project_default() -> None:
+    gcp = {"deployctl:target": "gcp", "gcp:project": "acme-prod", "gcp:region": "europe-west1"}
+    default = config.parse(_base(**gcp), stack="t", file=FILE)
+    assert default.gcp.state_bucket is None and default.state_bucket == "acme-prod-deployctl"
+    named = config.parse(_base(**gcp, **{"deployctl:gcp": {"state_bucket": "acme-state"}}), stack="t", file=FILE)
+    assert named.state_bucket == "acme-state"
+    assert config.load("staging", ROOT).state_bucket == "example-staging-deployctl"  # set in the stack file

@@ -4,8 +4,9 @@ The plan is a list of steps; each carries its user-facing message, a read-only `
 mutating ``apply()``:
 
 1. enable the Google APIs the stack and Pulumi need (Service Usage);
-2. create the state bucket (``deployctl:gcp.state_bucket``) with uniform bucket-level access, public access
-   prevention enforced and object versioning (it holds Pulumi state, the ledger and the lock);
+2. create the state bucket (``Stack.state_bucket``: ``deployctl:gcp.state_bucket`` or its default) with
+   uniform bucket-level access, public access prevention enforced and object versioning (it holds Pulumi
+   state, the ledger and the lock);
 3. create the deployer service account (``<stack>-deployer``: Cloud Build's identity for ``deployctl up``)
    and grant it exactly :data:`DEPLOYER_ROLES` on the project;
 4. create the secret ``<stack>-pulumi-passphrase`` (Secret Manager) with a generated passphrase, which
@@ -130,7 +131,7 @@ class Bootstrap:
         self.service_usage, self.storage, self.iam, self.projects = service_usage, storage, iam, projects
         self.pulumi = pulumi or PulumiBackend(root, stack.name)
         self.policy = policy or RetryPolicy()
-        self.bucket = stack.gcp.state_bucket or f"{stack.project}-deployctl"
+        self.bucket = stack.state_bucket
         self.account_id = f"{stack.name}-deployer"[:30]
         self.email = f"{self.account_id}@{self.project}.iam.gserviceaccount.com"
         self.secrets = SecretManager(secrets, self.project, self.policy, prefix=f"{stack.name}-")

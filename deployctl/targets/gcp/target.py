@@ -76,7 +76,7 @@ class GcpTarget:
             builds, registry, storage, project, region, stack.gcp.repository, self.policy, self.progress, poll_s=poll_s
         )
         self.sql = CloudSqlUsers(sqladmin, project, self.names.instance(stack), self.policy, poll_s=poll_s)
-        bucket = stack.gcp.state_bucket or f"{project}-deployctl"
+        bucket = stack.state_bucket
         self.state_location = f"gs://{bucket}/deployctl/{stack.name}/"
         self.ledger = GcsLedger(storage, bucket, stack.name, self.policy, root=root)
         self.lock = GcsLock(storage, bucket, stack.name, self.policy, stale_after_s=stale_lock_s)

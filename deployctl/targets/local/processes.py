@@ -2,9 +2,9 @@
 
 Rule: a revision is an immutable record (artifact, pinned secret versions, port) plus a process started
 in its own session, so it outlives the deployctl command that started it; its liveness is checked by pid
-*and* process start time, so a reused pid is never mistaken for it. Secret values reach a process only
-through its environment, never its command line, and process output is redacted before deployctl
-repeats any of it.
+*and* process start time (``deployctl.pipeline.liveness.alive``, which the deploy lock uses too), so a
+reused pid is never mistaken for it. Secret values reach a process only through its environment, never its
+command line, and process output is redacted before deployctl repeats any of it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import psutil
 
 from deployctl.errors import DeployctlError
 from deployctl.pipeline.fs import atomic_write
+from deployctl.pipeline.liveness import alive
 
 
 @dataclass
@@ -38,16 +39,6 @@ class RevisionState:
     state: str = "starting"  # starting, ready, stopped, failed
     log: str = ""
     env_keys: list[str] = field(default_factory=list)
-
-
-def alive(pid: int | None, started: float | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and (started is None or abs(proc.create_time() - started) < 1)
-    except psutil.Error:
-        return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
