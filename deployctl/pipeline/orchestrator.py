@@ -112,6 +112,7 @@ def release(target: Target, options: Options, reporter: Reporter) -> ReleaseReco
             assert serving is not None
             return _noop(serving)
         record = runmod.new_record(target, "release", options, lock_id)
+        runmod.refuse_older_commit(target, record, options.root)
         record.fingerprint = plan.facts["fingerprint"]
         record.source_hash = combined_hash(plan.facts["source_hashes"])
         record.previous = dict(plan.facts["previous"])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from deployctl.errors import DeployctlError
 from deployctl.pipeline.model import ReleaseRecord, Split, StageResult, StageStatus
 from deployctl.pipeline.target import Target
 
@@ -176,6 +177,26 @@ def git_sha(root: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def refuse_older_commit(target: Target, record: ReleaseRecord, root: Path) -> None:
+    """On a stack ordered by commit, a release of a commit older than the serving release's is refused:
+    pushes can reach the release step out of order; going back is an explicit ``deployctl rollback``."""
+    serving = serving_release(target)
+    if not target.ordered_by_commit or serving is None or not serving.git_sha or not record.git_sha:
+        return
+    if serving.git_sha != record.git_sha and _is_ancestor(record.git_sha, serving.git_sha, root):
+        raise DeployctlError(
+            f"commit {record.git_sha[:12]} is older than the serving release {serving.id} "
+            f"(commit {serving.git_sha[:12]}); refusing to deploy it",
+            f"To go back on purpose: deployctl rollback {target.stack.name} --to RELEASE",
+        )
+
+
+def _is_ancestor(older: str, newer: str, root: Path) -> bool:
+    result = subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], cwd=root, capture_output=True,
+                            check=False)
+    return result.returncode == 0
 
 
 def where_traffic_is(target: Target, serving: dict[str, str]) -> str:

@@ -62,6 +62,7 @@ class Target(Protocol):
 
     name: str
     stack: Stack
+    ordered_by_commit: bool  # refuse a release of a commit older than the serving release's (shared stacks)
 
     @property
     def ledger(self) -> Ledger: ...

@@ -91,6 +91,7 @@ class LatencyTarget:
     latency: Latency = field(default_factory=Latency)
     fail_deploy: set[str] = field(default_factory=set)
     name: str = "latency"
+    ordered_by_commit: bool = False
     calls: Counter[str] = field(default_factory=Counter)
     peak: Counter[str] = field(default_factory=Counter)  # the most calls of a kind that were in flight at once
     discarded: list[str] = field(default_factory=list)

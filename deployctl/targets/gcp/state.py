@@ -12,23 +12,18 @@ Rules:
   A 412 means someone else won; nobody overwrites a record they did not read.
 - The lock heartbeats every ``heartbeat_s`` while its holder works, so a long release (on Cloud Build, say)
   never looks stale; a lock whose heartbeat is older than ``stale_after_s`` is stale.
-- Deploys are ordered: a release of a commit that is an ancestor of the serving release's commit is
-  refused; going back is an explicit ``deployctl rollback``.
 - Records hold names, digests and versions only, never a secret value.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from deployctl.errors import DeployctlError
 from deployctl.pipeline.ledger import StoredLedger
 from deployctl.pipeline.lock import StoredLock
-from deployctl.pipeline.model import ReleaseRecord
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
 
 
@@ -137,41 +132,14 @@ class GcsRecords:
 
 
 class GcsLedger(StoredLedger):
-    def __init__(self, client: Any, bucket: str, stack: str, policy: RetryPolicy, root: Path | None = None) -> None:
+    def __init__(self, client: Any, bucket: str, stack: str, policy: RetryPolicy) -> None:
         super().__init__(GcsRecords(_Objects(client, bucket, _prefix(stack), policy)))
         self.stack = stack
-        self.root = root  # the git checkout, for ordering deploys by commit
-
-    def save(self, record: ReleaseRecord) -> None:
-        if record.kind == "release" and record.outcome == "running" and record.git_sha:
-            self._refuse_older(record)
-        super().save(record)
-
-    def serving(self) -> ReleaseRecord | None:
-        """The newest release or rollback that finished and left traffic on its revisions."""
-        return next((r for r in self.history() if r.outcome == "succeeded" and r.kind != "rotate"), None)
-
-    def _refuse_older(self, record: ReleaseRecord) -> None:
-        serving = self.serving()
-        if serving is None or not serving.git_sha or serving.git_sha == record.git_sha or self.root is None:
-            return
-        if _is_ancestor(self.root, str(record.git_sha), serving.git_sha):
-            raise DeployctlError(
-                f"commit {str(record.git_sha)[:12]} is older than the serving release {serving.id} "
-                f"(commit {serving.git_sha[:12]}); refusing to deploy it",
-                f"To go back on purpose: deployctl rollback {self.stack} --to RELEASE",
-            )
 
 
 def _path(release_id: str) -> str:
     return f"releases/{release_id}.json"
 
-
-def _is_ancestor(root: Path, older: str, newer: str) -> bool:
-    result = subprocess.run(
-        ["git", "merge-base", "--is-ancestor", older, newer], cwd=root, capture_output=True, check=False
-    )
-    return result.returncode == 0
 
 
 class GcsLockStore:

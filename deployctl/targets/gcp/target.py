@@ -38,6 +38,7 @@ from deployctl.targets.gcp.state import GcsLedger, GcsLock
 
 class GcpTarget:
     name = "gcp"
+    ordered_by_commit = True  # a shared stack: pushes may release out of order, so an older commit is refused
 
     def __init__(
         self,
@@ -78,7 +79,7 @@ class GcpTarget:
         self.sql = CloudSqlUsers(sqladmin, project, self.names.instance(stack), self.policy, poll_s=poll_s)
         bucket = stack.state_bucket
         self.state_location = f"gs://{bucket}/deployctl/{stack.name}/"
-        self.ledger = GcsLedger(storage, bucket, stack.name, self.policy, root=root)
+        self.ledger = GcsLedger(storage, bucket, stack.name, self.policy)
         self.lock = GcsLock(storage, bucket, stack.name, self.policy, stale_after_s=stale_lock_s)
 
     # -- read-only --------------------------------------------------------------------------------

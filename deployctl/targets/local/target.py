@@ -34,6 +34,7 @@ _DB_FIELDS = ("db_user", "db_name", "db_host", "db_port", "db_socket", "db_conne
 
 class LocalTarget:
     name = "local"
+    ordered_by_commit = False  # one developer's machine: an older checkout may be released (bisecting)
 
     def __init__(self, stack: Stack, root: Path) -> None:
         self.stack = stack
