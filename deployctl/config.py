@@ -1,4 +1,4 @@
-"""One validated, frozen model of a stack, read by deployctl and by the Pulumi program in infra/.
+"""One validated, frozen model of a stack, read by deployctl and by its Pulumi program (deployctl.infra).
 
 A stack is a Pulumi stack file, ``stacks/Pulumi.<stack>.yaml``. deployctl's settings live under the
 ``deployctl:`` namespace of its ``config:`` mapping; ``gcp:project`` and ``gcp:region`` are pulumi-gcp's
@@ -326,6 +326,19 @@ class _KeyError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------- loading
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The nearest directory from *start* (default: the working directory) up holding Pulumi.yaml or stacks/.
+
+    deployctl's commands start from where they are run; the Pulumi program and the policy pack start from
+    the directory Pulumi runs them in (the project's infra/, or the pack inside the project's .venv).
+    """
+    here = start or Path.cwd()
+    for candidate in (here, *here.parents):
+        if (candidate / "Pulumi.yaml").is_file() or (candidate / STACKS_DIR).is_dir():
+            return candidate
+    return here
 
 
 def stack_file(stack: str, root: Path | None = None) -> Path:

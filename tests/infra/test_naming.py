@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from deployctl import naming
 from deployctl.config import Stack
 from deployctl.errors import ConfigError
 from deployctl.targets.gcp.synth import Synthesis, synthesize
-from infra import naming
 from tests.infra.conftest import stack_with
 
 # inputs that are the name of a cloud resource in the project (not a reference to another one)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from deployctl import naming
 from deployctl.config import Job, Release, Stack, TrafficTarget
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.pipeline import dblogins
@@ -65,7 +66,7 @@ class GcpTarget:
         self.policy = policy or RetryPolicy()
         self.progress = progress or (lambda line: print(line, file=sys.stderr))
         project, region = stack.project, stack.region
-        self.names = _naming()
+        self.names = naming  # the program's naming rules, so deployctl addresses what Pulumi created
         self.run = CloudRunServices(
             services, revisions, project, region, self.policy, cloud_name=lambda svc: self.names.service(stack, svc)
         )
@@ -319,17 +320,6 @@ _LOGIN_LABEL = "deployctl-login-v"  # on the password secret: which database log
 
 def _recorded_logins(labels: dict[str, str]) -> dict[str, str]:
     return {k[len(_LOGIN_LABEL):]: v for k, v in labels.items() if k.startswith(_LOGIN_LABEL)}
-
-
-def _naming() -> Any:
-    """The Pulumi program's naming rules (infra/naming.py), so deployctl addresses what Pulumi created."""
-    import importlib.util
-
-    if importlib.util.find_spec("infra") is None:  # the program lives beside the deployctl package
-        sys.path.append(str(Path(__file__).resolve().parents[3]))
-    from infra import naming
-
-    return naming
 
 
 def open_target(stack: Stack, root: Path) -> GcpTarget:
