@@ -143,13 +143,8 @@ def provided_values(stack: Stack) -> dict[str, pulumi.Output[str]]:
 
 
 def db_facts(stack: Stack) -> dict[str, str]:
-    """What a composed template may use besides secrets (the names config.py allows)."""
-    if stack.database is None:
-        return {}
-    connection = naming.connection(stack)  # exactly the name Cloud SQL gives the instance
-    socket = f"/cloudsql/{connection}"
-    return {"db_user": stack.database.user, "db_name": stack.database.name, "db_connection": connection,
-            "db_socket": socket, "db_host": socket, "db_port": "5432"}
+    """The database facts of a secret's first composition: the first login, the instance's socket."""
+    return naming.cloud_sql_facts(stack, stack.database.user) if stack.database else {}
 
 
 def _secret_env(stack: Stack, service: str, secrets: Secrets) -> SecretEnv:

@@ -153,16 +153,9 @@ class GcpTarget:
         return self.secrets.add(name, value)
 
     def _db_facts(self, versions: dict[str, str]) -> dict[str, str]:
+        """The program's facts, logged in as the login the password's version belongs to."""
         db = self.stack.database
-        connection = str(self.engine.outputs().get("db_connection") or self.names.connection(self.stack))
-        return {
-            "db_user": self._login(versions.get(db.password_secret, "")) if db else "",
-            "db_name": db.name if db else "",
-            "db_connection": connection,
-            "db_socket": f"/cloudsql/{connection}",
-            "db_host": f"/cloudsql/{connection}",
-            "db_port": "5432",
-        }
+        return naming.cloud_sql_facts(self.stack, self._login(versions.get(db.password_secret, ""))) if db else {}
 
     def add_secret_version(self, name: str, value: str | None) -> str:
         if value is None:
