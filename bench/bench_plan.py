@@ -61,7 +61,6 @@ def _paired(first: list[str], second: list[str], first_cwd: Path, second_cwd: Pa
 
 
 def run() -> bool:
-    sys.path.insert(0, str(ROOT))
     from deployctl.config import parse
     from deployctl.targets.gcp.synth import synthesize
 

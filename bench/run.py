@@ -1,6 +1,6 @@
 """Run every benchmark in bench/ and print figures beside their budgets; exit 1 if one is over.
 
-    .venv/bin/python bench/run.py
+    .venv/bin/python -m bench.run        (from the repository root; one benchmark: -m bench.bench_plan)
 """
 
 from __future__ import annotations
@@ -8,8 +8,6 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> int:

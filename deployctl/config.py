@@ -1,4 +1,4 @@
-"""One validated, frozen model of a stack, read by deployctl and by the Pulumi program in infra/.
+"""One validated, frozen model of a stack, read by deployctl and by its Pulumi program (deployctl.infra).
 
 A stack is a Pulumi stack file, ``stacks/Pulumi.<stack>.yaml``. deployctl's settings live under the
 ``deployctl:`` namespace of its ``config:`` mapping; ``gcp:project`` and ``gcp:region`` are pulumi-gcp's
@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deployctl.errors import ConfigError
+from deployctl.naming import DB_FACTS
 
 NAMESPACE = "deployctl"
 STACKS_DIR = "stacks"
@@ -292,23 +293,27 @@ class Stack(_Model):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_DB_FIELDS = {"db_user", "db_name", "db_host", "db_port", "db_socket", "db_connection"}
-
-
 def _check_references(stack: Stack) -> None:
     if not stack.services:
         raise _KeyError("services", "at least one service is needed")
     _check_service_refs(stack)
-    for name, secret in stack.secrets.items():
-        for ref in secret.references():
-            if ref not in stack.secrets and ref not in _DB_FIELDS:
-                known = ", ".join(sorted(_DB_FIELDS))
-                raise _KeyError(f"secrets.{name}.template", f"{{{ref}}} is neither a secret nor one of {known}")
+    _check_templates(stack)
     if stack.database and stack.database.password_secret not in stack.secrets:
         raise _KeyError("database.password_secret", f"secret {stack.database.password_secret!r} is not declared")
     if stack.target == "gcp" and not (stack.project and stack.region):
         missing = "project" if not stack.project else "region"
         raise _KeyError(missing, "missing: a gcp stack needs gcp:project and gcp:region", namespace="gcp")
+
+
+def _check_templates(stack: Stack) -> None:
+    for name, secret in stack.secrets.items():
+        for ref in secret.references():
+            if ref not in stack.secrets and ref not in DB_FACTS:
+                known = ", ".join(sorted(DB_FACTS))
+                raise _KeyError(f"secrets.{name}.template", f"{{{ref}}} is neither a secret nor one of {known}")
+            if ref in DB_FACTS and ref not in stack.secrets and stack.database is None:
+                raise _KeyError(f"secrets.{name}.template", f"{{{ref}}} is a database fact, and there is no "
+                                "deployctl:database")
 
 
 def _check_service_refs(stack: Stack) -> None:
@@ -335,6 +340,19 @@ class _KeyError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------- loading
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The nearest directory from *start* (default: the working directory) up holding Pulumi.yaml or stacks/.
+
+    deployctl's commands start from where they are run; the Pulumi program and the policy pack start from
+    the directory Pulumi runs them in (the project's infra/, or the pack inside the project's .venv).
+    """
+    here = start or Path.cwd()
+    for candidate in (here, *here.parents):
+        if (candidate / "Pulumi.yaml").is_file() or (candidate / STACKS_DIR).is_dir():
+            return candidate
+    return here
 
 
 def stack_file(stack: str, root: Path | None = None) -> Path:

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from deployctl import config
+from deployctl.naming import DB_FACTS
 
 D = {
     "Stack.target": "`local` (this machine) or `gcp` (Cloud Run).",
@@ -65,8 +66,8 @@ D = {
     "Maintenance.hour": "Hour of the day, UTC.",
     "Secret.source": "`generated` (random, on first use), `provided` (`deployctl secrets set`), `composed`.",
     "Secret.bytes": "Random bytes of a generated secret (hex encoded: twice as many characters).",
-    "Secret.template": "For composed secrets: `{OTHER_SECRET}` and `{db_user}`, `{db_name}`, `{db_host}`, "
-                       "`{db_port}`, `{db_socket}`, `{db_connection}`.",
+    "Secret.template": "For composed secrets: `{OTHER_SECRET}` and "
+                       + ", ".join(f"`{{{fact}}}`" for fact in DB_FACTS) + ".",
     "Secret.replication": "Secret Manager replication: `automatic` or `user-managed`.",
     "Secret.replica_locations": "Regions for user-managed replication.",
     "Jobs.migrate": "The migration job; null to have none.",

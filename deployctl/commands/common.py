@@ -15,11 +15,7 @@ from deployctl.pipeline.target import Target
 
 def project_root() -> Path:
     """The nearest directory (from the working directory up) holding Pulumi.yaml or stacks/."""
-    here = Path.cwd()
-    for candidate in (here, *here.parents):
-        if (candidate / "Pulumi.yaml").is_file() or (candidate / config.STACKS_DIR).is_dir():
-            return candidate
-    return here
+    return config.project_root()
 
 
 def open_stack(name: str, before_open: Callable[[config.Stack], None] | None = None) -> tuple[config.Stack, Target]:

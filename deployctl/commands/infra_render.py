@@ -72,11 +72,8 @@ def key_properties(type_: str, inputs: dict[str, Any], stack: Stack) -> dict[str
 
 
 def _workload(inputs: dict[str, Any], stack: Stack) -> dict[str, Any]:
-    from deployctl.targets.gcp.synth import infra_importable
-
-    infra_importable()
-    from infra import naming
-    from infra.components.common import PLACEHOLDER_IMAGE
+    from deployctl import naming
+    from deployctl.infra.components.common import PLACEHOLDER_IMAGE
 
     template = inputs.get("template", {})
     task = template.get("template", template)  # a job's task template is one level deeper

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from google.cloud import iam_admin_v1, resourcemanager_v3, service_usage_v1
 from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
 from google.cloud.resourcemanager_v3.services.projects.transports import ProjectsGrpcTransport
 from google.cloud.service_usage_v1.services.service_usage.transports import ServiceUsageGrpcTransport
 
-from deployctl.config import load
+from deployctl import naming
+from deployctl.config import Stack, load, parse
 from deployctl.errors import EXIT_PRECONDITION, PreconditionError
 from deployctl.targets.gcp.bootstrap import APIS, DEPLOYER_ROLES, Bootstrap
 from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy
@@ -49,10 +51,10 @@ class Project:
     pulumi: FakePulumi
     secrets: FakeSecrets
 
-    def bootstrap(self) -> Bootstrap:
+    def bootstrap(self, stack: Stack | None = None) -> Bootstrap:
         channel = self.grpc.channel()
         return Bootstrap(
-            load("staging", ROOT),
+            stack or load("staging", ROOT),
             ROOT,
             service_usage=service_usage_v1.ServiceUsageClient(transport=ServiceUsageGrpcTransport(channel=channel)),
             storage=self.storage,
@@ -100,6 +102,18 @@ def test_first_run_prepares_the_project(project):
     [passphrase] = project.secrets.versions["staging-pulumi-passphrase"]
     assert len(passphrase) >= 40 and project.pulumi.passphrase == passphrase
     assert passphrase not in repr(outcome.to_dict())
+
+
+def test_a_long_stack_name_gets_the_deployer_account_the_naming_rules_give(project):
+    raw = yaml.safe_load((ROOT / "stacks" / "Pulumi.staging.yaml").read_text())
+    stack = parse(raw, stack="customer-portal-staging-eu", file="stacks/Pulumi.customer-portal-staging-eu.yaml")
+    project.bootstrap(stack).run()
+
+    account = naming.deployer_account(stack)
+    assert account == naming.account(stack, "deployer") == "customer-portal-staging-" + account[-6:]
+    assert list(project.iam.accounts) == [f"{account}@example-staging.iam.gserviceaccount.com"]
+    assert project.projects.roles_of(f"serviceAccount:{account}@example-staging.iam.gserviceaccount.com") == set(
+        DEPLOYER_ROLES)
 
 
 def test_second_run_changes_nothing(project):

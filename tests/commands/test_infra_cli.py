@@ -132,6 +132,6 @@ def test_release_gate(project: Path) -> None:
 
 
 def test_policy_pack_compiles() -> None:
-    source = (ROOT / "infra" / "policies" / "__main__.py").read_text()
-    compile(source, "infra/policies/__main__.py", "exec")
-    assert os.path.isfile(ROOT / "infra" / "policies" / "PulumiPolicy.yaml")
+    source = (ROOT / "deployctl" / "infra" / "policies" / "__main__.py").read_text()
+    compile(source, "deployctl/infra/policies/__main__.py", "exec")
+    assert os.path.isfile(ROOT / "deployctl" / "infra" / "policies" / "PulumiPolicy.yaml")

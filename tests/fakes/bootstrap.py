@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,6 +25,9 @@ from google.iam.v1 import iam_policy_pb2, policy_pb2
 from tests.fakes.grpcfake import FakeError, GrpcFake, done_operation
 
 MUTATING = {"BatchEnableServices", "CreateServiceAccount", "SetIamPolicy"}
+# IAM: an account id is 6-30 characters, a lowercase letter first, no hyphen last (API reference:
+# projects.serviceAccounts.create, accountId: "[a-z]([-a-z0-9]*[a-z0-9])")
+ACCOUNT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 
 
 class FakeServiceUsage:
@@ -61,6 +65,8 @@ class FakeIam:
 
     def _create(self, request: ia.CreateServiceAccountRequest) -> ia.ServiceAccount:
         project = request.name.removeprefix("projects/")
+        if not ACCOUNT_ID.match(request.account_id):
+            raise FakeError(grpc.StatusCode.INVALID_ARGUMENT, f"accountId {request.account_id!r} is invalid")
         email = f"{request.account_id}@{project}.iam.gserviceaccount.com"
         if email in self.accounts:
             raise FakeError(grpc.StatusCode.ALREADY_EXISTS, f"{email} exists")

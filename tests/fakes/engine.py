@@ -22,9 +22,9 @@ from typing import Any
 from drongo import get_backend
 from google.cloud import run_v2
 
+from deployctl import naming  # the fake applies what the program would create, under the program's names
 from deployctl.config import Release, Stack
 from deployctl.targets.gcp.synth import synthesize
-from infra import naming  # the fake applies what the program would create, under the program's names
 from tests.fakes.cloudrun import FakeRunServices
 from tests.fakes.sqladmin import FakeSqlAdmin
 

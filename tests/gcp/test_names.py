@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deployctl.config import load
+from deployctl.infra.program import db_facts
 from deployctl.targets.gcp.synth import synthesize
 from tests.gcp.conftest import Cloud
 
@@ -22,6 +23,7 @@ def test_target_names_match_the_synthesized_program(cloud: Cloud) -> None:
     secrets = {target.secret_prefix + name for name in stack.secrets}
     assert secrets == by_type["gcp:secretmanager/secret:Secret"]
     assert target._db_facts({})["db_connection"] == synthesized.outputs["db_connection"]
+    assert target._db_facts({}) == db_facts(stack)  # the first login: what the program composed with
     instances = {str(r.inputs["instance"]) for r in synthesized.resources if r.type == "gcp:sql/user:User"}
     assert instances == {target.sql.instance}
     users = {str(r.inputs["name"]) for r in synthesized.resources if r.type == "gcp:sql/user:User"}

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from deployctl import naming
 from deployctl.config import Stack
 from deployctl.errors import ConfigError
 from deployctl.targets.gcp.synth import Synthesis, synthesize
-from infra import naming
 from tests.infra.conftest import stack_with
 
 # inputs that are the name of a cloud resource in the project (not a reference to another one)
@@ -82,3 +82,12 @@ def test_a_failed_synthesis_leaves_the_next_one_working(staging: Any) -> None:
     with pytest.raises(ConfigError):
         synthesize(stack_with("local"))
     assert len(synthesize(stack).resources) == len(syn.resources)
+
+
+def test_every_database_fact_a_template_may_use_gets_a_value() -> None:
+    stack = stack_with("staging")
+    facts = naming.cloud_sql_facts(stack, "app_b")
+    assert tuple(facts) == naming.DB_FACTS
+    socket = "/cloudsql/example-staging:europe-central2:staging-db"
+    assert facts == {"db_user": "app_b", "db_name": "app", "db_host": socket, "db_port": "5432",
+                     "db_socket": socket, "db_connection": "example-staging:europe-central2:staging-db"}

@@ -9,7 +9,7 @@ from pulumi_policy import PolicyResource, PolicyResourceOptions, StackValidation
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from deployctl.config import Stack
-from infra.policies.pack import policies, stack_name
+from deployctl.infra.policies.pack import policies, stack_name
 
 
 def _args(resources: list[dict[str, Any]], stack: str) -> StackValidationArgs:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from deployctl.config import Stack
-from infra.policies.rules import BY_ID, RULES, UNKNOWN, evaluate, is_production
+from deployctl.infra.policies.rules import BY_ID, RULES, UNKNOWN, evaluate, is_production
 from tests.infra.conftest import stack_with
 
 Resources = list[dict[str, Any]]

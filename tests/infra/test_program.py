@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from deployctl.infra.components.common import PLACEHOLDER_IMAGE
 from deployctl.targets.gcp.synth import Synthesis, synthesize
-from infra.components.common import PLACEHOLDER_IMAGE
 from tests.infra.conftest import DIGEST, WORKER_DIGEST, release, stack_with
 
 SERVICE = "gcp:cloudrunv2/service:Service"

@@ -7,11 +7,11 @@ from typing import Any
 
 import pulumi
 
+from deployctl import naming
 from deployctl.config import Stack
+from deployctl.infra.components.secrets import Secrets, SecretsArgs
+from deployctl.infra.program import db_facts, provided_values
 from deployctl.targets.gcp.synth import GENERATED_VALUE, PROVIDED_VALUE, SECRET, run_mocked, synthesize
-from infra import naming
-from infra.components.secrets import Secrets, SecretsArgs
-from infra.program import db_facts, provided_values
 from tests.infra.conftest import stack_with
 
 SECRET_TYPE = "gcp:secretmanager/secret:Secret"

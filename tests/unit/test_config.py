@@ -58,6 +58,14 @@ CASES = [
      "deployctl:smoke.0.expect_statu: unknown key", "Did you mean 'expect_status'?"),
     ({"deployctl:secrets": {"DB_PASSWORD": {"source": "generated"}, "URL": {"source": "composed"}}},
      "deployctl:secrets.URL: a composed secret needs a template", None),
+    ({"deployctl:secrets": {"DB_PASSWORD": {"source": "generated"},
+                            "URL": {"source": "composed", "template": "{db_user}:{DB_PASSWORD}@{db_hots}"}}},
+     "deployctl:secrets.URL.template: {db_hots} is neither a secret nor one of db_connection, db_host, db_name, "
+     "db_port, db_socket, db_user", None),
+    ({"deployctl:secrets": {"DB_PASSWORD": {"source": "generated"},
+                            "URL": {"source": "composed", "template": "{db_user}:{DB_PASSWORD}"}},
+      "deployctl:database": None},
+     "deployctl:secrets.URL.template: {db_user} is a database fact, and there is no deployctl:database", None),
     ({"deployctl:release": {"images": {"api": "gcr.io/p/api:latest"}}},
      "deployctl:release.images: api: 'gcr.io/p/api:latest' is not pinned by digest (…@sha256:<64 hex>)", None),
 ]

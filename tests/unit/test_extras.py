@@ -70,3 +70,14 @@ def test_gcp_stack_without_the_gcp_extra(bare: Path) -> None:
     assert out.returncode == 5
     assert out.stderr.startswith("Error: the Google Cloud target needs the deployctl[gcp] extra")
     assert "pulumi" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_installed_policy_pack_reads_the_stacks_of_the_project_it_is_installed_in(bare: Path) -> None:
+    """Pulumi runs the pack in its directory, inside the project's venv (not an editable checkout here)."""
+    probe = ("from deployctl.config import project_root; from deployctl.infra.policies import DIRECTORY; "
+             "print(DIRECTORY); print(project_root(DIRECTORY))")
+    out = subprocess.run([str(bare / "venv" / "bin" / "python"), "-c", probe], cwd="/", capture_output=True,
+                         text=True, check=False)
+    directory, root = (Path(line) for line in out.stdout.splitlines())
+    assert directory.is_relative_to(bare / "venv") and (directory / "PulumiPolicy.yaml").is_file(), out.stderr
+    assert root == bare

@@ -16,7 +16,7 @@ from deployctl.config import Stack
 @dataclass
 class AuditReport:
     stack: str
-    findings: list[Any]  # infra.policies.rules.Finding
+    findings: list[Any]  # deployctl.infra.policies.rules.Finding
     rules: list[dict[str, Any]] = field(default_factory=list)  # every rule: id, severity, mandatory, passed
     accepted: list[str] = field(default_factory=list)  # from the stack's gcp.accept_risks
 
@@ -35,10 +35,7 @@ class AuditReport:
 
 
 def check(resources: list[dict[str, Any]], stack: Stack) -> AuditReport:
-    from deployctl.targets.gcp.synth import infra_importable
-
-    infra_importable()
-    from infra.policies.rules import RULES
+    from deployctl.infra.policies.rules import RULES
 
     findings = [f for rule in RULES for f in rule.evaluate(resources, stack)]
     failed = {f.rule for f in findings}

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deployctl import naming
 from deployctl.config import Stack
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy, mutate, read
@@ -132,7 +133,7 @@ class Bootstrap:
         self.pulumi = pulumi or PulumiBackend(root, stack.name)
         self.policy = policy or RetryPolicy()
         self.bucket = stack.state_bucket
-        self.account_id = f"{stack.name}-deployer"[:30]
+        self.account_id = naming.deployer_account(stack)
         self.email = f"{self.account_id}@{self.project}.iam.gserviceaccount.com"
         self.secrets = SecretManager(secrets, self.project, self.policy, prefix=f"{stack.name}-")
 

@@ -25,9 +25,6 @@ def enforce(stack: Stack, accept_risks: list[str]) -> None:
 
 
 def _unknown(rule_ids: list[str]) -> list[str]:
-    from deployctl.targets.gcp.synth import infra_importable
-
-    infra_importable()
-    from infra.policies.rules import BY_ID
+    from deployctl.infra.policies.rules import BY_ID
 
     return [r for r in rule_ids if r not in BY_ID]

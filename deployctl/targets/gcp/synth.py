@@ -1,4 +1,4 @@
-"""Offline synthesis: run the real Pulumi program (infra/program.py) under Pulumi's mocks.
+"""Offline synthesis: run the real Pulumi program (deployctl/infra/program.py) under Pulumi's mocks.
 
 Rule: no cloud, no pulumi CLI, no state, no credentials. Each resource the program registers is recorded
 with its type token, logical name, parent component, inputs as plain JSON and ignore_changes, with the
@@ -68,9 +68,8 @@ def _plain(value: Any) -> Any:
 
 
 def synthesize(stack: Stack) -> Synthesis:
-    """Run infra.program.build(stack) under mocks and return what it would create."""
-    infra_importable()
-    from infra.program import build
+    """Run deployctl.infra.program.build(stack) under mocks and return what it would create."""
+    from deployctl.infra.program import build
 
     return run_mocked(stack, lambda: build(stack))
 
@@ -85,7 +84,6 @@ def run_mocked(stack: Stack, program: Callable[[], Mapping[str, Any]]) -> Synthe
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
-    infra_importable()
     records: list[Resource] = []
     names: dict[str, str] = {}  # urn -> logical name
 
@@ -134,16 +132,6 @@ def _resolve(value: Any) -> Any:
     return SECRET if _sync_await(output.is_secret()) else _sync_await(output.future())
 
 
-def infra_importable() -> None:
-    """The Pulumi program lives beside the deployctl package (``main: infra/`` in Pulumi.yaml)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    if importlib.util.find_spec("infra") is None:
-        sys.path.append(str(Path(__file__).resolve().parents[3]))
-
-
 def _plain_inputs(obj: Any) -> dict[str, Any]:
     from google.protobuf import json_format  # type: ignore[import-untyped]
 
@@ -154,7 +142,7 @@ def _provided_config(stack: Stack) -> None:
     """Stand-ins for the ``secure:`` values of provided secrets, which only Pulumi can decrypt."""
     from pulumi.runtime import set_all_config
 
-    from infra.program import PROVIDED_NAMESPACE
+    from deployctl.infra.program import PROVIDED_NAMESPACE
 
     keys = [f"{PROVIDED_NAMESPACE}:{name}" for name, s in stack.secrets.items() if s.source == "provided"]
     set_all_config({key: PROVIDED_VALUE for key in keys}, secret_keys=keys)
@@ -162,7 +150,7 @@ def _provided_config(stack: Stack) -> None:
 
 def _state(typ: str, name: str, inputs: dict[str, Any], stack: Stack) -> dict[str, Any]:
     """What Google would return: inputs, plus the computed fields the program reads."""
-    from infra.policies.rules import UNKNOWN
+    from deployctl.infra.policies.rules import UNKNOWN
 
     project, region = stack.project, stack.region
     state = dict(inputs)

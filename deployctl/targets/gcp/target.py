@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from deployctl import naming
 from deployctl.config import Job, Release, Stack, TrafficTarget
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.pipeline import dblogins
@@ -66,7 +67,7 @@ class GcpTarget:
         self.policy = policy or RetryPolicy()
         self.progress = progress or (lambda line: print(line, file=sys.stderr))
         project, region = stack.project, stack.region
-        self.names = _naming()
+        self.names = naming  # the program's naming rules, so deployctl addresses what Pulumi created
         self.run = CloudRunServices(
             services, revisions, project, region, self.policy, cloud_name=lambda svc: self.names.service(stack, svc)
         )
@@ -153,16 +154,9 @@ class GcpTarget:
         return self.secrets.add(name, value)
 
     def _db_facts(self, versions: dict[str, str]) -> dict[str, str]:
+        """The program's facts, logged in as the login the password's version belongs to."""
         db = self.stack.database
-        connection = str(self.engine.outputs().get("db_connection") or self.names.connection(self.stack))
-        return {
-            "db_user": self._login(versions.get(db.password_secret, "")) if db else "",
-            "db_name": db.name if db else "",
-            "db_connection": connection,
-            "db_socket": f"/cloudsql/{connection}",
-            "db_host": f"/cloudsql/{connection}",
-            "db_port": "5432",
-        }
+        return naming.cloud_sql_facts(self.stack, self._login(versions.get(db.password_secret, ""))) if db else {}
 
     def add_secret_version(self, name: str, value: str | None) -> str:
         if value is None:
@@ -322,17 +316,6 @@ _LOGIN_LABEL = "deployctl-login-v"  # on the password secret: which database log
 
 def _recorded_logins(labels: dict[str, str]) -> dict[str, str]:
     return {k[len(_LOGIN_LABEL):]: v for k, v in labels.items() if k.startswith(_LOGIN_LABEL)}
-
-
-def _naming() -> Any:
-    """The Pulumi program's naming rules (infra/naming.py), so deployctl addresses what Pulumi created."""
-    import importlib.util
-
-    if importlib.util.find_spec("infra") is None:  # the program lives beside the deployctl package
-        sys.path.append(str(Path(__file__).resolve().parents[3]))
-    from infra import naming
-
-    return naming
 
 
 def open_target(stack: Stack, root: Path) -> GcpTarget:

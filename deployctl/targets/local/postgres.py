@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from deployctl import naming
 from deployctl.config import Database
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.pipeline import dblogins
@@ -75,14 +76,9 @@ class LocalDatabase:
     def facts(self) -> dict[str, str]:
         self.start()
         assert self._socket is not None
-        return {
-            "db_user": self.config.user,
-            "db_name": self.config.name,
-            "db_host": self._socket,
-            "db_port": _port_of(self.admin_url) if self.admin_url else "5432",
-            "db_socket": self._socket,
-            "db_connection": "local",
-        }
+        port = _port_of(self.admin_url) if self.admin_url else naming.POSTGRES_PORT
+        return naming.db_facts(user=self.config.user, name=self.config.name, connection="local",
+                               socket=self._socket, port=port)
 
     @contextlib.contextmanager
     def admin(self, dbname: str = "postgres") -> Iterator[Any]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from deployctl import naming
 from deployctl.config import Job, Stack
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.pipeline import dblogins
@@ -28,8 +29,6 @@ from deployctl.targets.local import processes as procs
 from deployctl.targets.local.paths import StatePaths, cache_dir
 from deployctl.targets.local.postgres import LocalDatabase
 from deployctl.targets.local.secrets import SecretStore, generate, redact
-
-_DB_FIELDS = ("db_user", "db_name", "db_host", "db_port", "db_socket", "db_connection")
 
 
 class LocalTarget:
@@ -85,7 +84,7 @@ class LocalTarget:
         secret = self.stack.secrets[name]
         refs = secret.references()
         values: dict[str, str] = {}
-        if self.db and any(r in _DB_FIELDS for r in refs):
+        if self.db and any(r in naming.DB_FACTS for r in refs):
             values.update(self.db.facts())
             values["db_user"] = self._login(self.secrets.latest(self.db.config.password_secret))
         for ref in refs:

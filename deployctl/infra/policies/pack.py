@@ -3,24 +3,30 @@
 Whether a rule is mandatory depends on the stack (production-only rules), so mandatory findings are
 reported by a MANDATORY stack policy and the others by an ADVISORY one. Properties Pulumi cannot know yet
 become ``rules.UNKNOWN`` instead of raising, so a first preview is judged like ``deployctl audit`` judges it.
+
+The stack files are found from this directory up: Pulumi runs the pack here, and deployctl is installed in
+the project's .venv (where Pulumi.yaml's ``virtualenv`` points) or, in a checkout, is the checkout itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from pulumi_policy import EnforcementLevel, Policy, StackValidationArgs, StackValidationPolicy
 from pulumi_policy.proxy import _DictProxy, _is_unknown, _ListProxy
 
-from deployctl.config import Stack, load
-from infra.policies.rules import UNKNOWN, evaluate
+from deployctl.config import Stack, load, project_root
+from deployctl.infra.policies import DIRECTORY
+from deployctl.infra.policies.rules import UNKNOWN, evaluate
 
-ROOT = Path(__file__).resolve().parents[2]
+
+def load_in_project(name: str) -> Stack:
+    """The stack named *name*, from the project this pack is installed in."""
+    return load(name, project_root(DIRECTORY))
 
 
-def policies(load_stack: Callable[[str], Stack] = lambda name: load(name, ROOT)) -> list[Policy]:
+def policies(load_stack: Callable[[str], Stack] = load_in_project) -> list[Policy]:
     return [
         StackValidationPolicy(
             name=f"deployctl-{kind}",

@@ -1,17 +1,22 @@
-"""The cloud names a stack's resources get, derived from the stack name so two stacks never collide.
+"""The cloud names a stack's resources get, and the database facts a composed secret may use.
 
-Rule: pure functions of the stack model (no Pulumi import), so the program, the policy rules and deployctl's
-gcp target name things the same way. Every name is ``<stack>-<what>``; a name Google would refuse is a
-ConfigError naming the stack file and the key, raised before any resource is declared.
+Rule: pure functions of the stack model (no Pulumi import), so the program (deployctl.infra), the policy
+rules, deployctl's targets and bootstrap name things the same way. Every name is ``<stack>-<what>``; a name
+Google would refuse is a ConfigError naming the stack file and the key, raised before any resource is
+declared. The database facts (``{db_user}``, ``{db_socket}``, … in a secret's template) are named here once:
+config.py accepts exactly these, and every side that composes a secret fills them in through db_facts().
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING
 
-from deployctl.config import Stack
 from deployctl.errors import ConfigError
+
+if TYPE_CHECKING:  # config.py imports DB_FACTS from here
+    from deployctl.config import Stack
 
 _STACK = re.compile(r"^[a-z][a-z0-9-]{0,19}$")  # leaves room for the suffixes below within Google's limits
 RUN_MAX = 63  # Cloud Run service and job names (RFC 1035 labels)
@@ -60,6 +65,30 @@ def account(stack: Stack, role: str) -> str:
 
 def runtime_account(stack: Stack, svc: str) -> str:
     return account(stack, f"{svc}-run")
+
+
+def deployer_account(stack: Stack) -> str:
+    """The account ``deployctl bootstrap`` creates for Cloud Build's ``deployctl up`` (not the program's)."""
+    return account(stack, "deployer")
+
+
+# -- database facts: what a composed secret's template may use besides other secrets --------------------
+DB_FACTS = ("db_user", "db_name", "db_host", "db_port", "db_socket", "db_connection")
+POSTGRES_PORT = "5432"
+CLOUDSQL_MOUNT = "/cloudsql"  # where Cloud Run mounts the Cloud SQL sockets (one directory per connection name)
+
+
+def db_facts(*, user: str, name: str, connection: str, socket: str, port: str = POSTGRES_PORT) -> dict[str, str]:
+    """The value of every name in DB_FACTS. Postgres is reached over its unix socket: db_host is its directory."""
+    return {"db_user": user, "db_name": name, "db_host": socket, "db_port": port, "db_socket": socket,
+            "db_connection": connection}
+
+
+def cloud_sql_facts(stack: Stack, user: str) -> dict[str, str]:
+    """DB_FACTS on Cloud Run, logged in as *user*: the instance's socket where Cloud Run mounts it."""
+    assert stack.database is not None  # config.py refuses a database fact in a stack without a database
+    name = connection(stack)
+    return db_facts(user=user, name=stack.database.name, connection=name, socket=f"{CLOUDSQL_MOUNT}/{name}")
 
 
 def check(stack: Stack) -> None:

@@ -14,7 +14,7 @@ import pulumi
 from pulumi_gcp import cloudrunv2 as run
 
 from deployctl.config import Service, TrafficTarget
-from infra.components.common import CLOUDSQL_MOUNT, CLOUDSQL_VOLUME, INGRESS, PLACEHOLDER_IMAGE
+from deployctl.infra.components.common import CLOUDSQL_MOUNT, CLOUDSQL_VOLUME, INGRESS, PLACEHOLDER_IMAGE
 
 SecretEnv = dict[str, tuple[pulumi.Input[str], pulumi.Input[str]]]  # ENV -> (secret id, pinned version)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_gcp import projects, serviceaccount
 
-from infra.components.common import member
+from deployctl.infra.components.common import member
 
 RUNTIME_ROLES = ("roles/cloudsql.client",)
 BUILD_ROLES = ("roles/run.developer", "roles/logging.logWriter")

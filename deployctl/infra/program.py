@@ -1,8 +1,8 @@
 """build(stack): the whole gcp stack as components, and its exported outputs.
 
-Rule: every value comes from the stack model and every name from infra.naming; what a release decides
+Rule: every value comes from the stack model and every name from deployctl.naming; what a release decides
 (image digests, pinned secret versions, revision names, traffic) comes from ``stack.release``. Without a
-release a workload gets the placeholder image (infra.components.common) and pins the secret version this
+release a workload gets the placeholder image (deployctl.infra.components.common) and pins the secret version this
 program created, never ``latest``. Callable repeatedly in one process (``deployctl plan`` runs it under
 mocks); an invalid stack is a ConfigError naming the file and the key, raised before any resource.
 """
@@ -14,19 +14,19 @@ from typing import Any
 
 import pulumi
 
+from deployctl import naming
 from deployctl.config import Stack
 from deployctl.errors import ConfigError
-from infra import naming
-from infra.components.common import PLACEHOLDER_IMAGE
-from infra.components.database import Database, DatabaseArgs
-from infra.components.identities import Identities, IdentitiesArgs
-from infra.components.jobs import CloudRunJob, CloudRunJobArgs
-from infra.components.monitoring import ServiceMonitoring, ServiceMonitoringArgs
-from infra.components.project import ProjectServices, ProjectServicesArgs
-from infra.components.registry import Registry, RegistryArgs
-from infra.components.secrets import Secrets, SecretsArgs, composition_order
-from infra.components.service import CloudRunService, CloudRunServiceArgs, SecretEnv
-from infra.components.trigger import BuildTrigger, BuildTriggerArgs
+from deployctl.infra.components.common import PLACEHOLDER_IMAGE
+from deployctl.infra.components.database import Database, DatabaseArgs
+from deployctl.infra.components.identities import Identities, IdentitiesArgs
+from deployctl.infra.components.jobs import CloudRunJob, CloudRunJobArgs
+from deployctl.infra.components.monitoring import ServiceMonitoring, ServiceMonitoringArgs
+from deployctl.infra.components.project import ProjectServices, ProjectServicesArgs
+from deployctl.infra.components.registry import Registry, RegistryArgs
+from deployctl.infra.components.secrets import Secrets, SecretsArgs, composition_order
+from deployctl.infra.components.service import CloudRunService, CloudRunServiceArgs, SecretEnv
+from deployctl.infra.components.trigger import BuildTrigger, BuildTriggerArgs
 
 PROVIDED_NAMESPACE = "deployctl-secrets"  # `deployctl-secrets:API_TOKEN: {secure: …}` in the stack file
 JOB_KINDS = ("migrate", "init")
@@ -143,13 +143,8 @@ def provided_values(stack: Stack) -> dict[str, pulumi.Output[str]]:
 
 
 def db_facts(stack: Stack) -> dict[str, str]:
-    """What a composed template may use besides secrets (the names config.py allows)."""
-    if stack.database is None:
-        return {}
-    connection = naming.connection(stack)  # exactly the name Cloud SQL gives the instance
-    socket = f"/cloudsql/{connection}"
-    return {"db_user": stack.database.user, "db_name": stack.database.name, "db_connection": connection,
-            "db_socket": socket, "db_host": socket, "db_port": "5432"}
+    """The database facts of a secret's first composition: the first login, the instance's socket."""
+    return naming.cloud_sql_facts(stack, stack.database.user) if stack.database else {}
 
 
 def _secret_env(stack: Stack, service: str, secrets: Secrets) -> SecretEnv:

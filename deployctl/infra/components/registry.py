@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pulumi
 from pulumi_gcp import artifactregistry as ar
 
-from infra.components.common import member
+from deployctl.infra.components.common import member
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import pulumi
 from pulumi_gcp import cloudrunv2 as run
 
 from deployctl.config import Job
-from infra.components.common import CLOUDSQL_MOUNT, CLOUDSQL_VOLUME
-from infra.components.service import SecretEnv
+from deployctl.infra.components.common import CLOUDSQL_MOUNT, CLOUDSQL_VOLUME
+from deployctl.infra.components.service import SecretEnv
 
 
 @dataclass(frozen=True)

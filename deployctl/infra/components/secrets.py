@@ -17,7 +17,7 @@ import pulumi_random as random
 from pulumi_gcp import secretmanager as sm
 
 from deployctl.config import Secret as SecretConfig
-from infra.components.common import member
+from deployctl.infra.components.common import member
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from deployctl import naming
 from deployctl.config import SUPPORTED_POSTGRES, Stack
-from infra import naming
 
 Res = Mapping[str, Any]
 Resources = Sequence[Res]
