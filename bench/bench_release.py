@@ -9,7 +9,6 @@ The two sides of each ratio alternate, and each figure is the median of its runs
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -21,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import Result, report
+from bench.common import USER_ENV, Result, report
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -74,7 +73,7 @@ def _alternate(first: Callable[[], None], second: Callable[[], None], runs: int)
 def local_fan_out(runs: int = 3) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         projects = {n: _local_project(Path(tmp), n) for n in (1, 3)}
-        env = {k: v for k, v in os.environ.items() if k != "DEPLOYCTL_STATE_DIR"}  # state in each project
+        env = {k: v for k, v in USER_ENV.items() if k != "DEPLOYCTL_STATE_DIR"}  # state in each project
 
         def up(n: int) -> Callable[[], None]:
             return lambda: subprocess.run([PY, "-m", "deployctl", "up", "local", "--force"], cwd=projects[n],

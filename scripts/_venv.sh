@@ -2,7 +2,9 @@
 # $UV_PROJECT_ENVIRONMENT) with Python 3.11 or 3.12 and install into it from uv.lock, never resolving anew.
 # Usage: ensure_venv UV-SYNC-ARGS…   e.g. ensure_venv --extra local --group tools
 # uv itself comes first, at the version and hashes uv.lock pins (scripts/bootstrap-uv); `uv sync --frozen`
-# then installs exactly the locked versions and is a quick no-op when .venv already has them.
+# then installs exactly the locked versions and is a quick no-op when .venv already has them. Installed
+# packages are compiled to bytecode once, so no command pays for compiling them (even where the
+# environment sets PYTHONDONTWRITEBYTECODE).
 ensure_venv() {
   local python="" venv="${UV_PROJECT_ENVIRONMENT:-.venv}"
   for candidate in python3.11 python3.12 python3; do
@@ -22,7 +24,7 @@ ensure_venv() {
   fi
   if ! { "$python" scripts/bootstrap-uv "$venv" &&
          UV_PROJECT_ENVIRONMENT="$venv" UV_PYTHON_DOWNLOADS=never \
-           "$venv/bin/uv" sync --quiet --frozen --python "$venv/bin/python" "$@"; } > "$venv/install.log" 2>&1; then
+           "$venv/bin/uv" sync --quiet --frozen --compile-bytecode --python "$venv/bin/python" "$@"; } > "$venv/install.log" 2>&1; then
     cat "$venv/install.log" >&2
     echo "Error: installing from uv.lock failed (log above, also in $venv/install.log)" >&2
     echo "Hint: check your access to PyPI; scripts/update-deps refreshes the lock after pyproject.toml changes" >&2

@@ -30,7 +30,8 @@ _PASSED = pytest.StashKey[bool]()
 # What a test may still see: this environment's own tools, then the system's.
 SYSTEM_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
 # Anything that could point a test at the user's state or leak the developer's settings into it.
-CLEARED = ["DEPLOYCTL_STATE_DIR", "DEPLOYCTL_DEBUG", "VIRTUAL_ENV", "PYTHONPATH", "PULUMI_ACCESS_TOKEN",
+CLEARED = ["DEPLOYCTL_STATE_DIR", "DEPLOYCTL_DEBUG", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE",
+           "PULUMI_ACCESS_TOKEN",
            "PULUMI_CONFIG_PASSPHRASE", "PULUMI_BACKEND_URL", "GOOGLE_APPLICATION_CREDENTIALS",
            "CLOUDSDK_CONFIG", "GOOGLE_CLOUD_PROJECT"]
 
@@ -50,6 +51,8 @@ def hermetic_environment(home: Path, shared_cache: Path) -> dict[str, str]:
         "DEPLOYCTL_CACHE_DIR": str(shared_cache / "deployctl"),
         "PIP_CACHE_DIR": str(shared_cache / "pip"),
         "UV_CACHE_DIR": str(shared_cache / "uv"),
+        # bytecode of deployctl and the test apps, written once per run for every subprocess, outside the checkout
+        "PYTHONPYCACHEPREFIX": str(shared_cache / "pycache"),
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": os.devnull,
         "PATH": os.pathsep.join(paths),

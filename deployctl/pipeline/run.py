@@ -68,7 +68,7 @@ class Options:
     accept_risks: tuple[str, ...] = ()
     git_sha: str | None = None
     root: Path = field(default_factory=Path.cwd)
-    workers: int = 4  # the most per-service steps that run at once
+    workers: int = 8  # the most per-service steps that run at once (most wait on an API or a process)
 
 
 @contextlib.contextmanager
