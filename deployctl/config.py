@@ -22,10 +22,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from deployctl.errors import ConfigError
+from deployctl.errors import ConfigError, UsageError
 
 NAMESPACE = "deployctl"
 STACKS_DIR = "stacks"
+# A stack name becomes a file name (stacks/Pulumi.<stack>.yaml) and a directory (.deployctl/<stack>/): no
+# separators, no dots, no leading hyphen (it would read as an option). gcp stacks are stricter (infra/naming.py).
+STACK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _NAME = r"^[a-z]([-a-z0-9]{0,46}[a-z0-9])?$"  # what Cloud Run accepts for service and job names
 _ENV = r"^[A-Z_][A-Z0-9_]*$"
 _SECRET = r"^[A-Za-z0-9_-]{1,255}$"  # Secret Manager's secret-id alphabet
@@ -328,7 +331,19 @@ class _KeyError(ValueError):
 # --------------------------------------------------------------------------------------------- loading
 
 
+def check_stack_name(stack: str) -> str:
+    """*stack* if it can name a stack; UsageError (exit 2) otherwise, before any file is read or written."""
+    if not STACK_NAME.fullmatch(stack):
+        raise UsageError(
+            f"stack name {stack!r}: must be 1-63 lowercase letters, digits and hyphens, not starting with a hyphen",
+            "The name picks stacks/Pulumi.<name>.yaml (see docs/configuration.md, Stack names).",
+        )
+    return stack
+
+
 def stack_file(stack: str, root: Path | None = None) -> Path:
+    """``<root>/stacks/Pulumi.<stack>.yaml``; the one place a stack name becomes a path, so it is checked here."""
+    check_stack_name(stack)
     return (root or Path.cwd()) / STACKS_DIR / f"Pulumi.{stack}.yaml"
 
 
@@ -351,6 +366,7 @@ def load(stack: str, root: Path | None = None) -> Stack:
 
 def parse(raw: Any, *, stack: str, file: str) -> Stack:
     """Validate an already-parsed stack document (the ``config:`` mapping of a Pulumi stack file)."""
+    check_stack_name(stack)  # a Stack never carries a name that could leave stacks/ or .deployctl/
     config = raw.get("config", {}) if isinstance(raw, dict) else None
     if not isinstance(config, dict):
         raise ConfigError(f"{file}: config: must be a mapping of 'namespace:key' to values")

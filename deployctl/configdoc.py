@@ -121,6 +121,16 @@ def render() -> str:
         "Unknown keys are errors (with a \"did you mean\"); every error names the file and the key path.",
         "See `stacks/` for complete examples.",
         "",
+        "## Stack names",
+        "",
+        "A stack's name is the `<stack>` of its file and the STACK of every command. It is 1-63 lowercase",
+        "letters, digits and hyphens, not starting with a hyphen (`[a-z0-9][a-z0-9-]*`), because it becomes a",
+        "file name (`stacks/Pulumi.<stack>.yaml`) and a directory (`.deployctl/<stack>/`). Any other name",
+        "(`Staging`, `../x`, `a/b`, `-x`, empty) is refused with exit code 2 (usage) before any file is read",
+        "or written, by every command. A `gcp` stack's name also prefixes its cloud resources, so it is",
+        "stricter: at most 20 characters, starting with a letter (`plan`, `audit` and `up` refuse another",
+        "with exit code 3).",
+        "",
     ]
     seen: set[type[BaseModel]] = set()
     queue: list[tuple[str, type[BaseModel]]] = [("deployctl:", config.Stack)]

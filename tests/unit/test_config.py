@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from deployctl import config
-from deployctl.errors import ConfigError
+from deployctl.errors import ConfigError, UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
 FILE = "stacks/Pulumi.t.yaml"
@@ -89,6 +89,20 @@ def test_load_reports_missing_stack_and_bad_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load("dev", tmp_path)
     assert caught.value.message == "stacks/Pulumi.dev.yaml: not valid YAML (line 2)"
+
+
+@pytest.mark.parametrize("name", ["local", "0", "eu-west-1", "a" * 63])
+def test_stack_names_that_are_accepted(name: str) -> None:
+    assert config.check_stack_name(name) == name
+    assert config.stack_file(name, ROOT) == ROOT / "stacks" / f"Pulumi.{name}.yaml"
+
+
+@pytest.mark.parametrize("name", ["", "a" * 64, "-x", "A", "a.b", "a_b", "a/b", "..", "x\n", "é"])
+def test_a_stack_name_that_cannot_be_one_is_a_usage_error_in_load_and_parse(name: str) -> None:
+    for call in (lambda: config.load(name, ROOT), lambda: config.parse(_base(), stack=name, file=FILE)):
+        with pytest.raises(UsageError) as caught:
+            call()
+        assert caught.value.exit_code == 2 and caught.value.message.startswith(f"stack name {name!r}: ")
 
 
 def test_fingerprint_ignores_release_facts() -> None:
