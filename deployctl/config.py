@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from deployctl.errors import ConfigError, UsageError
 
@@ -39,20 +48,39 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _HintedError(ValueError):
+    """A value error that carries its own hint (the message says what is wrong, the hint how to write it)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _absolute(path: str) -> str:
+    if not path.startswith("/"):
+        raise _HintedError('must start with "/"', f'Write the path from the root: "/{path.lstrip("./")}".')
+    return path
+
+
+def _memory(value: Any) -> Any:
+    # Cloud Run's memory limit is a quantity like 512Mi or 1Gi; a bare number would be bytes there
+    if not (isinstance(value, str) and re.fullmatch(r"[1-9][0-9]*(Mi|Gi)", value)):
+        raise _HintedError(f"{value!r} is not a size like 512Mi or 1Gi",
+                       "Write a whole number followed by Mi (mebibytes) or Gi (gibibytes), e.g. memory: 512Mi.")
+    return value
+
+
+UrlPath = Annotated[str, AfterValidator(_absolute)]  # an HTTP path: probes and smoke checks
+Memory = Annotated[str, BeforeValidator(_memory)]
+
+
 class Probe(_Model):
     """An HTTP probe: Cloud Run's startup/liveness probe, and what the local target waits on."""
 
-    path: str = "/health"
+    path: UrlPath = "/health"
     period_s: Annotated[int, Field(ge=1, le=240)] = 2
     timeout_s: Annotated[int, Field(ge=1, le=240)] = 2
     failure_threshold: Annotated[int, Field(ge=1, le=100)] = 15
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError("must start with /")
-        return v
 
 
 class Probes(_Model):
@@ -66,7 +94,7 @@ class Service(_Model):
     command: list[str] = ["python", "-m", "app"]
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     cpu: Literal[1, 2, 4, 8] = 1
-    memory: Annotated[str, Field(pattern=r"^[1-9][0-9]*(Mi|Gi)$")] = "512Mi"
+    memory: Memory = "512Mi"
     min_instances: Annotated[int, Field(ge=0, le=1000)] = 0
     max_instances: Annotated[int, Field(ge=1, le=1000)] = 5
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 80
@@ -176,7 +204,7 @@ class Jobs(_Model):
 
 
 class SmokeCheck(_Model):
-    path: str
+    path: UrlPath
     expect_status: Annotated[int, Field(ge=100, le=599)] = 200
     body_contains: str | None = None
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
@@ -407,7 +435,7 @@ def _config_error(exc: ValidationError, file: str) -> ConfigError:
     # dict keys show up twice in pydantic's loc ("env", "x", "[key]"): keep the readable part
     loc = [p for p in loc if p != "[key]"]
     path = ".".join(loc)
-    message, hint = _message(err)
+    message, hint = (str(ctx_error), ctx_error.hint) if isinstance(ctx_error, _HintedError) else _message(err)
     if err["type"] == "extra_forbidden":
         hint = _did_you_mean(loc[-1], _siblings(loc[:-1]), f"{NAMESPACE}:{'.'.join(loc[:-1])}")
     return ConfigError(f"{file}: {NAMESPACE}:{path}: {message}", hint or _DOCS_HINT)
