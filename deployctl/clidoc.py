@@ -15,7 +15,7 @@ EXIT_CODES = [
     (errors.EXIT_FAILED, "the command ran and failed (a release was rolled back or left on the last good revision)"),
     (errors.EXIT_USAGE, "bad command-line usage, including a stack name that cannot be one; nothing was touched"),
     (errors.EXIT_CONFIG, "the stack file is invalid"),
-    (errors.EXIT_LOCKED, "another deploy holds the stack's lock"),
+    (errors.EXIT_LOCKED, "another deploy holds the stack's lock (`unlock` without --force: the stack is locked)"),
     (errors.EXIT_PRECONDITION, "a tool, credential or state the command needs is missing; nothing was changed"),
     (errors.EXIT_POLICY, "a mandatory policy rule fails"),
 ]
