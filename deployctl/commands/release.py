@@ -77,11 +77,16 @@ def _check_policy(spec: Stack, accept_risks: tuple[str, ...]) -> None:
 
 @click.command()
 @click.argument("stack")
-@click.option("--to", "to", metavar="RELEASE", help="The release to go back to (default: the one before).")
+@click.option("--to", "to", metavar="RELEASE",
+              help="The release to go to (default: what served before the serving release).")
 @lock_timeout_option
 @json_option
 def rollback(stack: str, to: str | None, lock_timeout: float, as_json: bool) -> None:
     """Send STACK's traffic back to an earlier release's revisions.
+
+    Without --to it goes to what served before the serving release was deployed. A rollback deploys
+    nothing, so rolling back again goes one further back (r3, r2, then r1), never forward to the
+    release it left; at the first release it refuses and changes nothing. Going forward takes --to.
 
     No build, no migration and no infrastructure change: one traffic switch per service, then the
     smoke checks through the service URL. Database migrations are not reverted.
