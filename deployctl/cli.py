@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "status": ("deployctl.commands.release", "status", "Show the serving release, URL, database and secrets."),
     "releases": ("deployctl.commands.release", "releases", "List the release history of a stack."),
     "down": ("deployctl.commands.release", "down", "Stop a local stack (and with --purge delete its data)."),
-    "unlock": ("deployctl.commands.release", "unlock", "Break a stack's deploy lock."),
+    "unlock": ("deployctl.commands.release", "unlock", "Show a stack's deploy lock, or break it."),
     "secrets": ("deployctl.commands.secrets", "secrets", "List, set and rotate a stack's secrets."),
     "bootstrap": ("deployctl.commands.bootstrap", "bootstrap", "Prepare an empty Google Cloud project."),
 }
@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> None:
 
     debug = "--debug" in (argv or sys.argv[1:]) or bool(os.environ.get("DEPLOYCTL_DEBUG"))
     try:
-        cli.main(args=argv, prog_name="deployctl", standalone_mode=False)
+        # without standalone mode click returns ctx.exit(code)'s code instead of raising it
+        code = cli.main(args=argv, prog_name="deployctl", standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except DeployctlError as exc:
         if debug:
             raise

@@ -13,9 +13,9 @@ WIDTH = 100  # fixed, so the rendering does not depend on the terminal it runs i
 EXIT_CODES = [
     (errors.EXIT_OK, "success (also: nothing changed)"),
     (errors.EXIT_FAILED, "the command ran and failed (a release was rolled back or left on the last good revision)"),
-    (errors.EXIT_USAGE, "bad command-line usage"),
+    (errors.EXIT_USAGE, "bad command-line usage, including a stack name that cannot be one; nothing was touched"),
     (errors.EXIT_CONFIG, "the stack file is invalid"),
-    (errors.EXIT_LOCKED, "another deploy holds the stack's lock"),
+    (errors.EXIT_LOCKED, "another deploy holds the stack's lock (`unlock` without --force: the stack is locked)"),
     (errors.EXIT_PRECONDITION, "a tool, credential or state the command needs is missing; nothing was changed"),
     (errors.EXIT_POLICY, "a mandatory policy rule fails"),
 ]

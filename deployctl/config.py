@@ -20,13 +20,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from deployctl.errors import ConfigError
+from deployctl.errors import ConfigError, UsageError
 from deployctl.naming import DB_FACTS
 
 NAMESPACE = "deployctl"
 STACKS_DIR = "stacks"
+# A stack name becomes a file name (stacks/Pulumi.<stack>.yaml) and a directory (.deployctl/<stack>/): no
+# separators, no dots, no leading hyphen (it would read as an option). gcp stacks are stricter (infra/naming.py).
+STACK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _NAME = r"^[a-z]([-a-z0-9]{0,46}[a-z0-9])?$"  # what Cloud Run accepts for service and job names
 _ENV = r"^[A-Z_][A-Z0-9_]*$"
 _SECRET = r"^[A-Za-z0-9_-]{1,255}$"  # Secret Manager's secret-id alphabet
@@ -37,20 +49,39 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _HintedError(ValueError):
+    """A value error that carries its own hint (the message says what is wrong, the hint how to write it)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _absolute(path: str) -> str:
+    if not path.startswith("/"):
+        raise _HintedError('must start with "/"', f'Write the path from the root: "/{path.lstrip("./")}".')
+    return path
+
+
+def _memory(value: Any) -> Any:
+    # Cloud Run's memory limit is a quantity like 512Mi or 1Gi; a bare number would be bytes there
+    if not (isinstance(value, str) and re.fullmatch(r"[1-9][0-9]*(Mi|Gi)", value)):
+        raise _HintedError(f"{value!r} is not a size like 512Mi or 1Gi",
+                       "Write a whole number followed by Mi (mebibytes) or Gi (gibibytes), e.g. memory: 512Mi.")
+    return value
+
+
+UrlPath = Annotated[str, AfterValidator(_absolute)]  # an HTTP path: probes and smoke checks
+Memory = Annotated[str, BeforeValidator(_memory)]
+
+
 class Probe(_Model):
     """An HTTP probe: Cloud Run's startup/liveness probe, and what the local target waits on."""
 
-    path: str = "/health"
+    path: UrlPath = "/health"
     period_s: Annotated[int, Field(ge=1, le=240)] = 2
     timeout_s: Annotated[int, Field(ge=1, le=240)] = 2
     failure_threshold: Annotated[int, Field(ge=1, le=100)] = 15
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError("must start with /")
-        return v
 
 
 class Probes(_Model):
@@ -64,7 +95,7 @@ class Service(_Model):
     command: list[str] = ["python", "-m", "app"]
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     cpu: Literal[1, 2, 4, 8] = 1
-    memory: Annotated[str, Field(pattern=r"^[1-9][0-9]*(Mi|Gi)$")] = "512Mi"
+    memory: Memory = "512Mi"
     min_instances: Annotated[int, Field(ge=0, le=1000)] = 0
     max_instances: Annotated[int, Field(ge=1, le=1000)] = 5
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 80
@@ -174,7 +205,7 @@ class Jobs(_Model):
 
 
 class SmokeCheck(_Model):
-    path: str
+    path: UrlPath
     expect_status: Annotated[int, Field(ge=100, le=599)] = 200
     body_contains: str | None = None
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
@@ -355,7 +386,19 @@ def project_root(start: Path | None = None) -> Path:
     return here
 
 
+def check_stack_name(stack: str) -> str:
+    """*stack* if it can name a stack; UsageError (exit 2) otherwise, before any file is read or written."""
+    if not STACK_NAME.fullmatch(stack):
+        raise UsageError(
+            f"stack name {stack!r}: must be 1-63 lowercase letters, digits and hyphens, not starting with a hyphen",
+            "The name picks stacks/Pulumi.<name>.yaml (see docs/configuration.md, Stack names).",
+        )
+    return stack
+
+
 def stack_file(stack: str, root: Path | None = None) -> Path:
+    """``<root>/stacks/Pulumi.<stack>.yaml``; the one place a stack name becomes a path, so it is checked here."""
+    check_stack_name(stack)
     return (root or Path.cwd()) / STACKS_DIR / f"Pulumi.{stack}.yaml"
 
 
@@ -378,6 +421,7 @@ def load(stack: str, root: Path | None = None) -> Stack:
 
 def parse(raw: Any, *, stack: str, file: str) -> Stack:
     """Validate an already-parsed stack document (the ``config:`` mapping of a Pulumi stack file)."""
+    check_stack_name(stack)  # a Stack never carries a name that could leave stacks/ or .deployctl/
     config = raw.get("config", {}) if isinstance(raw, dict) else None
     if not isinstance(config, dict):
         raise ConfigError(f"{file}: config: must be a mapping of 'namespace:key' to values")
@@ -418,7 +462,7 @@ def _config_error(exc: ValidationError, file: str) -> ConfigError:
     # dict keys show up twice in pydantic's loc ("env", "x", "[key]"): keep the readable part
     loc = [p for p in loc if p != "[key]"]
     path = ".".join(loc)
-    message, hint = _message(err)
+    message, hint = (str(ctx_error), ctx_error.hint) if isinstance(ctx_error, _HintedError) else _message(err)
     if err["type"] == "extra_forbidden":
         hint = _did_you_mean(loc[-1], _siblings(loc[:-1]), f"{NAMESPACE}:{'.'.join(loc[:-1])}")
     return ConfigError(f"{file}: {NAMESPACE}:{path}: {message}", hint or _DOCS_HINT)

@@ -28,6 +28,12 @@ class DeployctlError(Exception):
         self.hint = hint
 
 
+class UsageError(DeployctlError):
+    """The command line itself is wrong (a stack name that cannot be one); nothing was read or changed."""
+
+    exit_code = EXIT_USAGE
+
+
 class ConfigError(DeployctlError):
     """The stack file is missing or invalid; the message names the file and the key path."""
 

@@ -20,13 +20,22 @@ def project_root() -> Path:
 
 def open_stack(name: str, before_open: Callable[[config.Stack], None] | None = None) -> tuple[config.Stack, Target]:
     """Load the stack, run *before_open* (offline checks), then open its target (which may need tools)."""
+    return open_stacks([name], before_open)[0]
+
+
+def open_stacks(
+    names: list[str], before_open: Callable[[config.Stack], None] | None = None
+) -> list[tuple[config.Stack, Target]]:
+    """Load every stack and run *before_open* on each before opening any target: opening a local target
+    creates its state directory, so a bad name or file among several (``promote SRC DST``) changes nothing."""
     from deployctl.targets import open_target
 
     root = project_root()
-    stack = config.load(name, root)
+    stacks = [config.load(name, root) for name in names]
     if before_open:
-        before_open(stack)
-    return stack, open_target(stack, root)
+        for stack in stacks:
+            before_open(stack)
+    return [(stack, open_target(stack, root)) for stack in stacks]
 
 
 def command_line() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deployctl.commands.common import command_line, json_option, lock_timeout_option, open_stack, project_root
+from deployctl.commands.common import command_line, json_option, lock_timeout_option, open_stacks, project_root
 
 
 @click.command()
@@ -25,8 +25,7 @@ def promote(src: str, dst: str, lock_timeout: float, as_json: bool) -> None:
     from deployctl.pipeline.promote import promote as promote_stack
     from deployctl.pipeline.run import Options
 
-    _, source = open_stack(src)
-    _, target = open_stack(dst)
+    (_, source), (_, target) = open_stacks([src, dst])
     options = Options(command=command_line(), lock_timeout_s=lock_timeout, root=project_root())
     reporter = ConsoleReporter(quiet=as_json)
     record = promote_stack(source, target, options, reporter)

@@ -9,7 +9,7 @@ import click
 
 from deployctl.commands.common import command_line, json_option, lock_timeout_option, open_stack, project_root
 from deployctl.config import Stack
-from deployctl.errors import DeployctlError, StageFailed
+from deployctl.errors import StageFailed
 
 _DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 
@@ -77,11 +77,16 @@ def _check_policy(spec: Stack, accept_risks: tuple[str, ...]) -> None:
 
 @click.command()
 @click.argument("stack")
-@click.option("--to", "to", metavar="RELEASE", help="The release to go back to (default: the one before).")
+@click.option("--to", "to", metavar="RELEASE",
+              help="The release to go to (default: what served before the serving release).")
 @lock_timeout_option
 @json_option
 def rollback(stack: str, to: str | None, lock_timeout: float, as_json: bool) -> None:
     """Send STACK's traffic back to an earlier release's revisions.
+
+    Without --to it goes to what served before the serving release was deployed. A rollback deploys
+    nothing, so rolling back again goes one further back (r3, r2, then r1), never forward to the
+    release it left; at the first release it refuses and changes nothing. Going forward takes --to.
 
     No build, no migration and no infrastructure change: one traffic switch per service, then the
     smoke checks through the service URL. Database migrations are not reverted.
@@ -217,25 +222,30 @@ def down(stack: str, purge: bool, yes: bool) -> None:
 @click.argument("stack")
 @click.option("--force", "lock_id", metavar="LOCK_ID", help="Break the lock with this id (shown by status).")
 def unlock(stack: str, lock_id: str | None) -> None:
-    """Break STACK's deploy lock when its holder is stuck or gone.
+    """Show STACK's deploy lock, or break it with --force when its holder is stuck or gone.
 
-    Without --force it only shows the holder. A holder on this machine whose process has died is
-    recovered automatically by the next deploy.
+    Without --force it changes nothing: it exits 0 when the stack is free, and when it is locked it
+    prints the holder and the command that breaks the lock, and exits 4 (locked), so a script can tell
+    the two apart. A holder on this machine whose process has died is recovered automatically by the
+    next deploy.
 
     \b
     Example:
+      deployctl unlock local
       deployctl unlock local --force 3f9a1c2e
     """
+    from deployctl.errors import EXIT_LOCKED
     from deployctl.output import line
 
     _, target = open_stack(stack)
+    if lock_id is not None:
+        line(f"Broke {target.lock.force_release(lock_id).describe()}.")
+        return
     holder = target.lock.holder()
-    if lock_id is None:
-        if holder is None:
-            line(f"{stack} is not locked.")
-            return
-        stale = " Its holder is gone." if target.lock.is_stale(holder) else ""
-        raise DeployctlError(f"{stack} is locked: {holder.describe()}.{stale}",
-                             f"Break it with: deployctl unlock {stack} --force {holder.id}")
-    broken = target.lock.force_release(lock_id)
-    line(f"Broke {broken.describe()}.")
+    if holder is None:
+        line(f"{stack} is not locked.")
+        return
+    stale = " Its holder is gone." if target.lock.is_stale(holder) else ""
+    line(f"{stack} is locked: {holder.describe()}.{stale}")
+    line(f"Break it with: deployctl unlock {stack} --force {holder.id}")
+    raise click.exceptions.Exit(EXIT_LOCKED)  # a state, not an error: no "Error:" line

@@ -4,6 +4,9 @@ Rule: no build, no migration, no infrastructure change: a plan of one stage (pro
 per service and all at once, make sure the recorded revision can serve, give it all the traffic and
 check the service URL. If one fails, every service goes back to what served before. Schema changes are
 not reverted (see docs/runbook.md: expand/contract).
+
+Without ``--to`` the goal is what served before the serving revisions were deployed, so repeated rollbacks
+walk back one release at a time and never forward (``_one_back``; docs/runbook.md, "Roll back").
 """
 
 from __future__ import annotations
@@ -19,27 +22,62 @@ from deployctl.pipeline.steps import Reactivate
 from deployctl.pipeline.target import Target
 
 _SERVED = ("succeeded",)
+_HISTORY = 200  # records read back; older ones are reached with --to
 
 
 def choose(target: Target, to: str | None) -> ReleaseRecord:
-    """Read-only: the release to roll back to (``to``, or the last good one before what serves now)."""
-    serving = runmod.serving_revisions(target)
-    history = target.ledger.history(limit=200)
+    """Read-only: the release to roll back to: *to*, or what served before what serves now was deployed."""
+    return _named(target, to) if to else _one_back(target)
+
+
+def _named(target: Target, to: str) -> ReleaseRecord:
     stack = target.stack.name
-    if to:
-        record = target.ledger.get(to)
-        if record is None or not record.stack:
-            raise DeployctlError(f"no release {to} in the {stack} ledger", f"See `deployctl releases {stack}`.")
-        if record.outcome not in _SERVED or not record.revisions:
+    record = target.ledger.get(to)
+    if record is None or not record.stack:
+        raise DeployctlError(f"no release {to} in the {stack} ledger", f"See `deployctl releases {stack}`.")
+    if record.outcome not in _SERVED or not record.revisions:
+        raise DeployctlError(
+            f"release {to} never served (outcome: {record.outcome})",
+            f"Pick a succeeded release from `deployctl releases {stack}`.",
+        )
+    return record
+
+
+def _one_back(target: Target) -> ReleaseRecord:
+    """The record whose revisions served just before the record that deployed the serving revisions.
+
+    A rollback deploys nothing (its revisions are an earlier record's), so the walk starts from the release
+    or rotation that deployed what serves, and follows what served before it (``previous``). Rolling back
+    twice goes r3 → r2 → r1, never forward to the release just left; after ``rollback`` and a new ``up``, a
+    rollback returns to what served before that ``up``, not to the release that was rolled back from.
+    """
+    stack = target.stack.name
+    serving = runmod.serving_revisions(target)
+    if not serving:
+        raise DeployctlError(f"nothing serves {stack} yet: there is no release to roll back to",
+                             f"Release it first: deployctl up {stack}")
+    history = target.ledger.history(limit=_HISTORY)  # newest first
+    at = _deployed(history, 0, serving, stack)
+    while True:
+        if not history[at].previous:
             raise DeployctlError(
-                f"release {to} never served (outcome: {record.outcome})",
-                f"Pick a succeeded release from `deployctl releases {stack}`.",
+                f"nothing served {stack} before release {history[at].id}: there is no older release to roll back to",
+                f"rollback never goes forward; pick a release from `deployctl releases {stack}` with --to.",
             )
-        return record
-    for record in history:
-        if record.outcome in _SERVED and record.revisions and record.revisions != serving:
-            return record
-    raise DeployctlError(f"no earlier release of {stack} to roll back to", f"See `deployctl releases {stack}`.")
+        at = _deployed(history, at + 1, history[at].previous, stack)
+        if history[at].revisions != serving:  # else a rotation that left every revision as it was: go on
+            return history[at]
+
+
+def _deployed(history: list[ReleaseRecord], start: int, revisions: dict[str, str], stack: str) -> int:
+    """The index, from *start* on, of the newest release or rotation whose revisions are *revisions*."""
+    for i in range(start, len(history)):
+        if history[i].kind != "rollback" and history[i].revisions == revisions:
+            return i
+    raise DeployctlError(
+        f"no release in the last {_HISTORY} records of the {stack} ledger deployed {', '.join(revisions.values())}",
+        f"Pick a release from `deployctl releases {stack}` with --to.",
+    )
 
 
 def plan_rollback(target: Target, to: str | None) -> tuple[Plan, ReleaseRecord]:

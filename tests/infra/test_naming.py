@@ -67,8 +67,11 @@ def _cycle(config: dict[str, Any]) -> None:
     (stack_with("staging", _release_revision),
      "stacks/Pulumi.staging.yaml: deployctl:release.revisions.api: 'api-0123456789' is not a revision of staging-api"),
     (stack_with("staging", _cycle), "stacks/Pulumi.staging.yaml: deployctl:secrets.A.template: composes itself"),
-    (stack_with("staging", stack="Staging_EU"),
-     "stacks/Pulumi.Staging_EU.yaml: stack name 'Staging_EU' cannot prefix Google Cloud resource names"),
+    # a valid stack name (deployctl.config.STACK_NAME) that gcp's stricter rule refuses: a leading digit, > 20
+    (stack_with("staging", stack="1staging"),
+     "stacks/Pulumi.1staging.yaml: stack name '1staging' cannot prefix Google Cloud resource names"),
+    (stack_with("staging", stack="staging-europe-west-1"),
+     "stacks/Pulumi.staging-europe-west-1.yaml: stack name 'staging-europe-west-1' cannot prefix Google Cloud"),
 ])
 def test_an_invalid_stack_fails_before_any_resource(stack: Stack, message: str) -> None:
     with pytest.raises(ConfigError) as exc:

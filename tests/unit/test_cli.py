@@ -57,6 +57,18 @@ def test_bad_key_is_one_line_with_a_hint(tmp_path: Path, run_cli: RunCli) -> Non
     assert not (tmp_path / ".deployctl").exists()  # nothing was touched
 
 
+def test_a_relative_smoke_path_is_one_line_naming_the_file_and_key(tmp_path: Path, run_cli: RunCli) -> None:
+    (tmp_path / "stacks").mkdir()
+    shipped = (ROOT / "stacks" / "Pulumi.local.yaml").read_text()
+    assert shipped.count("path: /startup") == 1  # the second smoke check
+    (tmp_path / "stacks" / "Pulumi.local.yaml").write_text(shipped.replace("path: /startup", "path: startup"))
+    result = run_cli(["up", "local"], tmp_path)
+    assert (result.exit_code, result.stdout) == (3, "")
+    assert result.stderr == 'Error: stacks/Pulumi.local.yaml: deployctl:smoke.1.path: must start with "/"\n' \
+                            'Hint: Write the path from the root: "/startup".\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stacks"]  # nothing was touched
+
+
 @pytest.fixture
 def no_pulumi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No pulumi CLI on PATH nor in Pulumi's own install directory, whatever this machine has."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from deployctl import config
-from deployctl.errors import ConfigError
+from deployctl.errors import ConfigError, UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
 FILE = "stacks/Pulumi.t.yaml"
@@ -66,6 +66,16 @@ CASES = [
                             "URL": {"source": "composed", "template": "{db_user}:{DB_PASSWORD}"}},
       "deployctl:database": None},
      "deployctl:secrets.URL.template: {db_user} is a database fact, and there is no deployctl:database", None),
+    ({"deployctl:services": {"api": {"memory": 12}}},
+     "deployctl:services.api.memory: 12 is not a size like 512Mi or 1Gi",
+     "Write a whole number followed by Mi (mebibytes) or Gi (gibibytes), e.g. memory: 512Mi."),
+    ({"deployctl:services": {"api": {"memory": "1GB"}}},
+     "deployctl:services.api.memory: '1GB' is not a size like 512Mi or 1Gi",
+     "Write a whole number followed by Mi (mebibytes) or Gi (gibibytes), e.g. memory: 512Mi."),
+    ({"deployctl:smoke": [{"path": "/health"}, {"path": "ready"}]},
+     'deployctl:smoke.1.path: must start with "/"', 'Write the path from the root: "/ready".'),
+    ({"deployctl:services": {"api": {"probes": {"startup": {"path": "startup"}}}}},
+     'deployctl:services.api.probes.startup.path: must start with "/"', 'Write the path from the root: "/startup".'),
     ({"deployctl:release": {"images": {"api": "gcr.io/p/api:latest"}}},
      "deployctl:release.images: api: 'gcr.io/p/api:latest' is not pinned by digest (…@sha256:<64 hex>)", None),
 ]
@@ -97,6 +107,20 @@ def test_load_reports_missing_stack_and_bad_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load("dev", tmp_path)
     assert caught.value.message == "stacks/Pulumi.dev.yaml: not valid YAML (line 2)"
+
+
+@pytest.mark.parametrize("name", ["local", "0", "eu-west-1", "a" * 63])
+def test_stack_names_that_are_accepted(name: str) -> None:
+    assert config.check_stack_name(name) == name
+    assert config.stack_file(name, ROOT) == ROOT / "stacks" / f"Pulumi.{name}.yaml"
+
+
+@pytest.mark.parametrize("name", ["", "a" * 64, "-x", "A", "a.b", "a_b", "a/b", "..", "x\n", "é"])
+def test_a_stack_name_that_cannot_be_one_is_a_usage_error_in_load_and_parse(name: str) -> None:
+    for call in (lambda: config.load(name, ROOT), lambda: config.parse(_base(), stack=name, file=FILE)):
+        with pytest.raises(UsageError) as caught:
+            call()
+        assert caught.value.exit_code == 2 and caught.value.message.startswith(f"stack name {name!r}: ")
 
 
 def test_fingerprint_ignores_release_facts() -> None:

@@ -1,0 +1,84 @@
+"""Which release `rollback` without --to goes to: what served before the serving revisions were deployed.
+
+A rollback deploys nothing, so a second rollback keeps walking back (r3 → r2 → r1) instead of returning to
+the release the first one left; at the first release it refuses and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deployctl.errors import DeployctlError
+from deployctl.pipeline import orchestrator, rollback
+from deployctl.pipeline.model import ReleaseRecord
+from deployctl.pipeline.run import Options, QuietReporter, serving_release, serving_revisions
+from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
+
+FAST = Latency(build_s=0.0, job_s=0.0, deploy_s=0.0, smoke_s=0.0)
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[LatencyTarget]:
+    with smoke_server(0.0, set()) as url:
+        yield LatencyTarget(make_stack(tmp_path, 2), tmp_path / "state", url, latency=FAST)
+
+
+def release(target: LatencyTarget) -> ReleaseRecord:
+    return orchestrator.release(target, Options(command="deployctl up bench", force=True), QuietReporter())
+
+
+def back(target: LatencyTarget, to: str | None = None) -> ReleaseRecord:
+    return rollback.rollback(target, to, Options(command="deployctl rollback bench"), QuietReporter())
+
+
+def test_repeated_rollbacks_walk_back_one_release_at_a_time(target: LatencyTarget) -> None:
+    r1, r2, r3 = release(target), release(target), release(target)
+    first = back(target)
+    assert serving_revisions(target) == r2.revisions != r3.revisions
+    assert first.message.startswith(f"rolled back to release {r2.id} ")
+    assert serving_release(target) == first  # the rollback record is what serves now
+    second = back(target)
+    assert serving_revisions(target) == r1.revisions  # not r3's again
+    assert second.message.startswith(f"rolled back to release {r1.id} ")
+    records = len(target.ledger.history())
+    with pytest.raises(DeployctlError) as nothing:
+        back(target)
+    assert nothing.value.message == f"nothing served bench before release {r1.id}: there is no older release " \
+                                    "to roll back to"
+    assert nothing.value.hint == "rollback never goes forward; pick a release from `deployctl releases bench` " \
+                                 "with --to."
+    assert serving_revisions(target) == r1.revisions and len(target.ledger.history()) == records
+    back(target, to=r3.id)  # forward only when asked by name
+    assert serving_revisions(target) == r3.revisions
+
+
+def test_after_a_rollback_and_a_new_release_rollback_skips_the_release_rolled_back_from(
+    target: LatencyTarget,
+) -> None:
+    _, r2, r3 = release(target), release(target), release(target)
+    back(target)  # r3 was bad: r2 serves
+    r5 = release(target)
+    assert r5.previous == r2.revisions
+    assert rollback.choose(target, None) == target.ledger.get(r2.id)
+    back(target)
+    assert serving_revisions(target) == r2.revisions != r3.revisions
+
+
+def test_after_rollback_to_an_older_release_rollback_goes_to_the_one_before_it(target: LatencyTarget) -> None:
+    r1, r2, r3 = release(target), release(target), release(target)
+    back(target, to=r1.id)
+    with pytest.raises(DeployctlError, match=f"nothing served bench before release {r1.id}"):
+        rollback.choose(target, None)
+    back(target, to=r3.id)
+    assert rollback.choose(target, None) == target.ledger.get(r2.id)
+
+
+def test_nothing_to_roll_back_before_the_first_release(target: LatencyTarget) -> None:
+    with pytest.raises(DeployctlError) as caught:
+        back(target)
+    assert (caught.value.message, caught.value.hint) == (
+        "nothing serves bench yet: there is no release to roll back to", "Release it first: deployctl up bench")
+    assert target.ledger.history() == []
