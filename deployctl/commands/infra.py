@@ -6,12 +6,10 @@ pulumi CLI); only ``plan --preview`` asks Pulumi for a live diff, and says how t
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from deployctl.commands.common import json_option, project_root
-from deployctl.errors import DeployctlError, PolicyError
+from deployctl.errors import PolicyError
 
 
 @click.command()
@@ -38,7 +36,10 @@ def plan(stack: str, preview: bool, as_json: bool) -> None:
         _plan_local(stack, as_json)
         return
     if preview:
-        _preview(stack)
+        from deployctl.output import line
+        from deployctl.targets import preview as live_preview
+
+        line(live_preview(spec, project_root(), line))
         return
     from deployctl.commands.infra_render import gcp_plan, render_plan
 
@@ -117,23 +118,3 @@ def _plan_local(stack: str, as_json: bool) -> None:
     plan = plan_release(target, Options(command=f"deployctl plan {stack}", root=project_root()))
     note = f"Stack {stack} is a local stack: it has no cloud infrastructure; this is its release plan."
     show_plan(plan, as_json, note)
-
-
-def _preview(stack: str) -> None:
-    """A live ``pulumi preview --diff`` through the Automation API, once the CLI and a login are there."""
-    from deployctl.targets.gcp.engine import PulumiEngine
-
-    root = project_root()
-    PulumiEngine(stack, root).check()  # the CLI and a state-backend login, each with the command that fixes it
-    import pulumi.automation as auto
-
-    from deployctl.output import line
-
-    try:
-        target: Any = auto.create_or_select_stack(stack_name=stack, work_dir=str(root))
-        result = target.preview(diff=True, on_output=line, color="never")
-    except auto.CommandError as exc:
-        first = next((s for s in str(exc).splitlines() if "error:" in s), "pulumi preview failed").strip()
-        hint = f"Run `pulumi preview --stack {stack}` for details."
-        raise DeployctlError(f"pulumi preview: {first[:300]}", hint) from None
-    line(f"pulumi preview: {result.change_summary}")

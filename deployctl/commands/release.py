@@ -8,7 +8,6 @@ import time
 import click
 
 from deployctl.commands.common import command_line, json_option, lock_timeout_option, open_stack, project_root
-from deployctl.config import Stack
 from deployctl.errors import StageFailed
 
 _DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
@@ -39,11 +38,12 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
     from deployctl.output import ConsoleReporter, emit_json, line, show_plan
     from deployctl.pipeline import orchestrator
     from deployctl.pipeline.run import Options
+    from deployctl.targets import preflight
 
     if image and not _DIGEST.match(image):
         raise click.BadParameter("must be pinned by digest: REGISTRY/IMAGE@sha256:<64 hex>", param_hint="--image")
     # the policy gate is offline: it runs before the target is opened (a gcp target needs pulumi and credentials)
-    spec, target = open_stack(stack, before_open=lambda s: _check_policy(s, accept_risks))
+    spec, target = open_stack(stack, before_open=lambda s: preflight(s, accept_risks))
     options = Options(command=command_line(), force=force, lock_timeout_s=lock_timeout, image=image,
                       accept_risks=accept_risks, root=project_root())
     if dry_run:
@@ -64,15 +64,6 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
              f"{', '.join(target.service_url(s) for s in spec.services)}. Use --force to redeploy.")
     else:
         line(f"Release {record.id} succeeded in {reporter.elapsed():.1f}s: {record.message}")
-
-
-def _check_policy(spec: Stack, accept_risks: tuple[str, ...]) -> None:
-    """gcp stacks must pass the policy pack's mandatory rules (or accept a rule's risk explicitly)."""
-    if spec.target != "gcp":
-        return
-    from deployctl.targets.gcp.policy_gate import enforce
-
-    enforce(spec, list(accept_risks))
 
 
 @click.command()

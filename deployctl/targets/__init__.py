@@ -5,6 +5,7 @@ Rule: the gcp target (and its Google and Pulumi imports) loads only when a gcp s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from deployctl.config import Stack
@@ -21,6 +22,25 @@ def open_target(stack: Stack, root: Path) -> Target:
 
     target: Target = open_gcp(stack, root)
     return target
+
+
+def preflight(stack: Stack, accept_risks: tuple[str, ...]) -> None:
+    """Offline checks a stack passes before its target is opened for a release: a gcp stack must pass the
+    policy pack's mandatory rules or accept a rule's risk explicitly (no cloud, no pulumi needed)."""
+    if stack.target == "gcp":
+        from deployctl.targets.gcp.policy_gate import enforce
+
+        enforce(stack, list(accept_risks))
+
+
+def preview(stack: Stack, root: Path, on_output: Callable[[str], None]) -> str:
+    """A live infrastructure diff (gcp: ``pulumi preview --diff``); returns its summary line."""
+    if stack.target != "gcp":
+        raise DeployctlError(f"stack {stack.name} is a {stack.target} stack: it has no infrastructure to preview",
+                             f"See its release plan: deployctl plan {stack.name}")
+    from deployctl.targets.gcp.engine import preview as pulumi_preview
+
+    return pulumi_preview(stack.name, root, on_output)
 
 
 def check_down(stack: Stack) -> None:

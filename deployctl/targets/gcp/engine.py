@@ -190,3 +190,18 @@ def _in_pulumi_home() -> str | None:
 def _summary(changes: dict[str, int]) -> str:
     shown = ", ".join(f"{n} {op}" for op, n in sorted(changes.items()) if op != "same")
     return shown or "no changes"
+
+
+def preview(stack_name: str, root: Path, on_output: Callable[[str], None]) -> str:
+    """A live ``pulumi preview --diff`` through the Automation API, once the CLI and a login are there."""
+    PulumiEngine(stack_name, root).check()  # the CLI and a state-backend login, each with the command that fixes it
+    import pulumi.automation as auto
+
+    try:
+        stack: Any = auto.create_or_select_stack(stack_name=stack_name, work_dir=str(root))
+        result = stack.preview(diff=True, on_output=on_output, color="never")
+    except auto.CommandError as exc:
+        first = next((s for s in str(exc).splitlines() if "error:" in s), "pulumi preview failed").strip()
+        hint = f"Run `pulumi preview --stack {stack_name}` for details."
+        raise DeployctlError(f"pulumi preview: {first[:300]}", hint) from None
+    return f"pulumi preview: {result.change_summary}"
