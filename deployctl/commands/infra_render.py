@@ -53,7 +53,8 @@ def gcp_plan(stack: Stack) -> dict[str, Any]:
         groups.setdefault(r.parent or "(stack)", []).append(
             {"type": r.type, "name": r.name, "properties": key_properties(r.type, r.inputs, stack)}
         )
-    return {
+    return {  # the envelope every plan shares (kind, stack, target; docs/architecture.md)
+        "kind": "infrastructure",
         "stack": stack.name,
         "target": "gcp",
         "components": groups,

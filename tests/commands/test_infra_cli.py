@@ -41,6 +41,7 @@ def test_plan_staging_json(project: Path, run_cli: RunCli) -> None:
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert {"resources", "outputs", "policy", "components"} <= set(data)
+    assert (data["kind"], data["stack"], data["target"]) == ("infrastructure", "staging", "gcp")  # the envelope
     assert data["outputs"]["db_connection"] == "example-staging:europe-central2:staging-db"
     assert data["outputs"]["job_names"] == {"migrate": "staging-api-migrate", "init": "staging-api-init"}
     assert data["policy"]["failing_mandatory"] == []
@@ -58,6 +59,16 @@ def test_plan_local_prints_the_release_plan(project: Path, run_cli: RunCli) -> N
     out = result.stdout
     assert "Stack local is a local stack: it has no cloud infrastructure" in out
     assert "migrate" in out and "deploy" in out
+
+
+def test_plan_local_json_is_the_plan_up_dry_run_prints(project: Path, run_cli: RunCli) -> None:
+    shutil.copytree(ROOT / "app", project / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    planned = json.loads(run_cli(["plan", "local", "--json"], project).stdout)
+    dry_run = json.loads(run_cli(["up", "local", "--dry-run", "--json"], project).stdout)
+    assert planned == dry_run  # one plan object, one JSON shape
+    assert (planned["kind"], planned["stack"], planned["target"]) == ("release", "local", "local")
+    assert [s["name"] for s in planned["stages"]] == ["build", "migrate", "deploy", "smoke", "promote", "init"]
+    assert [(s["service"], s["action"]) for s in planned["stages"][2]["steps"]] == [("api", "run")]
 
 
 def test_plan_invalid_stack_names_file_and_key(project: Path, run_cli: RunCli) -> None:
