@@ -112,45 +112,31 @@ def status(stack: str, as_json: bool) -> None:
       deployctl status local
     """
     from deployctl.output import emit_json, line
-    from deployctl.pipeline.run import serving_release, serving_revisions
+    from deployctl.pipeline.model import LockInfo
+    from deployctl.pipeline.run import stack_status
 
-    spec, target = open_stack(stack)
-    serving = serving_release(target)
-    holder = target.lock.holder()
-    revisions = serving_revisions(target)
-    versions = target.current_secret_versions()
-    traffic = {svc: [{"revision": s.revision, "percent": s.percent} for s in target.traffic(svc) if s.percent]
-               for svc in spec.services}
-    facts: dict[str, object] = {
-        "stack": spec.name,
-        "target": target.name,
-        "serving_release": serving.id if serving else None,
-        "revisions": revisions,
-        "traffic": traffic,
-        "urls": {svc: target.service_url(svc) for svc in spec.services},
-        "migration_head": target.migration_head(),
-        "secret_versions": versions,
-        "lock": None if holder is None else {**holder.__dict__, "stale": target.lock.is_stale(holder)},
-        **{"facts": target.describe()},
-    }
+    _, target = open_stack(stack)
+    facts = stack_status(target)
     if as_json:
         emit_json(facts)
         return
-    line(f"Stack {spec.name} (target {target.name})")
-    rev_text = ", ".join(f"{s}: {r}" for s, r in revisions.items()) or "nothing serves"
+    line(f"Stack {facts['stack']} (target {facts['target']})")
+    rev_text = ", ".join(f"{s}: {r}" for s, r in facts["revisions"].items()) or "nothing serves"
     line(f"  serving    {facts['serving_release'] or '-'} ({rev_text})")
-    for svc, splits in traffic.items():
+    for svc, splits in facts["traffic"].items():
         if len(splits) > 1:  # a traffic switch in progress, or one a dead process left half-way
             line(f"  traffic    {svc}: " + ", ".join(f"{s['revision']} {s['percent']}%" for s in splits))
-    for key, value in target.describe().items():
+    for key, value in facts["facts"].items():
         line(f"  {key:<10} {value}")
     line(f"  migration  {facts['migration_head'] or '-'}")
-    shown = ", ".join(f"{k} v{v}" if v else f"{k} (none)" for k, v in versions.items())
+    shown = ", ".join(f"{k} v{v}" if v else f"{k} (none)" for k, v in facts["secret_versions"].items())
     line(f"  secrets    {shown or '-'}")
-    if holder is None:
+    lock = facts["lock"]
+    if lock is None:
         line("  lock       free")
     else:
-        stale = " [stale: holder is gone]" if target.lock.is_stale(holder) else ""
+        stale = " [stale: holder is gone]" if lock["stale"] else ""
+        holder = LockInfo(**{k: v for k, v in lock.items() if k != "stale"})
         line(f"  lock       {holder.describe()}{stale}")
 
 
