@@ -20,7 +20,9 @@ def engine() -> Engine:
     url = settings.database_url()
     if url is None:
         raise NotConfigured("DATABASE_URL is not set")
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 3})
+    size, overflow = settings.pool()
+    return create_engine(url, pool_pre_ping=True, pool_size=size, max_overflow=overflow,
+                         connect_args={"connect_timeout": 3})
 
 
 def dispose() -> None:

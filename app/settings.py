@@ -12,6 +12,11 @@ def database_url() -> str | None:
     return os.environ.get("DATABASE_URL") or None
 
 
+def pool() -> tuple[int, int]:
+    """(pool size, max overflow) per instance: what deployctl hands over as DB_POOL_SIZE and DB_MAX_OVERFLOW."""
+    return int(os.environ.get("DB_POOL_SIZE", "5")), int(os.environ.get("DB_MAX_OVERFLOW", "5"))
+
+
 def service() -> str:
     return os.environ.get("K_SERVICE", "local")
 

@@ -89,6 +89,22 @@ class Probes(_Model):
     liveness: Probe = Probe(path="/health", period_s=10, failure_threshold=3)
 
 
+POOL_ENV = ("DB_POOL_SIZE", "DB_MAX_OVERFLOW")  # how a service learns its pool (the sample app reads them)
+
+
+class Pool(_Model):
+    """The database connections one instance of a service may hold: a pool and its overflow. deployctl
+    hands them to the app as DB_POOL_SIZE and DB_MAX_OVERFLOW and counts them against the database's
+    max_connections (the policy rule sql-connection-budget)."""
+
+    size: Annotated[int, Field(ge=1, le=100)] = 5
+    overflow: Annotated[int, Field(ge=0, le=100)] = 5
+
+    @property
+    def connections(self) -> int:
+        return self.size + self.overflow
+
+
 class Service(_Model):
     source: str = "app"
     dockerfile: str = "Dockerfile.cloudrun"
@@ -106,6 +122,7 @@ class Service(_Model):
     env: dict[Annotated[str, Field(pattern=_ENV)], str] = {}
     secrets: dict[Annotated[str, Field(pattern=_ENV)], str] = {}
     probes: Probes = Probes()
+    pool: Pool | None = Pool()  # None: the service opens no database connections deployctl should count
 
     @model_validator(mode="after")
     def _instances(self) -> Service:
@@ -114,7 +131,16 @@ class Service(_Model):
         clash = sorted(set(self.env) & set(self.secrets))
         if clash:
             raise ValueError(f"{clash[0]} is set both in env and in secrets")
+        if set(POOL_ENV) & set(self.env):
+            raise ValueError(f"set the pool with pool: {{size, overflow}}, not with env {'/'.join(POOL_ENV)}")
         return self
+
+    @property
+    def runtime_env(self) -> dict[str, str]:
+        """``env`` plus the pool settings: what every revision and job of the service gets as plain env."""
+        pool = {} if self.pool is None else dict(zip(POOL_ENV, (str(self.pool.size), str(self.pool.overflow)),
+                                                     strict=True))
+        return {**pool, **self.env}
 
 
 class Backups(_Model):
@@ -139,6 +165,8 @@ class Database(_Model):
     # the second login of the same role, so a password rotation never breaks the serving revision
     alternate_user: Annotated[str | None, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = None
     password_secret: str = "DB_PASSWORD"
+    # the instance's max_connections flag; unset, Cloud SQL's default for the tier applies
+    max_connections: Annotated[int | None, Field(ge=14, le=262143)] = None
     high_availability: bool = False
     deletion_protection: bool = False
     backups: Backups = Backups()

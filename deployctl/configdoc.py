@@ -39,6 +39,10 @@ D = {
     "Service.env": "Plain environment variables (no secrets here: the policy pack checks).",
     "Service.secrets": "Environment variable → secret name; each deploy pins the secret's current version.",
     "Service.probes": "Startup and liveness probes.",
+    "Service.pool": "Database connections per instance, handed to the app as DB_POOL_SIZE and DB_MAX_OVERFLOW "
+                    "and counted against the database's max_connections (null: the service opens none).",
+    "Pool.size": "Connections an instance keeps open.",
+    "Pool.overflow": "Connections an instance may open beyond size under load.",
     "Probes.startup": "Must answer 200 before a revision counts as ready (default `/startup`).",
     "Probes.liveness": "Checked while the revision runs (default `/health`).",
     "Probe.path": "HTTP path of the probe; starts with `/`.",
@@ -54,6 +58,8 @@ D = {
     "Database.alternate_user": "The role's second login (default `<user>_b`); a password rotation moves "
     "between the two, so the serving revision's login stays valid (docs/runbook.md).",
     "Database.password_secret": "The secret holding the current login's password.",
+    "Database.max_connections": "The instance's max_connections flag; unset, Cloud SQL's default for the tier "
+                                "(the policy rule sql-connection-budget needs it for tiers Google's table lacks).",
     "Database.high_availability": "Regional HA (production).",
     "Database.deletion_protection": "Refuse to delete the instance (production).",
     "Database.backups": "Automated backups.",

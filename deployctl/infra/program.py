@@ -119,7 +119,7 @@ def _job(p: Platform, kind: str) -> CloudRunJob:
     owner = stack.job_service(job)
     return CloudRunJob(f"{stack.name}-{owner}-{kind}", CloudRunJobArgs(
         stack.project, stack.region, naming.job(stack, owner, kind), job, image(stack, owner), p.ids.jobs.email,
-        dict(stack.services[owner].env), _secret_env(stack, owner, p.secrets), p.connection, p.protect,
+        dict(stack.services[owner].runtime_env), _secret_env(stack, owner, p.secrets), p.connection, p.protect,
     ), p.opts)
 
 

@@ -99,7 +99,7 @@ def test_plan_preview_without_pulumi(project: Path, run_cli: RunCli, monkeypatch
 def test_audit_production_passes(project: Path, run_cli: RunCli) -> None:
     result = run_cli(["audit", "production"], project)
     assert result.exit_code == 0
-    assert "23/23 rules pass; 0 finding(s)." in result.stdout
+    assert "24/24 rules pass; 0 finding(s)." in result.stdout
 
 
 def _unsafe(project: Path) -> None:

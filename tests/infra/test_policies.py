@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from deployctl.config import Stack
-from deployctl.infra.policies.rules import BY_ID, RULES, UNKNOWN, evaluate, is_production
+from deployctl.infra.policies.rules import BY_ID, RULES, UNKNOWN, evaluate, is_production, tier_max_connections
+from deployctl.targets.gcp.synth import synthesize
 from tests.infra.conftest import stack_with
 
 Resources = list[dict[str, Any]]
@@ -61,6 +62,7 @@ BREAK: dict[str, Breaker] = {
     "sql-deletion-protection": lambda r: _instance(r).update(deletionProtection=False),
     "sql-ha": lambda r: _settings(r).update(availabilityType="ZONAL"),
     "sql-supported-version": lambda r: _instance(r).update(databaseVersion="POSTGRES_9_6"),
+    "sql-connection-budget": lambda r: _settings(r).update(tier="db-g1-small"),  # 50 < production's 205
     "secret-access-per-secret": lambda r: _iam(r, "roles/secretmanager.secretAccessor"),
     "ar-not-public": lambda r: _add(r, "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember",
                                     member="allUsers", role="roles/artifactregistry.reader"),
@@ -154,3 +156,35 @@ def test_the_documented_rule_table_is_the_pack() -> None:
         where = "production" if rule.production_only else (
             "every stack" if rule.severity in ("CRITICAL", "HIGH") else "advisory")
         assert f"| `{rule.id}` | {rule.severity} | {where} | {rule.remediation} |" in doc, rule.id
+
+
+def test_the_connection_budget_counts_what_the_issue_counted() -> None:
+    """5 instances x (5 + 5), both revisions of a canary, 2 jobs and 3 reserved slots on a db-f1-micro."""
+    issue = stack_with("staging", lambda c: c["deployctl:services"]["api"].update(
+        max_instances=5, pool={"size": 5, "overflow": 5}))
+    resources = [r.to_dict() for r in synthesize(issue).resources]
+    findings = [f for f in evaluate(resources, issue) if f.rule == "sql-connection-budget"]
+    assert [f.message for f in findings] == [
+        "workloads may open 105 connections (3 reserved, staging-api-service 2 revisions x 5 instances x 10, "
+        "2 job(s) x 1); db-f1-micro allows 25"]
+
+
+@pytest.mark.parametrize(("tier", "limit"), [
+    ("db-f1-micro", 25), ("db-g1-small", 50), ("db-custom-1-3840", 100), ("db-custom-2-7680", 400),
+    ("db-custom-4-15360", 500), ("db-custom-8-30720", 600), ("db-custom-16-61440", 800),
+    ("db-custom-32-122880", 1000), ("db-perf-optimized-N-2", None)])
+def test_tier_limits_follow_googles_table(tier: str, limit: int | None) -> None:
+    assert tier_max_connections(tier) == limit
+
+
+def test_a_tier_google_does_not_list_needs_the_flag(baseline: tuple[Stack, Resources]) -> None:
+    stack, resources = baseline
+    broken = copy.deepcopy(resources)
+    _settings(broken).update(tier="db-perf-optimized-N-2")
+    assert [f.message for f in evaluate(broken, stack) if f.rule == "sql-connection-budget"] == [
+        "max_connections of tier db-perf-optimized-N-2 is not in Google's table and no flag sets it"]
+    flagged = stack_with("production", lambda c: c["deployctl:database"].update(
+        tier="db-perf-optimized-N-2", max_connections=300))
+    resources = [r.to_dict() for r in synthesize(flagged).resources]
+    assert {"name": "max_connections", "value": "300"} in _settings(resources)["databaseFlags"]
+    assert "sql-connection-budget" not in _rule_ids(evaluate(resources, flagged))

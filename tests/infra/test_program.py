@@ -51,7 +51,7 @@ def test_production_is_ha_and_protected_staging_is_not(staging: Any, production:
 
 
 def test_scaling_follows_the_stack(staging: Any, production: Any) -> None:
-    for (stack, syn), expected in ((staging, (0, 5)), (production, (1, 10))):
+    for (stack, syn), expected in ((staging, (0, 4)), (production, (1, 10))):
         [svc] = syn.of_type(SERVICE)
         scaling = svc.inputs["template"]["scaling"]
         assert (scaling["minInstanceCount"], scaling["maxInstanceCount"]) == expected, stack.name
@@ -72,7 +72,9 @@ def test_service_runtime_shape(staging: Any) -> None:
     assert template["volumes"] == [{"name": "cloudsql", "cloudSqlInstance": {
         "instances": ["example-staging:europe-central2:staging-db"]}}]
     assert container["volumeMounts"] == [{"name": "cloudsql", "mountPath": "/cloudsql"}]
-    assert {e["name"]: e["value"] for e in container["envs"] if "value" in e} == {"LOG_LEVEL": "info"}
+    # plain env: the stack's, plus the pool deployctl hands every instance (counted by sql-connection-budget)
+    assert {e["name"]: e["value"] for e in container["envs"] if "value" in e} == {
+        "LOG_LEVEL": "info", "DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "0"}
 
 
 def test_release_decides_image_revision_traffic_and_secret_versions(production: Any) -> None:

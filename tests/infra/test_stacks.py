@@ -10,7 +10,7 @@ def test_staging_is_small_scales_to_zero_and_unprotected() -> None:
     stack = load("staging", ROOT)
     assert stack.database and stack.database.tier == "db-f1-micro"
     assert not (stack.database.deletion_protection or stack.database.high_availability)
-    assert [(s.min_instances, s.max_instances) for s in stack.services.values()] == [(0, 5)]
+    assert [(s.min_instances, s.max_instances) for s in stack.services.values()] == [(0, 4)]
     assert stack.gcp.trigger and not stack.gcp.trigger.approval
 
 

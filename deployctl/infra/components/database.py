@@ -106,4 +106,7 @@ def _settings(db: DatabaseConfig) -> sql.DatabaseInstanceSettingsArgs:
         maintenance_window=sql.DatabaseInstanceSettingsMaintenanceWindowArgs(
             day=db.maintenance.day, hour=db.maintenance.hour, update_track="stable"
         ),
+        database_flags=[] if db.max_connections is None else [
+            sql.DatabaseInstanceSettingsDatabaseFlagArgs(name="max_connections", value=str(db.max_connections))
+        ],
     )

@@ -80,7 +80,7 @@ def _template(args: CloudRunServiceArgs) -> run.ServiceTemplateArgs:
             )
         ]
         mounts = [run.ServiceTemplateContainerVolumeMountArgs(name=CLOUDSQL_VOLUME, mount_path=CLOUDSQL_MOUNT)]
-    envs = [run.ServiceTemplateContainerEnvArgs(name=k, value=v) for k, v in sorted(svc.env.items())] + [
+    envs = [run.ServiceTemplateContainerEnvArgs(name=k, value=v) for k, v in sorted(svc.runtime_env.items())] + [
         run.ServiceTemplateContainerEnvArgs(
             name=env,
             value_source=run.ServiceTemplateContainerEnvValueSourceArgs(

@@ -217,6 +217,82 @@ def sql_supported_version(resources: Resources, stack: Stack) -> list[tuple[str,
             for r in of(resources, INSTANCE) if r["inputs"].get("databaseVersion") not in supported]
 
 
+# Cloud SQL for PostgreSQL's default max_connections by the instance's memory (Cloud SQL for PostgreSQL
+# "Quotas and limits" / FAQ, "Maximum concurrent connections": 0.6 GiB (db-f1-micro) 25, 1.7 GiB
+# (db-g1-small) 50, 3.75 up to 6 GiB 100, 6 up to 7.5 GiB 200, 7.5 up to 15 GiB 400, 15 up to 30 GiB 500,
+# 30 up to 60 GiB 600, 60 up to 120 GiB 800, 120 GiB and above 1,000). (lower bound in GiB, connections)
+MAX_CONNECTIONS_BY_MEMORY = ((120, 1000), (60, 800), (30, 600), (15, 500), (7.5, 400), (6, 200), (3.75, 100))
+SHARED_CORE_MAX_CONNECTIONS = {"db-f1-micro": 25, "db-g1-small": 50}
+# PostgreSQL keeps superuser_reserved_connections (default 3) slots that applications cannot use
+# (PostgreSQL documentation, 20.3.1 Connection Settings).
+RESERVED_CONNECTIONS = 3
+CUSTOM_TIER = re.compile(r"^db-custom-(\d+)-(\d+)$")  # db-custom-<vCPUs>-<memory MiB>
+
+
+def tier_max_connections(tier: str) -> int | None:
+    """Cloud SQL's default max_connections for a tier, where Google documents it (None elsewhere)."""
+    if tier in SHARED_CORE_MAX_CONNECTIONS:
+        return SHARED_CORE_MAX_CONNECTIONS[tier]
+    custom = CUSTOM_TIER.match(tier)
+    if custom is None:
+        return None
+    gib = int(custom.group(2)) / 1024
+    return next((n for floor, n in MAX_CONNECTIONS_BY_MEMORY if gib >= floor), None)
+
+
+def _env(r: Res) -> dict[str, str]:
+    containers = _containers(r)
+    return {e["name"]: str(e["value"]) for e in (containers[0].get("envs") or []) if "value" in e} if containers else {}
+
+
+def _uses_database(r: Res) -> bool:
+    template = r["inputs"].get("template", {})
+    task = template.get("template", template)
+    return any("cloudSqlInstance" in v for v in task.get("volumes") or [])
+
+
+def connection_budget(resources: Resources) -> tuple[int, int | None, list[str]]:
+    """(connections the workloads may open, the instance's max_connections or None, what each adds).
+
+    Every service instance holds its pool plus overflow; during a canary both revisions run, so a
+    service counts twice its max_instances; every job execution holds one connection."""
+    needed, parts = RESERVED_CONNECTIONS, [f"{RESERVED_CONNECTIONS} reserved"]
+    for r in of(resources, SERVICE):
+        if not _uses_database(r):
+            continue
+        env = _env(r)
+        pool = int(env.get("DB_POOL_SIZE", 0)) + int(env.get("DB_MAX_OVERFLOW", 0))
+        instances = int(_get(r["inputs"], "template", "scaling", "maxInstanceCount", default=100))
+        needed += 2 * instances * pool
+        parts.append(f"{r['name']} 2 revisions x {instances} instances x {pool}")
+    jobs = [r for r in of(resources, JOB) if _uses_database(r)]
+    needed += len(jobs)
+    if jobs:
+        parts.append(f"{len(jobs)} job(s) x 1")
+    limit = None
+    for r in of(resources, INSTANCE):
+        flags = {f["name"]: f["value"] for f in _settings(r).get("databaseFlags") or []}
+        limit = int(flags["max_connections"]) if "max_connections" in flags else tier_max_connections(
+            str(_settings(r).get("tier", "")))
+    return needed, limit, parts
+
+
+def sql_connection_budget(resources: Resources, stack: Stack) -> list[tuple[str, str]]:
+    instances = of(resources, INSTANCE)
+    if not instances:
+        return []
+    name, tier = instances[0]["name"], _settings(instances[0]).get("tier")
+    unpooled = [r["name"] for r in of(resources, SERVICE) if _uses_database(r) and "DB_POOL_SIZE" not in _env(r)]
+    if unpooled:
+        return [(r, "has no pool size, so its connections cannot be counted") for r in unpooled]
+    needed, limit, parts = connection_budget(resources)
+    if limit is None:
+        return [(name, f"max_connections of tier {tier} is not in Google's table and no flag sets it")]
+    if needed > limit:
+        return [(name, f"workloads may open {needed} connections ({', '.join(parts)}); {tier} allows {limit}")]
+    return []
+
+
 # ------------------------------------------------------------------------------------- secrets, registry, IAM
 
 
@@ -299,6 +375,9 @@ RULES: tuple[Rule, ...] = (
     Rule("sql-deletion-protection", "HIGH", "Set database.deletion_protection: true.", sql_deletion_protection,
          production_only=True),
     Rule("sql-ha", "HIGH", "Set database.high_availability: true.", sql_ha, production_only=True),
+    Rule("sql-connection-budget", "HIGH",
+         "Lower services.<svc>.max_instances or pool, pick a larger database.tier, or set database.max_connections.",
+         sql_connection_budget),
     Rule("sql-supported-version", "HIGH", "Use a supported Postgres version (database.version).",
          sql_supported_version),
     Rule("secret-replication-explicit", "LOW", "Give every secret an automatic or user-managed replication.",

@@ -182,7 +182,7 @@ class LocalTarget:
         env = {k: os.environ[k] for k in ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR") if k in os.environ}
         env.update(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}", VIRTUAL_ENV=str(venv))
         env.update(PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", K_SERVICE=service, K_CONFIGURATION=service)
-        env.update(svc.env)
+        env.update(svc.runtime_env)
         for var, secret in svc.secrets.items():
             try:
                 env[var] = self.secrets.value(secret, versions[secret])
