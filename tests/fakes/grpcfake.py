@@ -3,7 +3,11 @@
 Handlers receive proto-plus request messages and return proto-plus or raw protobuf messages. Faults are
 queued per method: ``"unavailable"`` (503), ``"exhausted"`` (429) fail before the call is handled;
 ``"lost"`` handles the call, then fails with DEADLINE_EXCEEDED — the change applied but the caller never
-heard of it.
+heard of it. ``"service_disabled"`` and ``"iam_denied"`` answer 403 PERMISSION_DENIED as Google does while an
+API is disabled or an IAM grant has not propagated yet, with the google.rpc.ErrorInfo detail that names the
+reason (the shape Google returns: reason SERVICE_DISABLED with metadata service, or IAM_PERMISSION_DENIED,
+domain googleapis.com; Google APIs "Errors" guide, and the SERVICE_DISABLED message that says "If you
+enabled this API recently, wait a few minutes for the action to propagate to our systems and retry").
 """
 
 from __future__ import annotations
@@ -21,6 +25,32 @@ _CODES = {
     "exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "internal": grpc.StatusCode.INTERNAL,
 }
+
+
+_DENIED = ("service_disabled", "iam_denied")
+
+
+def _denied(fault: str, service: str) -> Any:
+    from google.protobuf import any_pb2
+    from google.rpc import code_pb2, error_details_pb2, status_pb2
+    from grpc_status import rpc_status
+
+    parts = service.split(".")  # google.cloud.run.v2.Services → run.googleapis.com
+    api = f"{parts[2] if parts[1] in ('cloud', 'devtools') else parts[1]}.googleapis.com"
+    if fault == "service_disabled":
+        message = (f"{api} has not been used in project 123 before or it is disabled. Enable it by visiting "
+                   f"https://console.developers.google.com/apis/api/{api}/overview?project=123 then retry. If you "
+                   "enabled this API recently, wait a few minutes for the action to propagate to our systems and "
+                   "retry.")
+        info = error_details_pb2.ErrorInfo(reason="SERVICE_DISABLED", domain="googleapis.com",
+                                           metadata={"service": api, "consumer": "projects/123"})
+    else:
+        message = "Permission denied on resource (or it may not exist)."
+        info = error_details_pb2.ErrorInfo(reason="IAM_PERMISSION_DENIED", domain="iam.googleapis.com")
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    return rpc_status.to_status(status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message=message,
+                                                  details=[detail]))
 
 
 class Faults:
@@ -60,6 +90,8 @@ class GrpcFake:
             fault = self.faults.next(method)
             if fault in _CODES:
                 context.abort(_CODES[fault], f"injected {fault}")
+            if fault in _DENIED:
+                context.abort_with_status(_denied(fault, service))
             try:
                 response = fn(request)
             except FakeError as exc:

@@ -67,3 +67,52 @@ def test_missing_pulumi_cli_changes_nothing(cloud: Cloud, monkeypatch, tmp_path:
     assert missing.value.exit_code == EXIT_PRECONDITION
     assert "curl -fsSL https://get.pulumi.com | sh" in (missing.value.hint or "")
     assert cloud.mutations() == []
+
+
+def _quick() -> RetryPolicy:
+    return RetryPolicy(deadline_s=2, initial_s=0.01, maximum_s=0.02, call_timeout_s=2)
+
+
+def test_a_403_right_after_this_command_changed_iam_is_waited_out(cloud: Cloud, reporter) -> None:
+    """IAM: "typically 2 minutes, potentially 7 minutes or longer" — the grant `pulumi up` just made."""
+    orchestrator.release(cloud.target(), cloud.options(IMAGE), reporter)
+    said: list[str] = []
+    target = cloud.target(policy=_quick())
+    target.policy.propagation.say = said.append
+    cloud.grpc.faults.add("UpdateService", "iam_denied", "iam_denied")  # the deploy, right after prepare's up
+    second = orchestrator.release(target, cloud.options(IMAGE2), reporter)
+    cloud.grpc.faults.clear()
+    assert second.outcome == "succeeded" and cloud.run.serving(SERVICE) == {second.revisions["api"]: 100}
+    assert said == ["waiting for the IAM bindings `pulumi up` applied to propagate (Google: typically 2 minutes, "
+                    "up to 7); retrying 403 Permission denied on resource (or it may not exist)."]
+
+
+def test_a_403_with_nothing_propagating_fails_at_once_with_the_credentials_hint(cloud: Cloud) -> None:
+    target = cloud.target(policy=_quick())
+    cloud.grpc.faults.add("GetService", "iam_denied")
+    with pytest.raises(PreconditionError) as denied:
+        target.run.get("api")
+    assert denied.value.message == ("read Cloud Run service api: 403 Permission denied on resource "
+                                    "(or it may not exist).")
+    assert denied.value.hint == "Run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS)."
+    assert cloud.grpc.faults.next("GetService") is None  # asked once, not retried
+
+
+def test_a_disabled_api_names_the_api_and_the_command_that_enables_it(cloud: Cloud) -> None:
+    target = cloud.target(policy=_quick())
+    cloud.grpc.faults.add("GetService", "service_disabled")
+    with pytest.raises(PreconditionError) as disabled:
+        target.run.get("api")
+    assert disabled.value.message.endswith("run.googleapis.com is not enabled in this project")
+    assert (disabled.value.hint or "").startswith("Enable it: gcloud services enable run.googleapis.com")
+
+
+def test_a_403_that_outlasts_the_window_says_what_it_waited_for(cloud: Cloud) -> None:
+    target = cloud.target(policy=_quick())
+    target.policy.propagation.begin("the roles just granted to x@p.iam.gserviceaccount.com", 0.3)
+    cloud.grpc.faults.burst("GetService", "iam_denied", 1000)
+    with pytest.raises(PreconditionError) as denied:
+        target.run.get("api")
+    cloud.grpc.faults.clear()
+    assert denied.value.message.endswith(
+        "(still, after waiting for the roles just granted to x@p.iam.gserviceaccount.com to propagate)")

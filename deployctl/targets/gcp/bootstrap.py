@@ -36,7 +36,14 @@ from typing import Any
 from deployctl import naming
 from deployctl.config import Stack
 from deployctl.errors import DeployctlError, PreconditionError
-from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy, mutate, read
+from deployctl.targets.gcp.retry import (
+    API_PROPAGATION_S,
+    CREDENTIALS_HINT,
+    IAM_PROPAGATION_S,
+    RetryPolicy,
+    mutate,
+    read,
+)
 from deployctl.targets.gcp.secrets import SecretManager
 
 PASSPHRASE_SECRET = "pulumi-passphrase"  # the secret <stack>-pulumi-passphrase
@@ -155,6 +162,7 @@ class Bootstrap:
 
     def run(self, dry_run: bool = False, progress: Callable[[str], None] = lambda line: None) -> Outcome:
         """Apply every step not yet done (or, with *dry_run*, only say what would be done)."""
+        self.policy.propagation.say = progress
         if not dry_run and not self.pulumi.installed():
             raise pulumi_missing(self.stack.name)
         outcome = Outcome(self.stack.name, dry_run)
@@ -188,6 +196,7 @@ class Bootstrap:
         operation = mutate(lambda: self.service_usage.batch_enable_services(request=request),
                            lambda: None, f"enable {', '.join(missing)}", self.policy)
         read(lambda: operation.result(timeout=self.policy.deadline_s), "wait for the APIs to be enabled", self.policy)
+        self.policy.propagation.begin(f"the APIs just enabled ({', '.join(missing)})", API_PROPAGATION_S)
 
     # -- state bucket -----------------------------------------------------------------------------
     def _lookup_bucket(self) -> Any:
@@ -280,6 +289,7 @@ class Bootstrap:
                 from deployctl.targets.gcp.retry import translate
 
                 raise translate(exc, f"grant roles to {self.email}", self.policy) from None
+            self.policy.propagation.begin(f"the roles just granted to {self.email}", IAM_PROPAGATION_S)
             return
         raise DeployctlError(f"the IAM policy of {self.project} kept changing while roles were granted",
                              "Rerun deployctl bootstrap; it only adds what is missing.")

@@ -8,17 +8,57 @@ Rules:
   done; otherwise it is sent again. So a lost response never doubles a deploy or a traffic shift.
 - When the deadline passes, the last error becomes a DeployctlError naming the call; SDK exceptions never
   leave this module's callers.
+- Propagation: IAM grants and enabled APIs take effect eventually (IAM "Access change propagation": policy
+  changes typically 2 minutes, potentially 7 or longer; a disabled API answers 403 SERVICE_DISABLED "If you
+  enabled this API recently, wait a few minutes"). After this command itself granted roles or enabled APIs
+  (bootstrap, or a `pulumi up` that applies IAM bindings), a 403 is retried for a bounded window, with a
+  line naming what is propagating. Outside such a window a 403 fails at once: a disabled API with the
+  command that enables it, a missing permission with the credentials hint.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from deployctl.errors import DeployctlError, PreconditionError
 
 T = TypeVar("T")
+
+
+IAM_PROPAGATION_S = 7 * 60.0  # IAM: "typically 2 minutes, potentially 7 minutes or longer"
+API_PROPAGATION_S = 5 * 60.0  # Service Usage: "wait a few minutes for the action to propagate"
+
+
+@dataclass
+class Propagation:
+    """What this command changed that Google applies eventually, and until when a 403 means "not yet"."""
+
+    say: Callable[[str], None] = lambda line: None
+    until: float = 0.0
+    what: str = ""
+    _told: str = ""
+
+    def begin(self, what: str, window_s: float) -> None:
+        self.until = max(self.until, time.monotonic() + window_s)
+        self.what = f"{self.what} and {what}" if self.what and self.active() else what
+
+    def active(self) -> bool:
+        return time.monotonic() < self.until
+
+    def covers(self, exc: BaseException) -> bool:
+        """Whether *exc* is a 403 that the changes still propagating can explain (then it is retried)."""
+        from google.api_core import exceptions as gexc
+
+        if not (self.active() and isinstance(exc, gexc.PermissionDenied)):
+            return False
+        if self._told != self.what:
+            self._told = self.what
+            self.say(f"waiting for {self.what} to propagate (Google: typically 2 minutes, up to 7); "
+                     f"retrying {_short(exc)}")
+        return True
 
 
 @dataclass(frozen=True)
@@ -30,9 +70,10 @@ class RetryPolicy:
     maximum_s: float = 16.0
     multiplier: float = 2.0
     call_timeout_s: float = 30.0  # per request, passed to the client as ``timeout=``
+    propagation: Propagation = field(default_factory=Propagation, compare=False)  # shared by every copy
 
     def with_deadline(self, deadline_s: float) -> RetryPolicy:
-        return RetryPolicy(deadline_s, self.initial_s, self.maximum_s, self.multiplier, self.call_timeout_s)
+        return replace(self, deadline_s=deadline_s)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -53,16 +94,21 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, requests.exceptions.Timeout | requests.exceptions.ConnectionError | TimeoutError)
 
 
-def _retry(policy: RetryPolicy):  # type: ignore[no-untyped-def]
+def _retry(policy: RetryPolicy) -> Callable[[Callable[[], T]], Callable[[], T]]:
+    """Transient errors are retried until the policy's deadline; while a change of this command is still
+    propagating, a 403 is retried too, until that window closes (each 403 retry gets a fresh deadline)."""
     from google.api_core.retry import Retry
 
-    return Retry(
-        predicate=is_transient,
-        initial=policy.initial_s,
-        maximum=policy.maximum_s,
-        multiplier=policy.multiplier,
-        timeout=policy.deadline_s,
-    )
+    def backoff(predicate: Callable[[BaseException], bool], timeout: float) -> Any:
+        return Retry(predicate=predicate, initial=policy.initial_s, maximum=policy.maximum_s,
+                     multiplier=policy.multiplier, timeout=timeout)
+
+    transient = backoff(is_transient, policy.deadline_s)
+    propagation = policy.propagation
+    if not propagation.active():
+        return transient
+    waiting = backoff(propagation.covers, propagation.until - time.monotonic())
+    return lambda fn: waiting(transient(fn))
 
 
 def read(fn: Callable[[], T], what: str, policy: RetryPolicy) -> T:
@@ -102,6 +148,10 @@ def translate(exc: BaseException, what: str, policy: RetryPolicy | None = None) 
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
+    if isinstance(exc, gexc.RetryError) and isinstance(exc.cause, gexc.PermissionDenied) and policy:
+        denied = translate(exc.cause, what)  # still denied once the propagation window closed
+        return PreconditionError(f"{denied.message} (still, after waiting for {policy.propagation.what} to "
+                                 "propagate)", denied.hint)
     if isinstance(exc, gexc.RetryError):
         cause = exc.cause
         why = _short(cause) if cause is not None else "timed out"
@@ -112,6 +162,13 @@ def translate(exc: BaseException, what: str, policy: RetryPolicy | None = None) 
         )
     if isinstance(exc, auth_exc.DefaultCredentialsError | auth_exc.RefreshError):
         return PreconditionError(f"{what}: no usable Google Cloud credentials", CREDENTIALS_HINT)
+    if isinstance(exc, gexc.PermissionDenied) and getattr(exc, "reason", None) == "SERVICE_DISABLED":
+        api = _metadata(exc).get("service", "the API")
+        return PreconditionError(
+            f"{what}: {api} is not enabled in this project",
+            f"Enable it: gcloud services enable {api} (deployctl bootstrap STACK enables every API a stack "
+            "uses); a newly enabled API takes a few minutes to answer.",
+        )
     if isinstance(exc, gexc.PermissionDenied | gexc.Unauthenticated):
         return PreconditionError(f"{what}: {_short(exc)}", CREDENTIALS_HINT)
     if isinstance(exc, gexc.GoogleAPICallError) or is_transient(exc):
@@ -120,6 +177,10 @@ def translate(exc: BaseException, what: str, policy: RetryPolicy | None = None) 
 
 
 CREDENTIALS_HINT = "Run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS)."
+
+
+def _metadata(exc: Any) -> dict[str, str]:
+    return dict(getattr(exc, "metadata", None) or {})
 
 
 def _short(exc: BaseException) -> str:

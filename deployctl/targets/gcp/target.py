@@ -29,7 +29,7 @@ from deployctl.pipeline import dblogins
 from deployctl.pipeline.model import Artifact, JobRun, Revision, Split
 from deployctl.targets.gcp.builds import Builds, source_hash
 from deployctl.targets.gcp.engine import Engine, PulumiEngine
-from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy, translate
+from deployctl.targets.gcp.retry import CREDENTIALS_HINT, IAM_PROPAGATION_S, RetryPolicy, translate
 from deployctl.targets.gcp.run_jobs import CloudRunJobs
 from deployctl.targets.gcp.run_services import CANDIDATE_TAG, CloudRunServices, Spec
 from deployctl.targets.gcp.secrets import SecretManager
@@ -66,6 +66,7 @@ class GcpTarget:
         self.stack, self.root, self.engine = stack, root, engine
         self.policy = policy or RetryPolicy()
         self.progress = progress or (lambda line: print(line, file=sys.stderr))
+        self.policy.propagation.say = self.progress
         project, region = stack.project, stack.region
         self.names = naming  # the program's naming rules, so deployctl addresses what Pulumi created
         self.run = CloudRunServices(
@@ -215,6 +216,8 @@ class GcpTarget:
         images = {svc: a.ref for svc, a in artifacts.items()}
         revisions = {svc: self._revision_name(svc, a.ref, secret_versions) for svc, a in artifacts.items()}
         self.engine.up(self._release(images, secret_versions, revisions))
+        # the program grants the runtime identities their roles: calls made as them may see 403 a while
+        self.policy.propagation.begin("the IAM bindings `pulumi up` applied", IAM_PROPAGATION_S)
 
     def _release(self, images: dict[str, str], versions: dict[str, str], revisions: dict[str, str]) -> Release:
         traffic = {}
