@@ -36,8 +36,8 @@ def test_parses_as_a_build_with_no_unknown_fields(doc):
     assert build.options.machine_type.name == "E2_HIGHCPU_8"
     assert build.options.logging.name == "CLOUD_LOGGING_ONLY"
     assert build.timeout.total_seconds() == 1800
-    assert dict(build.substitutions) == {"_STACK": "staging", "_REGION": "europe-central2", "_REPOSITORY": "deployctl",
-                                         "_PULUMI_VERSION": "3.140.0"}
+    assert dict(build.substitutions) == {"_STACK": "staging", "_REGION": "europe-central2",
+                                         "_REPOSITORY": "staging-deployctl", "_PULUMI_VERSION": "3.140.0"}
 
 
 def test_a_misspelt_field_is_rejected():

@@ -36,9 +36,9 @@ from tests.fakes.grpcfake import GrpcFake
 from tests.fakes.sqladmin import FakeSqlAdmin
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE = "europe-central2-docker.pkg.dev/example-staging/deployctl/api@sha256:" + "a" * 64
-IMAGE2 = "europe-central2-docker.pkg.dev/example-staging/deployctl/api@sha256:" + "b" * 64
-IMAGE3 = "europe-central2-docker.pkg.dev/example-staging/deployctl/api@sha256:" + "c" * 64
+IMAGE = "europe-central2-docker.pkg.dev/example-staging/staging-deployctl/api@sha256:" + "a" * 64
+IMAGE2 = "europe-central2-docker.pkg.dev/example-staging/staging-deployctl/api@sha256:" + "b" * 64
+IMAGE3 = "europe-central2-docker.pkg.dev/example-staging/staging-deployctl/api@sha256:" + "c" * 64
 SERVICE = "projects/example-staging/locations/europe-central2/services/staging-api"
 FAST = RetryPolicy(deadline_s=1.5, initial_s=0.01, maximum_s=0.05, call_timeout_s=5)
 
@@ -103,7 +103,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     drongo_ext.reset()
     fake, http = GrpcFake(), RevisionHttp()
     run = FakeRunServices(fake, http)
-    registry = FakeRegistry(fake, "example-staging", "europe-central2", "deployctl")
+    registry = FakeRegistry(fake, "example-staging", "europe-central2", "staging-deployctl")
     cloudbuild = FakeCloudBuild(fake, registry)
     sql = FakeSqlAdmin()
     fake.start()

@@ -107,7 +107,8 @@ def test_build_once_per_source_then_reuse_the_digest(cloud: Cloud, reporter) -> 
     assert target.source_hash("api") == before
     first = orchestrator.release(target, cloud.options(None), reporter)
     image = first.artifacts["api"]
-    assert "@sha256:" in image and image.startswith("europe-central2-docker.pkg.dev/example-staging/deployctl/api")
+    # the repository the program creates, <stack>-<gcp.repository> (naming.repository), not gcp.repository
+    assert "@sha256:" in image and image.startswith("europe-central2-docker.pkg.dev/example-staging/staging-deployctl/")
     assert len(cloud.cloudbuild.builds) == 1
     uploaded = [c for c in drongo_ext.RECORDER.calls if c[0] == "upload_object"]
     assert uploaded

@@ -76,7 +76,8 @@ class GcpTarget:
         self.secret_prefix = self.names.secret(stack, "")
         self.secrets = SecretManager(secrets, project, self.policy, prefix=self.secret_prefix)
         self.builds = Builds(
-            builds, registry, storage, project, region, stack.gcp.repository, self.policy, self.progress, poll_s=poll_s
+            builds, registry, storage, project, region, self.names.repository(stack), self.policy, self.progress,
+            poll_s=poll_s,
         )
         self.sql = CloudSqlUsers(sqladmin, project, self.names.instance(stack), self.policy, poll_s=poll_s)
         bucket = stack.state_bucket
