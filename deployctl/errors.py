@@ -50,6 +50,11 @@ class PreconditionError(DeployctlError):
     exit_code = EXIT_PRECONDITION
 
 
+class LedgerDamaged(PreconditionError):  # noqa: N818 - reads as what was found, like StageFailed
+    """A stack's ledger, or one of its records, cannot be read; the message names the file or the object.
+    No command writes to it until ``deployctl ledger repair`` has mended it."""
+
+
 class PolicyError(DeployctlError):
     exit_code = EXIT_POLICY
 

@@ -37,23 +37,30 @@ class _Objects:
         self.where = f"gs://{bucket}/{prefix}"
 
     def get(self, name: str) -> tuple[dict[str, Any], int] | None:
+        found = self.get_bytes(name)
+        return None if found is None else (json.loads(found[0]), found[1])
+
+    def get_bytes(self, name: str) -> tuple[bytes, int] | None:
+        """The object's content as stored, and its generation; None when absent."""
         from google.api_core import exceptions as gexc
 
-        def call() -> tuple[dict[str, Any], int] | None:
+        def call() -> tuple[bytes, int] | None:
             blob = self.bucket.blob(self.prefix + name)
             try:
                 data = blob.download_as_bytes(retry=None, timeout=self.policy.call_timeout_s)
             except gexc.NotFound:
                 return None
-            return json.loads(data), int(blob.generation)
+            return data, int(blob.generation)
 
         return read(call, f"read {self.where}{name}", self.policy)
 
     def put(self, name: str, data: dict[str, Any], generation: int) -> int | None:
         """Write *data* if the object's generation is *generation* (0: absent); None when someone else won."""
-        from google.api_core import exceptions as gexc
+        return self.put_bytes(name, json.dumps(data, sort_keys=True).encode(), generation)
 
-        text = json.dumps(data, sort_keys=True)
+    def put_bytes(self, name: str, text: bytes, generation: int) -> int | None:
+        """``put`` of content as it is (a damaged record is moved aside unchanged)."""
+        from google.api_core import exceptions as gexc
 
         def send() -> int | None:
             blob = self.bucket.blob(self.prefix + name)
@@ -70,8 +77,8 @@ class _Objects:
             return int(blob.generation)
 
         def applied() -> int | None:
-            now = self.get(name)
-            return now[1] if now and json.dumps(now[0], sort_keys=True) == text else None
+            now = self.get_bytes(name)
+            return now[1] if now and now[0] == text else None
 
         return mutate(send, applied, f"write {self.where}{name}", self.policy)
 
@@ -124,22 +131,24 @@ class GcsRecords:
                 return
         raise DeployctlError(f"release {release_id} kept changing under us in {self.where}", "Retry.")
 
-    def load(self, release_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+    def load(self, release_ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         for release_id in release_ids:
-            found = self.objects.get(_path(release_id))
+            found = self.objects.get_bytes(_path(release_id))
             if found is not None:
-                yield found[0]
+                yield release_id, found[0]
+
+    def locate(self, release_id: str) -> str:
+        return f"{self.where}{release_id}.json"
 
 
 class GcsLedger(StoredLedger):
     def __init__(self, client: Any, bucket: str, stack: str, policy: RetryPolicy) -> None:
-        super().__init__(GcsRecords(_Objects(client, bucket, _prefix(stack), policy)))
-        self.stack = stack
+        self.records = GcsRecords(_Objects(client, bucket, _prefix(stack), policy))
+        super().__init__(self.records, stack=stack)
 
 
 def _path(release_id: str) -> str:
     return f"releases/{release_id}.json"
-
 
 
 class GcsLockStore:
