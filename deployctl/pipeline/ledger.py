@@ -14,19 +14,22 @@ Rules:
 Stores: ``SqliteRecords`` (local stacks: SQLite in WAL mode, where every write is one transaction, so a
 crash, even ``kill -9``, leaves either the old or the new record) and ``GcsRecords`` (gcp stacks, in
 deployctl/targets/gcp/state.py: one object per record, written with generation preconditions).
+
+The local file is checked before its first use by a process (integrity, table, every record; and that it
+holds no less than its backup), and is backed up after every finished run (ledger_file.py says how).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from deployctl.errors import DeployctlError, LedgerDamaged, PreconditionError
+from deployctl.pipeline import ledger_file
+from deployctl.pipeline.ledger_file import FileDamaged, number
 from deployctl.pipeline.model import RECORD_SCHEMA, NewerSchemaError, RecordError, ReleaseRecord, decode_record
 
 _ID = re.compile(r"r(\d+)")
@@ -69,7 +72,7 @@ class StoredLedger:
 
     def next_id(self) -> str:
         for _ in range(self.attempts):
-            release_id = f"r{max(map(_number, self._ids()), default=0) + 1:04d}"
+            release_id = f"r{max(map(number, self._ids()), default=0) + 1:04d}"
             if self.store.create(release_id, ReleaseRecord.placeholder(release_id).to_dict()):
                 return release_id
         raise DeployctlError(f"could not reserve a release id in {self.store.where}", "Retry the command.")
@@ -81,7 +84,7 @@ class StoredLedger:
         return next(self._records([release_id]), None)
 
     def history(self, limit: int = 50) -> list[ReleaseRecord]:
-        newest_first = sorted(self._ids(), key=_number, reverse=True)
+        newest_first = sorted(self._ids(), key=number, reverse=True)
         out: list[ReleaseRecord] = []
         for record in self._records(newest_first):
             if len(out) >= limit:
@@ -119,50 +122,82 @@ def newer_error(where: str, schema: int) -> PreconditionError:
     )
 
 
-def _number(release_id: str) -> int:
-    return int(release_id[1:])
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS releases (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT UNIQUE NOT NULL,
-    record TEXT NOT NULL
-);
-"""
 _CHUNK = 50  # records read per query by load()
 
 
 class SqliteRecords:
-    """Records in one SQLite file; every statement is its own transaction (autocommit)."""
+    """Records in one SQLite file; every statement is its own transaction (autocommit).
 
-    def __init__(self, path: Path, stack: str | None = None) -> None:
+    *evidence*: paths of the stack's other state (secrets, revisions). A missing or empty file beside any
+    of them, or beside a backup, is a ledger that was lost, not a new stack: it is damage, never a fresh
+    history whose ids restart at r0001. A new stack's file is made when the store is opened (so it exists
+    before any other state), whole, by ledger_file.create."""
+
+    def __init__(self, path: Path, evidence: Sequence[Path] = (), stack: str | None = None) -> None:
         self.path = path
-        self.where = str(path)
+        self.backup_path = path.with_name(path.name + ".bak")
+        self.where = _shown(path)
         self.stack = stack or path.parent.name
+        self.evidence = (self.backup_path, *evidence)
+        self._checked = False
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        if ledger_file.is_empty(path) and not self.other_state():
+            ledger_file.create(path)
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+    def other_state(self) -> list[str]:
+        """The names of the stack's other state that exists (evidence that this stack was used)."""
+        return [p.name for p in self.evidence if p.is_file() or (p.is_dir() and any(p.iterdir()))]
+
+    def inspect(self) -> ledger_file.Contents:
+        """Read-only: every row, once the file passes its checks; raises FileDamaged naming what is wrong."""
+        if ledger_file.is_empty(self.path):
+            state = self.other_state()
+            if state:
+                missing = "missing" if not self.path.exists() else "empty (0 bytes)"
+                raise FileDamaged(f"it is {missing}, but the stack has other state: {', '.join(state)}")
+            return ledger_file.Contents()
+        contents = ledger_file.read(self.path)
+        kept = ledger_file.newest_id(self.backup_path) if self.backup_path.exists() else None
+        newest = max([*contents.rows, *contents.bad], key=number, default=None)
+        if kept is not None and number(kept) > (number(newest) if newest else 0):
+            raise FileDamaged(f"its newest record is {newest or 'none'}, but its backup "
+                              f"{self.backup_path.name} holds {kept}")
+        return contents
+
+    def check(self) -> ledger_file.Contents:
+        """Read-only: ``inspect``, with what it finds raised as the error a user sees."""
         try:
-            db.execute("PRAGMA synchronous=NORMAL")
-            yield db
-        finally:
-            db.close()
+            contents = self.inspect()
+        except FileDamaged as exc:
+            raise damaged(self.where, exc.reason, self.stack) from None
+        for release_id in sorted(contents.bad, key=number):
+            raise damaged(self.locate(release_id), contents.bad[release_id], self.stack)
+        for release_id in sorted(contents.newer, key=number):
+            raise newer_error(self.locate(release_id), contents.newer[release_id])
+        return contents
+
+    def reopen(self) -> None:
+        """The file was replaced (repaired): check it again before its next use."""
+        self._checked = False
+
+    def _ready(self) -> None:
+        if not self._checked:
+            if ledger_file.is_empty(self.path) and not self.other_state():
+                ledger_file.create(self.path)
+            self.check()
+            self._checked = True
 
     def locate(self, release_id: str) -> str:
         return f"record {release_id} of {self.where}"
 
     def ids(self) -> list[str]:
-        with self._connect() as db:
+        self._ready()
+        with ledger_file.connect(self.path) as db:
             return [row[0] for row in db.execute("SELECT id FROM releases")]
 
     def create(self, release_id: str, data: dict[str, Any]) -> bool:
-        with self._connect() as db:
+        self._ready()
+        with ledger_file.connect(self.path) as db:
             cursor = db.execute(
                 "INSERT INTO releases (id, record) VALUES (?, ?) ON CONFLICT(id) DO NOTHING",
                 (release_id, _dump(data)),
@@ -170,7 +205,8 @@ class SqliteRecords:
             return cursor.rowcount == 1
 
     def put(self, release_id: str, data: dict[str, Any]) -> None:
-        with self._connect() as db:
+        self._ready()
+        with ledger_file.connect(self.path) as db:
             db.execute(
                 "INSERT INTO releases (id, record) VALUES (?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET record = excluded.record",
@@ -178,23 +214,45 @@ class SqliteRecords:
             )
 
     def load(self, release_ids: Sequence[str]) -> Iterator[tuple[str, str | bytes]]:
+        self._ready()
         for start in range(0, len(release_ids), _CHUNK):
             chunk = list(release_ids[start : start + _CHUNK])
-            with self._connect() as db:
+            with ledger_file.connect(self.path) as db:
                 rows = db.execute(
                     "SELECT id, record FROM releases WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(chunk),)
                 ).fetchall()
             found = dict(rows)
             yield from ((i, found[i]) for i in chunk if i in found)
 
+    def backup(self) -> bool:
+        """Copy the file to ``ledger.db.bak`` if the copy passes the checks (ledger_file.backup)."""
+        return ledger_file.backup(self.path, self.backup_path)
+
 
 class SqliteLedger(StoredLedger):
-    """The ledger of a stack whose state lives on this machine."""
+    """The ledger of a stack whose state lives on this machine.
 
-    def __init__(self, path: Path) -> None:
+    The backup is taken after every *finished* run (any outcome but ``running``): then the ledger has just
+    been read and written whole by a process that held the lock, and the copy costs one file per run, not
+    one per stage. Losing the file loses at most what the runs since the last backup wrote; ``ledger
+    repair`` restores the backup and adds every record the damaged file still holds."""
+
+    def __init__(self, path: Path, evidence: Sequence[Path] = (), stack: str | None = None) -> None:
         self.path = path
-        self.records = SqliteRecords(path)
+        self.records = SqliteRecords(path, evidence, stack)
         super().__init__(self.records, stack=self.records.stack)
+
+    def save(self, record: ReleaseRecord) -> None:
+        super().save(record)
+        if record.outcome != "running":
+            self.records.backup()
+
+def _shown(path: Path) -> str:
+    """The path as a user would type it: relative to the working directory when under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except (ValueError, OSError):  # elsewhere, or the working directory is gone
+        return str(path)
 
 
 def _dump(data: dict[str, Any]) -> str:

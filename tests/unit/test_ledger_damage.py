@@ -1,0 +1,133 @@
+"""The local ledger survives corruption (issue 12).
+
+Each kind of damage the fault-injection run found — an empty file, a garbage header, a truncated file, a
+bad row (bad JSON; valid JSON of the wrong types), a record from a newer deployctl — is one error naming
+the file and the repair command, and nothing is written to the damaged file (every file of the stack's
+state keeps its bytes).
+
+The stack used: r0001…r0004 finished (so the backup, taken after each finished run, holds them) and
+r0005 is still running (only the ledger holds it). Each record's message fills most of a page, so page
+4 + n of the file holds r000n (pages 1-4: schema, table root, id index, sequence).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from deployctl.errors import LedgerDamaged
+from deployctl.pipeline import ledger_file
+from deployctl.pipeline.ledger import SqliteLedger
+from deployctl.pipeline.model import ReleaseRecord
+
+HINT = "Repair it: deployctl ledger repair s"
+
+
+def record(release_id: str, stack: str = "s", **kw: object) -> ReleaseRecord:
+    return ReleaseRecord(id=release_id, stack=stack, kind="release", started=1700000000.0,
+                         command=f"deployctl up {stack}", message="m" * 3000, **kw)  # type: ignore[arg-type]
+
+
+def open_ledger(path: Path) -> SqliteLedger:
+    """As the local target opens it: the stack's secrets and revisions are evidence that it was used."""
+    return SqliteLedger(path, (path.parent / "secrets.json", path.parent / "revisions"))
+
+
+def seed(path: Path) -> None:
+    """The stack of this module's docstring: r0001…r0004 finished (revisions api-0000N-abc), r0005 runs."""
+    ledger = open_ledger(path)  # made when the target is opened, before any other state
+    (path.parent / "secrets.json").write_text("{}")
+    for n in range(1, 6):
+        rid = ledger.next_id()
+        ledger.save(record(rid, path.parent.name, outcome="succeeded" if n < 5 else "running",
+                           revisions={"api": f"api-{n:05d}-abc"}))
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    path = tmp_path / "s" / "ledger.db"
+    seed(path)
+    return path
+
+
+def set_row(path: Path, release_id: str, text: str) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE releases SET record = ? WHERE id = ?", (text, release_id))
+
+
+def good(release_id: str, **changes: object) -> str:
+    return json.dumps({**record(release_id).to_dict(), **changes})
+
+
+def truncate_after_r0002(path: Path) -> None:
+    page = int.from_bytes(path.read_bytes()[16:18], "big")
+    os.truncate(path, 6 * page)
+
+
+DAMAGE: dict[str, tuple[Callable[[Path], object], str]] = {
+    "empty": (lambda p: p.write_bytes(b""),
+              "{file} is damaged (it is empty (0 bytes), but the stack has other state: ledger.db.bak, secrets.json)"),
+    "missing": (lambda p: p.unlink(),
+                "{file} is damaged (it is missing, but the stack has other state: ledger.db.bak, secrets.json)"),
+    "garbage header": (lambda p: p.write_bytes(b"garbage!" * 4 + p.read_bytes()[32:]),
+                       "{file} is damaged (not an SQLite database)"),
+    "truncated": (truncate_after_r0002, "{file} is damaged (integrity check failed: database disk image is malformed)"),
+    "bad JSON": (lambda p: set_row(p, "r0002", '{"id": "r0002", oops'),
+                 "record r0002 of {file} is damaged "
+                 "(not JSON: Expecting property name enclosed in double quotes: line 1 column 17 (char 16))"),
+    "wrong types": (lambda p: set_row(p, "r0005", good("r0005", started="yesterday")),
+                    "record r0005 of {file} is damaged (started: Input should be a valid number)"),
+    "emptier than its backup": (lambda p: (p.unlink(), ledger_file.create(p)),
+                                "{file} is damaged "
+                                "(its newest record is none, but its backup ledger.db.bak holds r0004)"),
+}
+
+
+def state_of(directory: Path) -> dict[str, bytes]:
+    """Every file of the stack's state (subdirectories too) and its bytes."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damage_is_one_error_naming_the_file_and_nothing_is_written(path: Path, damage: str) -> None:
+    hurt, message = DAMAGE[damage]
+    hurt(path)
+    before = state_of(path.parent)
+    ledger = open_ledger(path)
+    attempts = [ledger.history, lambda: ledger.get("r0001"), ledger.next_id,
+                lambda: ledger.save(record("r0006", outcome="succeeded"))]
+    for attempt in attempts:
+        with pytest.raises(LedgerDamaged) as caught:
+            attempt()
+        assert (caught.value.message, caught.value.hint, caught.value.exit_code) == (
+            message.format(file=path), HINT, 5)
+    assert state_of(path.parent) == before  # no byte written, no file made (no backup of a damaged file either)
+
+
+def test_a_new_stack_starts_at_r0001_and_an_empty_file_alone_is_a_new_stack(tmp_path: Path) -> None:
+    fresh = open_ledger(tmp_path / "new" / "ledger.db")
+    assert fresh.history() == [] and fresh.next_id() == "r0001"
+    lone = tmp_path / "lone" / "ledger.db"
+    lone.parent.mkdir()
+    lone.write_bytes(b"")  # nothing else in the stack's state: nothing was lost
+    assert open_ledger(lone).next_id() == "r0001"
+
+
+def test_the_backup_is_the_state_after_the_last_finished_run(path: Path) -> None:
+    backup = path.with_name("ledger.db.bak")
+    assert ledger_file.read(backup).records == ["r0001", "r0002", "r0003", "r0004"]  # r0005 still runs
+    ledger = open_ledger(path)
+    ledger.save(record("r0005", outcome="failed"))
+    assert ledger_file.read(backup).records == ["r0001", "r0002", "r0003", "r0004", "r0005"]
+    with contextlib.closing(sqlite3.connect(backup)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one self-contained file
+    set_row(path, "r0003", "{oops")  # a row gone bad is never copied over a good backup
+    before = backup.read_bytes()
+    assert not ledger.records.backup()
+    assert backup.read_bytes() == before
