@@ -247,6 +247,13 @@ class SqliteLedger(StoredLedger):
         if record.outcome != "running":
             self.records.backup()
 
+    def repair(self) -> list[str]:
+        """Mend a damaged file (ledger_repair.repair_file); what was done and lost, one sentence each."""
+        from deployctl.pipeline.ledger_repair import repair_file
+
+        return repair_file(self.records)
+
+
 def _shown(path: Path) -> str:
     """The path as a user would type it: relative to the working directory when under it."""
     try:

@@ -117,3 +117,31 @@ def test_a_record_from_a_newer_deployctl_is_refused_not_misread(medium: Medium) 
         f"{medium.where('r0003')} was written by a newer deployctl (record schema 2; this one reads 1)",
         "Upgrade deployctl to use this stack; nothing was changed.", 5)
     assert medium.stored("r0003") == text
+
+
+def test_gcp_repair_moves_a_bad_object_aside_and_keeps_its_id_reserved(gcs: storage.Client) -> None:
+    bucket, prefix = gcs.bucket(BUCKET), f"gs://{BUCKET}/deployctl/s/"
+    ledger = GcsLedger(gcs, BUCKET, "s", FAST)
+    for _ in range(4):
+        ledger.save(record(ledger.next_id(), outcome="succeeded"))
+    bucket.blob("deployctl/s/releases/r0002.json").upload_from_string("{oops")
+    bucket.blob("deployctl/s/releases/r0004.json").upload_from_string(good("r0004", started="yesterday"))
+
+    said = GcsLedger(gcs, BUCKET, "s", FAST).repair()
+
+    aside = sorted(b.name for b in gcs.list_blobs(BUCKET, prefix="deployctl/s/damaged/"))
+    assert len(aside) == 2 and aside[0].startswith("deployctl/s/damaged/r0002-")
+    assert said == [
+        f"Moved {prefix}releases/r0002.json (not JSON: Expecting property name enclosed in double quotes: "
+        f"line 1 column 2 (char 1)) aside to gs://{BUCKET}/{aside[0]}; r0002 stays reserved, so it is never reused.",
+        f"Moved {prefix}releases/r0004.json (started: Input should be a valid number) aside to "
+        f"gs://{BUCKET}/{aside[1]}; r0004 stays reserved, so it is never reused.",
+        f"{prefix}releases/ now holds 2 records (r0001, r0003); the next id is r0005.",
+        f"The state bucket keeps earlier generations of every object (versioning): "
+        f"gcloud storage ls --all-versions {prefix}releases/",
+    ]
+    assert bucket.blob(aside[0]).download_as_text() == "{oops"  # moved unchanged
+    repaired = GcsLedger(gcs, BUCKET, "s", FAST)
+    assert [r.id for r in repaired.history()] == ["r0003", "r0001"]
+    assert repaired.get("r0002") is None and repaired.next_id() == "r0005"
+    assert repaired.repair() == [f"{prefix}releases/ is not damaged: 2 records (r0001, r0003). Nothing to do."]

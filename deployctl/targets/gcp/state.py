@@ -18,12 +18,16 @@ Rules:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from deployctl.errors import DeployctlError
 from deployctl.pipeline.ledger import StoredLedger
+from deployctl.pipeline.ledger_file import number, span
+from deployctl.pipeline.ledger_repair import count, next_id
 from deployctl.pipeline.lock import StoredLock
+from deployctl.pipeline.model import NewerSchemaError, RecordError, ReleaseRecord, decode_record
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
 
 
@@ -145,6 +149,41 @@ class GcsLedger(StoredLedger):
     def __init__(self, client: Any, bucket: str, stack: str, policy: RetryPolicy) -> None:
         self.records = GcsRecords(_Objects(client, bucket, _prefix(stack), policy))
         super().__init__(self.records, stack=stack)
+
+    def repair(self) -> list[str]:
+        """Move each record that cannot be read aside, unchanged, to ``damaged/<id>-<UTC time>.json`` and
+        put a placeholder in its place, so its id is never given to another run; say what was moved."""
+        objects, stamp = self.records.objects, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        said, readable = [], []
+        for release_id in sorted(self._ids(), key=number):
+            found = objects.get_bytes(_path(release_id))
+            if found is None:
+                continue
+            try:
+                record = decode_record(found[0], release_id)
+            except NewerSchemaError:
+                said.append(f"Kept {self.records.locate(release_id)} as found: written by a newer deployctl.")
+            except RecordError as exc:
+                said.append(self._set_aside(release_id, found, exc.reason, stamp))
+            else:
+                readable += [] if record.is_placeholder else [release_id]
+        if not said:
+            return [f"{self.records.where} is not damaged: {count(readable)} ({span(readable)}). Nothing to do."]
+        return [*said, f"{self.records.where} now holds {count(readable)} ({span(readable)}); "
+                       f"the next id is {next_id(self._ids())}.",
+                "The state bucket keeps earlier generations of every object (versioning): "
+                f"gcloud storage ls --all-versions {self.records.where}"]
+
+    def _set_aside(self, release_id: str, found: tuple[bytes, int], reason: str, stamp: str) -> str:
+        objects, where = self.records.objects, self.records.locate(release_id)
+        aside = f"damaged/{release_id}-{stamp}.json"
+        if objects.put_bytes(aside, found[0], 0) is None:
+            return f"{where} is damaged ({reason}); {objects.where}{aside} exists already, so it was left."
+        placeholder = ReleaseRecord.placeholder(release_id).to_dict()
+        if objects.put(_path(release_id), placeholder, found[1]) is None:
+            return f"{where} changed while it was being repaired; left as it is (a copy is in {objects.where}{aside})."
+        return (f"Moved {where} ({reason}) aside to {objects.where}{aside}; "
+                f"{release_id} stays reserved, so it is never reused.")
 
 
 def _path(release_id: str) -> str:
