@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "releases": ("deployctl.commands.release", "releases", "List the release history of a stack."),
     "down": ("deployctl.commands.release", "down", "Stop a local stack (and with --purge delete its data)."),
     "unlock": ("deployctl.commands.release", "unlock", "Show a stack's deploy lock, or break it."),
+    "ledger": ("deployctl.commands.ledger", "ledger", "Repair a stack's release ledger."),
     "secrets": ("deployctl.commands.secrets", "secrets", "List, set and rotate a stack's secrets."),
     "bootstrap": ("deployctl.commands.bootstrap", "bootstrap", "Prepare an empty Google Cloud project."),
 }

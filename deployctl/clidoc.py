@@ -16,7 +16,8 @@ EXIT_CODES = [
     (errors.EXIT_USAGE, "bad command-line usage, including a stack name that cannot be one; nothing was touched"),
     (errors.EXIT_CONFIG, "the stack file is invalid"),
     (errors.EXIT_LOCKED, "another deploy holds the stack's lock (`unlock` without --force: the stack is locked)"),
-    (errors.EXIT_PRECONDITION, "a tool, credential or state the command needs is missing; nothing was changed"),
+    (errors.EXIT_PRECONDITION, "a tool, credential or state the command needs is missing, or the ledger is damaged "
+                               "(`ledger repair`); nothing was changed"),
     (errors.EXIT_POLICY, "a mandatory policy rule fails"),
 ]
 

@@ -13,7 +13,7 @@ EXIT_FAILED = 1  # a release or command ran and failed (rolled back / left on th
 EXIT_USAGE = 2  # click's own code for bad command-line usage
 EXIT_CONFIG = 3  # the stack file is invalid
 EXIT_LOCKED = 4  # another deploy holds the stack's lock
-EXIT_PRECONDITION = 5  # a tool, credential or state the command needs is missing
+EXIT_PRECONDITION = 5  # a tool, credential or state the command needs is missing, or the ledger is damaged
 EXIT_POLICY = 6  # a mandatory policy rule fails
 
 
@@ -48,6 +48,11 @@ class PreconditionError(DeployctlError):
     """A binary, credential or piece of state the command needs is not there; nothing was changed."""
 
     exit_code = EXIT_PRECONDITION
+
+
+class LedgerDamaged(PreconditionError):  # noqa: N818 - reads as what was found, like StageFailed
+    """A stack's ledger, or one of its records, cannot be read; the message names the file or the object.
+    No command writes to it until ``deployctl ledger repair`` has mended it."""
 
 
 class PolicyError(DeployctlError):

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+# The shape of a stored ReleaseRecord. A record without ``schema`` is 1 (written before it was stored). A
+# field added that older readers may ignore keeps the number; a field renamed, removed or given another
+# meaning bumps it, and an older deployctl then refuses the record instead of misreading it.
+RECORD_SCHEMA = 1
 STAGES = ("build", "migrate", "deploy", "smoke", "promote", "init")
 StageStatus = Literal["ok", "skipped", "failed", "warning"]
 Outcome = Literal["running", "succeeded", "failed", "rolled_back", "interrupted", "noop"]
@@ -98,15 +106,80 @@ class ReleaseRecord:
     message: str = ""
     finished: float | None = None
     holder: str | None = None  # the lock id of the process that ran it
+    schema: int = RECORD_SCHEMA  # the shape this record was written in (see RECORD_SCHEMA)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
+    def placeholder(cls, release_id: str) -> ReleaseRecord:
+        """What reserves an id before its record is saved (and keeps a lost record's id from being reused);
+        the ledger never shows it."""
+        return cls(id=release_id, stack="", kind="release", started=0.0, command="")
+
+    @property
+    def is_placeholder(self) -> bool:
+        return not self.stack
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReleaseRecord:
-        data = dict(data)
-        data["stages"] = [StageResult(**s) for s in data.get("stages", [])]
-        return cls(**data)
+        """A record from a dict made by ``to_dict`` (validated; raises pydantic.ValidationError)."""
+        return _record_adapter().validate_python(data)
+
+
+class RecordError(ValueError):
+    """A stored record that cannot be read: ``reason`` says why, in one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NewerSchemaError(RecordError):
+    """A record written in a schema this deployctl does not know (a newer deployctl wrote it)."""
+
+    def __init__(self, schema: int) -> None:
+        super().__init__(f"written in record schema {schema}; this deployctl reads schema {RECORD_SCHEMA}")
+        self.schema = schema
+
+
+def decode_record(text: str | bytes, release_id: str) -> ReleaseRecord:
+    """Parse the record stored under *release_id* strictly (no coercion: a string where a number belongs
+    is an error). Raises NewerSchemaError for a schema above RECORD_SCHEMA, RecordError for anything else."""
+    from pydantic import ValidationError
+
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        raise RecordError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"not a JSON object but {type(data).__name__}")
+    schema = data.get("schema", RECORD_SCHEMA)
+    if type(schema) is int and schema > RECORD_SCHEMA:
+        raise NewerSchemaError(schema)
+    try:
+        record = _record_adapter().validate_json(text, strict=True)
+    except ValidationError as exc:
+        raise RecordError(_first_error(exc)) from None
+    if record.schema < 1:
+        raise RecordError(f"schema: {record.schema} is not a record schema")
+    if record.id != release_id:
+        raise RecordError(f"it holds the record of {record.id}")
+    return record
+
+
+def _first_error(exc: Any) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "record"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+@functools.cache
+def _record_adapter() -> TypeAdapter[ReleaseRecord]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(ReleaseRecord)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,11 @@ class Ledger(Protocol):
         """Newest first."""
         ...
 
+    def repair(self) -> list[str]:
+        """Mend what of the ledger cannot be read (the caller holds the deploy lock); say what was done and
+        what was lost, one sentence each. A ledger that is not damaged is left alone."""
+        ...
+
 
 class Lock(Protocol):
     """A stack's deploy lock: one holder at a time, with who/where/since."""

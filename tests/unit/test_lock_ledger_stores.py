@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from drongo import mock_gcp
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from deployctl.errors import DeployctlError, LockedError
@@ -29,22 +27,10 @@ from deployctl.pipeline.liveness import start_time
 from deployctl.pipeline.lock import FileLock, StoredLock
 from deployctl.pipeline.model import ReleaseRecord
 from deployctl.targets.gcp.state import GcsLedger, GcsLock
-from tests.fakes import drongo_ext
 from tests.gcp.conftest import FAST
+from tests.unit.conftest import BUCKET
 
-BUCKET = "example-staging-deployctl"
 HOST = socket.gethostname()
-
-
-@pytest.fixture
-def gcs() -> Iterator[storage.Client]:
-    drongo_ext.install()
-    drongo_ext.reset()
-    with mock_gcp():
-        client = storage.Client(project="example-staging", credentials=AnonymousCredentials())
-        client.create_bucket(BUCKET)
-        yield client
-
 
 @dataclass
 class Store:

@@ -18,12 +18,16 @@ Rules:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from deployctl.errors import DeployctlError
 from deployctl.pipeline.ledger import StoredLedger
+from deployctl.pipeline.ledger_file import number, span
+from deployctl.pipeline.ledger_repair import count, next_id
 from deployctl.pipeline.lock import StoredLock
+from deployctl.pipeline.model import NewerSchemaError, RecordError, ReleaseRecord, decode_record
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
 
 
@@ -37,23 +41,30 @@ class _Objects:
         self.where = f"gs://{bucket}/{prefix}"
 
     def get(self, name: str) -> tuple[dict[str, Any], int] | None:
+        found = self.get_bytes(name)
+        return None if found is None else (json.loads(found[0]), found[1])
+
+    def get_bytes(self, name: str) -> tuple[bytes, int] | None:
+        """The object's content as stored, and its generation; None when absent."""
         from google.api_core import exceptions as gexc
 
-        def call() -> tuple[dict[str, Any], int] | None:
+        def call() -> tuple[bytes, int] | None:
             blob = self.bucket.blob(self.prefix + name)
             try:
                 data = blob.download_as_bytes(retry=None, timeout=self.policy.call_timeout_s)
             except gexc.NotFound:
                 return None
-            return json.loads(data), int(blob.generation)
+            return data, int(blob.generation)
 
         return read(call, f"read {self.where}{name}", self.policy)
 
     def put(self, name: str, data: dict[str, Any], generation: int) -> int | None:
         """Write *data* if the object's generation is *generation* (0: absent); None when someone else won."""
-        from google.api_core import exceptions as gexc
+        return self.put_bytes(name, json.dumps(data, sort_keys=True).encode(), generation)
 
-        text = json.dumps(data, sort_keys=True)
+    def put_bytes(self, name: str, text: bytes, generation: int) -> int | None:
+        """``put`` of content as it is (a damaged record is moved aside unchanged)."""
+        from google.api_core import exceptions as gexc
 
         def send() -> int | None:
             blob = self.bucket.blob(self.prefix + name)
@@ -70,8 +81,8 @@ class _Objects:
             return int(blob.generation)
 
         def applied() -> int | None:
-            now = self.get(name)
-            return now[1] if now and json.dumps(now[0], sort_keys=True) == text else None
+            now = self.get_bytes(name)
+            return now[1] if now and now[0] == text else None
 
         return mutate(send, applied, f"write {self.where}{name}", self.policy)
 
@@ -124,22 +135,59 @@ class GcsRecords:
                 return
         raise DeployctlError(f"release {release_id} kept changing under us in {self.where}", "Retry.")
 
-    def load(self, release_ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+    def load(self, release_ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         for release_id in release_ids:
-            found = self.objects.get(_path(release_id))
+            found = self.objects.get_bytes(_path(release_id))
             if found is not None:
-                yield found[0]
+                yield release_id, found[0]
+
+    def locate(self, release_id: str) -> str:
+        return f"{self.where}{release_id}.json"
 
 
 class GcsLedger(StoredLedger):
     def __init__(self, client: Any, bucket: str, stack: str, policy: RetryPolicy) -> None:
-        super().__init__(GcsRecords(_Objects(client, bucket, _prefix(stack), policy)))
-        self.stack = stack
+        self.records = GcsRecords(_Objects(client, bucket, _prefix(stack), policy))
+        super().__init__(self.records, stack=stack)
+
+    def repair(self) -> list[str]:
+        """Move each record that cannot be read aside, unchanged, to ``damaged/<id>-<UTC time>.json`` and
+        put a placeholder in its place, so its id is never given to another run; say what was moved."""
+        objects, stamp = self.records.objects, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        said, readable = [], []
+        for release_id in sorted(self._ids(), key=number):
+            found = objects.get_bytes(_path(release_id))
+            if found is None:
+                continue
+            try:
+                record = decode_record(found[0], release_id)
+            except NewerSchemaError:
+                said.append(f"Kept {self.records.locate(release_id)} as found: written by a newer deployctl.")
+            except RecordError as exc:
+                said.append(self._set_aside(release_id, found, exc.reason, stamp))
+            else:
+                readable += [] if record.is_placeholder else [release_id]
+        if not said:
+            return [f"{self.records.where} is not damaged: {count(readable)} ({span(readable)}). Nothing to do."]
+        return [*said, f"{self.records.where} now holds {count(readable)} ({span(readable)}); "
+                       f"the next id is {next_id(self._ids())}.",
+                "The state bucket keeps earlier generations of every object (versioning): "
+                f"gcloud storage ls --all-versions {self.records.where}"]
+
+    def _set_aside(self, release_id: str, found: tuple[bytes, int], reason: str, stamp: str) -> str:
+        objects, where = self.records.objects, self.records.locate(release_id)
+        aside = f"damaged/{release_id}-{stamp}.json"
+        if objects.put_bytes(aside, found[0], 0) is None:
+            return f"{where} is damaged ({reason}); {objects.where}{aside} exists already, so it was left."
+        placeholder = ReleaseRecord.placeholder(release_id).to_dict()
+        if objects.put(_path(release_id), placeholder, found[1]) is None:
+            return f"{where} changed while it was being repaired; left as it is (a copy is in {objects.where}{aside})."
+        return (f"Moved {where} ({reason}) aside to {objects.where}{aside}; "
+                f"{release_id} stays reserved, so it is never reused.")
 
 
 def _path(release_id: str) -> str:
     return f"releases/{release_id}.json"
-
 
 
 class GcsLockStore:

@@ -40,7 +40,8 @@ class LocalTarget:
         self.root = root
         self.paths = StatePaths.for_stack(root, stack.name)
         self.paths.root.mkdir(parents=True, exist_ok=True)
-        self.ledger = SqliteLedger(self.paths.ledger)
+        # an empty ledger beside secrets or revisions is a lost one, not a new stack
+        self.ledger = SqliteLedger(self.paths.ledger, (self.paths.secrets, self.paths.revisions), stack.name)
         self.lock = FileLock(self.paths.root, stack.name)
         self.secrets = SecretStore(self.paths.secrets)
         external = stack.local.database_url
