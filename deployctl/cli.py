@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "unlock": ("deployctl.commands.release", "unlock", "Show a stack's deploy lock, or break it."),
     "secrets": ("deployctl.commands.secrets", "secrets", "List, set and rotate a stack's secrets."),
     "bootstrap": ("deployctl.commands.bootstrap", "bootstrap", "Prepare an empty Google Cloud project."),
+    "init": ("deployctl.commands.init", "init", "Write the stacks, Dockerfile and Pulumi entry for this repository."),
 }
 
 
