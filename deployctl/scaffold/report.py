@@ -7,14 +7,15 @@ from deployctl.scaffold.detect import SERVICE, Detection
 from deployctl.scaffold.migrations import PROVIDED, TRUSTED, shell_line
 from deployctl.scaffold.stacks import PASSWORD, REGION
 
-_MANAGERS = {"uv": "uv", "poetry": "Poetry", "pip": "pip", "pep621": "PEP 621 pyproject.toml, no lock"}
+_MANAGERS = {"uv": "uv", "poetry": "Poetry", "pip": "pip", "pep621": "PEP 621 without a lock"}
 _SVC = f"deployctl:services.{SERVICE}"
 
 
 def detected(d: Detection) -> list[str]:
     lines = [_dependencies(d)]
     if d.app:
-        lines.append(f"framework: {d.app.title} ({d.app.file}: {d.app.attr}{'()' if d.app.factory else ''})")
+        what = f"settings {d.app.settings}" if d.app.settings else f"{d.app.attr}{'()' if d.app.factory else ''}"
+        lines.append(f"framework: {d.app.title} ({d.app.file}: {what})")
         where = "" if d.workdir == "." else f" from {d.workdir}/"
         port_from = f"{d.app.server}'s default" if d.app.port_from == "default" else d.app.port_from
         lines.append(f"command: {d.app.server} {d.app.target}{where}, port {d.port} ({port_from}); listens on $PORT")
@@ -68,7 +69,8 @@ def _dependencies(d: Detection) -> str:
     if deps.manager is None:
         return "dependencies: none found"
     member = f", workspace member {deps.package}" if deps.package else ""
-    return f"dependencies: {_MANAGERS[deps.manager]} ({deps.manifest}{member}); service in {d.source}/"
+    where = "the repository root" if d.source == "." else f"{d.source}/"
+    return f"dependencies: {_MANAGERS[deps.manager]} ({deps.manifest}{member}); service in {where}"
 
 
 def _app_gaps(d: Detection) -> list[str]:
@@ -83,6 +85,9 @@ def _app_gaps(d: Detection) -> list[str]:
     server = SERVER[d.app.framework]
     if d.deps.manager and not d.deps.has(server):
         lines.append(f"{server}: not among the dependencies: add it (the service command runs it)")
+    if d.app.framework == "django":
+        lines.append("static files: the image does not run collectstatic (settings must import without the "
+                     "service's variables): add it to Dockerfile.cloudrun if the service serves its static files")
     unplaced = [h.path for h in d.health if not h.placed]
     if not d.placed_health:
         lines.append(f"health: no health endpoint found: add one (GET /health answering 200) and set {_SVC}.probes "
