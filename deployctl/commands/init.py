@@ -44,7 +44,7 @@ def init(directory: Path, yes: bool, force: bool) -> None:
     if not yes:
         todo = len(scaffold.files) - (0 if force else len(existing))
         if not click.confirm(f"Write {todo} file(s) in {root}?", default=True):
-            raise click.exceptions.Exit(1)
+            raise click.Abort()  # nothing written; "Aborted." and exit 130, as for Ctrl-C
     written, skipped = write(root, scaffold, force)
     for rel in written:
         click.echo(f"wrote {rel}")

@@ -64,14 +64,14 @@ def find(repo: Repo) -> App | None:
     """The service's application object: a Django project's manage.py, else a FastAPI, Starlette or Flask app."""
     django = _django(repo)
     if django is not None:
-        return _with_port(repo, django)
+        return django
     found = [app for f in repo.python_files() for app in _apps_in(repo, f)]
     if not found:
         return None
     order = list(_CLASSES)
     found.sort(key=lambda a: (a.factory, order.index(TITLES[a.framework]), a.file.count("/"),
                               a.file.rsplit("/", 1)[-1] not in ("main.py", "app.py", "__init__.py"), a.file))
-    return _with_port(repo, found[0])
+    return found[0]
 
 
 def _django(repo: Repo) -> App | None:
@@ -173,12 +173,12 @@ def dotted(node: ast.expr) -> str | None:
     return None
 
 
-def _with_port(repo: Repo, app: App) -> App:
-    """The port the app's own code or gunicorn config names (``uvicorn.run(port=…)``, ``app.run(port=…)``,
-    ``bind = "0.0.0.0:N"``), else the server's default."""
+def with_port(repo: Repo, app: App, source: str) -> App:
+    """*app* with the port its own code or gunicorn config under *source* names (``uvicorn.run(port=…)``,
+    ``app.run(port=…)``, ``bind = "0.0.0.0:N"``), else the server's default."""
     from dataclasses import replace
 
-    for rel in repo.python_files(app.workdir):
+    for rel in repo.python_files(source):
         text = repo.text(rel) or ""
         if "port" not in text and "bind" not in text:
             continue

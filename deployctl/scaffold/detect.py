@@ -53,26 +53,34 @@ class Detection:
 
 def detect(repo: Repo) -> Detection:
     app = apps.find(repo)
-    workdir = app.workdir if app else "."
-    dependencies = deps.detect(repo, workdir)
-    env = envvars.scan(repo, workdir)
-    health = tuple(routes.find(repo, app, env.settings)) if app else ()
+    source = _source(repo, app)
+    app = apps.with_port(repo, app, source) if app else None
+    dependencies = deps.detect(repo, source)
+    env = envvars.scan(repo, source)
+    health = tuple(routes.find(repo, app, source, env.settings)) if app else ()
     return Detection(
-        name=_project_name(repo, repo.root), app=app, deps=dependencies, source=_source(repo, workdir),
+        name=_project_name(repo, repo.root), app=app, deps=dependencies, source=source,
         migrations=migrations.find(repo, app), health=health, env=env,
         url_scheme=_url_scheme(app, dependencies), unparsable=tuple(repo.unparsable),
     )
 
 
-def _source(repo: Repo, workdir: str) -> str:
-    """The nearest directory from the app's up that holds its manifest (pyproject.toml or requirements.txt)."""
-    here = workdir
+def _source(repo: Repo, app: apps.App | None) -> str:
+    """The nearest directory from the app's top package up that holds its manifest (pyproject.toml or
+    requirements.txt): ``backend`` for backend/app/main.py with backend/pyproject.toml, ``app`` for a
+    package that keeps its own requirements.txt, else where the app imports from."""
+    if app is None:
+        return "."
+    workdir = app.workdir
+    package = app.module.split(".")[0]
+    top = package if workdir == "." else f"{workdir}/{package}"
+    here = top if repo.is_dir(top) else workdir
     while True:
         prefix = "" if here == "." else f"{here}/"
         if repo.exists(f"{prefix}pyproject.toml") or repo.exists(f"{prefix}requirements.txt"):
             return here
         if here == ".":
-            return workdir
+            return workdir if repo.is_dir(workdir) else "."
         here = str(Path(here).parent)
 
 

@@ -77,8 +77,10 @@ class Repo:
         return _norm(rel) in self.dirs
 
     def named(self, name: str) -> list[str]:
-        """Files called *name*, shallowest first."""
-        return sorted((f for f in self.files if PurePosixPath(f).name == name), key=_depth_key)
+        """Files called *name* outside tests, docs and examples, shallowest first."""
+        found = (f for f in self.files if PurePosixPath(f).name == name and not NOT_APP_DIRS.intersection(
+            PurePosixPath(f).parts[:-1]))
+        return sorted(found, key=_depth_key)
 
     def python_files(self, under: str = ".") -> list[str]:
         """The service's Python files under *under*: no tests, docs or examples."""

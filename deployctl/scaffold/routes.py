@@ -41,10 +41,10 @@ class _Graph:
     mounts: dict[Ref, list[tuple[Ref, str | None]]] = field(default_factory=lambda: defaultdict(list))
 
 
-def find(repo: Repo, app: App, settings: dict[str, str]) -> list[Health]:
-    """The health endpoints of *app*, placed ones first, in the order of HEALTH's priority."""
+def find(repo: Repo, app: App, source: str, settings: dict[str, str]) -> list[Health]:
+    """The health endpoints of *app* (its code under *source*), placed ones first, in HEALTH's order."""
     graph = _Graph()
-    files = [f for f in repo.python_files(app.workdir) if _may_route(repo.text(f) or "")]
+    files = [f for f in repo.python_files(source) if _may_route(repo.text(f) or "")]
     for rel in files:
         tree = repo.tree(rel)
         if tree is not None:
