@@ -37,11 +37,19 @@ class Scaffold:
 
 def plan(root: Path) -> Scaffold:
     """Detect and render, writing nothing."""
+    import gc
+
     from deployctl.scaffold import files, stacks
 
-    repo = Repo(root)
-    detection = detect(repo)
-    rendered = files.render(detection, repo) | stacks.render(detection)
+    # Detection keeps every parsed tree (hundreds of thousands of acyclic objects) until it is done; the
+    # cyclic collector would walk them over and over for nothing.
+    gc.disable()
+    try:
+        repo = Repo(root)
+        detection = detect(repo)
+        rendered = files.render(detection, repo) | stacks.render(detection)
+    finally:
+        gc.enable()
     return Scaffold(detection, rendered)
 
 

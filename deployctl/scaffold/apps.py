@@ -180,7 +180,7 @@ def with_port(repo: Repo, app: App, source: str) -> App:
 
     for rel in repo.python_files(source):
         text = repo.text(rel) or ""
-        if "port" not in text and "bind" not in text:
+        if "port=" not in text and "port =" not in text and "bind" not in text:
             continue
         port = _port_in(repo, rel)
         if port:
@@ -189,10 +189,7 @@ def with_port(repo: Repo, app: App, source: str) -> App:
 
 
 def _port_in(repo: Repo, rel: str) -> int | None:
-    tree = repo.tree(rel)
-    if tree is None:
-        return None
-    for node in ast.walk(tree):
+    for node in repo.nodes(rel):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "run":
             for kw in node.keywords:
                 if kw.arg == "port":

@@ -58,7 +58,7 @@ def scan(repo: Repo, workdir: str) -> Env:
         tree = repo.tree(rel)
         if tree is None:
             continue
-        for read in [*_calls(tree, rel), *_settings(tree, rel, settings)]:
+        for read in [*_calls(tree, repo.nodes(rel), rel), *_settings(tree, rel, settings)]:
             known = reads.get(read.name)
             if known is None or (read.required and not known.required):
                 reads[read.name] = read
@@ -98,12 +98,12 @@ def _parts(reads: dict[str, EnvRead]) -> dict[str, str]:
     return best
 
 
-def _calls(tree: ast.Module, rel: str) -> list[EnvRead]:
-    env_objects = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+def _calls(tree: ast.Module, nodes: list[ast.AST], rel: str) -> list[EnvRead]:
+    env_objects = {t.id for n in nodes if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
                    and (dotted(n.value.func) or "").endswith("Env") for t in n.targets if isinstance(t, ast.Name)}
     decouple = any(isinstance(n, ast.ImportFrom) and n.module == "decouple" for n in tree.body)
     found = []
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Subscript) and (dotted(node.value) or "").endswith("environ"):
             name = _string(node.slice)
             if name and isinstance(node.ctx, ast.Load):

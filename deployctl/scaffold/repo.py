@@ -31,6 +31,7 @@ class Repo:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._trees: dict[str, ast.Module | None] = {}
+        self._nodes: dict[str, list[ast.AST]] = {}
         self._texts: dict[str, str | None] = {}
         self.unparsable: list[str] = []
 
@@ -67,10 +68,10 @@ class Repo:
         """Every directory that holds a listed file, and its parents ("." is the root)."""
         found = {"."}
         for f in self.files:
-            p = PurePosixPath(f).parent
-            while str(p) != "." and str(p) not in found:
-                found.add(str(p))
-                p = p.parent
+            d = f.rpartition("/")[0]
+            while d and d not in found:
+                found.add(d)
+                d = d.rpartition("/")[0]
         return frozenset(found)
 
     def is_dir(self, rel: str) -> bool:
@@ -78,8 +79,8 @@ class Repo:
 
     def named(self, name: str) -> list[str]:
         """Files called *name* outside tests, docs and examples, shallowest first."""
-        found = (f for f in self.files if PurePosixPath(f).name == name and not NOT_APP_DIRS.intersection(
-            PurePosixPath(f).parts[:-1]))
+        found = (f for f in self.files if f.rpartition("/")[2] == name and not NOT_APP_DIRS.intersection(
+            f.split("/")[:-1]))
         return sorted(found, key=_depth_key)
 
     def python_files(self, under: str = ".") -> list[str]:
@@ -100,12 +101,21 @@ class Repo:
         rel = _norm(rel)
         if rel not in self._trees:
             source = self.text(rel)
-            try:
-                self._trees[rel] = ast.parse(source) if source is not None else None
+            try:  # compile() with the AST flag is ast.parse without its wrapper's overhead
+                tree = None if source is None else compile(source, rel, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+                self._trees[rel] = tree if isinstance(tree, ast.Module) else None
             except (SyntaxError, ValueError):
                 self._trees[rel] = None
                 self.unparsable.append(rel)
         return self._trees[rel]
+
+    def nodes(self, rel: str) -> list[ast.AST]:
+        """Every node of the file's tree, walked once (several detectors look at each file)."""
+        rel = _norm(rel)
+        if rel not in self._nodes:
+            tree = self.tree(rel)
+            self._nodes[rel] = _walk(tree) if tree is not None else []
+        return self._nodes[rel]
 
     def toml(self, rel: str) -> dict[str, Any] | None:
         source = self.text(rel)
@@ -130,9 +140,26 @@ class Repo:
         return ("/".join(parts) or "."), ".".join(mod)
 
 
+def _walk(tree: ast.AST) -> list[ast.AST]:
+    """Every node under *tree* (ast.walk's set, in another order), about twice as fast as ast.walk."""
+    found, stack, node_type = [tree], [tree], ast.AST
+    while stack:
+        node = stack.pop()
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                children = [v for v in value if isinstance(v, node_type)]
+                found += children
+                stack += children
+            elif isinstance(value, node_type):
+                found.append(value)
+                stack.append(value)
+    return found
+
+
 def _norm(rel: str) -> str:
-    rel = str(PurePosixPath(rel))
-    return "." if rel in ("", ".") else rel.removeprefix("./")
+    rel = rel.removeprefix("./").rstrip("/")
+    return rel or "."
 
 
 def _depth_key(rel: str) -> tuple[int, str]:
@@ -140,10 +167,10 @@ def _depth_key(rel: str) -> tuple[int, str]:
 
 
 def _is_app_code(rel: str) -> bool:
-    p = PurePosixPath(rel)
-    if NOT_APP_DIRS.intersection(p.parts[:-1]):
+    *dirs, name = rel.split("/")
+    if NOT_APP_DIRS.intersection(dirs):
         return False
-    return not (p.name.startswith("test_") or p.name.endswith("_test.py") or p.name == "conftest.py")
+    return not (name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py")
 
 
 def parent(rel: str) -> str:

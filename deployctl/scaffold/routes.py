@@ -97,21 +97,25 @@ class _Module:
     def __init__(self, repo: Repo, rel: str, tree: ast.Module, graph: _Graph, settings: dict[str, str]) -> None:
         self.repo, self.rel, self.tree, self.graph, self.settings = repo, rel, tree, graph, settings
         self.module = repo.module_name(rel)[1]
-        self.imports = _imports(tree, self.module)
+        self.nodes = repo.nodes(rel)
+        self.text = repo.text(rel) or ""
+        self.imports = _imports(self.nodes, self.module)
         self.constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
                           for t in n.targets if isinstance(t, ast.Name)
                           and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)}
 
     def read(self) -> None:
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
                 self._router(node)
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 self._decorators(node)
             elif isinstance(node, ast.Call):
                 self._call(node)
-        self._starlette_routes()
-        self._urlpatterns()
+        if "Route(" in self.text:
+            self._starlette_routes()
+        if "urlpatterns" in self.text:
+            self._urlpatterns()
 
     def _router(self, node: ast.Assign) -> None:
         call = node.value
@@ -157,14 +161,14 @@ class _Module:
     def _starlette_routes(self) -> None:
         """``Route("/p", …)`` calls, under the prefix of the ``Mount("/m", routes=[…])`` they sit in."""
         mounted: set[int] = set()
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if _call_named(node, "Mount") and node.args:
                 prefix = self._text(node.args[0])
                 for inner in ast.walk(node):
                     if _call_named(inner, "Route") and inner.args:
                         mounted.add(id(inner))
                         self._starlette_route(inner, prefix)
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if id(node) not in mounted and _call_named(node, "Route") and node.args:
                 self._starlette_route(node, "")
 
@@ -183,7 +187,7 @@ class _Module:
     def _urlpatterns(self) -> None:
         """Django: ``path("health/", view)`` and ``path("api/", include("api.urls"))`` in urlpatterns."""
         ref = (self.module, "urlpatterns")
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if not ((_call_named(node, "path") or _call_named(node, "re_path")) and len(node.args) >= 2):
                 continue
             route = self._text(node.args[0])
@@ -220,11 +224,11 @@ class _Module:
         return None
 
 
-def _imports(tree: ast.Module, module: str) -> dict[str, tuple[str, str | None]]:
+def _imports(nodes: list[ast.AST], module: str) -> dict[str, tuple[str, str | None]]:
     """Local name -> (module, attribute); attribute None when the name is a module."""
     names: dict[str, tuple[str, str | None]] = {}
     package = module.split(".")
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
