@@ -20,7 +20,7 @@ TRUSTED = frozenset({
     "ltree", "pgcrypto", "pg_trgm", "seg", "tablefunc", "tcn", "tsm_system_rows", "tsm_system_time", "unaccent",
     "uuid-ossp", "plpgsql",
 })
-# deployctl creates these itself before the migrations run (the local target and the Cloud SQL program)
+# the local target creates these as the superuser before the migrations run (targets/local/postgres.py)
 PROVIDED = frozenset({"vector"})
 _SQL = re.compile(r"""CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?["'\\]*([\w-]+)""", re.I)
 _DJANGO = {"HStoreExtension": "hstore", "TrigramExtension": "pg_trgm", "CryptoExtension": "pgcrypto",

@@ -51,8 +51,9 @@ def undetected(d: Detection) -> list[str]:
                      "null; set its command if the service has migrations")
     for name in d.migrations.extensions if d.migrations else ():
         if name not in TRUSTED | PROVIDED:
-            lines.append(f"extension {name}: not trusted, so the app's role cannot create it: create it once as "
-                         "an administrator (Cloud SQL: a cloudsqlsuperuser) before the first release")
+            lines.append(f"extension {name}: not trusted: on Cloud SQL the app's role may create it "
+                         "(cloudsqlsuperuser), on the local target it may not: create it there as the superuser "
+                         "before `deployctl up local`")
     if not d.database:
         lines.append("database: the service reads no database variables: deployctl:database is null; add one "
                      "(and a DATABASE_URL composed secret) if it needs Postgres")

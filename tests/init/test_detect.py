@@ -80,8 +80,8 @@ def test_an_untrusted_extension_and_an_unread_prefix_are_said(tmp_path):
     assert ("health: /healthz mounted under a prefix init could not read: check deployctl:services.web.probes and "
             "deployctl:smoke") in lines
     assert any(line.startswith("health: no health endpoint found") for line in lines)
-    assert ("extension postgis: not trusted, so the app's role cannot create it: create it once as an "
-            "administrator (Cloud SQL: a cloudsqlsuperuser) before the first release") in lines
+    assert ("extension postgis: not trusted: on Cloud SQL the app's role may create it (cloudsqlsuperuser), on the "
+            "local target it may not: create it there as the superuser before `deployctl up local`") in lines
     assert d.migrations is not None and d.migrations.command == ["alembic", "upgrade", "head"]
     assert not any(line.startswith("extensions:") for line in detected(d))
 
