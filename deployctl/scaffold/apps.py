@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from deployctl.scaffold.repo import Repo, parent
@@ -176,8 +176,6 @@ def dotted(node: ast.expr) -> str | None:
 def with_port(repo: Repo, app: App, source: str) -> App:
     """*app* with the port its own code or gunicorn config under *source* names (``uvicorn.run(port=…)``,
     ``app.run(port=…)``, ``bind = "0.0.0.0:N"``), else the server's default."""
-    from dataclasses import replace
-
     for rel in repo.python_files(source):
         text = repo.text(rel) or ""
         if "port=" not in text and "port =" not in text and "bind" not in text:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -104,8 +104,6 @@ def _project(repo: Repo, directory: str) -> dict[str, Any] | None:
 
 
 def _with_python(repo: Repo, deps: Deps, project_dir: str) -> Deps:
-    from dataclasses import replace
-
     for directory in (*_up(project_dir), deps.root):
         pinned = repo.text(_join(directory, ".python-version")) if repo.exists(_join(directory, ".python-version")) \
             else None

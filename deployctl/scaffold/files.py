@@ -9,6 +9,7 @@ non-root user on $PORT, and COPYs only paths that exist in the repository.
 from __future__ import annotations
 
 import fnmatch
+import json
 from pathlib import PurePosixPath
 
 from deployctl import __version__
@@ -93,7 +94,7 @@ def dockerfile(d: Detection, sources: list[str]) -> str:
             f"FROM python:{image}-slim-bookworm AS builder\n")
     job = f"# migrate job: {shell_line(d.migrations.command)}\n" if d.migrations else ""
     copies = "\n".join(_copy(s) for s in sources)
-    cmd = "[" + ", ".join(_json(a) for a in d.command) + "]"
+    cmd = json.dumps(d.command)  # exec form
     return head + _builder(d, sources) + RUNTIME.format(image=image, port=d.port, copies=copies, job=job, cmd=cmd)
 
 
@@ -147,12 +148,6 @@ def _uv(d: Detection, sources: list[str], at: str) -> str:
 
 def _copy(source: str) -> str:
     return f"COPY {source} ./{source}" if source.endswith("/") else f"COPY {source} ./"
-
-
-def _json(arg: str) -> str:
-    import json
-
-    return json.dumps(arg)
 
 
 IGNORED = (".git", ".github", ".venv", "venv", ".deployctl", ".env", ".env.*", "**/__pycache__", "**/*.pyc",
