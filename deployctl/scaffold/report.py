@@ -1,0 +1,110 @@
+"""The report: one line per thing init detected, one per thing it could not (saying what to set by hand)."""
+
+from __future__ import annotations
+
+from deployctl.scaffold.apps import SERVER
+from deployctl.scaffold.detect import SERVICE, Detection
+from deployctl.scaffold.migrations import PROVIDED, TRUSTED, shell_line
+from deployctl.scaffold.stacks import PASSWORD, REGION
+
+_MANAGERS = {"uv": "uv", "poetry": "Poetry", "pip": "pip", "pep621": "PEP 621 without a lock"}
+_SVC = f"deployctl:services.{SERVICE}"
+
+
+def detected(d: Detection) -> list[str]:
+    lines = [_dependencies(d)]
+    if d.app:
+        what = f"settings {d.app.settings}" if d.app.settings else f"{d.app.attr}{'()' if d.app.factory else ''}"
+        lines.append(f"framework: {d.app.title} ({d.app.file}: {what})")
+        where = "" if d.workdir == "." else f" from {d.workdir}/"
+        port_from = f"{d.app.server}'s default" if d.app.port_from == "default" else d.app.port_from
+        lines.append(f"command: {d.app.server} {d.app.target}{where}, port {d.port} ({port_from}); listens on $PORT")
+    lines.append(f"python: {d.deps.python} ({d.deps.python_from})")
+    if d.migrations:
+        m = d.migrations
+        lines.append(f"migrations: {m.tool} ({m.where}, scripts in {m.scripts}): {shell_line(m.command)}")
+        usable = [n for n in m.extensions if n in TRUSTED | PROVIDED]
+        if usable:
+            lines.append(f"extensions: {', '.join(usable)} (created by the migrations; trusted, so the app's role "
+                         "may create them)")
+    if d.placed_health:
+        lines.append(f"health: {', '.join(d.placed_health)} (probes and smoke checks)")
+    if d.env.url:
+        lines.append(f"database: {d.env.url} (one URL): a composed secret, {d.url_scheme}://…?host=<socket>")
+    elif d.env.parts:
+        parts = [d.env.parts[f] for f in ("db_host", "db_port", "db_user", "password", "db_name") if f in d.env.parts]
+        lines.append(f"database: {', '.join(parts)} (separate variables): composed secrets of "
+                     f"{{db_host}} {{db_port}} {{db_user}} {{db_name}}, the password from {PASSWORD}")
+    if d.env.generated:
+        lines.append(f"secrets: {', '.join(d.env.generated)} (generated)")
+    if d.env.provided:
+        lines.append(f"secrets: {', '.join(d.env.provided)} (provided: you set them)")
+    return lines
+
+
+def undetected(d: Detection) -> list[str]:
+    lines = _app_gaps(d)
+    lines += [f"gcp:project: unknown: set your project id (and gcp:region, now {REGION}) in stacks/Pulumi.staging.yaml "
+              "and stacks/Pulumi.production.yaml (written as change-me-staging, change-me-production)"]
+    if d.migrations is None:
+        lines.append("migrations: no Alembic, Django or Flask-Migrate migrations found: deployctl:jobs.migrate is "
+                     "null; set its command if the service has migrations")
+    for name in d.migrations.extensions if d.migrations else ():
+        if name not in TRUSTED | PROVIDED:
+            lines.append(f"extension {name}: not trusted: on Cloud SQL the app's role may create it "
+                         "(cloudsqlsuperuser), on the local target it may not: create it there as the superuser "
+                         "before `deployctl up local`")
+    if not d.database:
+        lines.append("database: the service reads no database variables: deployctl:database is null; add one "
+                     "(and a DATABASE_URL composed secret) if it needs Postgres")
+    elif d.env.parts.get("db_host"):
+        lines.append(f"{d.env.parts['db_host']}: gets the Postgres socket directory ({{db_host}}), not a hostname: "
+                     "the app must pass it to the driver as host=, not build host:port into a URL")
+    lines += _env_gaps(d)
+    lines += [f"could not parse {rel}: skipped" for rel in d.unparsable]
+    return lines
+
+
+def _dependencies(d: Detection) -> str:
+    deps = d.deps
+    if deps.manager is None:
+        return "dependencies: none found"
+    member = f", workspace member {deps.package}" if deps.package else ""
+    where = "the repository root" if d.source == "." else f"{d.source}/"
+    return f"dependencies: {_MANAGERS[deps.manager]} ({deps.manifest}{member}); service in {where}"
+
+
+def _app_gaps(d: Detection) -> list[str]:
+    lines = []
+    if d.deps.manager is None:
+        lines.append("dependencies: no uv.lock, poetry.lock, requirements.txt or pyproject.toml: add the install "
+                     "to Dockerfile.cloudrun by hand")
+    if d.app is None:
+        lines.append(f"framework: no FastAPI, Starlette, Django or Flask app found: set {_SVC}.command and "
+                     "the CMD of Dockerfile.cloudrun (written as python -m app)")
+        return lines
+    server = SERVER[d.app.framework]
+    if d.deps.manager and not d.deps.has(server):
+        lines.append(f"{server}: not among the dependencies: add it (the service command runs it)")
+    if d.app.framework == "django":
+        lines.append("static files: the image does not run collectstatic (settings must import without the "
+                     "service's variables): add it to Dockerfile.cloudrun if the service serves its static files")
+    unplaced = [h.path for h in d.health if not h.placed]
+    if not d.placed_health:
+        lines.append(f"health: no health endpoint found: add one (GET /health answering 200) and set {_SVC}.probes "
+                     "and deployctl:smoke (they default to /startup and /health)")
+    if unplaced:
+        lines.append(f"health: {', '.join(unplaced)} mounted under a prefix init could not read: "
+                     f"check {_SVC}.probes and deployctl:smoke")
+    return lines
+
+
+def _env_gaps(d: Detection) -> list[str]:
+    lines = [f"{name}: a provided secret: deployctl secrets set STACK {name} before the first release"
+             for name in d.env.provided]
+    lines += [f"{name}: read with a default, not wired: add it to deployctl:secrets and {_SVC}.secrets if needed"
+              for name in d.env.optional_secrets]
+    lines += [f"{read.name}: required by {read.file} (no default): set it under {_SVC}.env"
+              for read in d.env.other_required]
+    return lines
+

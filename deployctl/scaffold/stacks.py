@@ -1,0 +1,162 @@
+"""The three stack files init writes: local, staging and production, shaped like deployctl's own stacks.
+
+Rule: every file is validated with deployctl's config model (``deployctl.config.parse``) before it is
+written, so what init writes always loads.
+
+The database variables an app reads separately (POSTGRES_SERVER, …) become composed secrets whose template
+is one database fact (``{db_host}``, ``{db_port}``, ``{db_user}``, ``{db_name}``); the password variable
+reads the database's password secret itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from deployctl.scaffold.detect import SERVICE, Detection
+
+PASSWORD = "DB_PASSWORD"
+STACKS = ("local", "staging", "production")
+REGION = "europe-central2"  # deployctl's documented example region; the report says to set your own
+_HEADERS = {
+    "local": "The local stack: every stage runs on this machine (embedded Postgres, real processes).",
+    "staging": "Staging on Cloud Run: small Cloud SQL tier, scale to zero, no deletion protection.",
+    "production": "Production on Cloud Run: regional HA Cloud SQL, deletion protection, PITR, one warm instance.",
+}
+
+
+def render(d: Detection) -> dict[str, str]:
+    """``stacks/Pulumi.<stack>.yaml`` -> its text, for each stack."""
+    from deployctl.config import parse
+
+    files = {}
+    for stack in STACKS:
+        config = _stack(d, stack)
+        path = f"stacks/Pulumi.{stack}.yaml"
+        parse({"config": config}, stack=stack, file=path)  # a ConfigError here is init's bug, not the user's
+        header = (f"# {_HEADERS[stack]}\n# Written by `deployctl init` from what it found in this repository; "
+                  "every key is in deployctl's docs/configuration.md.\n")
+        if stack != "local":
+            header += "# gcp:project is a placeholder: set your project id (and region) before `deployctl bootstrap`.\n"
+        files[path] = header + yaml.dump({"config": config}, Dumper=_Dumper, sort_keys=False, width=200)
+    return files
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, except for lists of scalars and small mappings of scalars (``{source: generated, bytes: 32}``),
+    as deployctl's own stacks are written."""
+
+
+def _flow(values: list[Any]) -> bool:
+    return all(not isinstance(v, dict | list) for v in values)
+
+
+_Dumper.add_representer(dict, lambda dumper, data: dumper.represent_mapping(
+    "tag:yaml.org,2002:map", data, flow_style=len(data) <= 3 and _flow(list(data.values()))))
+_Dumper.add_representer(list, lambda dumper, data: dumper.represent_sequence(
+    "tag:yaml.org,2002:seq", data, flow_style=_flow(data)))
+
+
+def placeholder_project(stack: str) -> str:
+    return f"change-me-{stack}"
+
+
+def database_secrets(d: Detection) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """(secrets to declare, environment variable -> secret) for the app's database variables."""
+    if not d.database:
+        return {}, {}
+    declared: dict[str, dict[str, Any]] = {PASSWORD: {"source": "generated", "bytes": 24}}
+    wired: dict[str, str] = {}
+    if d.env.url:
+        template = f"{d.url_scheme}://{{db_user}}:{{{PASSWORD}}}@/{{db_name}}?host={{db_socket}}"
+        declared[d.env.url] = {"source": "composed", "template": template}
+        wired[d.env.url] = d.env.url
+    for fact, var in d.env.parts.items():
+        if fact == "password":
+            wired[var] = PASSWORD
+        else:
+            # TODO(templated env): a plain `env:` value "{db_host}" once the config model fills templates in
+            declared[var] = {"source": "composed", "template": f"{{{fact}}}"}
+            wired[var] = var
+    return declared, wired
+
+
+def _secrets(d: Detection) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    declared, wired = database_secrets(d)
+    for name in d.env.generated:
+        declared[name] = {"source": "generated", "bytes": 32}
+        wired[name] = name
+    for name in d.env.provided:
+        declared[name] = {"source": "provided"}
+        wired[name] = name
+    return declared, wired
+
+
+def _service(d: Detection, stack: str, wired: dict[str, str]) -> dict[str, Any]:
+    production = stack == "production"
+    svc: dict[str, Any] = {
+        "source": d.source, "command": d.command, "port": d.port,
+        "cpu": 2 if production else 1, "memory": "1Gi" if production else "512Mi",
+        "min_instances": 1 if production else 0, "max_instances": 10 if production else 5,
+    }
+    if d.database and stack == "staging":
+        # within db-f1-micro's 25 connections (policy rule sql-connection-budget): 3 reserved
+        # + 2 revisions x 4 instances x 2 + 1 migrate job = 20
+        svc.update(max_instances=4, pool={"size": 2, "overflow": 0})
+    if stack != "local":
+        svc["public"] = True  # a web service answers the internet; set false for an internal one
+    if wired:
+        svc["secrets"] = wired
+    paths = d.placed_health
+    if paths:
+        startup, liveness = paths[0], _liveness(paths)
+        svc["probes"] = {"startup": {"path": startup}, "liveness": {"path": liveness, "period_s": 10,
+                                                                    "failure_threshold": 3}}
+    return svc
+
+
+def _liveness(paths: list[str]) -> str:
+    """A liveness-looking path if there is one (livez, health…), else the first."""
+    for word in ("liv", "health", "ping"):
+        for path in paths:
+            if word in path.rstrip("/").rsplit("/", 1)[-1]:
+                return path
+    return paths[0]
+
+
+def _database(stack: str) -> dict[str, Any]:
+    db: dict[str, Any] = {"version": 16, "name": "app", "user": "app", "password_secret": PASSWORD}
+    if stack == "staging":
+        db |= {"tier": "db-f1-micro", "deletion_protection": False, "high_availability": False}
+    elif stack == "production":
+        db |= {"tier": "db-custom-2-7680", "disk_gb": 20, "deletion_protection": True, "high_availability": True,
+               "backups": {"enabled": True, "start_time": "03:00", "retained": 7, "point_in_time_recovery": True},
+               "maintenance": {"day": 7, "hour": 4}}
+    return db
+
+
+def _stack(d: Detection, stack: str) -> dict[str, Any]:
+    declared, wired = _secrets(d)
+    config: dict[str, Any] = {"deployctl:target": "local" if stack == "local" else "gcp"}
+    if stack == "local":
+        config["deployctl:local"] = {"port": 8080}
+    else:
+        config["gcp:project"] = placeholder_project(stack)
+        config["gcp:region"] = REGION
+    config["deployctl:services"] = {SERVICE: _service(d, stack, wired)}
+    config["deployctl:database"] = _database(stack) if d.database else None
+    config["deployctl:secrets"] = declared
+    migrate = d.migrations
+    config["deployctl:jobs"] = {"migrate": {"command": migrate.command, "retries": 2, "timeout_s": 300}
+                                if migrate else None}
+    if d.placed_health:
+        config["deployctl:smoke"] = [{"path": p} for p in d.placed_health[:3]]
+    config["deployctl:rollout"] = {"steps": [10, 50, 100] if stack == "production" else [100], "keep_revisions": 3}
+    if stack == "staging":
+        config["deployctl:gcp"] = {"repository": "deployctl", "trigger": {"branch": "^main$", "approval": False}}
+    elif stack == "production":
+        config["deployctl:gcp"] = {"repository": "deployctl",
+                                   "trigger": {"branch": r"^v[0-9]+\.[0-9]+\.[0-9]+$", "approval": True},
+                                   "monitoring": {"latency_p95_ms": 500}}
+    return config

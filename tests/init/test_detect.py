@@ -1,0 +1,123 @@
+"""Detection cases the fixture repositories do not show, each on a few files written here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployctl.config import load
+from deployctl.scaffold import plan
+from deployctl.scaffold.report import detected, undetected
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+FASTAPI = {
+    "requirements.txt": "fastapi\nuvicorn\nsqlalchemy\nasyncpg\n",
+    "svc/__init__.py": "",
+}
+
+
+def test_the_users_code_is_read_never_imported(tmp_path):
+    repo = make(tmp_path, {**FASTAPI, "svc/main.py": "raise SystemExit('imported!')\nfrom fastapi import FastAPI\n"
+                                                     "app = FastAPI()\n"})
+    d = plan(repo).detection
+    assert d.app is not None and (d.app.target, d.app.framework) == ("svc.main:app", "fastapi")
+
+
+def test_a_factory_is_served_with_uvicorn_factory(tmp_path):
+    repo = make(tmp_path, {**FASTAPI, "svc/main.py": "import fastapi\n\ndef create_app():\n"
+                                                     "    app = fastapi.FastAPI()\n    return app\n"})
+    assert "uvicorn svc.main:create_app --factory" in plan(repo).detection.command[-1]
+
+
+def test_an_env_prefix_and_asyncpg_make_the_database_url(tmp_path):
+    settings = ("from pydantic_settings import BaseSettings, SettingsConfigDict\n\n"
+                "class Settings(BaseSettings):\n    model_config = SettingsConfigDict(env_prefix='svc_')\n"
+                "    database_url: str\n    debug: bool = False\n")
+    repo = make(tmp_path, {**FASTAPI, "svc/main.py": "from fastapi import FastAPI\napp = FastAPI()\n",
+                           "svc/settings.py": settings})
+    d = plan(repo).detection
+    assert d.env.url == "SVC_DATABASE_URL" and d.url_scheme == "postgresql+asyncpg"
+    staging = plan(repo).files["stacks/Pulumi.staging.yaml"]
+    assert "SVC_DATABASE_URL: {source: composed, template: 'postgresql+asyncpg://{db_user}:{DB_PASSWORD}@/" \
+           "{db_name}?host={db_socket}'}" in staging
+
+
+def test_django_environ_and_decouple_reads_are_found(tmp_path):
+    repo = make(tmp_path, {"requirements.txt": "django\n", "site/__init__.py": "",
+                           "manage.py": "import django\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', "
+                                        "'site.settings')\n",
+                           "site/settings.py": "import environ\nfrom decouple import config\nenv = environ.Env()\n"
+                                               "DATABASES = {'default': env.db()}\nSECRET_KEY = config('SECRET_KEY')\n"
+                                               "SENTRY_TOKEN = env('SENTRY_TOKEN')\n"})
+    d = plan(repo).detection
+    assert (d.env.url, d.env.generated, d.env.provided) == ("DATABASE_URL", ("SECRET_KEY",), ("SENTRY_TOKEN",))
+    assert "gunicorn: not among the dependencies: add it (the service command runs it)" in undetected(d)
+
+
+def test_an_untrusted_extension_and_an_unread_prefix_are_said(tmp_path):
+    repo = make(tmp_path, {
+        **FASTAPI,
+        "svc/main.py": "from fastapi import FastAPI\nfrom svc.routes import router\nfrom svc import conf\n"
+                       "app = FastAPI()\napp.include_router(router, prefix=conf.PREFIX + '/v2')\n",
+        "svc/routes.py": "from fastapi import APIRouter\nrouter = APIRouter()\n@router.get('/healthz')\n"
+                         "def healthz():\n    return {}\n",
+        "alembic.ini": "[alembic]\nscript_location = migrations\n",
+        "migrations/env.py": "",
+        "migrations/versions/1_geo.py": "op.execute('CREATE EXTENSION IF NOT EXISTS postgis')\n",
+    })
+    d = plan(repo).detection
+    lines = undetected(d)
+    assert ("health: /healthz mounted under a prefix init could not read: check deployctl:services.web.probes and "
+            "deployctl:smoke") in lines
+    assert any(line.startswith("health: no health endpoint found") for line in lines)
+    assert ("extension postgis: not trusted: on Cloud SQL the app's role may create it (cloudsqlsuperuser), on the "
+            "local target it may not: create it there as the superuser before `deployctl up local`") in lines
+    assert d.migrations is not None and d.migrations.command == ["alembic", "upgrade", "head"]
+    assert not any(line.startswith("extensions:") for line in detected(d))
+
+
+def test_skipped_directories_and_unparsable_files(tmp_path):
+    repo = make(tmp_path, {
+        "requirements.txt": "flask\ngunicorn\n",
+        "node_modules/pkg/app.py": "from fastapi import FastAPI\napp = FastAPI()\n",
+        ".venv/lib/site.py": "from fastapi import FastAPI\napp = FastAPI()\n",
+        "web.py": "from flask import Flask\napp = Flask(__name__)\n",
+        "broken.py": "def (:\n  import os\nos.environ['X']\n",
+    })
+    d = plan(repo).detection
+    assert d.app is not None and (d.app.file, d.app.target) == ("web.py", "web:app")
+    assert "could not parse broken.py: skipped" in undetected(d)
+
+
+def test_on_deployctls_own_sample_app_it_finds_what_the_shipped_stacks_say():
+    """The sample app (app/, a uv workspace member) read as a stranger's repository; nothing is written."""
+    scaffold = plan(ROOT)
+    d, shipped = scaffold.detection, load("staging", ROOT)
+    assert d.app is not None and d.app.file == "app/main.py" and d.source == "app"
+    assert (d.deps.manager, d.deps.package) == ("uv", "deployctl-sample-app")
+    assert d.migrations is not None and shipped.jobs.migrate is not None
+    assert d.migrations.command == shipped.jobs.migrate.command
+    assert {"/health", "/startup"} <= set(d.placed_health)
+    assert d.env.url == "DATABASE_URL" and d.url_scheme == "postgresql+psycopg"
+    assert "SECRET_KEY" in d.env.generated
+
+
+@pytest.mark.parametrize("python, expected", [(".python-version", "3.11"), ("requires", "3.12")])
+def test_the_python_version(tmp_path, python, expected):
+    files = {"pyproject.toml": "[project]\nname = 'x'\nrequires-python = '>=3.10,<3.13'\n"}
+    if python == ".python-version":
+        files[".python-version"] = "3.11.9\n"
+    d = plan(make(tmp_path, files)).detection
+    assert d.deps.python == expected
+    assert f"FROM python:{ {'3.11': '3.11.11', '3.12': '3.12.8'}[expected]}-slim-bookworm AS builder" in \
+        plan(tmp_path).files["Dockerfile.cloudrun"]
