@@ -107,6 +107,9 @@ def rollback(stack: str, to: str | None, lock_timeout: float, as_json: bool) -> 
 def status(stack: str, as_json: bool) -> None:
     """Show what serves STACK: release, revisions, URL, database, secret versions and the lock.
 
+    The secret versions are the ones the serving revisions run with; a newer version that they do not
+    use yet is shown beside them as "(latest vN)".
+
     \b
     Example:
       deployctl status local
@@ -129,8 +132,14 @@ def status(stack: str, as_json: bool) -> None:
     for key, value in facts["facts"].items():
         line(f"  {key:<10} {value}")
     line(f"  migration  {facts['migration_head'] or '-'}")
-    shown = ", ".join(f"{k} v{v}" if v else f"{k} (none)" for k, v in facts["secret_versions"].items())
-    line(f"  secrets    {shown or '-'}")
+    latest = facts["latest_secret_versions"]
+    for svc, pinned in facts["secret_versions"].items():  # what the serving revision runs with
+        shown = ", ".join(f"{k} v{v}" + (f" (latest v{latest[k]})" if latest.get(k) not in (None, v) else "")
+                          for k, v in sorted(pinned.items()))
+        line(f"  secrets    {svc}: {shown or '-'}")
+    if not facts["secret_versions"]:
+        shown = ", ".join(f"{k} v{v}" if v else f"{k} (none)" for k, v in latest.items())
+        line(f"  secrets    {shown or '-'} (latest; nothing serves)")
     lock = facts["lock"]
     if lock is None:
         line("  lock       free")
