@@ -29,10 +29,20 @@ import time
 from deployctl.config import Stack
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
-from deployctl.pipeline.model import ReleaseRecord, combined_hash, fingerprint_of
-from deployctl.pipeline.plan import Context, Plan, Stage
+from deployctl.pipeline.model import Artifact, ReleaseRecord, combined_hash, fingerprint_of
+from deployctl.pipeline.plan import Context, Plan, Stage, Step
 from deployctl.pipeline.run import Options, Reporter
-from deployctl.pipeline.steps import Build, Deploy, PinSecrets, Promote, Retire, RunJob, Smoke, checks_for
+from deployctl.pipeline.steps import (
+    Build,
+    CheckDatabaseLogin,
+    Deploy,
+    PinSecrets,
+    Promote,
+    Retire,
+    RunJob,
+    Smoke,
+    checks_for,
+)
 from deployctl.pipeline.target import Target
 
 
@@ -79,12 +89,19 @@ def candidate_stages(target: Target, services: list[str], previous: dict[str, st
         Promote(svc, tuple(stack.rollout.steps) if previous.get(svc) else (100,), target.service_url(svc))
         for svc in services
     ]
-    smoke = [Smoke(svc, tuple(c.path for c in checks_for(target, svc))) for svc in services]
+    smoke: list[list[Step]] = [[Smoke(svc, tuple(c.path for c in checks_for(target, svc))) for svc in services]]
+    if stack.database:
+        smoke.append([CheckDatabaseLogin(stack.database.password_secret)])
     return [
         Stage("deploy", [[Deploy(svc) for svc in services]], undo=(discard_candidates,)),
-        Stage("smoke", [smoke], undo=(discard_candidates,)),
+        Stage("smoke", smoke, undo=(discard_candidates,)),
         Stage("promote", [promote, [Retire(stack.rollout.keep_revisions)]], undo=(route_back,)),
     ]
+
+
+def recorded_artifacts(record: ReleaseRecord) -> dict[str, Artifact]:
+    """The artifacts a release deployed, to deploy again with no build (a rotation, a repinned rollback)."""
+    return {svc: Artifact(svc, record.source_hash or "", ref, "") for svc, ref in record.artifacts.items()}
 
 
 def discard_candidates(ctx: Context) -> str | None:

@@ -2,7 +2,7 @@
 
 Per-service steps (Build, Deploy, Smoke, Promote, Reactivate) write only their own service's entry of the
 context, so the executor can run a wave of them concurrently. Stack-wide steps (PinSecrets, RunJob,
-AddSecretVersion, DisableOldVersions, Retire) run alone in their wave.
+CheckDatabaseLogin, AddSecretVersion, DisableOldVersions, Retire) run alone in their wave.
 """
 
 from __future__ import annotations
@@ -168,6 +168,25 @@ class Smoke(Step):
         if not ok:
             raise DeployctlError(f"smoke checks failed on {rev.name}: {said}")
         return StepOutcome(f"{rev.name}: {said}")
+
+
+@dataclass(frozen=True)
+class CheckDatabaseLogin(Step):
+    """Before traffic moves: connect to the database as the login of the pinned password version, with its
+    password, as the revisions will (a revision's smoke checks need not touch the database)."""
+
+    secret: str  # the database password's secret
+    version: str | None = None  # None: the version this run pinned (ctx.versions)
+    stage: str = "smoke"
+
+    def describe(self) -> str:
+        which = f"{self.secret} v{self.version}" if self.version else f"the pinned {self.secret} version"
+        return f"log in to the database as the login of {which}"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        version = self.version or ctx.versions.get(self.secret, "")
+        checked = ctx.target.check_database_login({self.secret: version})
+        return StepOutcome(checked or f"{self.secret} v{version}: the database is not reachable from this machine")
 
 
 @dataclass(frozen=True)
