@@ -98,6 +98,7 @@ class ReleaseRecord:
     message: str = ""
     finished: float | None = None
     holder: str | None = None  # the lock id of the process that ran it
+    restored: str | None = None  # a rollback: the release whose code it serves again
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
