@@ -78,6 +78,8 @@ def show_plan(plan: Plan, as_json: bool, heading: str) -> None:
     line(heading)
     for stage, message in plan.lines():
         line(f"  {stage:<8} {message}")
+    for warning in plan.warnings:
+        line(f"Warning: {warning}")
 
 
 def emit_json(data: Any) -> None:

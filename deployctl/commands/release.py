@@ -70,31 +70,42 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
 @click.argument("stack")
 @click.option("--to", "to", metavar="RELEASE",
               help="The release to go to (default: what served before the serving release).")
+@click.option("--repin/--no-repin", default=None,
+              help="Deploy the release's code again as new revisions pinned to the current secret versions "
+                   "(default: only when the versions it ran with are disabled database-password ones).")
+@click.option("--accept-schema", is_flag=True,
+              help="Roll back across migrations not marked rollback_safe (recorded in the ledger).")
 @lock_timeout_option
 @json_option
-def rollback(stack: str, to: str | None, lock_timeout: float, as_json: bool) -> None:
+def rollback(stack: str, to: str | None, repin: bool | None, accept_schema: bool, lock_timeout: float,
+             as_json: bool) -> None:
     """Send STACK's traffic back to an earlier release's revisions.
 
     Without --to it goes to what served before the serving release was deployed. A rollback deploys
     nothing, so rolling back again goes one further back (r3, r2, then r1), never forward to the
     release it left; at the first release it refuses and changes nothing. Going forward takes --to.
 
-    No build, no migration and no infrastructure change: one traffic switch per service, then the
-    smoke checks through the service URL. Database migrations are not reverted.
+    No build, no migration and no infrastructure change: a database login check, one traffic switch
+    per service, then the smoke checks through the service URL. Database migrations are not reverted:
+    crossing one that is not marked rollback_safe is refused unless --accept-schema. Revisions pinned to
+    a secret version that has been disabled are refused unless --repin, which deploys the release's
+    code again pinned to the current versions (the default when only the database password rotated).
 
     \b
     Example:
       deployctl rollback local
       deployctl rollback staging --to r0012
+      deployctl rollback staging --to r0012 --repin
     """
     from deployctl.output import ConsoleReporter, emit_json, line
     from deployctl.pipeline.rollback import rollback as do_rollback
+    from deployctl.pipeline.rollback_guards import Guard
     from deployctl.pipeline.run import Options
 
     _, target = open_stack(stack)
     reporter = ConsoleReporter(quiet=as_json)
     options = Options(command=command_line(), lock_timeout_s=lock_timeout, root=project_root())
-    record = do_rollback(target, to, options, reporter)
+    record = do_rollback(target, to, options, reporter, Guard(repin=repin, accept_schema=accept_schema))
     if as_json:
         emit_json(record.to_dict())
     else:
@@ -106,6 +117,9 @@ def rollback(stack: str, to: str | None, lock_timeout: float, as_json: bool) -> 
 @json_option
 def status(stack: str, as_json: bool) -> None:
     """Show what serves STACK: release, revisions, URL, database, secret versions and the lock.
+
+    The secret versions are the ones the serving revisions run with; a newer version that they do not
+    use yet is shown beside them as "(latest vN)".
 
     \b
     Example:
@@ -129,8 +143,14 @@ def status(stack: str, as_json: bool) -> None:
     for key, value in facts["facts"].items():
         line(f"  {key:<10} {value}")
     line(f"  migration  {facts['migration_head'] or '-'}")
-    shown = ", ".join(f"{k} v{v}" if v else f"{k} (none)" for k, v in facts["secret_versions"].items())
-    line(f"  secrets    {shown or '-'}")
+    latest = facts["latest_secret_versions"]
+    for svc, pinned in facts["secret_versions"].items():  # what the serving revision runs with
+        shown = ", ".join(f"{k} v{v}" + (f" (latest v{latest[k]})" if latest.get(k) not in (None, v) else "")
+                          for k, v in sorted(pinned.items()))
+        line(f"  secrets    {svc}: {shown or '-'}")
+    if not facts["secret_versions"]:
+        shown = ", ".join(f"{k} v{v}" if v else f"{k} (none)" for k, v in latest.items())
+        line(f"  secrets    {shown or '-'} (latest; nothing serves)")
     lock = facts["lock"]
     if lock is None:
         line("  lock       free")

@@ -106,6 +106,7 @@ class ReleaseRecord:
     message: str = ""
     finished: float | None = None
     holder: str | None = None  # the lock id of the process that ran it
+    restored: str | None = None  # a rollback: the release whose code it serves again
     schema: int = RECORD_SCHEMA  # the shape this record was written in (see RECORD_SCHEMA)
 
     def to_dict(self) -> dict[str, Any]:

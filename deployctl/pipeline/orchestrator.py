@@ -19,7 +19,9 @@ rules of each stage:
 - init      runs the init job; unless it is marked blocking, a failure is a warning in the ledger.
 
 A release whose source hashes, stack settings and secret versions equal the serving release's is a
-no-op unless forced. Every stage is recorded in the ledger as it ends.
+no-op unless forced. Every stage is recorded in the ledger as it ends. The plan carries the migration
+lint's warnings (deployctl.pipeline.migrations): what the pending migrations do that the serving release's
+code may not survive.
 """
 
 from __future__ import annotations
@@ -29,10 +31,21 @@ import time
 from deployctl.config import Stack
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
-from deployctl.pipeline.model import ReleaseRecord, combined_hash, fingerprint_of
-from deployctl.pipeline.plan import Context, Plan, Stage
+from deployctl.pipeline.migrations import pending_findings
+from deployctl.pipeline.model import Artifact, ReleaseRecord, combined_hash, fingerprint_of
+from deployctl.pipeline.plan import Context, Plan, Stage, Step
 from deployctl.pipeline.run import Options, Reporter
-from deployctl.pipeline.steps import Build, Deploy, PinSecrets, Promote, Retire, RunJob, Smoke, checks_for
+from deployctl.pipeline.steps import (
+    Build,
+    CheckDatabaseLogin,
+    Deploy,
+    PinSecrets,
+    Promote,
+    Retire,
+    RunJob,
+    Smoke,
+    checks_for,
+)
 from deployctl.pipeline.target import Target
 
 
@@ -51,6 +64,7 @@ def plan_release(target: Target, options: Options) -> Plan:
     if unchanged and serving and not options.force and _healthy(target, serving):
         plan.noop, plan.reason = True, f"nothing changed: release {serving.id} serves"
         return plan
+    plan.warnings = [finding.message() for finding in pending_findings(target, options.root)]
     builds = []
     for svc, source_hash in hashes.items():
         found = None if options.image else target.find_artifact(svc, source_hash)
@@ -79,12 +93,19 @@ def candidate_stages(target: Target, services: list[str], previous: dict[str, st
         Promote(svc, tuple(stack.rollout.steps) if previous.get(svc) else (100,), target.service_url(svc))
         for svc in services
     ]
-    smoke = [Smoke(svc, tuple(c.path for c in checks_for(target, svc))) for svc in services]
+    smoke: list[list[Step]] = [[Smoke(svc, tuple(c.path for c in checks_for(target, svc))) for svc in services]]
+    if stack.database:
+        smoke.append([CheckDatabaseLogin(stack.database.password_secret)])
     return [
         Stage("deploy", [[Deploy(svc) for svc in services]], undo=(discard_candidates,)),
-        Stage("smoke", [smoke], undo=(discard_candidates,)),
+        Stage("smoke", smoke, undo=(discard_candidates,)),
         Stage("promote", [promote, [Retire(stack.rollout.keep_revisions)]], undo=(route_back,)),
     ]
+
+
+def recorded_artifacts(record: ReleaseRecord) -> dict[str, Artifact]:
+    """The artifacts a release deployed, to deploy again with no build (a rotation, a repinned rollback)."""
+    return {svc: Artifact(svc, record.source_hash or "", ref, "") for svc, ref in record.artifacts.items()}
 
 
 def discard_candidates(ctx: Context) -> str | None:
@@ -118,6 +139,8 @@ def release(target: Target, options: Options, reporter: Reporter) -> ReleaseReco
         record.previous = dict(plan.facts["previous"])
         target.ledger.save(record)
         ctx = Context(target, record, options, previous=dict(record.previous))
+        for warning in plan.warnings:
+            reporter.warn(warning)
         Executor(reporter).execute(plan, ctx)
         for warning in ctx.warnings:
             reporter.warn(warning)

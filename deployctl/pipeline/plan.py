@@ -14,7 +14,7 @@ The shape (after chalice's planner/executor split):
 
 ``Plan.to_dict()`` is the one JSON shape of every plan (docs/architecture.md describes it):
 ``{"kind", "stack", "target", "noop", "reason", "facts", "stages": [{"name", "skipped", "steps":
-[{"stage", "service", "action", "message"}]}]}``.
+[{"stage", "service", "action", "message"}]}], "warnings"}``.
 """
 
 from __future__ import annotations
@@ -117,6 +117,7 @@ class Plan:
     noop: bool = False
     reason: str = ""  # why a no-op plan does nothing
     facts: dict[str, Any] = field(default_factory=dict)  # what the plan was made from (hashes, versions…)
+    warnings: list[str] = field(default_factory=list)  # what the plan may break (the migration lint)
 
     def __post_init__(self) -> None:
         assert all(stage.name in STAGES for stage in self.stages), [s.name for s in self.stages]
@@ -133,6 +134,7 @@ class Plan:
             "reason": self.reason or None,
             "facts": self.facts,
             "stages": [s.to_dict() for s in self.stages],
+            "warnings": list(self.warnings),
         }
 
     def lines(self) -> list[tuple[str, str]]:

@@ -2,23 +2,35 @@
 
 Rule: no build, no migration, no infrastructure change: a plan of one stage (promote) whose steps, one
 per service and all at once, make sure the recorded revision can serve, give it all the traffic and
-check the service URL. If one fails, every service goes back to what served before. Schema changes are
+check the service URL; when the stack has a database, a smoke stage first logs in with the goal's
+password version. If one fails, every service goes back to what served before. Schema changes are
 not reverted (see docs/runbook.md: expand/contract).
 
 Without ``--to`` the goal is what served before the serving revisions were deployed, so repeated rollbacks
 walk back one release at a time and never forward (``_one_back``; docs/runbook.md, "Roll back").
+
+Before any change the goal is checked (deployctl.pipeline.rollback_guards): a rollback across a migration
+that is not rollback-safe is refused without ``--accept-schema``; one to revisions pinned to a disabled
+secret version is refused, or *repinned*: a plan of the release's own stages (pin the current versions →
+deploy its artifacts again as candidates → smoke checks and a database login → promote), with no build
+and no migration.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from deployctl.errors import DeployctlError
+from deployctl.pipeline import rollback_guards as guards
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
+from deployctl.pipeline.migrations import database_head
 from deployctl.pipeline.model import ReleaseRecord
-from deployctl.pipeline.orchestrator import route_back
+from deployctl.pipeline.orchestrator import candidate_stages, recorded_artifacts, route_back
 from deployctl.pipeline.plan import Context, Plan, Stage
+from deployctl.pipeline.rollback_guards import Guard
 from deployctl.pipeline.run import Options, Reporter
-from deployctl.pipeline.steps import Reactivate
+from deployctl.pipeline.steps import CheckDatabaseLogin, PinSecrets, Reactivate
 from deployctl.pipeline.target import Target
 
 _SERVED = ("succeeded",)
@@ -58,6 +70,8 @@ def _one_back(target: Target) -> ReleaseRecord:
                              f"Release it first: deployctl up {stack}")
     history = target.ledger.history(limit=_HISTORY)  # newest first
     at = _deployed(history, 0, serving, stack)
+    if history[at].kind == "rollback":  # a repinned rollback deployed what serves: walk on from what it restored
+        at = next((i for i in range(at, len(history)) if history[i].id == history[at].restored), at)
     while True:
         if not history[at].previous:
             raise DeployctlError(
@@ -72,7 +86,7 @@ def _one_back(target: Target) -> ReleaseRecord:
 def _deployed(history: list[ReleaseRecord], start: int, revisions: dict[str, str], stack: str) -> int:
     """The index, from *start* on, of the newest release or rotation whose revisions are *revisions*."""
     for i in range(start, len(history)):
-        if history[i].kind != "rollback" and history[i].revisions == revisions:
+        if (history[i].kind != "rollback" or _repinned(history[i])) and history[i].revisions == revisions:
             return i
     raise DeployctlError(
         f"no release in the last {_HISTORY} records of the {stack} ledger deployed {', '.join(revisions.values())}",
@@ -80,28 +94,62 @@ def _deployed(history: list[ReleaseRecord], start: int, revisions: dict[str, str
     )
 
 
-def plan_rollback(target: Target, to: str | None) -> tuple[Plan, ReleaseRecord]:
-    """Read-only: the plan that routes every service back to *to*'s revisions (or the release before)."""
+def _repinned(record: ReleaseRecord) -> bool:
+    """A rollback that deployed new revisions of the release's code (``--repin``) instead of routing back."""
+    return any(step.get("stage") == "deploy" for step in record.plan)
+
+
+def plan_rollback(target: Target, to: str | None, guard: Guard | None = None,
+                  root: Path | None = None) -> tuple[Plan, ReleaseRecord]:
+    """Read-only: the plan that routes every service back to *to*'s revisions (or the release before), or,
+    repinning, deploys its artifacts again pinned to the current secret versions. Refuses (changing
+    nothing) to cross a migration that is not rollback-safe, or to restore revisions pinned to a disabled
+    secret version, unless *guard* allows it."""
+    guard = guard or Guard()
     goal = choose(target, to)
     previous = runmod.serving_revisions(target)
+    crossing = guards.schema_crossing(target, goal, root or Path.cwd(), guard.accept_schema)
+    unusable = guards.unusable_pins(target, goal)
+    repin = guards.decide_repin(target, goal, unusable, guard.repin)
+    facts = {"to": goal.id, "revisions": dict(goal.revisions), "previous": previous, "repin": repin,
+             "unusable_versions": [f"{name} v{version} ({state})" for name, version, state in unusable],
+             "migrations_crossed": crossing.names, "accepted_schema": crossing.accepted}
+    plan = Plan("rollback", target.stack.name, target.name, facts=facts)
+    if repin:
+        now = tuple(sorted((k, v) for k, v in target.current_secret_versions().items() if v))
+        plan.stages = [Stage("build", [[PinSecrets(now)]]), *candidate_stages(target, list(goal.revisions), previous)]
+        return plan, goal
+    db = target.stack.database
+    pinned = goal.secret_versions.get(db.password_secret) if db else None
+    check = [Stage("smoke", [[CheckDatabaseLogin(db.password_secret, pinned)]])] if db and pinned else []
     reactivate = [Reactivate(svc, rev) for svc, rev in goal.revisions.items()]
-    plan = Plan("rollback", target.stack.name, target.name,
-                stages=[Stage("promote", [reactivate], undo=(route_back,))],
-                facts={"to": goal.id, "revisions": dict(goal.revisions), "previous": previous})
+    plan.stages = [*check, Stage("promote", [reactivate], undo=(route_back,))]
     return plan, goal
 
 
-def rollback(target: Target, to: str | None, options: Options, reporter: Reporter) -> ReleaseRecord:
+def rollback(target: Target, to: str | None, options: Options, reporter: Reporter,
+             guard: Guard | None = None) -> ReleaseRecord:
     with runmod.locked(target, options, reporter) as lock_id:
-        plan, goal = plan_rollback(target, to)
+        plan, goal = plan_rollback(target, to, guard, options.root)
         record = runmod.new_record(target, "rollback", options, lock_id)
         record.previous = dict(plan.facts["previous"])
-        record.revisions = dict(goal.revisions)
+        record.restored = goal.id
+        record.accepted_risks += [f"schema:{name}" for name in plan.facts["accepted_schema"]]
         record.artifacts = dict(goal.artifacts)
-        record.secret_versions = dict(goal.secret_versions)
         record.source_hash, record.fingerprint = goal.source_hash, goal.fingerprint
-        record.migration_before = record.migration_after = target.migration_head()
+        record.migration_before = record.migration_after = database_head(target)
+        ctx = Context(target, record, options, previous=dict(record.previous))
+        if plan.facts["repin"]:  # Deploy records the new revisions, PinSecrets the versions
+            ctx.artifacts = recorded_artifacts(goal)
+        else:
+            record.revisions = dict(goal.revisions)
+            record.secret_versions = dict(goal.secret_versions)
         target.ledger.save(record)
-        Executor(reporter).execute(plan, Context(target, record, options, previous=dict(record.previous)))
-        revisions = ", ".join(goal.revisions.values())
-        return finish(target, record, "succeeded", f"rolled back to release {goal.id} ({revisions})")
+        Executor(reporter).execute(plan, ctx)
+        revisions = ", ".join(record.revisions.values())
+        how = f"; new revisions of its code, pinned to {_pins(ctx.versions)}" if plan.facts["repin"] else ""
+        return finish(target, record, "succeeded", f"rolled back to release {goal.id} ({revisions}){how}")
+
+
+def _pins(versions: dict[str, str]) -> str:
+    return ", ".join(f"{name} v{version}" for name, version in sorted(versions.items()))

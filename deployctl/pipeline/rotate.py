@@ -14,8 +14,8 @@ from deployctl.config import Stack
 from deployctl.errors import ConfigError, DeployctlError
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
-from deployctl.pipeline.model import Artifact, ReleaseRecord, combined_hash
-from deployctl.pipeline.orchestrator import candidate_stages, plan_release
+from deployctl.pipeline.model import ReleaseRecord, combined_hash
+from deployctl.pipeline.orchestrator import candidate_stages, plan_release, recorded_artifacts
 from deployctl.pipeline.plan import Context, Plan, Stage, Step, StepOutcome
 from deployctl.pipeline.run import Options, Reporter
 from deployctl.pipeline.steps import AddSecretVersion, DisableOldVersions
@@ -87,8 +87,7 @@ def rotate(target: Target, name: str, value: str | None, options: Options, repor
         target.ledger.save(record)
         ctx = Context(target, record, options, previous=dict(record.previous))
         if serving is not None:
-            ctx.artifacts = {svc: Artifact(svc, serving.source_hash or "", ref, "")
-                             for svc, ref in serving.artifacts.items()}
+            ctx.artifacts = recorded_artifacts(serving)
         Executor(reporter).execute(plan, ctx)
         if serving is None:
             return finish(target, record, "succeeded", f"{name} is now v{ctx.versions[name]}; no release serves yet")

@@ -146,21 +146,24 @@ def serving_release(target: Target) -> ReleaseRecord | None:
 
 
 def stack_status(target: Target) -> dict[str, Any]:
-    """Read-only: what ``deployctl status`` reports — what serves (and any split), URLs, database, secret
-    versions, the lock. Versions and names only, never a secret value."""
+    """Read-only: what ``deployctl status`` reports — what serves (and any split), URLs, database, the
+    secret versions the serving revisions run with and the latest ones, the lock. Versions and names only,
+    never a secret value."""
     services = target.stack.services
     serving = serving_release(target)
+    revisions = serving_revisions(target)
     holder = target.lock.holder()
     return {
         "stack": target.stack.name,
         "target": target.name,
         "serving_release": serving.id if serving else None,
-        "revisions": serving_revisions(target),
+        "revisions": revisions,
         "traffic": {svc: [{"revision": s.revision, "percent": s.percent} for s in target.traffic(svc) if s.percent]
                     for svc in services},
         "urls": {svc: target.service_url(svc) for svc in services},
         "migration_head": target.migration_head(),
-        "secret_versions": target.current_secret_versions(),
+        "secret_versions": {svc: target.revision_secret_versions(svc, rev) or {} for svc, rev in revisions.items()},
+        "latest_secret_versions": target.current_secret_versions(),
         "lock": None if holder is None else {**holder.__dict__, "stale": target.lock.is_stale(holder)},
         "facts": target.describe(),
     }

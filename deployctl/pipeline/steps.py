@@ -2,7 +2,7 @@
 
 Per-service steps (Build, Deploy, Smoke, Promote, Reactivate) write only their own service's entry of the
 context, so the executor can run a wave of them concurrently. Stack-wide steps (PinSecrets, RunJob,
-AddSecretVersion, DisableOldVersions, Retire) run alone in their wave.
+CheckDatabaseLogin, AddSecretVersion, DisableOldVersions, Retire) run alone in their wave.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from deployctl.config import Job, SmokeCheck
 from deployctl.errors import DeployctlError
+from deployctl.pipeline import migrations
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.model import Artifact, JobState, Split, fingerprint_of
 from deployctl.pipeline.plan import Action, Context, Step, StepOutcome
@@ -114,7 +115,7 @@ class RunJob(Step):
         target, record = ctx.target, ctx.record
         artifact = ctx.artifacts[target.stack.job_service(self.job)]
         if self.kind == "migrate":
-            record.migration_before = target.migration_head()
+            record.migration_before = migrations.database_head(target)
         result = target.run_job(self.kind, self.job, artifact, ctx.versions, record.id)
         if self.kind == "migrate":
             if not result.succeeded:
@@ -122,7 +123,7 @@ class RunJob(Step):
                     f"migration failed after {result.attempts} attempt(s): {result.message}",
                     f"Nothing was deployed. See the job log: {result.log}",
                 )
-            record.migration_after = target.migration_head()
+            record.migration_after = target.migration_head() or self._head_of_source(ctx)
             return StepOutcome(f"{result.execution}: {record.migration_before or 'empty'} → {record.migration_after}")
         if result.succeeded:
             return StepOutcome(f"{result.execution}: {result.message or 'succeeded'}")
@@ -132,6 +133,14 @@ class RunJob(Step):
             raise DeployctlError(f"init failed: {result.message}", f"Traffic is on the new release. Log: {result.log}")
         ctx.warnings.append(f"the init job failed; the release serves anyway. Log: {result.log}")
         return StepOutcome(f"init failed (non-blocking): {result.message}", "warning")
+
+    @staticmethod
+    def _head_of_source(ctx: Context) -> str | None:
+        """Where the database cannot be read from here (gcp), the head of the migrations just run: the
+        source's, when the release was built from it (an ``--image`` may hold other migrations)."""
+        if ctx.options.image:
+            return None
+        return migrations.files_head(migrations.read_all(migrations.versions_dir(ctx.target.stack, ctx.options.root)))
 
 
 # -- candidates -----------------------------------------------------------------------------------------
@@ -168,6 +177,25 @@ class Smoke(Step):
         if not ok:
             raise DeployctlError(f"smoke checks failed on {rev.name}: {said}")
         return StepOutcome(f"{rev.name}: {said}")
+
+
+@dataclass(frozen=True)
+class CheckDatabaseLogin(Step):
+    """Before traffic moves: connect to the database as the login of the pinned password version, with its
+    password, as the revisions will (a revision's smoke checks need not touch the database)."""
+
+    secret: str  # the database password's secret
+    version: str | None = None  # None: the version this run pinned (ctx.versions)
+    stage: str = "smoke"
+
+    def describe(self) -> str:
+        which = f"{self.secret} v{self.version}" if self.version else f"the pinned {self.secret} version"
+        return f"log in to the database as the login of {which}"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        version = self.version or ctx.versions.get(self.secret, "")
+        checked = ctx.target.check_database_login({self.secret: version})
+        return StepOutcome(checked or f"{self.secret} v{version}: the database is not reachable from this machine")
 
 
 @dataclass(frozen=True)

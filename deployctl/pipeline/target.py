@@ -88,6 +88,14 @@ class Target(Protocol):
         """The version each declared secret would be pinned to now (None where none exists yet)."""
         ...
 
+    def secret_version_states(self, name: str) -> dict[str, str]:
+        """Every version of secret *name* and its state: ``enabled``, ``disabled`` or ``destroyed``."""
+        ...
+
+    def revision_secret_versions(self, service: str, revision: str) -> dict[str, str] | None:
+        """The secret versions the revision really runs with (secret -> version); None if it is gone."""
+        ...
+
     def traffic(self, service: str) -> list[Split]:
         """Where the service's traffic goes now (empty before the first release)."""
         ...
@@ -106,6 +114,12 @@ class Target(Protocol):
 
     def describe(self) -> dict[str, str]:
         """Facts for ``deployctl status``: database, URLs, state location. No secret values."""
+        ...
+
+    def check_database_login(self, secret_versions: dict[str, str]) -> str | None:
+        """Connect to the stack's database as the login of the pinned password version, with its password;
+        raise DeployctlError when the database refuses it. Returns what was checked, or None when this
+        machine cannot reach the database (gcp: Cloud SQL answers only inside the VPC)."""
         ...
 
     # -- mutating ---------------------------------------------------------------------------------

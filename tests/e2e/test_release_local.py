@@ -26,6 +26,7 @@ def test_first_up_serves_and_records_the_release(project: Project) -> None:
     assert len(record["source_hash"]) == 64 and record["artifacts"]["api"].startswith("api-")
     assert [s["name"] for s in record["stages"]] == ["build", "migrate", "deploy", "smoke", "promote", "init"]
     assert all(s["status"] == "ok" for s in record["stages"])
+    assert record["stages"][3]["detail"].endswith("; database login app accepts DB_PASSWORD v1")  # smoke
     status = project.status()
     assert status["serving_release"] == "r0001" and status["revisions"] == {"api": revision}
     assert status["migration_head"] == "0001" and status["lock"] is None

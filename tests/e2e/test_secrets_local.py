@@ -144,7 +144,7 @@ def test_a_canary_secret_never_leaks(project: Project) -> None:
     project.variant(VERSION=3)
     for args in (["up", "local"], ["status", "local"], ["status", "local", "--json"], ["releases", "local"],
                  ["releases", "local", "--json"], ["secrets", "list", "local"], ["up", "local", "--dry-run", "--json"],
-                 ["secrets", "rotate", "local", "SECRET_KEY"], ["rollback", "local"]):
+                 ["secrets", "rotate", "local", "SECRET_KEY"], ["rollback", "local", "--repin"]):
         outputs.append(project.run(*args))
     planted = [CANARY, *(_value(project, n, "1") for n in ("SECRET_KEY", "DB_PASSWORD"))]
     text = "".join(o.stdout + o.stderr for o in outputs)

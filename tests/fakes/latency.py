@@ -95,12 +95,14 @@ class LatencyTarget:
     calls: Counter[str] = field(default_factory=Counter)
     peak: Counter[str] = field(default_factory=Counter)  # the most calls of a kind that were in flight at once
     discarded: list[str] = field(default_factory=list)
+    secret_states: dict[str, dict[str, str]] = field(default_factory=dict)  # secret -> version -> state
 
     def __post_init__(self) -> None:
         self.ledger = SqliteLedger(self.state / "ledger.db")
         self.lock = FileLock(self.state, self.stack.name)
         self._traffic: dict[str, list[Split]] = {}
         self._revisions: dict[str, str] = {}
+        self._pins: dict[str, dict[str, str]] = {}  # revision -> the secret versions it was deployed with
         self._built: set[str] = set()
         self._busy: Counter[str] = Counter()
         self._mutex = threading.Lock()
@@ -127,6 +129,15 @@ class LatencyTarget:
 
     def current_secret_versions(self) -> dict[str, str | None]:
         return {}
+
+    def secret_version_states(self, name: str) -> dict[str, str]:
+        return dict(self.secret_states.get(name, {}))
+
+    def revision_secret_versions(self, service: str, revision: str) -> dict[str, str] | None:
+        return dict(self._pins[revision]) if revision in self._pins else None
+
+    def check_database_login(self, secret_versions: dict[str, str]) -> str | None:
+        return None
 
     def traffic(self, service: str) -> list[Split]:
         return list(self._traffic.get(service, []))
@@ -172,6 +183,7 @@ class LatencyTarget:
             raise DeployctlError(f"{service}: the startup probe did not pass")
         name = f"{service}-{release_id}"
         self._revisions[name] = service
+        self._pins[name] = dict(secret_versions)
         return Revision(service, name, f"{self.base_url}/candidate/{service}", artifact.ref)  # its tag URL
 
     def set_traffic(self, service: str, splits: list[Split]) -> None:

@@ -14,6 +14,7 @@ import pytest
 from deployctl.errors import DeployctlError
 from deployctl.pipeline import orchestrator, rollback
 from deployctl.pipeline.model import ReleaseRecord
+from deployctl.pipeline.rollback_guards import Guard
 from deployctl.pipeline.run import Options, QuietReporter, serving_release, serving_revisions
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
 
@@ -82,3 +83,14 @@ def test_nothing_to_roll_back_before_the_first_release(target: LatencyTarget) ->
     assert (caught.value.message, caught.value.hint) == (
         "nothing serves bench yet: there is no release to roll back to", "Release it first: deployctl up bench")
     assert target.ledger.history() == []
+
+
+def test_after_a_repinned_rollback_rollback_walks_on_from_the_release_it_restored(target: LatencyTarget) -> None:
+    r1, r2, r3 = release(target), release(target), release(target)
+    repinned = rollback.rollback(target, r2.id, Options(command="deployctl rollback bench --repin"),
+                                 QuietReporter(), Guard(repin=True))
+    assert repinned.restored == r2.id and repinned.revisions not in (r2.revisions, r3.revisions)
+    assert serving_revisions(target) == repinned.revisions  # new revisions of r2's artifacts
+    assert rollback.choose(target, None) == target.ledger.get(r1.id)  # not forward to r3, not r2 again
+    back(target)
+    assert serving_revisions(target) == r1.revisions

@@ -75,21 +75,25 @@ class SecretManager:
 
         mutate(send, lambda: True if self.labels(secret) == labels else None, f"label secret {secret}", self.policy)
 
-    def enabled_versions(self, secret: str) -> list[str]:
-        """Enabled version numbers, oldest first."""
+    def states(self, secret: str) -> dict[str, str]:
+        """Every version number and its state (``enabled``, ``disabled``, ``destroyed``), oldest first."""
         from google.api_core import exceptions as gexc
 
-        def call() -> list[str]:
+        def call() -> dict[str, str]:
             try:
                 versions = self.client.list_secret_versions(
                     parent=self._name(secret), retry=None, timeout=self.policy.call_timeout_s
                 )
-                found = [str(v.name).rsplit("/", 1)[-1] for v in versions if v.state.name == "ENABLED"]
+                found = {str(v.name).rsplit("/", 1)[-1]: str(v.state.name).lower() for v in versions}
             except gexc.NotFound:
-                return []
-            return sorted(found, key=int)
+                return {}
+            return dict(sorted(found.items(), key=lambda item: int(item[0])))
 
         return read(call, f"list versions of secret {secret}", self.policy)
+
+    def enabled_versions(self, secret: str) -> list[str]:
+        """Enabled version numbers, oldest first."""
+        return [version for version, state in self.states(secret).items() if state == "enabled"]
 
     def latest(self, secret: str) -> str | None:
         enabled = self.enabled_versions(secret)

@@ -95,6 +95,13 @@ class GcpTarget:
     def current_secret_versions(self) -> dict[str, str | None]:
         return {name: self.secrets.latest(name) for name in self.stack.secrets}
 
+    def secret_version_states(self, name: str) -> dict[str, str]:
+        return self.secrets.states(name)
+
+    def revision_secret_versions(self, service: str, revision: str) -> dict[str, str] | None:
+        info = self.run.revision(service, revision)
+        return None if info is None else self._declared(info.secret_env)
+
     def traffic(self, service: str) -> list[Split]:
         return self.run.traffic(service)
 
@@ -108,6 +115,9 @@ class GcpTarget:
 
     def migration_head(self) -> str | None:
         return None  # the database is reachable only from inside Cloud Run; the migrate job logs its head
+
+    def check_database_login(self, secret_versions: dict[str, str]) -> str | None:
+        return None  # Cloud SQL has a private address only Cloud Run reaches; see docs/gcp.md, "Rollback"
 
     def describe(self) -> dict[str, str]:
         return {

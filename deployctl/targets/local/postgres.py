@@ -127,6 +127,22 @@ class LocalDatabase:
         """Set one login's password (the rotation's first and last steps)."""
         self.sync_roles(login, password)
 
+    def refusal(self, login: str, password: str) -> str | None:
+        """Why the database refuses a connection as *login* with *password* (None: it accepts it), the way
+        the application connects: by password, to the stack's database."""
+        import psycopg
+
+        facts = self.facts()
+        try:
+            with psycopg.connect(host=facts["db_host"], port=facts["db_port"], user=login, password=password,
+                                 dbname=self.config.name, connect_timeout=5) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError as exc:  # the server's text names the user, never the password
+            said = str(exc)
+            return "password authentication failed" if "password authentication failed" in said \
+                else type(exc).__name__
+        return None
+
     def migration_head(self) -> str | None:
         if not self.running():
             return None

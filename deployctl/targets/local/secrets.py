@@ -47,6 +47,10 @@ class SecretStore:
                 return str(v["value"])
         raise KeyError(f"{name} v{version} does not exist")
 
+    def states(self, name: str) -> dict[str, str]:
+        """version -> ``enabled`` or ``disabled`` (a local version is never destroyed)."""
+        return {v["version"]: v["state"] for v in self._load().get(name, {}).get("versions", [])}
+
     def enabled(self, name: str) -> list[str]:
         return [v["version"] for v in self._load().get(name, {}).get("versions", []) if v["state"] == "enabled"]
 

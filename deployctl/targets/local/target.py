@@ -63,6 +63,9 @@ class LocalTarget:
     def current_secret_versions(self) -> dict[str, str | None]:
         return {name: self.secrets.latest(name) for name in self.stack.secrets}
 
+    def secret_version_states(self, name: str) -> dict[str, str]:
+        return self.secrets.states(name)
+
     def ensure_secrets(self) -> dict[str, str]:
         for name, secret in self.stack.secrets.items():
             if secret.source == "composed" or self.secrets.latest(name):
@@ -129,6 +132,23 @@ class LocalTarget:
 
     def migration_head(self) -> str | None:
         return self.db.migration_head() if self.db else None
+
+    def check_database_login(self, secret_versions: dict[str, str]) -> str | None:
+        if self.db is None:
+            return None
+        name = self.db.config.password_secret
+        version = secret_versions.get(name, "")
+        login = self._login(version)
+        try:
+            password = self.secrets.value(name, version)
+        except KeyError:
+            raise DeployctlError(f"{name} v{version or '?'} is not enabled: login {login} cannot log in with it",
+                                 "Pin enabled versions: roll back with --repin, or release again.") from None
+        refused = self.db.refusal(login, password)
+        if refused:
+            raise DeployctlError(f"the database refused login {login} with {name} v{version}: {refused}",
+                                 "Traffic was not moved. Rotate the password again, or release again.")
+        return f"database login {login} accepts {name} v{version}"
 
     def run_job(
         self, name: str, job: Job, artifact: Artifact, secret_versions: dict[str, str], release_id: str
@@ -249,6 +269,10 @@ class LocalTarget:
         if rev is None or rev.state != "ready" or not procs.alive(rev.pid, rev.pid_started):
             return False
         return _answers(f"http://{self.stack.local.host}:{rev.port}{self.stack.services[service].probes.startup.path}")
+
+    def revision_secret_versions(self, service: str, revision: str) -> dict[str, str] | None:
+        rev = self.revisions.get(revision)
+        return dict(rev.secret_versions) if rev is not None and rev.service == service else None
 
     def ensure_revision(self, service: str, revision: str) -> Revision:
         rev = self.revisions.get(revision)
