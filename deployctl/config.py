@@ -302,6 +302,7 @@ class Release(_Model):
     secret_versions: dict[str, str] = {}  # secret -> pinned version number
     revisions: dict[str, str] = {}  # service -> name of the revision the template creates
     traffic: dict[str, list[TrafficTarget]] = {}  # service -> traffic split; empty: 100 % to the template
+    env: dict[str, dict[str, str]] = {}  # service -> env values that follow the pinned secrets ({db_user})
 
     @field_validator("images")
     @classmethod

@@ -118,6 +118,8 @@ D = {
     "Release.secret_versions": "Secret → pinned version.",
     "Release.revisions": "Service → revision name the template creates.",
     "Release.traffic": "Service → traffic split.",
+    "Release.env": "Service → the env values that use database facts, filled in as the login of the pinned "
+                   "password version (a rotation moves between the two logins).",
     "TrafficTarget.revision": "Revision name.",
     "TrafficTarget.percent": "Percent of traffic.",
     "TrafficTarget.tag": "Tag (gives the revision its own URL).",
