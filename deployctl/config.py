@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from deployctl.errors import ConfigError, UsageError
-from deployctl.naming import DB_FACTS
+from deployctl.naming import DB_FACTS, ENV_FACTS, env_references
 
 NAMESPACE = "deployctl"
 STACKS_DIR = "stacks"
@@ -71,8 +71,21 @@ def _memory(value: Any) -> Any:
     return value
 
 
+def _under(what: str, example: str) -> Any:
+    """A validator of a relative path that stays under *what* (the build copies nothing from outside it)."""
+
+    def check(path: str | None) -> str | None:
+        if path is not None and (path.startswith(("/", "~")) or ".." in PurePosixPath(path).parts):
+            raise _HintedError(f"{path!r} is outside {what}", f"Write a path under {what}, e.g. {example}.")
+        return path
+
+    return AfterValidator(check)
+
+
 UrlPath = Annotated[str, AfterValidator(_absolute)]  # an HTTP path: probes and smoke checks
 Memory = Annotated[str, BeforeValidator(_memory)]
+SourceDir = Annotated[str, _under("the project root", "source: backend")]
+WorkDir = Annotated[str | None, _under("the service's source", "workdir: . (the source itself)")]
 
 
 class Probe(_Model):
@@ -106,9 +119,10 @@ class Pool(_Model):
 
 
 class Service(_Model):
-    source: str = "app"
+    source: SourceDir = "app"
     dockerfile: str = "Dockerfile.cloudrun"
     command: list[str] = ["python", "-m", "app"]
+    workdir: WorkDir = None  # relative to source; None: the artifact's root (the project root's layout)
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     cpu: Literal[1, 2, 4, 8] = 1
     memory: Memory = "512Mi"
@@ -222,6 +236,7 @@ class Secret(_Model):
 class Job(_Model):
     command: list[str]
     service: str | None = None  # whose image, env and secrets the job runs with; default: the first service
+    workdir: WorkDir = None  # relative to the service's source; None: the service's workdir
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     timeout_s: Annotated[int, Field(ge=1, le=86400)] = 300
     blocking: bool = True
@@ -232,12 +247,25 @@ class Jobs(_Model):
     init: Job | None = None
 
 
+_TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an HTTP header name (RFC 9110 token)
+
+
 class SmokeCheck(_Model):
     path: UrlPath
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[Annotated[str, Field(pattern=_TOKEN)], str] = {}
     expect_status: Annotated[int, Field(ge=100, le=599)] = 200
     body_contains: str | None = None
+    # `json:` in the stack file (a field named json would shadow BaseModel.json)
+    expect_json: Annotated[dict[str, Any] | None, Field(alias="json")] = None
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     service: str | None = None
+
+    @model_validator(mode="after")
+    def _has_body(self) -> SmokeCheck:
+        if self.method == "HEAD" and (self.body_contains is not None or self.expect_json is not None):
+            raise ValueError("a HEAD response has no body to check: use GET, or drop body_contains and json")
+        return self
 
 
 class Rollout(_Model):
@@ -302,6 +330,7 @@ class Release(_Model):
     secret_versions: dict[str, str] = {}  # secret -> pinned version number
     revisions: dict[str, str] = {}  # service -> name of the revision the template creates
     traffic: dict[str, list[TrafficTarget]] = {}  # service -> traffic split; empty: 100 % to the template
+    env: dict[str, dict[str, str]] = {}  # service -> env values that follow the pinned secrets ({db_user})
 
     @field_validator("images")
     @classmethod
@@ -357,6 +386,7 @@ def _check_references(stack: Stack) -> None:
         raise _KeyError("services", "at least one service is needed")
     _check_service_refs(stack)
     _check_templates(stack)
+    _check_env(stack)
     if stack.database and stack.database.password_secret not in stack.secrets:
         raise _KeyError("database.password_secret", f"secret {stack.database.password_secret!r} is not declared")
     if stack.target == "gcp" and not (stack.project and stack.region):
@@ -373,6 +403,23 @@ def _check_templates(stack: Stack) -> None:
             if ref in DB_FACTS and ref not in stack.secrets and stack.database is None:
                 raise _KeyError(f"secrets.{name}.template", f"{{{ref}}} is a database fact, and there is no "
                                 "deployctl:database")
+
+
+def _check_env(stack: Stack) -> None:
+    """A plain env value may refer to the database facts, never to a secret (that is what secrets: is for)."""
+    known = ", ".join(sorted(ENV_FACTS))
+    for name, svc in stack.services.items():
+        for var, value in svc.env.items():
+            key = f"services.{name}.env.{var}"
+            for ref in env_references(value):
+                if ref in stack.secrets:
+                    hint = f"Map the variable to the secret instead: services.{name}.secrets.{var}: {ref}"
+                    raise _KeyError(key, f"{{{ref}}} is a secret, and env values are plain text", hint=hint)
+                if ref not in ENV_FACTS:
+                    raise _KeyError(key, f"{{{ref}}} is not one of {known}",
+                                    hint="Write {{name}} for a literal {name}.")
+                if stack.database is None:
+                    raise _KeyError(key, f"{{{ref}}} is a database fact, and there is no deployctl:database")
 
 
 def _check_service_refs(stack: Stack) -> None:
@@ -392,10 +439,11 @@ def _check_service_refs(stack: Stack) -> None:
 class _KeyError(ValueError):
     """A cross-field error that knows its key path (pydantic only knows the model's)."""
 
-    def __init__(self, path: str, message: str, namespace: str = NAMESPACE) -> None:
+    def __init__(self, path: str, message: str, namespace: str = NAMESPACE, hint: str | None = None) -> None:
         super().__init__(message)
         self.path = path
         self.namespace = namespace
+        self.hint = hint
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -485,7 +533,7 @@ def _config_error(exc: ValidationError, file: str) -> ConfigError:
     err = exc.errors()[0]
     ctx_error = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _KeyError):
-        return ConfigError(f"{file}: {ctx_error.namespace}:{ctx_error.path}: {ctx_error}", _DOCS_HINT)
+        return ConfigError(f"{file}: {ctx_error.namespace}:{ctx_error.path}: {ctx_error}", ctx_error.hint or _DOCS_HINT)
     loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
     # dict keys show up twice in pydantic's loc ("env", "x", "[key]"): keep the readable part
     loc = [p for p in loc if p != "[key]"]
@@ -516,14 +564,25 @@ def _siblings(parent: list[str]) -> list[str]:
     """The keys allowed next to an unknown key, found by walking the model along its path."""
     model: Any = Stack
     for part in parent:
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        field = _field(model, part)
         if field is None:
             # inside a dict of models (services.<name>) or a list (smoke.<i>): step to the value type
             args = getattr(model, "__args__", ())
             model = args[-1] if args else model
             continue
         model = _unwrap(field.annotation)
-    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    return keys_of(model) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def keys_of(model: type[BaseModel]) -> list[str]:
+    """The keys a model takes in a stack file (a field's alias where it has one)."""
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _field(model: Any, key: str) -> Any:
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    return next((f for name, f in model.model_fields.items() if (f.alias or name) == key), None)
 
 
 def _unwrap(annotation: Any) -> Any:

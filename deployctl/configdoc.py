@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from deployctl import config
-from deployctl.naming import DB_FACTS
+from deployctl.naming import DB_FACTS, ENV_FACTS
 
 D = {
     "Stack.target": "`local` (this machine) or `gcp` (Cloud Run).",
@@ -23,9 +23,15 @@ D = {
     "Stack.local": "Settings of the local target only.",
     "Stack.gcp": "Settings of the gcp target only (`gcp:project` and `gcp:region` are pulumi-gcp's keys).",
     "Stack.release": "Written by deployctl before each `pulumi up`; never edit it by hand.",
-    "Service.source": "Directory (relative to the project root) with the service's package and requirements.txt.",
+    "Service.source": "Directory with the service's code, relative to the project root and inside it (an absolute "
+                      "path or `../x` is refused). Its dependencies are found from here up to the project root: "
+                      "the nearest `uv.lock`, `poetry.lock` or `requirements.txt`, else a `pyproject.toml` "
+                      "(docs/local.md, Builds).",
     "Service.dockerfile": "Dockerfile that builds the image (gcp), relative to the project root.",
-    "Service.command": "How the service starts (the image's CMD); run from the artifact root on the local target.",
+    "Service.command": "How the service starts (the image's CMD); run in `workdir` on the local target.",
+    "Service.workdir": "Where `command` and the jobs run, relative to `source` (`.` is the source itself); null: "
+                       "the artifact's root, which keeps the project's layout (`app/…`). Local target; on gcp the "
+                       "image's `WORKDIR` applies.",
     "Service.port": "Port the container listens on (`$PORT`).",
     "Service.cpu": "vCPUs per instance.",
     "Service.memory": "Memory per instance: a whole number and `Mi` or `Gi` (Cloud Run's format), e.g. `512Mi`, `2Gi`.",
@@ -36,7 +42,10 @@ D = {
     "Service.cpu_boost": "Startup CPU boost (shorter cold starts).",
     "Service.ingress": "Who may reach the service: `all`, `internal`, `internal-and-cloud-load-balancing`.",
     "Service.public": "Grant `allUsers` the invoker role. Off unless you mean it (policy rule).",
-    "Service.env": "Plain environment variables (no secrets here: the policy pack checks).",
+    "Service.env": "Plain environment variables (no secrets here: the policy pack checks). A value may use the "
+                   "database facts: " + ", ".join(f"`{{{fact}}}`" for fact in ENV_FACTS) + " (e.g. `POSTGRES_SERVER: "
+                   "\"{db_host}\"`); each target fills in its own (docs/local.md, docs/gcp.md). `{{x}}` is a "
+                   "literal `{x}`.",
     "Service.secrets": "Environment variable → secret name; each deploy pins the secret's current version.",
     "Service.probes": "Startup and liveness probes.",
     "Service.pool": "Database connections per instance, handed to the app as DB_POOL_SIZE and DB_MAX_OVERFLOW "
@@ -80,12 +89,17 @@ D = {
     "Jobs.init": "The post-promotion job (e.g. index creation); null to have none.",
     "Job.command": "The command, run in the release's artifact with the service's env and secrets.",
     "Job.service": "Whose image, env and secrets the job uses (default: the first service).",
+    "Job.workdir": "Where the job runs, relative to its service's `source`; null: the service's `workdir`.",
     "Job.retries": "Retries after a failed attempt.",
     "Job.timeout_s": "Seconds one attempt may take.",
     "Job.blocking": "Whether a failure fails the release (the init job defaults to non-blocking in the stacks).",
-    "SmokeCheck.path": "HTTP path to GET, from the root: it starts with `/` (e.g. `/health`).",
+    "SmokeCheck.path": "HTTP path to request, from the root: it starts with `/` (e.g. `/health`).",
+    "SmokeCheck.method": "HTTP method (no request body is sent).",
+    "SmokeCheck.headers": "Request headers, e.g. `{Accept: application/json}` (plain text: no secrets here).",
     "SmokeCheck.expect_status": "Expected status code.",
     "SmokeCheck.body_contains": "Text the body must contain.",
+    "SmokeCheck.expect_json": "Key/values the JSON response must have (a subset: other keys may be there; nested "
+                              "mappings are compared the same way), e.g. `json: {status: ok}`.",
     "SmokeCheck.timeout_s": "Seconds the request may take.",
     "SmokeCheck.service": "Which service (default: the first).",
     "Rollout.steps": "Traffic percentages for the candidate, each gated by the smoke checks; ends at 100.",
@@ -110,6 +124,8 @@ D = {
     "Release.secret_versions": "Secret → pinned version.",
     "Release.revisions": "Service → revision name the template creates.",
     "Release.traffic": "Service → traffic split.",
+    "Release.env": "Service → the env values that use database facts, filled in as the login of the pinned "
+                   "password version (a rotation moves between the two logins).",
     "TrafficTarget.revision": "Revision name.",
     "TrafficTarget.percent": "Percent of traffic.",
     "TrafficTarget.tag": "Tag (gives the revision its own URL).",
@@ -156,7 +172,7 @@ def render() -> str:
             if key not in D:
                 raise KeyError(f"no description for {key}")
             default = "required" if field.is_required() else f"`{_default(field.default)}`"
-            out.append(f"| `{name}` | {_type(field.annotation)} | {default} | {D[key]} |")
+            out.append(f"| `{field.alias or name}` | {_type(field.annotation)} | {default} | {D[key]} |")
             for step, sub in _models(field.annotation):
                 queue.append((f"{prefix}{name}.{step}", sub))
         out.append("")

@@ -183,8 +183,8 @@ def releases(stack: str, limit: int, as_json: bool) -> None:
         took = f"{r.finished - r.started:.1f}s" if r.finished else "-"
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started))
         revs = ", ".join(r.revisions.values()) or "-"
-        rows.append([r.id, r.kind, r.outcome, revs, (r.source_hash or "-")[:12], (r.git_sha or "-")[:8], when, took,
-                     r.message[:80]])
+        commit = (r.git_sha or "-")[:8] + ("-dirty" if r.git_dirty else "")  # as `git describe --dirty` says it
+        rows.append([r.id, r.kind, r.outcome, revs, (r.source_hash or "-")[:12], commit, when, took, r.message[:80]])
     columns = ["ID", "KIND", "OUTCOME", "REVISIONS", "SOURCE", "GIT", "STARTED", "TOOK", "MESSAGE"]
     table(f"Releases of {stack}", columns, rows)
 

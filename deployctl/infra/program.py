@@ -103,7 +103,7 @@ def _service(p: Platform, name: str, after_apis: pulumi.ResourceOptions) -> Clou
     service = CloudRunService(f"{stack.name}-{name}", CloudRunServiceArgs(
         stack.project, stack.region, naming.service(stack, name), svc, image(stack, name),
         p.ids.runtime[name].email, _secret_env(stack, name, p.secrets), p.connection,
-        stack.release.revisions.get(name), list(stack.release.traffic.get(name, [])), p.protect,
+        stack.release.revisions.get(name), list(stack.release.traffic.get(name, [])), p.protect, plain_env(stack, name),
     ), p.opts)
     ServiceMonitoring(f"{stack.name}-{name}-monitoring", ServiceMonitoringArgs(
         stack.project, naming.service(stack, name), service.url, stack.gcp.monitoring, svc.probes.liveness.path,
@@ -119,7 +119,7 @@ def _job(p: Platform, kind: str) -> CloudRunJob:
     owner = stack.job_service(job)
     return CloudRunJob(f"{stack.name}-{owner}-{kind}", CloudRunJobArgs(
         stack.project, stack.region, naming.job(stack, owner, kind), job, image(stack, owner), p.ids.jobs.email,
-        dict(stack.services[owner].runtime_env), _secret_env(stack, owner, p.secrets), p.connection, p.protect,
+        plain_env(stack, owner), _secret_env(stack, owner, p.secrets), p.connection, p.protect,
     ), p.opts)
 
 
@@ -145,6 +145,14 @@ def provided_values(stack: Stack) -> dict[str, pulumi.Output[str]]:
 def db_facts(stack: Stack) -> dict[str, str]:
     """The database facts of a secret's first composition: the first login, the instance's socket."""
     return naming.cloud_sql_facts(stack, stack.database.user) if stack.database else {}
+
+
+def plain_env(stack: Stack, service: str) -> dict[str, str]:
+    """The service's env with the database facts filled in with the Cloud SQL values (``{db_host}`` is the
+    instance's socket directory under /cloudsql, ``{db_port}`` 5432). ``{db_user}`` is the login of the
+    release's password version, which deployctl writes to ``release.env``; before a release, the first login."""
+    env = naming.render_env(stack.services[service].runtime_env, db_facts(stack))
+    return {**env, **{k: v for k, v in stack.release.env.get(service, {}).items() if k in env}}
 
 
 def _secret_env(stack: Stack, service: str, secrets: Secrets) -> SecretEnv:

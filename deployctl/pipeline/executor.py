@@ -9,6 +9,9 @@ Rules:
   an honest record.
 - A failure is raised once, as a StageFailed whose fields say what happened (the stage, the cause, whether
   traffic was moved back, which revisions serve now); no exception's message is edited on the way up.
+- A step that raises something other than a DeployctlError (a bug) fails its stage the same way: the undo
+  runs, the record ends ``failed`` and the user gets one line; the original exception stays chained to it,
+  so ``--debug`` shows its traceback. A run never stays ``running`` because a step crashed.
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ class Executor:
             outcome = step.run(ctx)
         except DeployctlError as exc:
             raise _WaveFailed(step, exc) from exc
+        except Exception as exc:
+            raise _WaveFailed(step, _unexpected(exc)) from exc
         if step.for_service:
             self.reporter.step_finished(stage, step.for_service, outcome.status, time.monotonic() - start,
                                         outcome.detail)
@@ -109,6 +114,14 @@ class Executor:
             rolled_back=ctx.rolled_back,
             serving=serving,
         )
+
+
+def _unexpected(exc: Exception) -> DeployctlError:
+    said = next(iter(str(exc).splitlines()), "")[:200]
+    error = DeployctlError(f"unexpected {type(exc).__name__}" + (f": {said}" if said else ""),
+                           "This is a bug in deployctl: run the command again with --debug for the traceback.")
+    error.__cause__ = exc
+    return error
 
 
 def _raise(future: Future[StepOutcome]) -> None:

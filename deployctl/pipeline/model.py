@@ -90,7 +90,8 @@ class ReleaseRecord:
     kind: Literal["release", "rollback", "rotate"]
     started: float
     command: str
-    git_sha: str | None = None
+    git_sha: str | None = None  # HEAD of the app's repository
+    git_dirty: bool | None = None  # whether its work tree differed from that commit (None: unknown, older records)
     source_hash: str | None = None
     fingerprint: str | None = None
     artifacts: dict[str, str] = field(default_factory=dict)  # service -> artifact ref / image digest

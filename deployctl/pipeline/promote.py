@@ -34,7 +34,7 @@ def promotion_options(src: Target, dst: Target, options: Options) -> Options:
         raise DeployctlError(
             f"release {serving.id} ran {image!r}, which is not an image digest", "Promote between gcp stacks."
         )
-    return replace(options, image=image, git_sha=serving.git_sha)
+    return replace(options, image=image, git_sha=serving.git_sha, git_dirty=serving.git_dirty)
 
 
 def promote(src: Target, dst: Target, options: Options, reporter: Reporter) -> ReleaseRecord:

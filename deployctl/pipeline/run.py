@@ -66,7 +66,8 @@ class Options:
     lock_timeout_s: float = 30.0
     image: str | None = None
     accept_risks: tuple[str, ...] = ()
-    git_sha: str | None = None
+    git_sha: str | None = None  # given (promote: the source stack's); else the app repository's HEAD
+    git_dirty: bool | None = None
     root: Path = field(default_factory=Path.cwd)
     workers: int = 8  # the most per-service steps that run at once (most wait on an API or a process)
 
@@ -179,28 +180,46 @@ def route_all(target: Target, revisions: dict[str, str]) -> None:
 
 
 def new_record(target: Target, kind: str, options: Options, lock_id: str) -> ReleaseRecord:
+    sha, dirty = (options.git_sha, options.git_dirty) if options.git_sha else app_commit(app_dir(target, options.root))
     return ReleaseRecord(
         id=target.ledger.next_id(),
         stack=target.stack.name,
         kind=kind,  # type: ignore[arg-type]
         started=time.time(),
         command=options.command,
-        git_sha=options.git_sha or git_sha(options.root),
+        git_sha=sha,
+        git_dirty=dirty,
         accepted_risks=list(options.accept_risks),
         holder=lock_id,
     )
 
 
-def git_sha(root: Path) -> str | None:
-    if os.environ.get("COMMIT_SHA"):  # Cloud Build's built-in substitution, when exported
-        return os.environ["COMMIT_SHA"]
+def app_dir(target: Target, root: Path) -> Path:
+    """Where the app's code is: the first service's source (its repository may not be the one deployctl or
+    the stack files live in, e.g. a submodule), else the project root."""
+    source = root / target.stack.services[target.stack.primary].source
+    return source if source.is_dir() else root
+
+
+def app_commit(where: Path) -> tuple[str | None, bool | None]:
+    """The HEAD of the git repository that holds *where*, and whether its work tree differs from it
+    (changed or untracked files, deployctl's own state directories aside); (None, None) outside git."""
+    head = _git(where, "rev-parse", "HEAD")
+    sha = os.environ.get("COMMIT_SHA") or (head.strip() or None if head else None)  # COMMIT_SHA: Cloud Build's
+    status = _git(where, "status", "--porcelain=v1", "-z", "--untracked-files=normal")
+    if status is None:
+        return sha, None
+    paths = [entry[3:] for entry in status.split("\0") if len(entry) > 3]  # "XY path", relative to the top
+    return sha, any(".deployctl" not in Path(path).parts for path in paths)
+
+
+def _git(where: Path, *args: str) -> str | None:
+    """git's output in *where*; None when git is missing or *where* is in no repository."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=False
-        )
+        out = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
 
 
 def refuse_older_commit(target: Target, record: ReleaseRecord, root: Path) -> None:
@@ -209,7 +228,7 @@ def refuse_older_commit(target: Target, record: ReleaseRecord, root: Path) -> No
     serving = serving_release(target)
     if not target.ordered_by_commit or serving is None or not serving.git_sha or not record.git_sha:
         return
-    if serving.git_sha != record.git_sha and _is_ancestor(record.git_sha, serving.git_sha, root):
+    if serving.git_sha != record.git_sha and _is_ancestor(record.git_sha, serving.git_sha, app_dir(target, root)):
         raise DeployctlError(
             f"commit {record.git_sha[:12]} is older than the serving release {serving.id} "
             f"(commit {serving.git_sha[:12]}); refusing to deploy it",

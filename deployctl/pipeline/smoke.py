@@ -1,13 +1,16 @@
-"""Smoke checks: plain HTTP GETs against a revision's own URL or the service URL, with httpx.
+"""Smoke checks: HTTP requests against a revision's own URL or the service URL, with httpx.
 
-Rule: a check passes only on the expected status (and body text when configured); the first failure is
-reported with the path and what came back, never with response bodies that could hold secrets.
+Rule: a check passes only on the expected status, and on the body text and JSON key/values when they are
+configured; the first failure is reported with the method, the path and what came back (a status, a
+missing text, the JSON key that differs), never with a response body or a value from it, which could hold
+secrets.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -38,17 +41,50 @@ def run_checks(base_url: str, checks: list[SmokeCheck], attempts: int = 3) -> li
 
 
 def _check(client: httpx.Client, check: SmokeCheck) -> SmokeResult:
+    shown = check.path if check.method == "GET" else f"{check.method} {check.path}"
     start = time.monotonic()
     try:
-        response = client.get(check.path, timeout=check.timeout_s)
+        response = client.request(check.method, check.path, headers=check.headers, timeout=check.timeout_s)
     except httpx.HTTPError as exc:
-        return SmokeResult(check.path, False, f"{type(exc).__name__}", time.monotonic() - start)
+        return SmokeResult(shown, False, f"{type(exc).__name__}", time.monotonic() - start)
     elapsed = time.monotonic() - start
+    problem = _problem(response, check)
+    return SmokeResult(shown, problem is None, problem or f"HTTP {response.status_code}", elapsed)
+
+
+def _problem(response: httpx.Response, check: SmokeCheck) -> str | None:
     if response.status_code != check.expect_status:
-        return SmokeResult(check.path, False, f"HTTP {response.status_code}, expected {check.expect_status}", elapsed)
+        return f"HTTP {response.status_code}, expected {check.expect_status}"
     if check.body_contains and check.body_contains not in response.text:
-        return SmokeResult(check.path, False, f"body lacks {check.body_contains!r}", elapsed)
-    return SmokeResult(check.path, True, f"HTTP {response.status_code}", elapsed)
+        return f"body lacks {check.body_contains!r}"
+    if check.expect_json is not None:
+        try:
+            body = response.json()
+        except ValueError:
+            return "the body is not JSON"
+        differs = json_mismatch(body, check.expect_json)
+        if differs is not None:
+            return f"JSON {differs}"
+    return None
+
+
+def json_mismatch(actual: Any, expected: dict[str, Any], prefix: str = "") -> str | None:
+    """Where *actual* fails to hold *expected*'s key/values (a subset match, recursing into mappings), or None.
+
+    Says which key, never the value that came back."""
+    if not isinstance(actual, dict):
+        return f"{prefix.rstrip('.') or 'body'} is not an object"
+    for key, want in expected.items():
+        where = f"{prefix}{key}"
+        if key not in actual:
+            return f"lacks {where}"
+        if isinstance(want, dict):
+            nested = json_mismatch(actual[key], want, f"{where}.")
+            if nested is not None:
+                return nested
+        elif actual[key] != want:
+            return f"{where} is not {want!r}"
+    return None
 
 
 def summary(results: list[SmokeResult]) -> str:

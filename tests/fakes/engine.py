@@ -166,6 +166,8 @@ def _template(template: dict[str, Any]) -> run_v2.RevisionTemplate:
             source = run_v2.EnvVarSource(secret_key_ref=run_v2.SecretKeySelector(secret=ref["secret"],
                                                                                  version=ref["version"]))
             env.append(run_v2.EnvVar(name=var["name"], value_source=source))
+        else:
+            env.append(run_v2.EnvVar(name=var["name"], value=var.get("value", "")))
     return run_v2.RevisionTemplate(revision=template["revision"],
                                    containers=[run_v2.Container(image=container["image"], env=env)])
 

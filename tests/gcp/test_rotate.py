@@ -15,7 +15,7 @@ PROJECT = "example-staging"
 def _pinned(cloud: Cloud) -> dict[str, str]:
     (revision,) = cloud.run.serving(SERVICE)
     env = cloud.run.revisions[f"{SERVICE}/revisions/{revision}"].containers[0].env
-    return {e.name: e.value_source.secret_key_ref.version for e in env}
+    return {e.name: e.value_source.secret_key_ref.version for e in env if e.value_source}  # the secret env
 
 
 INSTANCE = "staging-db"
@@ -23,7 +23,7 @@ INSTANCE = "staging-db"
 
 def _credentials(revision) -> tuple[str, str]:
     """The database user and password a revision connects with (from the DATABASE_URL version it pins)."""
-    env = {e.name: e.value_source.secret_key_ref.version for e in revision.containers[0].env}
+    env = {e.name: e.value_source.secret_key_ref.version for e in revision.containers[0].env if e.value_source}
     url = secret_values(PROJECT, "staging-DATABASE_URL")[env["DATABASE_URL"]][1].decode()
     user, _, rest = url.removeprefix("postgresql+psycopg://").partition(":")
     return user, rest.partition("@")[0]
@@ -126,7 +126,7 @@ def test_failed_rotation_leaves_the_old_version_serving(cloud: Cloud, reporter) 
     first = orchestrator.release(cloud.target(), cloud.options(IMAGE), reporter)
 
     def broken_with_new_key(path, revision):
-        versions = {e.name: e.value_source.secret_key_ref.version for e in revision.containers[0].env}
+        versions = {e.name: e.value_source.secret_key_ref.version for e in revision.containers[0].env if e.value_source}
         return (500, "bad key") if versions["SECRET_KEY"] != "1" else (200, "healthy")
 
     cloud.run.behaviours[IMAGE] = broken_with_new_key

@@ -32,6 +32,7 @@ class CloudRunServiceArgs:
     revision: str | None = None
     traffic: list[TrafficTarget] = field(default_factory=list)
     deletion_protection: bool = False
+    env: dict[str, str] | None = None  # the plain env, database facts filled in (program.plain_env); None: config.env
 
 
 class CloudRunService(pulumi.ComponentResource):
@@ -80,7 +81,8 @@ def _template(args: CloudRunServiceArgs) -> run.ServiceTemplateArgs:
             )
         ]
         mounts = [run.ServiceTemplateContainerVolumeMountArgs(name=CLOUDSQL_VOLUME, mount_path=CLOUDSQL_MOUNT)]
-    envs = [run.ServiceTemplateContainerEnvArgs(name=k, value=v) for k, v in sorted(svc.runtime_env.items())] + [
+    plain = svc.runtime_env if args.env is None else args.env
+    envs = [run.ServiceTemplateContainerEnvArgs(name=k, value=v) for k, v in sorted(plain.items())] + [
         run.ServiceTemplateContainerEnvArgs(
             name=env,
             value_source=run.ServiceTemplateContainerEnvValueSourceArgs(

@@ -12,7 +12,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from deployctl.errors import DeployctlError
@@ -24,12 +24,14 @@ CANDIDATE_TAG = "candidate"
 
 @dataclass(frozen=True)
 class Spec:
-    """What deployctl owns in a revision: its name, image, pinned secret env and labels."""
+    """What deployctl owns in a revision: its name, image, pinned secret env, labels, and the plain env values
+    that depend on the pinned secrets (``{db_user}`` is the login of the pinned password version)."""
 
     revision: str
     image: str
     secret_env: dict[str, tuple[str, str]]  # ENV -> (secret id, pinned version)
     labels: dict[str, str]
+    env: dict[str, str] = field(default_factory=dict)  # ENV -> value, replacing what the template has
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class RevisionInfo:
     ready: bool
     message: str
     secret_env: dict[str, tuple[str, str]]
+    env: dict[str, str] = field(default_factory=dict)  # the plain values
 
 
 class CloudRunServices:
@@ -211,9 +214,10 @@ def _apply_spec(template: Any, spec: Spec) -> None:
         template.containers.append(run_v2.Container(image=spec.image))
         container = template.containers[0]
     container.image = spec.image
-    keep = [e for e in container.env if e.name not in spec.secret_env]
+    keep = [e for e in container.env if e.name not in spec.secret_env and e.name not in spec.env]
     del container.env[:]
     container.env.extend(keep)
+    container.env.extend(run_v2.EnvVar(name=name, value=value) for name, value in sorted(spec.env.items()))
     for env, (secret, version) in sorted(spec.secret_env.items()):
         ref = run_v2.SecretKeySelector(secret=secret, version=version)
         container.env.append(run_v2.EnvVar(name=env, value_source=run_v2.EnvVarSource(secret_key_ref=ref)))
@@ -231,17 +235,20 @@ def _statuses(svc: Any) -> list[Split]:
 def _info(rev: Any) -> RevisionInfo:
     ready = next((c for c in rev.conditions if c.type_ == "Ready"), None)
     container = rev.containers[0] if rev.containers else None
-    secret_env = {}
+    secret_env, plain = {}, {}
     for env in container.env if container else []:
         ref = env.value_source.secret_key_ref if env.value_source else None
         if ref and ref.secret:
             secret_env[env.name] = (str(ref.secret).rsplit("/", 1)[-1], str(ref.version))
+        else:
+            plain[env.name] = str(env.value)
     return RevisionInfo(
         name=str(rev.name).rsplit("/", 1)[-1],
         image=str(container.image) if container else "",
         ready=bool(ready and ready.state == ready.State.CONDITION_SUCCEEDED),
         message=str(ready.message) if ready else "no Ready condition",
         secret_env=secret_env,
+        env=plain,
     )
 
 

@@ -225,26 +225,32 @@ class GcpTarget:
     # -- infrastructure and jobs --------------------------------------------------------------------
     def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
         images = {svc: a.ref for svc, a in artifacts.items()}
-        revisions = {svc: self._revision_name(svc, a.ref, secret_versions) for svc, a in artifacts.items()}
-        self.engine.up(self._release(images, secret_versions, revisions))
+        env = {svc: self._fact_env(svc, secret_versions) for svc in artifacts}
+        revisions = {svc: self._revision_name(svc, a.ref, secret_versions, env[svc]) for svc, a in artifacts.items()}
+        self.engine.up(self._release(images, secret_versions, revisions, env))
         # the program grants the runtime identities their roles: calls made as them may see 403 a while
         self.policy.propagation.begin("the IAM bindings `pulumi up` applied", IAM_PROPAGATION_S)
 
-    def _release(self, images: dict[str, str], versions: dict[str, str], revisions: dict[str, str]) -> Release:
+    def _release(self, images: dict[str, str], versions: dict[str, str], revisions: dict[str, str],
+                 env: dict[str, dict[str, str]] | None = None) -> Release:
         traffic = {}
         for svc in self.stack.services:
             live = [s for s in self.run.traffic(svc) if s.percent > 0]
             if live:
                 traffic[svc] = [TrafficTarget(revision=s.revision, percent=s.percent, tag=s.tag) for s in live]
-        return Release(images=images, secret_versions=versions, revisions=revisions, traffic=traffic)
+        env = {svc: values for svc, values in (env or {}).items() if values}
+        return Release(images=images, secret_versions=versions, revisions=revisions, traffic=traffic, env=env)
 
-    def _revision_name(self, service: str, image: str, versions: dict[str, str]) -> str:
+    def _revision_name(self, service: str, image: str, versions: dict[str, str],
+                       env: dict[str, str] | None = None) -> str:
         used = self.stack.services[service].secrets.values()
-        data = {
+        data: dict[str, object] = {
             "image": image,
             "secrets": {name: versions.get(name) for name in sorted(used)},
             "settings": self.stack.services[service].model_dump(mode="json"),
         }
+        if env:  # the login in {db_user} changes with the password version, even where no secret env does
+            data["env"] = env
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.names.service(self.stack, service)}-{digest}"  # Cloud Run: <service name>-<suffix>
 
@@ -263,8 +269,9 @@ class GcpTarget:
         secret_env = {
             env: (self.secret_prefix + secret, secret_versions[secret]) for env, secret in svc.secrets.items()
         }
-        name = self._revision_name(service, artifact.ref, secret_versions)
-        spec = Spec(name, artifact.ref, secret_env, {"deployctl-release": release_id.lower()})
+        env = self._fact_env(service, secret_versions)
+        name = self._revision_name(service, artifact.ref, secret_versions, env)
+        spec = Spec(name, artifact.ref, secret_env, {"deployctl-release": release_id.lower()}, env)
         info = self.run.deploy(service, spec)
         url = self.run.tag_url(service, CANDIDATE_TAG) or self.service_url(service)
         return Revision(service, info.name, url, artifact.ref, dict(secret_versions))
@@ -277,7 +284,7 @@ class GcpTarget:
         self._record_live()
 
     def _record_live(self) -> None:
-        images, revisions, versions = {}, {}, {}
+        images, revisions, versions, env = {}, {}, {}, {}
         for svc in self.stack.services:
             service = self.run.get(svc)
             if service is None:
@@ -287,7 +294,9 @@ class GcpTarget:
             if info is not None:
                 images[svc] = info.image
                 versions.update(self._declared(info.secret_env))
-        self.engine.record(self._release(images, versions, revisions))
+                templated = self.stack.services[svc].env
+                env[svc] = {k: v for k, v in info.env.items() if naming.uses_db_facts({k: templated.get(k, "")})}
+        self.engine.record(self._release(images, versions, revisions, env))
 
     def ensure_revision(self, service: str, revision: str) -> Revision:
         info = self.run.revision(service, revision)
@@ -300,6 +309,13 @@ class GcpTarget:
             raise DeployctlError(f"revision {revision} cannot serve: {info.message}", "Pick another release.")
         versions = self._declared(info.secret_env)
         return Revision(service, revision, self.service_url(service), info.image, versions)
+
+    def _fact_env(self, service: str, versions: dict[str, str]) -> dict[str, str]:
+        """The env values that use the database facts, as the login of the pinned password version (without
+        a release the program fills them in as the first login, which a rotation moves away from); the
+        release carries them to the program (``Release.env``) and deploy() to a revision it creates."""
+        env = {k: v for k, v in self.stack.services[service].env.items() if naming.uses_db_facts({k: v})}
+        return naming.render_env(env, self._db_facts(versions)) if env else {}
 
     def _declared(self, secret_env: dict[str, tuple[str, str]]) -> dict[str, str]:
         """Secret ids in a revision back to the names the stack declares."""

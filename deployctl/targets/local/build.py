@@ -1,9 +1,11 @@
 """Local builds: a content-addressed copy of the service source plus a cached dependency venv.
 
 Rule: the source hash covers every file git would ship (tracked and untracked-but-not-ignored; every
-file outside a git checkout, less caches) and the interpreter version; an artifact directory is written
-under a temporary name and renamed into place, so a half-built artifact is never used. The venv is keyed
-by the requirements' hash, so a code-only change reuses it and rebuilds in well under a second.
+file outside a git checkout, less caches), the dependency spec's files and the interpreter version; an
+artifact directory is written under a temporary name and renamed into place, so a half-built artifact is
+never used. The venv holds the third-party dependencies only and is keyed by the spec's files (deps.py:
+uv.lock, poetry.lock, requirements.txt or pyproject.toml), so a code-only change reuses it; the app's own
+project, when it is a package, is installed into the artifact itself.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.pipeline.model import Artifact
+from deployctl.targets.local import deps
+from deployctl.targets.local.processes import explain
 
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache", "node_modules"}
 MANIFEST = ".deployctl-artifact.json"
@@ -54,14 +58,11 @@ def _git_files(root: Path, source: str) -> list[str] | None:
     return [f for f in files if not _SKIP_DIRS.intersection(Path(f).parts)] or None
 
 
-def requirements_file(root: Path, source: str) -> Path:
-    return root / source / "requirements.txt"
-
-
 def deps_hash(root: Path, source: str) -> str:
-    req = requirements_file(root, source)
-    data = req.read_bytes() if req.is_file() else b""
-    return hashlib.sha256(data + f"py{sys.version_info.major}.{sys.version_info.minor}".encode()).hexdigest()
+    try:
+        return deps.key(deps.find(root, source))
+    except DeployctlError as exc:  # no spec, or an unreadable one: the build says so (planning stays read-only)
+        return hashlib.sha256(f"unusable\0{exc.message}".encode()).hexdigest()
 
 
 def source_hash(root: Path, source: str) -> str:
@@ -86,7 +87,8 @@ def find(artifacts_dir: Path, service: str, source_hash_: str) -> Artifact | Non
 
 
 def build(root: Path, source: str, service: str, source_hash_: str, artifacts_dir: Path, venvs: Path) -> Artifact:
-    venv = ensure_venv(root, source, venvs)
+    spec = deps.find(root, source)
+    venv = ensure_venv(spec, venvs)
     ref = artifact_ref(service, source_hash_)
     final = artifacts_dir / ref
     if not (final / MANIFEST).is_file():
@@ -95,23 +97,31 @@ def build(root: Path, source: str, service: str, source_hash_: str, artifacts_di
         for rel in source_files(root, source):
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / rel, tmp / rel)
-        manifest = {"service": service, "source_hash": source_hash_, "venv": str(venv), "source": source}
+        site = None
+        project = deps.own_project(spec, root / source)
+        if project is not None:
+            deps.install_project(spec, venv, tmp / project.relative_to(root.resolve()), tmp / deps.SITE)
+            site = deps.SITE
+        manifest = {"service": service, "source_hash": source_hash_, "venv": str(venv), "source": source,
+                    "deps": spec.shown, "site": site}
         (tmp / MANIFEST).write_text(json.dumps(manifest))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     return Artifact(service, source_hash_, ref, f"sha256:{source_hash_}")
 
 
-def venv_of(artifacts_dir: Path, ref: str) -> Path:
+def manifest_of(artifacts_dir: Path, ref: str) -> dict[str, str]:
+    """What the artifact was built with: its venv, its source directory, its installed project (``site``)."""
     try:
-        return Path(json.loads((artifacts_dir / ref / MANIFEST).read_text())["venv"])
+        data: dict[str, str] = json.loads((artifacts_dir / ref / MANIFEST).read_text())
     except FileNotFoundError:
         raise DeployctlError(f"artifact {ref} is gone from this machine", "Run `deployctl up` to rebuild it.") from None
+    return data
 
 
-def ensure_venv(root: Path, source: str, venvs: Path) -> Path:
-    """The dependency venv for this requirements file, created once (under a file lock) and reused."""
-    key = deps_hash(root, source)[:16]
+def ensure_venv(spec: deps.DepSpec, venvs: Path) -> Path:
+    """The dependency venv for this spec, created once (under a file lock) and reused."""
+    key = deps.key(spec)[:16]
     venv = venvs / key
     if (venv / ".complete").is_file():
         return venv
@@ -121,17 +131,10 @@ def ensure_venv(root: Path, source: str, venvs: Path) -> Path:
         if (venv / ".complete").is_file():
             return venv
         shutil.rmtree(venv, ignore_errors=True)
-        _run([sys.executable, "-m", "venv", str(venv)], "create the dependency venv")
-        req = requirements_file(root, source)
-        if req.is_file():
-            pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-            _run([*pip, "-r", str(req)], f"install {source}/requirements.txt")
+        out = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise DeployctlError(f"could not create the dependency venv: {explain(out.stderr)}",
+                                 f"Check that {sys.executable} can make venvs (python3-venv) and {venvs} is writable.")
+        deps.install(spec, venv)
         (venv / ".complete").write_text(key)
     return venv
-
-
-def _run(cmd: list[str], what: str) -> None:
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        raise DeployctlError(f"could not {what}: {last}", "Check the requirements file and your network access.")

@@ -1,15 +1,19 @@
 """The local stack's Postgres: pgserver's embedded Postgres 16 + pgvector, data kept in the state dir.
 
-Rule: the server outlives each deployctl command (it stops on ``deployctl down``). It listens on a unix
-socket only. The ``postgres`` superuser connects over that socket without a password (administration
-only); the application role must present its password (scram-sha-256), so a rotated password is real.
-The app role owns its database; extensions are created by the superuser, as a Cloud SQL admin would.
+Rule: the server outlives each deployctl command (it stops on ``deployctl down``). It listens on its unix
+socket and on 127.0.0.1, on a port of its own that the data directory keeps (so ``{db_host}``/``{db_port}``
+stay the same across restarts and stacks never collide); the socket is also reachable under Postgres's
+default name (``.s.PGSQL.5432``, a link), so a socket URL without a port works as on Cloud Run. The
+``postgres`` superuser connects over the socket without a password (administration only) and never over
+TCP; every other role must present its password (scram-sha-256), so a rotated password is real. The app
+role owns its database; extensions are created by the superuser, as a Cloud SQL admin would.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -21,10 +25,13 @@ from deployctl.config import Database
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.pipeline import dblogins
 
-_HBA = """# written by deployctl: superuser over the local socket, every other role by password
+_HBA = """# written by deployctl: superuser over the local socket only, every other role by password
 local all postgres trust
 local all all scram-sha-256
+host all postgres 127.0.0.1/32 reject
+host all all 127.0.0.1/32 scram-sha-256
 """
+LOOPBACK = "127.0.0.1"
 
 
 class LocalDatabase:
@@ -35,6 +42,7 @@ class LocalDatabase:
         self.config = config
         self.admin_url = admin_url
         self._socket: str | None = None
+        self._port = naming.POSTGRES_PORT
 
     def running(self) -> bool:
         if self.admin_url:
@@ -66,19 +74,46 @@ class LocalDatabase:
                 f"See its log: {self.pgdata / 'log'}",
             ) from None
         info = server.get_postmaster_info()
-        self._socket = str(info.socket_dir)
+        self._socket, self._port = str(info.socket_dir), str(info.port)
         hba = self.pgdata / "pg_hba.conf"
         if hba.read_text() != _HBA:
             hba.write_text(_HBA)
             with self.admin() as db:
                 db.execute("SELECT pg_reload_conf()")
+        if info.hostname != LOOPBACK:
+            self._listen_on_loopback()
+        _link_default_socket(Path(self._socket), self._port)
+
+    def _listen_on_loopback(self) -> None:
+        """pgserver starts Postgres on its socket only; restart it on 127.0.0.1 too, on a port kept in the data
+        directory (ALTER SYSTEM), so the next cold start by pgserver uses the same port."""
+        from pgserver.utils import PostmasterInfo
+
+        port = self._port if self._port != naming.POSTGRES_PORT else str(_free_port())
+        with self.admin() as db:
+            db.execute(f"ALTER SYSTEM SET port = {int(port)}")
+        options = f"-h {LOOPBACK} -k {self._socket}"
+        try:
+            _pgserver()._commands.pg_ctl(["-w", "-m", "fast", "-l", str(self.pgdata / "log"), "-o", options, "restart"],
+                                         pgdata=self.pgdata, user=_system_user(), timeout=60)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            self._socket = None
+            raise DeployctlError(
+                f"the embedded Postgres did not restart on {LOOPBACK}:{port} ({type(exc).__name__})",
+                f"Is port {port} in use? See its log: {self.pgdata / 'log'}",
+            ) from None
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        self._port = str(info.port if info and info.port else port)
 
     def facts(self) -> dict[str, str]:
+        """DB_FACTS of this server: TCP on 127.0.0.1 and its port, or the socket directory (``{db_socket}``)."""
         self.start()
         assert self._socket is not None
-        port = _port_of(self.admin_url) if self.admin_url else naming.POSTGRES_PORT
+        if self.admin_url:
+            return naming.db_facts(user=self.config.user, name=self.config.name, connection="local",
+                                   socket=self._socket, port=_port_of(self.admin_url))
         return naming.db_facts(user=self.config.user, name=self.config.name, connection="local",
-                               socket=self._socket, port=port)
+                               socket=self._socket, port=self._port, host=LOOPBACK)
 
     @contextlib.contextmanager
     def admin(self, dbname: str = "postgres") -> Iterator[Any]:
@@ -89,8 +124,8 @@ class LocalDatabase:
             if self.admin_url:
                 conn = psycopg.connect(self.admin_url, dbname=dbname, autocommit=True, connect_timeout=5)
             else:
-                conn = psycopg.connect(host=self._socket, user="postgres", dbname=dbname, autocommit=True,
-                                       connect_timeout=5)
+                conn = psycopg.connect(host=self._socket, port=self._port, user="postgres", dbname=dbname,
+                                       autocommit=True, connect_timeout=5)
         except psycopg.OperationalError as exc:
             where = "deployctl:local.database_url" if self.admin_url else f"the embedded Postgres ({self.pgdata})"
             raise DeployctlError(f"cannot connect to {where}: {type(exc).__name__}",
@@ -181,6 +216,38 @@ def _pgserver() -> Any:
     return pgserver
 
 
+def _link_default_socket(directory: Path, port: str) -> None:
+    """``.s.PGSQL.5432`` → the server's own socket: clients that name only the socket directory find it."""
+    default = directory / f".s.PGSQL.{naming.POSTGRES_PORT}"
+    if port == naming.POSTGRES_PORT or (default.exists() and not default.is_symlink()):
+        return
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        if default.is_symlink() and os.readlink(default) == f".s.PGSQL.{port}":
+            return
+        default.unlink(missing_ok=True)
+        default.symlink_to(f".s.PGSQL.{port}")
+
+
+# Four digits, like 5432: the socket's name (.s.PGSQL.<port>) must stay as long as the one pgserver checked
+# against the 107-byte limit of a unix socket path when it chose the socket directory.
+_PORTS = range(6100, 8000)
+
+
+def _free_port() -> int:
+    import random
+    import socket
+
+    for port in random.sample(_PORTS, 50):
+        with socket.socket() as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise DeployctlError(f"no free port for Postgres on {LOOPBACK} between {_PORTS.start} and {_PORTS.stop - 1}",
+                         "Free one of them (fifty random ones were taken), then run the command again.")
+
+
 def _host_of(url: str) -> str:
     from urllib.parse import parse_qs, urlsplit
 
@@ -195,6 +262,4 @@ def _port_of(url: str) -> str:
 
 
 def _system_user() -> str | None:
-    import os
-
     return "pgserver" if os.geteuid() == 0 else None

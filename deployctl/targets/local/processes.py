@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -154,12 +155,29 @@ def run_job(command: list[str], cwd: Path, env: dict[str, str], log: Path, timeo
             return False, f"timed out after {timeout_s:.0f}s"
     if code == 0:
         return True, "exit code 0"
-    return False, f"exit code {code}: {last_line(log)}"
-
-
-def last_line(log: Path) -> str:
     try:
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        said = explain(log.read_text(errors="replace"))
     except FileNotFoundError:
-        return ""
-    return lines[-1][:240] if lines else ""
+        said = ""
+    return False, f"exit code {code}: {said}"
+
+
+_EXPLAINS = re.compile(r"Error|error:|ERROR:|Exception")
+
+
+def explain(output: str) -> str:
+    """The line of a process's output that says why it failed, not merely its last line (often a docs URL).
+
+    The final exception line of the last Python traceback (``sqlalchemy.exc.OperationalError: …``), else
+    the last line that names an error, else the last line."""
+    lines = [ln.rstrip() for ln in output.splitlines() if ln.strip()]
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call last):")]
+    if starts:
+        # the frames are indented; the first line after them that is not is the exception and its message
+        raised = next((ln for ln in lines[starts[-1] + 1 :] if not ln.startswith((" ", "\t"))), None)
+        if raised is not None:
+            return raised[:300]
+    named = [ln.strip() for ln in lines if _EXPLAINS.search(ln)]
+    if named:
+        return named[-1][:300]
+    return lines[-1].strip()[:240] if lines else ""

@@ -57,7 +57,13 @@ class LocalTarget:
 
     def build(self, service: str, source_hash: str) -> Artifact:
         source = self.stack.services[service].source
-        return builder.build(self.root, source, service, source_hash, self.paths.artifacts, cache_dir() / "venvs")
+        artifact = builder.build(self.root, source, service, source_hash, self.paths.artifacts, cache_dir() / "venvs")
+        self._cwd(service, artifact.ref)  # a workdir that is not in the source fails the build, not a job
+        for kind in ("migrate", "init"):
+            job = getattr(self.stack.jobs, kind)
+            if job is not None and self.stack.job_service(job) == service:
+                self._cwd(service, artifact.ref, job, kind)
+        return artifact
 
     # -- secrets ----------------------------------------------------------------------------------
     def current_secret_versions(self) -> dict[str, str | None]:
@@ -158,10 +164,11 @@ class LocalTarget:
         env = self._env(service, artifact.ref, secret_versions)
         env.update(CLOUD_RUN_JOB=name, CLOUD_RUN_EXECUTION=execution)
         message, log = "", self.paths.logs / "jobs" / f"{execution}.log"
+        cwd = self._cwd(service, artifact.ref, job, name)
         for attempt in range(1, job.retries + 2):
             env["CLOUD_RUN_TASK_ATTEMPT"] = str(attempt - 1)
             log = self.paths.logs / "jobs" / f"{execution}-{attempt}.log"
-            ok, message = procs.run_job(job.command, self._artifact_dir(artifact.ref), env, log, job.timeout_s)
+            ok, message = procs.run_job(job.command, cwd, env, log, job.timeout_s)
             _redact_file(log, self.secrets.all_values())
             if ok:
                 return JobRun(name, execution, JobState.SUCCEEDED, attempt, message, str(log))
@@ -181,7 +188,7 @@ class LocalTarget:
         env = self._env(rev.service, rev.artifact, rev.secret_versions)
         env.update(PORT=str(rev.port), HOST=host, K_REVISION=rev.name)
         log = self.paths.logs / f"{rev.name}.log"
-        proc = procs.spawn(svc.command, self._artifact_dir(rev.artifact), env, log)
+        proc = procs.spawn(svc.command, self._cwd(rev.service, rev.artifact), env, log)
         rev.pid, rev.pid_started, rev.state, rev.log = proc.pid, proc.create_time(), "starting", str(log)
         self.revisions.save(rev)
         probe = svc.probes.startup
@@ -199,11 +206,17 @@ class LocalTarget:
 
     def _env(self, service: str, artifact_ref: str, versions: dict[str, str]) -> dict[str, str]:
         svc = self.stack.services[service]
-        venv = builder.venv_of(self.paths.artifacts, artifact_ref)
+        manifest = builder.manifest_of(self.paths.artifacts, artifact_ref)
+        venv = Path(manifest["venv"])
         env = {k: os.environ[k] for k in ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR") if k in os.environ}
-        env.update(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}", VIRTUAL_ENV=str(venv))
+        path = [str(venv / "bin"), os.environ.get("PATH", "/usr/bin:/bin")]
+        if manifest.get("site"):  # the app's own project, installed into the artifact (build.py)
+            site = self._artifact_dir(artifact_ref) / manifest["site"]
+            path.insert(0, str(site / "bin"))
+            env["PYTHONPATH"] = str(site)
+        env.update(PATH=os.pathsep.join(path), VIRTUAL_ENV=str(venv))
         env.update(PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", K_SERVICE=service, K_CONFIGURATION=service)
-        env.update(svc.runtime_env)
+        env.update(self._plain_env(service, versions))
         for var, secret in svc.secrets.items():
             try:
                 env[var] = self.secrets.value(secret, versions[secret])
@@ -213,6 +226,30 @@ class LocalTarget:
                     "Roll back to a release pinned to enabled versions, or run `deployctl up` for a new one.",
                 ) from None
         return env
+
+    def _plain_env(self, service: str, versions: dict[str, str]) -> dict[str, str]:
+        """The service's env with the database facts filled in; ``{db_user}`` is the login that the pinned
+        password version belongs to, so it always matches the password the process gets."""
+        env = self.stack.services[service].runtime_env
+        facts: dict[str, str] = {}
+        if self.db is not None and naming.uses_db_facts(env):
+            facts = self.db.facts()
+            facts["db_user"] = self._login(versions.get(self.db.config.password_secret))
+        return naming.render_env(env, facts)
+
+    def _cwd(self, service: str, ref: str, job: Job | None = None, kind: str = "") -> Path:
+        """Where a command runs: ``workdir`` under the service's source in the artifact, else its root."""
+        svc = self.stack.services[service]
+        workdir = job.workdir if job is not None and job.workdir is not None else svc.workdir
+        if workdir is None:
+            return self._artifact_dir(ref)
+        cwd = self._artifact_dir(ref) / svc.source / workdir
+        if not cwd.is_dir():
+            own = job is not None and job.workdir is not None
+            key = f"jobs.{kind}.workdir" if own else f"services.{service}.workdir"
+            raise PreconditionError(f"{self.stack.file}: deployctl:{key}: {svc.source}/{workdir} is not a directory "
+                                    f"of {service}'s source", "Write a directory under the source, relative to it.")
+        return cwd
 
     def _artifact_dir(self, ref: str) -> Path:
         return self.paths.artifacts / ref
