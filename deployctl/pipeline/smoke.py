@@ -25,10 +25,14 @@ class SmokeResult:
     elapsed_s: float
 
 
-def run_checks(base_url: str, checks: list[SmokeCheck], attempts: int = 3) -> list[SmokeResult]:
-    """Run every check against *base_url*; retry a failed check briefly (a cold start is not a failure)."""
+def run_checks(base_url: str, checks: list[SmokeCheck], attempts: int = 3,
+               auth: dict[str, str] | None = None) -> list[SmokeResult]:
+    """Run every check against *base_url*; retry a failed check briefly (a cold start is not a failure).
+
+    *auth* are headers the target adds to every request (an ID token for a private Cloud Run service); a
+    check's own headers come on top."""
     results = []
-    with httpx.Client(base_url=base_url.rstrip("/"), follow_redirects=False) as client:
+    with httpx.Client(base_url=base_url.rstrip("/"), follow_redirects=False, headers=auth or {}) as client:
         for check in checks:
             result = _check(client, check)
             for _ in range(attempts - 1):

@@ -28,7 +28,7 @@ def checks_for(target: Target, service: str) -> list[SmokeCheck]:
 
 def check_service(target: Target, service: str, url: str) -> tuple[bool, str]:
     """Run *service*'s smoke checks against *url*: whether all passed, and their summary."""
-    results = run_checks(url, checks_for(target, service))
+    results = run_checks(url, checks_for(target, service), auth=target.smoke_auth(service))
     return all(r.ok for r in results), summary(results)
 
 

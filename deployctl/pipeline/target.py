@@ -104,6 +104,11 @@ class Target(Protocol):
         """Whether the revision exists and could serve (for the no-change check and rollback)."""
         ...
 
+    def smoke_auth(self, service: str) -> dict[str, str]:
+        """Headers that let smoke checks reach the service and its candidates (gcp: an ID token for a
+        private service). Credentials: they are sent, never printed or recorded."""
+        ...
+
     def service_url(self, service: str) -> str:
         """The stable URL users reach."""
         ...

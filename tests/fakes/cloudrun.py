@@ -9,7 +9,9 @@ service URL spreads requests over revisions by their traffic percent, determinis
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -199,18 +201,27 @@ def _ready(revision: run_v2.Revision) -> bool:
 
 
 class RevisionHttp:
-    """``/_s/<service>/…`` is a service URL, ``/_t/<tag>---<service>/…`` a tag URL."""
+    """``/_s/<service>/…`` is a service URL, ``/_t/<tag>---<service>/…`` a tag URL.
+
+    Authentication, as Cloud Run documents it ("Authenticating service-to-service" / "Allowing public
+    access"): a service whose IAM policy grants roles/run.invoker to allUsers (``public``) answers anyone;
+    any other service answers 403 unless the request carries ``Authorization: Bearer <Google-signed ID
+    token>`` whose ``aud`` claim is the service's URL (its tag URLs are reached with the same audience).
+    The fake reads the claim without checking Google's signature, which it cannot.
+    """
 
     def __init__(self) -> None:
         self.resolver: Callable[[str, str, int], run_v2.Revision | None] | None = None
         self.answer: Callable[[run_v2.Revision, str], tuple[int, str]] | None = None
         self.hits: list[tuple[str, str]] = []  # (revision, path)
+        self.public: set[str] = set()  # service ids with allUsers as invoker
+        self.denied: list[tuple[str, str]] = []  # (service id, why) of requests refused for authentication
         self._counter = itertools.count()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                status, body = fake.handle(self.path)
+                status, body = fake.handle(self.path, self.headers.get("Authorization", ""))
                 data = body.encode()
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
@@ -224,16 +235,33 @@ class RevisionHttp:
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def handle(self, raw: str) -> tuple[int, str]:
+    def handle(self, raw: str, authorization: str = "") -> tuple[int, str]:
         parts = raw.split("?", 1)[0].split("/", 3)  # "", kind, key, rest
         if len(parts) < 3 or self.resolver is None or self.answer is None:
             return 404, "no such URL"
+        service_id = parts[2].split("---", 1)[-1]
+        refused = None if service_id in self.public else self._refused(service_id, authorization)
+        if refused:
+            self.denied.append((service_id, refused))
+            return 403, "Your client does not have permission to get URL from this server."
         revision = self.resolver(parts[1], parts[2], next(self._counter))
         if revision is None:
             return 404, "no revision behind this URL"
         path = "/" + (parts[3] if len(parts) > 3 else "")
         self.hits.append((revision.name.rsplit("/", 1)[-1], path))
         return self.answer(revision, path)
+
+    def _refused(self, service_id: str, authorization: str) -> str | None:
+        if not authorization.startswith("Bearer "):
+            return "no ID token"
+        try:
+            payload = authorization.split(" ", 1)[1].split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            return "not a JWT"
+        if claims.get("aud") != f"{self.base}/_s/{service_id}":
+            return f"audience {claims.get('aud')!r} is not the service URL"
+        return None
 
     def stop(self) -> None:
         self.server.shutdown()

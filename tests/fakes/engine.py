@@ -92,6 +92,12 @@ class FakeEngine:
                 continue  # no image released for it yet: the program's placeholder; nothing to test there
             traffic = [_traffic(t) for t in inputs.get("traffics") or []]
             self.run.apply(f"{self.parent}/services/{inputs['name']}", _template(inputs["template"]), traffic)
+        # the invoker bindings the program declares replace the services' previous ones (an up converges)
+        ours = {str(r.inputs["name"]) for r in synthesis.of_type("gcp:cloudrunv2/service:Service")}
+        self.run.http.public -= ours
+        for member in synthesis.of_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember"):
+            if member.inputs.get("member") == "allUsers" and member.inputs.get("role") == "roles/run.invoker":
+                self.run.http.public.add(str(member.inputs.get("name", "")).rsplit("/", 1)[-1])
         backend = get_backend("cloudrun")[str(self.stack.project)]
         for resource in synthesis.of_type("gcp:cloudrunv2/job:Job"):
             container = resource.inputs["template"]["template"]["containers"][0]

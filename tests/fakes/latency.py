@@ -145,6 +145,9 @@ class LatencyTarget:
     def revision_healthy(self, service: str, revision: str) -> bool:
         return revision in self._revisions
 
+    def smoke_auth(self, service: str) -> dict[str, str]:
+        return {}
+
     def service_url(self, service: str) -> str:
         return f"{self.base_url}/{service}"
 

@@ -7,9 +7,11 @@ libraries; only their endpoints differ."""
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,15 @@ SERVICE = "projects/example-staging/locations/europe-central2/services/staging-a
 FAST = RetryPolicy(deadline_s=1.5, initial_s=0.01, maximum_s=0.05, call_timeout_s=5)
 
 
+def mint_id_token(audience: str) -> str:
+    """What google.oauth2.id_token.fetch_id_token returns: a JWT whose ``aud`` is the audience asked for
+    (unsigned here; the fake Cloud Run reads the claim, as it cannot check Google's signature)."""
+    def part(data: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part({'aud': audience, 'iss': 'https://accounts.google.com'})}.sig"
+
+
 @dataclass
 class Cloud:
     root: Path
@@ -55,7 +66,8 @@ class Cloud:
     sql: FakeSqlAdmin
     pulumi: PulumiBackend
 
-    def target(self, stack: str = "staging", policy: RetryPolicy = FAST, engine: object = None) -> GcpTarget:
+    def target(self, stack: str = "staging", policy: RetryPolicy = FAST, engine: object = None,
+               id_token: Callable[[str], str] | None = None) -> GcpTarget:
         config = load(stack, self.root)
         config = config.model_copy(update={"rollout": config.rollout.model_copy(update={"drain_s": 0.0})})
         channel = self.grpc.channel()
@@ -74,6 +86,7 @@ class Cloud:
                 transport=ArtifactRegistryGrpcTransport(channel=channel)
             ),
             sqladmin=sqladmin_client(AnonymousCredentials(), 5, endpoint=self.sql.endpoint),
+            id_token=id_token or mint_id_token,
             policy=policy,
             progress=lambda line: None,
             poll_s=0.01,

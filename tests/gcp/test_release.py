@@ -7,7 +7,7 @@ import pytest
 from deployctl.errors import StageFailed
 from deployctl.pipeline import orchestrator, rollback
 from tests.fakes import drongo_ext
-from tests.gcp.conftest import IMAGE, IMAGE2, IMAGE3, SERVICE, Cloud
+from tests.gcp.conftest import IMAGE, IMAGE2, IMAGE3, SERVICE, Cloud, mint_id_token
 
 
 def _up(cloud: Cloud, reporter, image: str = IMAGE, **kw):
@@ -122,3 +122,35 @@ def test_build_once_per_source_then_reuse_the_digest(cloud: Cloud, reporter) -> 
     again = orchestrator.release(cloud.target(), cloud.options(None), reporter)
     assert len(cloud.cloudbuild.builds) == 2  # the registry already had this source's image
     assert again.outcome in ("noop", "succeeded") and cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
+
+
+def _private(cloud: Cloud) -> None:
+    path = cloud.root / "stacks" / "Pulumi.staging.yaml"
+    path.write_text(path.read_text().replace("      public: true\n", "      public: false\n", 1))
+
+
+def test_a_private_service_is_smoke_tested_with_an_id_token_for_its_url(cloud: Cloud, reporter) -> None:
+    _private(cloud)
+    audiences: list[str] = []
+
+    def mint(audience: str) -> str:
+        audiences.append(audience)
+        return mint_id_token(audience)
+
+    record = orchestrator.release(cloud.target(id_token=mint), cloud.options(IMAGE), reporter)
+    assert record.outcome == "succeeded" and cloud.run.serving(SERVICE) == {record.revisions["api"]: 100}
+    assert "staging-api" not in cloud.http.public and cloud.http.denied == []
+    assert audiences == [f"{cloud.http.base}/_s/staging-api"]  # the service URL, minted once per command
+    assert any(path == "/health" for _, path in cloud.http.hits)
+
+
+def test_a_token_for_another_audience_is_refused_and_nothing_moves(cloud: Cloud, reporter) -> None:
+    first = orchestrator.release(cloud.target(), cloud.options(IMAGE), reporter)  # public: no token needed
+    assert cloud.http.denied == []
+    _private(cloud)  # the next pulumi up removes the allUsers binding
+    wrong = cloud.target(id_token=lambda audience: mint_id_token("https://example.com"))
+    with pytest.raises(StageFailed) as failed:
+        orchestrator.release(wrong, cloud.options(IMAGE2), reporter)
+    assert failed.value.stage == "smoke" and not failed.value.rolled_back
+    assert cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
+    assert {why for _, why in cloud.http.denied} == {"audience 'https://example.com' is not the service URL"}

@@ -56,6 +56,7 @@ class GcpTarget:
         builds: Any,
         registry: Any,
         sqladmin: Any = None,
+        id_token: Callable[[str], str] | None = None,
         policy: RetryPolicy | None = None,
         progress: Callable[[str], None] | None = None,
         poll_s: float = 3.0,
@@ -67,6 +68,8 @@ class GcpTarget:
         self.policy = policy or RetryPolicy()
         self.progress = progress or (lambda line: print(line, file=sys.stderr))
         self.policy.propagation.say = self.progress
+        self._id_token = id_token or (lambda audience: fetch_id_token(audience, self.stack.name))
+        self._tokens: dict[str, str] = {}
         project, region = stack.project, stack.region
         self.names = naming  # the program's naming rules, so deployctl addresses what Pulumi created
         self.run = CloudRunServices(
@@ -108,6 +111,17 @@ class GcpTarget:
     def revision_healthy(self, service: str, revision: str) -> bool:
         info = self.run.revision(service, revision)
         return bool(info and info.ready)
+
+    def smoke_auth(self, service: str) -> dict[str, str]:
+        """A private service (no allUsers invoker) answers only requests with a Google-signed ID token whose
+        audience is the service's URL (Cloud Run: "Authenticating service-to-service"); its tag URLs take
+        the same audience. A public one needs nothing."""
+        if self.stack.services[service].public:
+            return {}
+        audience = self.service_url(service)
+        if audience not in self._tokens:  # an ID token lives an hour: one per service per command
+            self._tokens[audience] = self._id_token(audience)
+        return {"Authorization": f"Bearer {self._tokens[audience]}"}
 
     def service_url(self, service: str) -> str:
         svc = self.run.get(service)
@@ -383,3 +397,33 @@ def open_target(stack: Stack, root: Path) -> GcpTarget:
     # the target's own Secret Manager facade: same project and <stack>- prefix as bootstrap's secret
     engine.passphrase = lambda: read_passphrase(target.secrets)
     return target
+
+
+def fetch_id_token(audience: str, stack: str) -> str:
+    """An ID token for *audience* from Application Default Credentials: a service account's (Cloud Build,
+    Workload Identity, a key) minted for that audience, or a user's from `gcloud auth application-default
+    login`, which Cloud Run accepts from a user who holds run.invoker."""
+    import google.auth
+    import google.auth.transport.requests
+    import google.oauth2.id_token
+    from google.auth import exceptions as auth_exc
+
+    request = google.auth.transport.requests.Request()
+    try:
+        token: str = google.oauth2.id_token.fetch_id_token(request, audience)
+        return token
+    except auth_exc.DefaultCredentialsError:
+        pass  # user credentials: their own ID token, after a refresh
+    try:
+        credentials, _ = google.auth.default()
+        credentials.refresh(request)
+    except auth_exc.GoogleAuthError as exc:
+        raise translate(exc, f"get an ID token for {audience}") from None
+    user_token = getattr(credentials, "id_token", None)
+    if not user_token:
+        raise PreconditionError(
+            f"cannot get an ID token to smoke-test the private service at {audience}",
+            f"Use credentials that can mint one (a service account, or `gcloud auth application-default login`),"
+            f" or make the service public in stacks/Pulumi.{stack}.yaml (services.<svc>.public: true).",
+        )
+    return str(user_token)

@@ -271,6 +271,9 @@ class LocalTarget:
         self._ensure_router(service)
         atomic_write(self.paths.traffic / f"{service}.json", json.dumps({"splits": entries}))
 
+    def smoke_auth(self, service: str) -> dict[str, str]:
+        return {}  # the router and revisions on loopback answer anyone on this machine
+
     def service_url(self, service: str) -> str:
         return f"http://{self.stack.local.host}:{self._router_port(service)}"
 
