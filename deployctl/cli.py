@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 import click
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     from deployctl.errors import DeployctlError  # light: no third-party imports
 
     debug = "--debug" in (argv or sys.argv[1:]) or bool(os.environ.get("DEPLOYCTL_DEBUG"))
+    signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops a release the way Ctrl-C does
     try:
         # without standalone mode click returns ctx.exit(code)'s code instead of raising it
         code = cli.main(args=argv, prog_name="deployctl", standalone_mode=False)
@@ -93,6 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_error(message: str, hint: str | None) -> None:

@@ -58,6 +58,9 @@ class Executor:
             self._record(ctx, StageResult(stage.name, "failed", time.monotonic() - start, failed.cause.message))
             notes = [note for undo in stage.undo if (note := undo(ctx))]
             raise self._failure(plan, stage.name, failed.cause, ctx, notes) from failed.cause
+        except KeyboardInterrupt:  # SIGINT, or SIGTERM (deployctl.cli turns it into one)
+            self._interrupted(stage, ctx)
+            raise
         status: StageStatus = "warning" if any(o.status == "warning" for o in outcomes) else "ok"
         detail = "; ".join(o.detail for o in outcomes if o.detail)
         self._record(ctx, StageResult(stage.name, status, time.monotonic() - start, detail))
@@ -92,6 +95,17 @@ class Executor:
             self.reporter.step_finished(stage, step.for_service, outcome.status, time.monotonic() - start,
                                         outcome.detail)
         return outcome
+
+    def _interrupted(self, stage: Stage, ctx: Context) -> None:
+        """Stopped by a signal: the stage's running job was stopped where it ran (its process group), the
+        stage's undo runs as for a failure, and the record says how the run ended and where traffic is."""
+        ctx.cancelled.set()
+        self._record(ctx, StageResult(stage.name, "failed", 0.0, "stopped by a signal"))
+        notes = [note for undo in stage.undo if (note := undo(ctx))]
+        job = f"; its {stage.name} job was stopped" if stage.name in ("migrate", "init") else ""
+        where = runmod.where_traffic_is(ctx.target, runmod.serving_revisions(ctx.target))
+        said = "; ".join([f"stopped by a signal during {stage.name}{job}", *notes])
+        finish(ctx.target, ctx.record, "interrupted", f"{said}. {where}")
 
     def _record(self, ctx: Context, result: StageResult) -> None:
         ctx.record.stages.append(result)

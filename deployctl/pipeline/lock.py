@@ -75,8 +75,11 @@ class StoredLock(Generic[V]):
         stale_after_s: float | None = None,
         poll_s: float = 0.2,
         warn: Callable[[str], None] | None = None,
+        working: Callable[[LockInfo], list[str]] | None = None,
     ) -> None:
         self.store = store
+        # what a holder started that still runs (a job); a holder whose process died keeps the lock until then
+        self.working = working or (lambda info: [])
         self.stack = stack
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
@@ -93,9 +96,9 @@ class StoredLock(Generic[V]):
         return self._stale(info) is not None
 
     def _stale(self, info: LockInfo) -> str | None:
-        """Why the holder is known dead, or None when it may be alive."""
+        """Why the holder is known dead, or None when it (or work it started) may be alive."""
         if info.host == socket.gethostname() and not alive(info.pid, info.pid_started):
-            return "is no longer running"
+            return None if self.working(info) else "is no longer running"
         if self.stale_after_s is not None and time.time() - info.heartbeat > self.stale_after_s:
             return f"sent its last heartbeat {_ago(info.heartbeat)}"
         return None
@@ -162,6 +165,9 @@ class StoredLock(Generic[V]):
 
     def _locked(self, holder: LockInfo) -> LockedError:
         beat = f", last heartbeat {_ago(holder.heartbeat)}" if self.heartbeat_s is not None else ""
+        orphans = self.working(holder) if not alive(holder.pid, holder.pid_started) else []
+        if orphans:  # the holder died; what it started did not
+            beat += f"; the holder is gone but its job {', '.join(orphans)} still runs"
         return LockedError(
             f"stack {self.stack!r} is locked: {holder.describe()} since {_ago(holder.since)}{beat}",
             f"Wait for it to finish (--lock-timeout SECONDS), or if it is stuck: "
@@ -242,8 +248,9 @@ class FileLockStore:
 class FileLock(StoredLock[str]):
     """The deploy lock of a stack whose state lives on this machine (no heartbeat: see above)."""
 
-    def __init__(self, directory: Path, stack: str, warn: Callable[[str], None] | None = None) -> None:
-        super().__init__(FileLockStore(directory), stack, warn=warn)
+    def __init__(self, directory: Path, stack: str, warn: Callable[[str], None] | None = None,
+                 working: Callable[[LockInfo], list[str]] | None = None) -> None:
+        super().__init__(FileLockStore(directory), stack, warn=warn, working=working)
 
 
 _FIELDS = {f.name for f in fields(LockInfo)}

@@ -40,6 +40,70 @@ def _stage_running(project: Project, stage: str) -> bool:
     return record["outcome"] == "running" and done == order[: order.index(stage)]
 
 
+def _jobs_running(project: Project) -> list[dict]:  # type: ignore[type-arg]
+    """Executions the local target recorded as running whose process is still alive."""
+    import psutil
+
+    found = []
+    for path in (project.state / "executions").glob("*.json"):
+        data = json.loads(path.read_text())
+        if data.get("state") == "running" and psutil.pid_exists(data["pid"]):
+            found.append(data)
+    return found
+
+
+def _migrate_processes(project: Project) -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["cmdline", "cwd"])
+            if "app.migrate" in " ".join(p.info["cmdline"] or []) and str(project.root) in (p.info["cwd"] or "")]
+
+
+def test_sigint_during_migrate_stops_the_job_and_records_it(project: Project) -> None:
+    project.run("up", "local")
+    good = project.serving()
+    project.variant(VERSION=2, MIGRATE_SLEEP_S=30)
+    proc = project.start("up", "local")
+    _wait_for(lambda: _stage_running(project, "migrate") and _migrate_processes(project))
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    assert _migrate_processes(project) == [] and _jobs_running(project) == []  # no orphan job
+    [execution] = [json.loads(p.read_text()) for p in (project.state / "executions").glob("migrate-r0002.json")]
+    assert execution["state"] == "stopped"
+    record = project.ledger()[0]
+    assert record["outcome"] == "interrupted"
+    assert record["message"].startswith("stopped by a signal during migrate; its migrate job was stopped.")
+    assert project.serving() == good and project.status()["lock"] is None
+
+
+def test_sigterm_is_handled_like_sigint(project: Project) -> None:
+    project.run("up", "local")
+    project.variant(VERSION=2, MIGRATE_SLEEP_S=30)
+    proc = project.start("up", "local")
+    _wait_for(lambda: _stage_running(project, "migrate") and _migrate_processes(project))
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+    assert _migrate_processes(project) == []
+    assert project.ledger()[0]["outcome"] == "interrupted" and project.status()["lock"] is None
+
+
+def test_a_dead_holders_running_job_keeps_the_lock(project: Project) -> None:
+    project.run("up", "local")
+    project.variant(VERSION=2, MIGRATE_SLEEP_S=4)
+    proc = project.start("up", "local")
+    _wait_for(lambda: _stage_running(project, "migrate") and _migrate_processes(project))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    held = project.run("up", "local", "--lock-timeout", "0.3", rc=4)  # not taken over: the job still runs
+    assert "the holder is gone but its job migrate-r0002 (pid " in project.error(held)
+    assert len(_migrate_processes(project)) == 1  # and no second migration was started
+    project.variant(VERSION=2)
+    out = project.run("up", "local", "--lock-timeout", "60")  # waits for the job, then takes over
+    assert "recovered a stale deploy lock" in out.stderr
+    outcomes = {r["id"]: r["outcome"] for r in project.ledger()}
+    assert outcomes == {"r0003": "succeeded", "r0002": "interrupted", "r0001": "succeeded"}
+
+
 def test_a_second_up_waits_then_names_the_holder(project: Project) -> None:
     project.run("up", "local")
     project.variant(VERSION=2, MIGRATE_SLEEP_S=4)
@@ -73,12 +137,14 @@ def test_kill_9_during_migrate_then_rerun_converges(project: Project) -> None:
     good = project.serving()
     project.variant(VERSION=2, MIGRATE_SLEEP_S=3)
     proc = project.start("up", "local")
-    _wait_for(lambda: _stage_running(project, "migrate"))
+    _wait_for(lambda: _stage_running(project, "migrate") and _migrate_processes(project))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert project.serving() == good
+    assert project.status()["lock"]["stale"] is False  # its migrate job outlived it and still runs
+    _wait_for(lambda: not _jobs_running(project), timeout=30)
     status = project.status()
-    assert status["lock"]["stale"] is True
+    assert status["lock"]["stale"] is True  # now nothing of it runs
     project.variant(VERSION=2)
     out = project.run("up", "local")
     assert "recovered a stale deploy lock" in out.stderr

@@ -137,8 +137,14 @@ def _exit_code(proc: psutil.Process) -> str:
         return "unknown"
 
 
-def run_job(command: list[str], cwd: Path, env: dict[str, str], log: Path, timeout_s: float) -> tuple[bool, str]:
-    """Run one attempt of a job in its own process group; (succeeded, what happened)."""
+def run_job(command: list[str], cwd: Path, env: dict[str, str], log: Path, timeout_s: float,
+            record: Path | None = None) -> tuple[bool, str]:
+    """Run one attempt of a job in its own process group; (succeeded, what happened).
+
+    The job belongs to the command that runs it: *record* (``executions/<execution>.json``) names its
+    process and this one while it runs, so a next command can tell that a dead command's job is still at
+    work (see ``running_jobs``); on SIGINT or SIGTERM (KeyboardInterrupt here) the job's process group is
+    stopped before the interruption goes on, and the record says so."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         try:
@@ -146,13 +152,23 @@ def run_job(command: list[str], cwd: Path, env: dict[str, str], log: Path, timeo
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             return False, f"could not start {command[0]!r}: {exc.strerror}"
+        job = psutil.Process(proc.pid)
+        _note(record, state="running", pid=proc.pid, pid_started=job.create_time(), owner=os.getpid(),
+              owner_started=psutil.Process().create_time(), log=str(log))
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            _note(record, state="timed out")
             return False, f"timed out after {timeout_s:.0f}s"
+        except KeyboardInterrupt:
+            stop(proc.pid, job.create_time())
+            proc.wait()
+            _note(record, state="stopped")
+            raise
+    _note(record, state="succeeded" if code == 0 else "failed", exit_code=code)
     if code == 0:
         return True, "exit code 0"
     try:
@@ -160,6 +176,32 @@ def run_job(command: list[str], cwd: Path, env: dict[str, str], log: Path, timeo
     except FileNotFoundError:
         said = ""
     return False, f"exit code {code}: {said}"
+
+
+def _note(record: Path | None, **fields: object) -> None:
+    if record is None:
+        return
+    try:
+        data = json.loads(record.read_text())
+    except (FileNotFoundError, ValueError):
+        data = {}
+    record.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(record, json.dumps({**data, **fields}))
+
+
+def running_jobs(executions: Path, owner_pid: int, owner_started: float | None) -> list[str]:
+    """The executions that a (possibly dead) command started and that still run: "migrate-r0002 (pid 123)"."""
+    found = []
+    for path in sorted(executions.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        same_owner = data.get("owner") == owner_pid and (
+            owner_started is None or abs(float(data.get("owner_started", 0)) - owner_started) < 1)
+        if same_owner and data.get("state") == "running" and alive(data.get("pid"), data.get("pid_started")):
+            found.append(f"{path.stem} (pid {data['pid']})")
+    return found
 
 
 _EXPLAINS = re.compile(r"Error|error:|ERROR:|Exception")

@@ -42,7 +42,8 @@ class LocalTarget:
         self.paths.root.mkdir(parents=True, exist_ok=True)
         # an empty ledger beside secrets or revisions is a lost one, not a new stack
         self.ledger = SqliteLedger(self.paths.ledger, (self.paths.secrets, self.paths.revisions), stack.name)
-        self.lock = FileLock(self.paths.root, stack.name)
+        self.lock = FileLock(self.paths.root, stack.name, working=lambda info: procs.running_jobs(
+            self.paths.root / "executions", info.pid, info.pid_started))
         self.secrets = SecretStore(self.paths.secrets)
         external = stack.local.database_url
         self.db = LocalDatabase(self.paths.pgdata, stack.database, external) if stack.database else None
@@ -168,7 +169,8 @@ class LocalTarget:
         for attempt in range(1, job.retries + 2):
             env["CLOUD_RUN_TASK_ATTEMPT"] = str(attempt - 1)
             log = self.paths.logs / "jobs" / f"{execution}-{attempt}.log"
-            ok, message = procs.run_job(job.command, cwd, env, log, job.timeout_s)
+            record = self.paths.root / "executions" / f"{execution}.json"
+            ok, message = procs.run_job(job.command, cwd, env, log, job.timeout_s, record)
             _redact_file(log, self.secrets.all_values())
             if ok:
                 return JobRun(name, execution, JobState.SUCCEEDED, attempt, message, str(log))
