@@ -98,14 +98,16 @@ class Executor:
 
     def _interrupted(self, stage: Stage, ctx: Context) -> None:
         """Stopped by a signal: the stage's running job was stopped where it ran (its process group), the
-        stage's undo runs as for a failure, and the record says how the run ended and where traffic is."""
+        stage's undo runs as for a failure, and then the run is settled by what serves, as a dead run is
+        (``runmod.settle``): its traffic switch done → succeeded; otherwise interrupted."""
         ctx.cancelled.set()
         self._record(ctx, StageResult(stage.name, "failed", 0.0, "stopped by a signal"))
-        notes = [note for undo in stage.undo if (note := undo(ctx))]
+        for undo in stage.undo:
+            undo(ctx)
+        runmod.settle(ctx.target, ctx.record)
         job = f"; its {stage.name} job was stopped" if stage.name in ("migrate", "init") else ""
-        where = runmod.where_traffic_is(ctx.target, runmod.serving_revisions(ctx.target))
-        said = "; ".join([f"stopped by a signal during {stage.name}{job}", *notes])
-        finish(ctx.target, ctx.record, "interrupted", f"{said}. {where}")
+        ctx.record.message = f"stopped by a signal during {stage.name}{job}; {ctx.record.message}"
+        ctx.target.ledger.save(ctx.record)
 
     def _record(self, ctx: Context, result: StageResult) -> None:
         ctx.record.stages.append(result)

@@ -72,7 +72,8 @@ def test_sigint_during_migrate_stops_the_job_and_records_it(project: Project) ->
     assert execution["state"] == "stopped"
     record = project.ledger()[0]
     assert record["outcome"] == "interrupted"
-    assert record["message"].startswith("stopped by a signal during migrate; its migrate job was stopped.")
+    assert record["message"] == ("stopped by a signal during migrate; its migrate job was stopped; its process "
+                                 "stopped before it finished; traffic was left where it was")
     assert project.serving() == good and project.status()["lock"] is None
 
 

@@ -109,7 +109,7 @@ def test_a_disabled_api_names_the_api_and_the_command_that_enables_it(cloud: Clo
 
 def test_a_403_that_outlasts_the_window_says_what_it_waited_for(cloud: Cloud) -> None:
     target = cloud.target(policy=_quick())
-    target.policy.propagation.begin("the roles just granted to x@p.iam.gserviceaccount.com", 0.3)
+    target.policy.propagation.begin("the roles just granted to x@p.iam.gserviceaccount.com", 2.0)
     cloud.grpc.faults.burst("GetService", "iam_denied", 1000)
     with pytest.raises(PreconditionError) as denied:
         target.run.get("api")
