@@ -127,7 +127,8 @@ def _invariants_after_the_fault(project: Project, run: Any, first: str | None) -
     ids = [r["id"] for r in ledger]
     assert len(ids) == len(set(ids))
     # 1. what serves is a revision that passed smoke in a run that deployed it (or the first release's)
-    deployed_by = [r for r in ledger if r["revisions"].get("api") == serving and r["kind"] != "rollback"]
+    deployed_by = [r for r in ledger if r["revisions"].get("api") == serving
+                   and any(s["name"] == "deploy" and s["status"] == "ok" for s in r["stages"])]
     assert deployed_by, f"{serving} serves but no run deployed it"
     passed_smoke = any(s["name"] == "smoke" and s["status"] == "ok" for r in deployed_by for s in r["stages"])
     assert passed_smoke, f"{serving} serves but never passed smoke"
@@ -177,3 +178,54 @@ def _no_canary(project: Project, outputs: list[str]) -> None:
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
     assert CANARY not in ps  # never on a command line
     assert Path(project.state / "secrets.json").exists()
+
+
+def test_a_damaged_ledger_is_named_repaired_and_the_state_stays_correct(project: Project) -> None:
+    outputs: list[str] = []
+
+    def run(*args: str, rc: int | None = 0, stdin: str | None = None) -> Any:
+        out = project.run(*args, rc=rc, stdin=stdin)
+        outputs.extend([out.stdout, out.stderr])
+        return out
+
+    project.write_stack(api_token=True)
+    run("secrets", "set", "local", "API_TOKEN", stdin=CANARY)
+    run("up", "local")
+    project.variant(VERSION=2)
+    run("up", "local")
+    ledger = project.state / "ledger.db"
+    ledger.write_bytes(ledger.read_bytes()[: ledger.stat().st_size // 2])  # a torn write
+    damaged = run("up", "local", rc=5)
+    assert "Traceback" not in damaged.stderr
+    assert project.error(damaged).startswith("Error: ")
+    assert "deployctl ledger repair local" in damaged.stderr
+    run("ledger", "repair", "local")
+    _invariants_after_the_fault(project, run, None)
+    project.variant(VERSION=3)
+    run("up", "local")
+    assert run("up", "local").stdout.startswith("Nothing changed")
+    _invariants_after_the_fault(project, run, None)
+    _no_canary(project, outputs)
+
+
+def test_a_rollback_after_a_rotation_never_serves_a_disabled_version(project: Project) -> None:
+    outputs: list[str] = []
+
+    def run(*args: str, rc: int | None = 0, stdin: str | None = None) -> Any:
+        out = project.run(*args, rc=rc, stdin=stdin)
+        outputs.extend([out.stdout, out.stderr])
+        return out
+
+    project.write_stack(api_token=True)
+    run("secrets", "set", "local", "API_TOKEN", stdin=CANARY)
+    run("up", "local")
+    project.variant(VERSION=2)
+    run("up", "local")
+    run("secrets", "rotate", "local", "API_TOKEN", "--from-stdin", stdin=CANARY + "_v2")  # disables v1
+    refused = run("rollback", "local", rc=5)
+    assert "API_TOKEN" in project.error(refused)  # the pinned version is disabled: nothing moved
+    _invariants_after_the_fault(project, run, None)
+    run("rollback", "local", "--repin")  # the old code, pinned to the versions enabled now
+    _invariants_after_the_fault(project, run, None)
+    assert project.status()["lock"] is None
+    _no_canary(project, outputs)
