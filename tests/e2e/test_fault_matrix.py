@@ -87,11 +87,7 @@ def test_an_interrupted_release_leaves_a_correct_explained_state(project: Projec
                                                                    slow: dict[str, float], sig: int,
                                                                    mark: Any) -> None:
     outputs: list[str] = []
-
-    def run(*args: str, rc: int | None = 0, stdin: str | None = None) -> Any:
-        out = project.run(*args, rc=rc, stdin=stdin)
-        outputs.extend([out.stdout, out.stderr])
-        return out
+    run = _recording(project, outputs)
 
     project.write_stack(api_token=True, steps=(10, 50, 100))
     run("secrets", "set", "local", "API_TOKEN", stdin=CANARY)
@@ -115,6 +111,16 @@ def test_an_interrupted_release_leaves_a_correct_explained_state(project: Projec
     assert again.stdout.startswith("Nothing changed")  # converged: a second up is a no-op
     _invariants_after_the_fault(project, run, None)
     _no_canary(project, outputs)
+
+
+def _recording(project: Project, outputs: list[str]) -> Any:
+    """project.run that keeps every output, for the canary check."""
+    def run(*args: str, rc: int | None = 0, stdin: str | None = None) -> Any:
+        out = project.run(*args, rc=rc, stdin=stdin)
+        outputs.extend([out.stdout, out.stderr])
+        return out
+
+    return run
 
 
 def _invariants_after_the_fault(project: Project, run: Any, first: str | None) -> None:
@@ -182,11 +188,7 @@ def _no_canary(project: Project, outputs: list[str]) -> None:
 
 def test_a_damaged_ledger_is_named_repaired_and_the_state_stays_correct(project: Project) -> None:
     outputs: list[str] = []
-
-    def run(*args: str, rc: int | None = 0, stdin: str | None = None) -> Any:
-        out = project.run(*args, rc=rc, stdin=stdin)
-        outputs.extend([out.stdout, out.stderr])
-        return out
+    run = _recording(project, outputs)
 
     project.write_stack(api_token=True)
     run("secrets", "set", "local", "API_TOKEN", stdin=CANARY)
@@ -210,11 +212,7 @@ def test_a_damaged_ledger_is_named_repaired_and_the_state_stays_correct(project:
 
 def test_a_rollback_after_a_rotation_never_serves_a_disabled_version(project: Project) -> None:
     outputs: list[str] = []
-
-    def run(*args: str, rc: int | None = 0, stdin: str | None = None) -> Any:
-        out = project.run(*args, rc=rc, stdin=stdin)
-        outputs.extend([out.stdout, out.stderr])
-        return out
+    run = _recording(project, outputs)
 
     project.write_stack(api_token=True)
     run("secrets", "set", "local", "API_TOKEN", stdin=CANARY)

@@ -59,13 +59,14 @@ def _migrate_processes(project: Project) -> list[int]:
             if "app.migrate" in " ".join(p.info["cmdline"] or []) and str(project.root) in (p.info["cwd"] or "")]
 
 
-def test_sigint_during_migrate_stops_the_job_and_records_it(project: Project) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_migrate_stops_the_job_and_records_it(project: Project, sig: int) -> None:
     project.run("up", "local")
     good = project.serving()
     project.variant(VERSION=2, MIGRATE_SLEEP_S=30)
     proc = project.start("up", "local")
     _wait_for(lambda: _stage_running(project, "migrate") and _migrate_processes(project))
-    os.kill(proc.pid, signal.SIGINT)
+    os.kill(proc.pid, sig)
     assert proc.wait(timeout=30) == 130
     assert _migrate_processes(project) == [] and _jobs_running(project) == []  # no orphan job
     [execution] = [json.loads(p.read_text()) for p in (project.state / "executions").glob("migrate-r0002.json")]
@@ -75,17 +76,6 @@ def test_sigint_during_migrate_stops_the_job_and_records_it(project: Project) ->
     assert record["message"] == ("stopped by a signal during migrate; its migrate job was stopped; its process "
                                  "stopped before it finished; traffic was left where it was")
     assert project.serving() == good and project.status()["lock"] is None
-
-
-def test_sigterm_is_handled_like_sigint(project: Project) -> None:
-    project.run("up", "local")
-    project.variant(VERSION=2, MIGRATE_SLEEP_S=30)
-    proc = project.start("up", "local")
-    _wait_for(lambda: _stage_running(project, "migrate") and _migrate_processes(project))
-    os.kill(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=30) == 130
-    assert _migrate_processes(project) == []
-    assert project.ledger()[0]["outcome"] == "interrupted" and project.status()["lock"] is None
 
 
 def test_a_dead_holders_running_job_keeps_the_lock(project: Project) -> None:
