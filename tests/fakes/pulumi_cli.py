@@ -4,7 +4,8 @@ Each call appends one JSON line to ``$FAKE_PULUMI_LOG``: the arguments, and whet
 a passphrase and whether it equals ``$FAKE_PULUMI_EXPECT_PASSPHRASE`` (never the value itself).
 ``$FAKE_PULUMI_UP`` decides how ``up`` ends: ``conflict`` (another update holds the stack), ``passphrase``
 (the stack's secrets cannot be decrypted) or ``plugin`` (a provider plugin is missing). ``whoami`` fails
-when ``$FAKE_PULUMI_LOGGED_OUT`` is set. Every other command succeeds without output.
+when ``$FAKE_PULUMI_LOGGED_OUT`` is set and no gs:// ``$PULUMI_BACKEND_URL`` names the backend. Every other
+command succeeds without output.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def main(argv: list[str]) -> int:
         }) + "\n")
     if args[:1] == ["version"]:
         print("v3.140.0")
-    elif args[:1] == ["whoami"] and os.environ.get("FAKE_PULUMI_LOGGED_OUT"):
+    # PULUMI_BACKEND_URL selects the state backend instead of `pulumi login` (Pulumi docs, "Environment
+    # variables": PULUMI_BACKEND_URL); a diy backend such as gs://… needs no Pulumi Cloud token
+    elif args[:1] == ["whoami"] and os.environ.get("FAKE_PULUMI_LOGGED_OUT") and not os.environ.get(
+            "PULUMI_BACKEND_URL", "").startswith("gs://"):
         print("error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions", file=sys.stderr)
         return 255
     elif args[:1] == ["whoami"]:

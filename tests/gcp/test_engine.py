@@ -130,3 +130,13 @@ def test_check_names_the_login_command_when_pulumi_is_logged_out(fake_cli: Path,
     with pytest.raises(DeployctlError, match="pulumi is not logged in to a state backend") as caught:
         _engine().check()
     assert caught.value.exit_code == EXIT_PRECONDITION and "pulumi login" in caught.value.hint
+
+
+def test_the_state_bucket_is_the_backend_without_a_pulumi_login(fake_cli: Path, monkeypatch) -> None:
+    """Cloud Build's release step never runs `pulumi login`: the engine names the stack's gs:// backend."""
+    monkeypatch.setenv("FAKE_PULUMI_LOGGED_OUT", "1")
+    engine = PulumiEngine("staging", REPO, backend_url="gs://example-staging-deployctl")
+    engine.check()  # no login needed
+    assert engine.workspace_env()["PULUMI_BACKEND_URL"] == "gs://example-staging-deployctl"
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "gs://chosen-by-the-caller")
+    assert "PULUMI_BACKEND_URL" not in PulumiEngine("staging", REPO, backend_url="gs://x").workspace_env()

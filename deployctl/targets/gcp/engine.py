@@ -72,9 +72,13 @@ class PulumiEngine:
         root: Path,
         progress: Callable[[str], None] | None = None,
         passphrase: Callable[[], str | None] | None = None,
+        backend_url: str | None = None,
     ) -> None:
         self.stack_name = stack_name
         self.root = root
+        # the stack's state backend (gs://<state bucket>), so no `pulumi login` is needed on a laptop or in
+        # Cloud Build; a PULUMI_BACKEND_URL the caller set wins
+        self.backend_url = None if os.environ.get("PULUMI_BACKEND_URL") else backend_url
         self.progress = progress or (lambda line: print(line, file=sys.stderr))
         # where the stack's passphrase comes from when the environment has none (bootstrap's secret)
         self.passphrase = passphrase
@@ -83,10 +87,11 @@ class PulumiEngine:
     def workspace_env(self) -> dict[str, str]:
         """Environment for the Automation API's workspace: the passphrase from Secret Manager, unless the
         caller set PULUMI_CONFIG_PASSPHRASE(_FILE) or uses another secrets provider (then it is absent)."""
+        backend = {"PULUMI_BACKEND_URL": self.backend_url} if self.backend_url else {}
         if any(k in os.environ for k in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")):
-            return {}
+            return backend
         value = self.passphrase() if self.passphrase else None
-        return {"PULUMI_CONFIG_PASSPHRASE": value} if value else {}
+        return {**backend, "PULUMI_CONFIG_PASSPHRASE": value} if value else backend
 
     def check(self) -> None:
         binary = shutil.which("pulumi") or _in_pulumi_home()
@@ -95,7 +100,9 @@ class PulumiEngine:
                 "the pulumi CLI is not installed (deployctl drives it for gcp stacks)", INSTALL_HINT
             )
         try:
-            who = subprocess.run([binary, "whoami"], cwd=self.root, capture_output=True, text=True, timeout=60)
+            env = {**os.environ, **({"PULUMI_BACKEND_URL": self.backend_url} if self.backend_url else {})}
+            who = subprocess.run([binary, "whoami"], cwd=self.root, env=env, capture_output=True, text=True,
+                                 timeout=60)
         except (OSError, subprocess.SubprocessError) as exc:
             raise PreconditionError(f"could not run pulumi: {type(exc).__name__}", INSTALL_HINT) from None
         if who.returncode != 0:

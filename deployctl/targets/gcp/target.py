@@ -364,7 +364,7 @@ def _recorded_logins(labels: dict[str, str]) -> dict[str, str]:
 
 def open_target(stack: Stack, root: Path) -> GcpTarget:
     """The production target: the pulumi CLI and Google credentials are checked before any client exists."""
-    engine = PulumiEngine(stack.name, root)
+    engine = PulumiEngine(stack.name, root, backend_url=f"gs://{stack.state_bucket}")
     engine.check()
     try:
         import google.auth
