@@ -8,8 +8,11 @@ the same source gives the same digest. ``fail_next`` makes the next build end in
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
+import tarfile
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -43,8 +46,21 @@ class FakeRegistry:
 
 
 class FakeCloudBuild:
-    def __init__(self, fake: GrpcFake, registry: FakeRegistry) -> None:
+    """Rules, as Cloud Build documents them:
+    - a build with a user-specified ``service_account`` must say where logs go (``options.logging``
+      CLOUD_LOGGING_ONLY or NONE, or a logs bucket), else CreateBuild is INVALID_ARGUMENT ("Configure
+      user-specified service accounts");
+    - the build fetches its ``storage_source`` object first: a missing object fails the build
+      (FailureInfo FETCH_SOURCE_FAILED);
+    - ``docker build -f F .`` runs the user's Dockerfile on the uploaded context: a missing Dockerfile, or a
+      COPY/ADD source that is not in the context, fails the step (Docker: "COPY failed: file not found in
+      build context"), so the build ends FAILURE (FailureInfo USER_BUILD_STEP).
+    """
+
+    def __init__(self, fake: GrpcFake, registry: FakeRegistry,
+                 read_object: Callable[[str, str], bytes | None] | None = None) -> None:
         self.registry = registry
+        self.read_object = read_object  # (bucket, object) -> bytes, or None when it does not exist
         self.builds: dict[str, tuple[cb.Build, int]] = {}
         self.fail_next = False
         self._ids = itertools.count(1)
@@ -56,15 +72,44 @@ class FakeCloudBuild:
         from google.longrunning import operations_pb2
 
         build = cb.Build(request.build)
+        logging = build.options.logging
+        if build.service_account and logging not in (cb.BuildOptions.LoggingMode.CLOUD_LOGGING_ONLY,
+                                                     cb.BuildOptions.LoggingMode.NONE) and not build.logs_bucket:
+            raise FakeError(grpc.StatusCode.INVALID_ARGUMENT, "if 'build.service_account' is specified, the build "
+                            "must either (a) specify 'build.logs_bucket', (b) use the REGIONAL_USER_OWNED_BUCKET "
+                            "build.options.default_logs_bucket_behavior option, or (c) use either CLOUD_LOGGING_ONLY "
+                            "/ NONE logging options")
         build.id = f"b-{next(self._ids)}"
         build.status = cb.Build.Status.QUEUED
         build.log_url = f"https://console.cloud.google.com/cloud-build/builds/{build.id}"
-        failing = self.fail_next
+        why = self._context_fails(build)
+        if why is not None:
+            kind, _, detail = why.partition(": ")
+            build.failure_info = cb.Build.FailureInfo(type_=cb.Build.FailureInfo.FailureType[kind], detail=detail)
+        failing = self.fail_next or why is not None
         self.fail_next = False
         self.builds[build.id] = (build, -1 if failing else 0)
         op = operations_pb2.Operation(name=f"operations/build/{build.id}", done=False)
         op.metadata.Pack(cb.BuildOperationMetadata.pb(cb.BuildOperationMetadata(build=build)))
         return op
+
+    def _context_fails(self, build: cb.Build) -> str | None:
+        """Why the uploaded context cannot build, or None (checked when a reader of the bucket is wired)."""
+        if self.read_object is None or not build.source.storage_source.object_:
+            return None
+        data = self.read_object(build.source.storage_source.bucket, build.source.storage_source.object_)
+        if data is None:
+            return "FETCH_SOURCE_FAILED: the source object does not exist"
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            names = set(tar.getnames())
+            dockerfile = next((s.args[s.args.index("-f") + 1] for s in build.steps if "-f" in s.args), "Dockerfile")
+            if dockerfile not in names:
+                return f"USER_BUILD_STEP: {dockerfile} is not in the build context"
+            text = tar.extractfile(dockerfile).read().decode()  # type: ignore[union-attr]
+        for source in _copy_sources(text):
+            if source not in names and not any(n.startswith(source.rstrip("/") + "/") for n in names):
+                return f"USER_BUILD_STEP: COPY failed: file not found in build context: {source}"
+        return None
 
     def _get(self, request: cb.GetBuildRequest) -> cb.Build:
         if request.id not in self.builds:
@@ -83,3 +128,15 @@ class FakeCloudBuild:
                 build.results.images.append(cb.BuiltImage(name=image, digest=digest))
         self.builds[request.id] = (build, step)
         return build
+
+
+def _copy_sources(dockerfile: str) -> list[str]:
+    """The context paths a Dockerfile's COPY/ADD instructions read (not those of a --from stage)."""
+    sources = []
+    for line in dockerfile.replace("\\\n", " ").splitlines():
+        words = line.split()
+        if not words or words[0].upper() not in ("COPY", "ADD") or any(w.startswith("--from") for w in words):
+            continue
+        args = [w for w in words[1:] if not w.startswith("--")]
+        sources += [a.removeprefix("./").rstrip("/") or "." for a in args[:-1] if a not in (".", "./")]
+    return sources

@@ -110,8 +110,10 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     (root / "stacks").mkdir(parents=True)
     for name in ("staging", "production"):
         shutil.copy(REPO / "stacks" / f"Pulumi.{name}.yaml", root / "stacks")
-    (root / "app").mkdir()
-    (root / "app" / "main.py").write_text("print('hello')\n")
+    # the build context is the project root: the real Dockerfile, its ignore file and the app it COPYs
+    shutil.copytree(REPO / "app", root / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("Dockerfile.cloudrun", ".dockerignore"):
+        shutil.copy(REPO / name, root / name)
     drongo_ext.install()
     drongo_ext.reset()
     fake, http = GrpcFake(), RevisionHttp()
@@ -125,13 +127,23 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
             client = storage.Client(project="example-staging", credentials=AnonymousCredentials())
             client.create_bucket("example-staging-deployctl")
             client.create_bucket("example-production-deployctl")
-            client.create_bucket("example-staging_cloudbuild")
+            cloudbuild.read_object = lambda bucket, name: _read(client, bucket, name)
             drongo_ext.RECORDER.calls.clear()
             yield Cloud(root, fake, http, run, client, registry, cloudbuild, sql, PulumiBackend())
     finally:
         sql.stop()
         fake.stop()
         http.stop()
+
+
+def _read(client: storage.Client, bucket: str, name: str) -> bytes | None:
+    from google.api_core import exceptions as gexc
+
+    try:
+        data: bytes = client.bucket(bucket).blob(name).download_as_bytes()
+    except gexc.NotFound:
+        return None
+    return data
 
 
 @pytest.fixture

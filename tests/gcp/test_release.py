@@ -100,8 +100,10 @@ def test_rollback_to_previous_and_to_a_chosen_release(cloud: Cloud, reporter) ->
 
 
 def test_build_once_per_source_then_reuse_the_digest(cloud: Cloud, reporter) -> None:
-    (cloud.root / "app" / ".gcloudignore").write_text("*.log\n")
+    ignore = cloud.root / ".dockerignore"  # the build context is the project root, filtered by its ignore file
+    ignore.write_text(ignore.read_text() + "*.log\n")
     (cloud.root / "app" / "debug.log").write_text("noise")
+    original = (cloud.root / "app" / "main.py").read_text()
     target = cloud.target()
     before = target.source_hash("api")
     (cloud.root / "app" / "debug.log").write_text("other noise")  # ignored: same source hash
@@ -113,12 +115,12 @@ def test_build_once_per_source_then_reuse_the_digest(cloud: Cloud, reporter) -> 
     assert len(cloud.cloudbuild.builds) == 1
     uploaded = [c for c in drongo_ext.RECORDER.calls if c[0] == "upload_object"]
     assert uploaded
-    (cloud.root / "app" / "main.py").write_text("print('changed')\n")
+    (cloud.root / "app" / "main.py").write_text(original + "# changed\n")
     second = orchestrator.release(cloud.target(), cloud.options(None), reporter)
     assert len(cloud.cloudbuild.builds) == 2 and second.artifacts["api"] != image
     third = rollback.rollback(cloud.target(), first.id, cloud.options(None), reporter)
     assert third.outcome == "succeeded"
-    (cloud.root / "app" / "main.py").write_text("print('hello')\n")  # back to the first source
+    (cloud.root / "app" / "main.py").write_text(original)  # back to the first source
     again = orchestrator.release(cloud.target(), cloud.options(None), reporter)
     assert len(cloud.cloudbuild.builds) == 2  # the registry already had this source's image
     assert again.outcome in ("noop", "succeeded") and cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
@@ -154,3 +156,36 @@ def test_a_token_for_another_audience_is_refused_and_nothing_moves(cloud: Cloud,
     assert failed.value.stage == "smoke" and not failed.value.rolled_back
     assert cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
     assert {why for _, why in cloud.http.denied} == {"audience 'https://example.com' is not the service URL"}
+
+
+def test_a_context_without_what_the_dockerfile_copies_fails_the_build_and_nothing_moves(cloud: Cloud,
+                                                                                        reporter) -> None:
+    first = orchestrator.release(cloud.target(), cloud.options(IMAGE), reporter)
+    ignore = cloud.root / ".dockerignore"
+    ignore.write_text(ignore.read_text() + "app/requirements.txt\n")  # COPY app/requirements.txt has no source
+    with pytest.raises(StageFailed) as failed:
+        orchestrator.release(cloud.target(), cloud.options(None), reporter)
+    assert failed.value.stage == "build"
+    assert "COPY failed: file not found in build context: app/requirements.txt" in failed.value.message
+    assert cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
+
+
+def test_the_build_runs_as_the_stacks_build_account_in_a_source_bucket_it_made(cloud: Cloud, reporter) -> None:
+    assert cloud.storage.lookup_bucket("example-staging_cloudbuild") is None  # as on a fresh project
+    record = orchestrator.release(cloud.target(), cloud.options(None), reporter)
+    assert record.outcome == "succeeded"
+    assert cloud.storage.lookup_bucket("example-staging_cloudbuild") is not None
+    [(build, _)] = cloud.cloudbuild.builds.values()
+    assert build.service_account == ("projects/example-staging/serviceAccounts/"
+                                     "staging-build@example-staging.iam.gserviceaccount.com")
+    assert build.options.logging.name == "CLOUD_LOGGING_ONLY"
+
+
+def test_the_fake_refuses_a_user_service_account_without_a_logging_choice(cloud: Cloud) -> None:
+    from google.api_core import exceptions as gexc
+
+    client = cloud.target().builds.builds  # the real CloudBuildClient, bound to the fake
+    build = {"steps": [{"name": "gcr.io/cloud-builders/docker", "args": ["version"]}],
+             "service_account": "projects/example-staging/serviceAccounts/x@example-staging.iam.gserviceaccount.com"}
+    with pytest.raises(gexc.InvalidArgument, match="CLOUD_LOGGING_ONLY"):
+        client.create_build(project_id="example-staging", build=build)

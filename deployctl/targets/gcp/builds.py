@@ -3,7 +3,14 @@
 Rules:
 - Images are addressed by digest. The tag is the source hash, so the same source is built once: when
   Artifact Registry already holds ``IMAGE:<source hash>`` its digest is reused and no build runs.
-- The uploaded source honours ``.gcloudignore`` (else ``.dockerignore``) of the service's directory.
+- The build context is the project root (where Dockerfile.cloudrun and its COPY sources live), less what
+  its ``.gcloudignore`` (else ``.dockerignore``) excludes; the source hash covers exactly that upload.
+- Sources go to ``gs://<project>_cloudbuild/source/`` as ``gcloud builds submit`` does; deployctl creates
+  that bucket when it is missing (nothing else would: only gcloud does).
+- The build runs as the stack's build service account (``<stack>-build``, the program's), not the
+  project's default one, which Google changed in 2024 and may hold no roles; with a user-chosen service
+  account Cloud Build requires a logging choice, so logs go to Cloud Logging only (Cloud Build docs,
+  "Configure user-specified service accounts").
 - The build pulls the previous image (``:latest``) and passes it as ``--cache-from``.
 - A build is followed until it ends, reporting each status change; its digest comes from the build's
   results, never from a mutable tag.
@@ -40,9 +47,11 @@ class Builds:
         policy: RetryPolicy,
         progress: Callable[[str], None],
         poll_s: float = 3.0,
+        service_account: str | None = None,
     ) -> None:
         self.builds, self.registry, self.storage = builds, registry, storage
         self.project, self.region, self.repository = project, region, repository
+        self.service_account = service_account  # projects/P/serviceAccounts/EMAIL the build runs as
         self.policy, self.progress, self.poll_s = policy, progress, poll_s
 
     def image(self, service: str) -> str:
@@ -66,10 +75,11 @@ class Builds:
 
         return read(call, f"look up {service}:{_tag(source_hash)} in Artifact Registry", self.policy)
 
-    def build(self, service: str, source_hash: str, source: Path, dockerfile: str) -> Artifact:
+    def build(self, service: str, source_hash: str, context: Path, dockerfile: str) -> Artifact:
         obj = f"source/{service}-{source_hash[:16]}.tgz"
         bucket = f"{self.project}_cloudbuild"
-        self._upload(bucket, obj, pack(source))
+        self._ensure_bucket(bucket)
+        self._upload(bucket, obj, pack(context))
         image = self.image(service)
         tagged = f"{image}:{_tag(source_hash)}"
         request = {
@@ -99,6 +109,9 @@ class Builds:
             "images": [tagged, f"{image}:latest"],
             "tags": ["deployctl", service],
         }
+        if self.service_account:
+            request["service_account"] = self.service_account
+            request["options"] = {"logging": "CLOUD_LOGGING_ONLY"}
         build = mutate(
             lambda: (
                 self.builds.create_build(
@@ -112,9 +125,24 @@ class Builds:
         build = self._follow(build)
         digest = next((i.digest for i in build.results.images if i.name == tagged), "")
         if build.status.name != "SUCCESS" or not digest:
-            raise DeployctlError(f"Cloud Build {build.id} of {service} ended {build.status.name}",
+            why = f": {build.failure_info.detail}" if build.failure_info.detail else ""
+            raise DeployctlError(f"Cloud Build {build.id} of {service} ended {build.status.name}{why}",
                                  f"Build log: {build.log_url}")
         return Artifact(service, source_hash, f"{image}@{digest}", digest)
+
+    def _ensure_bucket(self, name: str) -> None:
+        def lookup() -> Any:
+            return self.storage.lookup_bucket(name, timeout=self.policy.call_timeout_s)
+
+        if read(lookup, f"read gs://{name}", self.policy) is not None:
+            return
+
+        def create() -> Any:
+            bucket = self.storage.bucket(name)
+            bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+            return self.storage.create_bucket(bucket, location=self.region, timeout=self.policy.call_timeout_s)
+
+        mutate(create, lookup, f"create gs://{name} for build sources", self.policy)
 
     def _upload(self, bucket: str, obj: str, data: bytes) -> None:
         blob = self.storage.bucket(bucket).blob(obj)

@@ -81,6 +81,8 @@ class GcpTarget:
         self.builds = Builds(
             builds, registry, storage, project, region, self.names.repository(stack), self.policy, self.progress,
             poll_s=poll_s,
+            service_account=f"projects/{project}/serviceAccounts/"
+                            f"{self.names.account(stack, 'build')}@{project}.iam.gserviceaccount.com",
         )
         self.sql = CloudSqlUsers(sqladmin, project, self.names.instance(stack), self.policy, poll_s=poll_s)
         bucket = stack.state_bucket
@@ -90,7 +92,7 @@ class GcpTarget:
 
     # -- read-only --------------------------------------------------------------------------------
     def source_hash(self, service: str) -> str:
-        return source_hash(self.root / self.stack.services[service].source)
+        return source_hash(self.root)  # the build context is the project root (builds.py)
 
     def find_artifact(self, service: str, source_hash: str) -> Artifact | None:
         return self.builds.find(service, source_hash)
@@ -352,7 +354,7 @@ class GcpTarget:
     # -- CLI helpers ---------------------------------------------------------------------------------
     def build(self, service: str, source_hash: str) -> Artifact:
         svc = self.stack.services[service]
-        return self.builds.build(service, source_hash, self.root / svc.source, svc.dockerfile)
+        return self.builds.build(service, source_hash, self.root, svc.dockerfile)
 
 
 _LOGIN_LABEL = "deployctl-login-v"  # on the password secret: which database login each version belongs to
