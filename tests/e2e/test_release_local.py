@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import psutil
 import pytest
@@ -116,3 +118,12 @@ def _cmdline(proc: psutil.Process) -> list[str]:
         return [*proc.cmdline(), proc.cwd()]
     except psutil.Error:
         return []
+
+
+def test_the_dependency_venv_holds_bytecode(project: Project) -> None:
+    """Revisions and jobs run with PYTHONDONTWRITEBYTECODE=1 (as in the image): the venv must bring its own
+    bytecode, or every start compiles the dependencies again."""
+    project.run("up", "local")
+    venvs = Path(project.env["DEPLOYCTL_CACHE_DIR"]) / "venvs"
+    compiled = [p for p in venvs.glob("*/lib/python3*/site-packages/psycopg/__pycache__/*.pyc")]
+    assert compiled, "no bytecode beside psycopg in the dependency venv"
