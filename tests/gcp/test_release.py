@@ -189,3 +189,12 @@ def test_the_fake_refuses_a_user_service_account_without_a_logging_choice(cloud:
              "service_account": "projects/example-staging/serviceAccounts/x@example-staging.iam.gserviceaccount.com"}
     with pytest.raises(gexc.InvalidArgument, match="CLOUD_LOGGING_ONLY"):
         client.create_build(project_id="example-staging", build=build)
+
+
+def test_the_first_release_makes_one_revision_per_service(cloud: Cloud, reporter) -> None:
+    """pulumi up creates the secrets (version 1) and the service's revision; deploy() names the same revision
+    and finds it, instead of making a second one with another name (issue 10's review found two)."""
+    record = orchestrator.release(cloud.target(), cloud.options(IMAGE), reporter)
+    revisions = [name.rsplit("/", 1)[-1] for name in cloud.run.revisions if name.startswith(SERVICE + "/revisions/")]
+    assert revisions == [record.revisions["api"]]
+    assert cloud.run.serving(SERVICE) == {record.revisions["api"]: 100}

@@ -241,8 +241,12 @@ class GcpTarget:
     # -- infrastructure and jobs --------------------------------------------------------------------
     def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
         images = {svc: a.ref for svc, a in artifacts.items()}
-        env = {svc: self._fact_env(svc, secret_versions) for svc in artifacts}
-        revisions = {svc: self._revision_name(svc, a.ref, secret_versions, env[svc]) for svc, a in artifacts.items()}
+        # a secret that does not exist yet is created by this up at version 1 (Secret Manager numbers a
+        # secret's versions from 1): name the revision as deploy() will once it is pinned to that version, so
+        # the first release makes one revision, not one here and another in deploy
+        named = {**{name: "1" for name in self.stack.secrets}, **secret_versions}
+        env = {svc: self._fact_env(svc, named) for svc in artifacts}
+        revisions = {svc: self._revision_name(svc, a.ref, named, env[svc]) for svc, a in artifacts.items()}
         self.engine.up(self._release(images, secret_versions, revisions, env))
         # the program grants the runtime identities their roles: calls made as them may see 403 a while
         self.policy.propagation.begin("the IAM bindings `pulumi up` applied", IAM_PROPAGATION_S)
