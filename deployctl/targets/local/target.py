@@ -73,6 +73,8 @@ class LocalTarget:
         return self.secrets.states(name)
 
     def ensure_secrets(self) -> dict[str, str]:
+        if self.db is not None:
+            self.db.check_extensions()  # before the first change a release makes to the stack
         for name, secret in self.stack.secrets.items():
             if secret.source == "composed" or self.secrets.latest(name):
                 continue
@@ -367,7 +369,7 @@ class LocalTarget:
                 rev.state = "stopped" if rev.state == "ready" else rev.state
                 self.revisions.save(rev)
             (self.paths.traffic / f"{service}.json").unlink(missing_ok=True)
-        if self.db and self.db.running():
+        if self.db and not self.db.admin_url and self.db.running():  # never stop a server it did not start
             self.db.stop()
             done.append("stopped Postgres")
         if purge:
