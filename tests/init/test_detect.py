@@ -80,10 +80,14 @@ def test_an_untrusted_extension_and_an_unread_prefix_are_said(tmp_path):
     assert ("health: /healthz mounted under a prefix init could not read: check deployctl:services.web.probes and "
             "deployctl:smoke") in lines
     assert any(line.startswith("health: no health endpoint found") for line in lines)
-    assert ("extension postgis: not trusted: on Cloud SQL the app's role may create it (cloudsqlsuperuser), on the "
-            "local target it may not: create it there as the superuser before `deployctl up local`") in lines
+    assert ("extension postgis: the local target's embedded Postgres (pgserver) lacks it: set "
+            "deployctl:local.database_url to a Postgres that has it (docs/local.md, Extensions)") in lines
+    assert ("extension postgis: not trusted: on Cloud SQL the app's role may create it (cloudsqlsuperuser) in the "
+            "migrations; make sure they do") in lines
     assert d.migrations is not None and d.migrations.command == ["alembic", "upgrade", "head"]
-    assert not any(line.startswith("extensions:") for line in detected(d))
+    assert [line for line in detected(d) if line.startswith("extensions:")] == [
+        "extensions: postgis (deployctl:database.extensions: created before migrate on the local target; by the "
+        "migrations on Cloud SQL)"]
 
 
 def test_skipped_directories_and_unparsable_files(tmp_path):
