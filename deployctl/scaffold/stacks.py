@@ -11,11 +11,12 @@ service's ``workdir`` (the directory the app imports from), not behind a ``cd``.
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 import yaml
 
-from deployctl.scaffold.detect import SERVICE, Detection, under
+from deployctl.scaffold.detect import SERVICE, Detection
 
 PASSWORD = "DB_PASSWORD"
 STACKS = ("local", "staging", "production")
@@ -171,15 +172,10 @@ def _stack(d: Detection, stack: str) -> dict[str, Any]:
 
 
 def _migrate(d: Detection) -> dict[str, Any]:
-    """The migrate job: in the service's workdir when it runs there, else in its own (``cd`` only where
-    neither can name the directory: outside the service's source)."""
+    """The migrate job, in the service's workdir. Where its own directory differs, a ``cd`` relative to that
+    workdir: jobs run in the image's WORKDIR on Cloud Run (a job's ``workdir`` key is the local target's only)."""
     assert d.migrations is not None
-    job: dict[str, Any] = {"command": d.migrations.command}
-    where = d.migrations.workdir
+    command, where = d.migrations.command, d.migrations.workdir
     if where != d.workdir:
-        own = under(where, d.source) if where != "." else None
-        if own is not None:
-            job["workdir"] = own
-        else:
-            job["command"] = ["sh", "-c", f"cd {where} && exec {' '.join(d.migrations.command)}"]
-    return job | {"retries": 2, "timeout_s": 300}
+        command = ["sh", "-c", f"cd {posixpath.relpath(where, d.workdir)} && exec {' '.join(command)}"]
+    return {"command": command, "retries": 2, "timeout_s": 300}
