@@ -7,8 +7,8 @@ database need an extension the embedded Postgres (pgserver: plpgsql and vector o
 ``up`` must stop with the one line that names it, before anything is built or changed. With a system
 Postgres that has contrib (found by ``pg_config --bindir``; skipped, saying so, where there is none) and
 ``deployctl:local.database_url`` pointing at it, the Django app goes through up, a code change and up,
-rollback and a DB_PASSWORD rotation (the Flask fixture's poetry.lock is not installable: its hashes are
-placeholders)."""
+rollback and a DB_PASSWORD rotation (the Flask and FastAPI fixtures' locks are not installable: placeholder
+hashes, a uv.lock uv cannot parse)."""
 
 from __future__ import annotations
 
@@ -124,7 +124,8 @@ def _system_postgres_bin() -> Path | None:
 
 @pytest.fixture
 def system_postgres() -> Iterator[str]:
-    """A system Postgres in a temporary data directory, on its own socket directory; yields its admin URL."""
+    """A system Postgres in a temporary data directory, on its own socket directory only (so on the default
+    port, which a socket URL without a port assumes); yields its admin URL."""
     bindir = _system_postgres_bin()
     if bindir is None:
         pytest.skip("no system Postgres here (pg_config --bindir, initdb on PATH): the full cycle with "
