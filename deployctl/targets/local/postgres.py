@@ -167,6 +167,7 @@ class LocalDatabase:
         """
         from psycopg import sql
 
+        self.start()
         self.check_extensions()
         user, alternate = self.config.logins
         name = self.config.name
