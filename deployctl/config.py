@@ -185,6 +185,8 @@ class Database(_Model):
     deletion_protection: bool = False
     backups: Backups = Backups()
     maintenance: Maintenance = Maintenance()
+    # created by the superuser before migrate on the local target; on Cloud SQL the migrations create them
+    extensions: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]] = []
 
     @field_validator("version")
     @classmethod

@@ -73,6 +73,10 @@ D = {
     "Database.deletion_protection": "Refuse to delete the instance (production).",
     "Database.backups": "Automated backups.",
     "Database.maintenance": "Maintenance window.",
+    "Database.extensions": "Postgres extensions the app needs, e.g. `[vector]`. The local target creates them as "
+                           "the superuser before the migrate job, after checking that its Postgres has every one "
+                           "(docs/local.md, Extensions); on Cloud SQL deployctl creates none: the migrations do "
+                           "(`CREATE EXTENSION IF NOT EXISTS`), as the app's role, a cloudsqlsuperuser member.",
     "Backups.enabled": "Daily backups on.",
     "Backups.start_time": "Backup window start, `HH:MM` UTC.",
     "Backups.retained": "How many backups are kept.",

@@ -39,8 +39,17 @@ class Detection:
 
     @property
     def command(self) -> list[str]:
+        """The serve command, run in ``service_workdir`` (a shell expands ``$PORT``); ``cd`` only where the
+        directory the app imports from is outside the service's source, which ``workdir`` cannot name."""
         serve = self.app.serve() if self.app else "exec python -m app"
-        return ["sh", "-c", serve if self.workdir == "." else f"cd {self.workdir} && {serve}"]
+        if self.workdir == "." or self.service_workdir is not None:
+            return ["sh", "-c", serve]
+        return ["sh", "-c", f"cd {self.workdir} && {serve}"]
+
+    @property
+    def service_workdir(self) -> str | None:
+        """The stack's ``workdir`` (relative to ``source``) for where the app imports from; None: the root."""
+        return None if self.workdir == "." else under(self.workdir, self.source)
 
     @property
     def port(self) -> int:
@@ -49,6 +58,15 @@ class Detection:
     @property
     def placed_health(self) -> list[str]:
         return [h.path for h in self.health if h.placed]
+
+
+def under(path: str, source: str) -> str | None:
+    """*path* (relative to the repository root) relative to *source*, or None when it is not inside it."""
+    if source == ".":
+        return path
+    if path == source:
+        return "."
+    return path.removeprefix(f"{source}/") if path.startswith(f"{source}/") else None
 
 
 def detect(repo: Repo) -> Detection:

@@ -53,7 +53,7 @@ WORKDIR /srv
 COPY --from=builder /opt/venv /opt/venv
 # the code stays root-owned: the service can read it, not rewrite it
 {copies}
-USER 10001
+{workdir}USER 10001
 EXPOSE {port}
 {job}CMD {cmd}
 """
@@ -92,10 +92,13 @@ def dockerfile(d: Detection, sources: list[str]) -> str:
             "# Stage 1 installs the locked dependencies into /opt/venv; stage 2 copies it into a slim runtime\n"
             "# that runs as a non-root user and listens on $PORT.\n\n"
             f"FROM python:{image}-slim-bookworm AS builder\n")
-    job = f"# migrate job: {shell_line(d.migrations.command)}\n" if d.migrations else ""
+    job = f"# migrate job: {shell_line(d.migrations.command, d.migrations.workdir)}\n" if d.migrations else ""
+    # the stack's workdir: where the command (and the jobs) run, as the local target runs them
+    workdir = f"WORKDIR /srv/{d.workdir}\n" if d.workdir != "." and d.service_workdir is not None else ""
     copies = "\n".join(_copy(s) for s in sources)
     cmd = json.dumps(d.command)  # exec form
-    return head + _builder(d, sources) + RUNTIME.format(image=image, port=d.port, copies=copies, job=job, cmd=cmd)
+    return head + _builder(d, sources) + RUNTIME.format(image=image, port=d.port, copies=copies, job=job, cmd=cmd,
+                                                                workdir=workdir)
 
 
 def _builder(d: Detection, sources: list[str]) -> str:

@@ -2,14 +2,15 @@
 
 Django runs ``manage.py migrate``; Flask-Migrate runs ``flask db upgrade``; plain Alembic runs ``alembic
 upgrade head`` from the directory of its alembic.ini (or with ``-c`` when script_location is written
-relative to ``%(here)s``). Every command runs from the repository root, as the release's jobs do.
+relative to ``%(here)s``). Each command is plain argv plus the directory it runs from (``workdir``, relative
+to the repository root): the stacks turn that into the job's or the service's ``workdir``.
 """
 
 from __future__ import annotations
 
 import configparser
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from deployctl.scaffold.apps import App
 from deployctl.scaffold.repo import Repo, parent
@@ -20,8 +21,8 @@ TRUSTED = frozenset({
     "ltree", "pgcrypto", "pg_trgm", "seg", "tablefunc", "tcn", "tsm_system_rows", "tsm_system_time", "unaccent",
     "uuid-ossp", "plpgsql",
 })
-# the local target creates these as the superuser before the migrations run (targets/local/postgres.py)
-PROVIDED = frozenset({"vector"})
+# what the local target's default Postgres (pgserver 0.1.4, PG 16.2) has; others need deployctl:local.database_url
+EMBEDDED = frozenset({"plpgsql", "vector"})
 _SQL = re.compile(r"""CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?["'\\]*([\w-]+)""", re.I)
 _DJANGO = {"HStoreExtension": "hstore", "TrigramExtension": "pg_trgm", "CryptoExtension": "pgcrypto",
            "UnaccentExtension": "unaccent", "BtreeGinExtension": "btree_gin", "BtreeGistExtension": "btree_gist",
@@ -36,6 +37,7 @@ class Migrations:
     where: str  # the file that told (alembic.ini, manage.py, the module that makes Migrate(app))
     scripts: str  # the directory of the migration scripts
     extensions: tuple[str, ...] = ()
+    workdir: str = "."  # where the command runs, relative to the repository root
 
 
 def find(repo: Repo, app: App | None) -> Migrations | None:
@@ -48,19 +50,19 @@ def find(repo: Repo, app: App | None) -> Migrations | None:
         found = _alembic(repo, app)
     if found is None:
         return None
-    return Migrations(found.tool, found.command, found.where, found.scripts, _extensions(repo, found))
+    return replace(found, extensions=_extensions(repo, found))
 
 
-def shell_line(command: list[str]) -> str:
-    """A job's argv as a person would type it: ``cd backend && alembic upgrade head``."""
-    if command[:2] == ["sh", "-c"] and len(command) == 3:
-        return command[2].replace("exec ", "")
-    return " ".join(command)
+def shell_line(command: list[str], workdir: str = ".") -> str:
+    """A command as a person would type it: ``alembic upgrade head`` (in ``backend/``)."""
+    shell = command[:2] == ["sh", "-c"] and len(command) == 3
+    line = command[2].replace("exec ", "") if shell else " ".join(command)
+    return line if workdir == "." else f"{line} (in {workdir}/)"
 
 
 def _django(repo: Repo, app: App) -> Migrations:
-    return Migrations("Django", _in(app.workdir, "python manage.py migrate --noinput"), app.file,
-                      f"{app.workdir}/*/migrations" if app.workdir != "." else "*/migrations")
+    return Migrations("Django", ["python", "manage.py", "migrate", "--noinput"], app.file,
+                      f"{app.workdir}/*/migrations" if app.workdir != "." else "*/migrations", workdir=app.workdir)
 
 
 def _flask_migrate(repo: Repo, app: App) -> Migrations | None:
@@ -69,8 +71,8 @@ def _flask_migrate(repo: Repo, app: App) -> Migrations | None:
         if "flask_migrate" in text and "Migrate(" in text:
             directory = re.search(r"""Migrate\([^)]*directory\s*=\s*["']([^"']+)""", text)
             scripts = _join(app.workdir, directory.group(1) if directory else "migrations")
-            command = f"exec flask --app {app.target} db upgrade"
-            return Migrations("Flask-Migrate", _in(app.workdir, command), rel, scripts)
+            command = ["flask", "--app", app.target, "db", "upgrade"]
+            return Migrations("Flask-Migrate", command, rel, scripts, workdir=app.workdir)
     return None
 
 
@@ -87,8 +89,8 @@ def _alembic(repo: Repo, app: App | None) -> Migrations | None:
             scripts = _join(here, location.replace("%(here)s", "").strip("/") or ".")
             workdir = app.workdir if app else "."
             ini_arg = ini if workdir == "." else ini.removeprefix(f"{workdir}/")
-            return Migrations("Alembic", _in(workdir, f"exec alembic -c {ini_arg} upgrade head"), ini, scripts)
-        return Migrations("Alembic", _in(here, "exec alembic upgrade head"), ini, _join(here, location))
+            return Migrations("Alembic", ["alembic", "-c", ini_arg, "upgrade", "head"], ini, scripts, workdir=workdir)
+        return Migrations("Alembic", ["alembic", "upgrade", "head"], ini, _join(here, location), workdir=here)
     return None
 
 
@@ -121,13 +123,6 @@ def _under(rel: str, scripts: str, pattern: str) -> bool:
         head, _, tail = scripts.partition("*")
         return rel.startswith(head) and f"{tail}/" in rel[len(head):]
     return scripts == "." or rel.startswith(f"{pattern.rstrip('/')}/")
-
-
-def _in(workdir: str, command: str) -> list[str]:
-    """*command* (a shell line starting with exec) run from *workdir*, as a job's argv."""
-    if workdir == ".":
-        return command.removeprefix("exec ").split()
-    return ["sh", "-c", f"cd {workdir} && {command}"]
 
 
 def _join(directory: str, name: str) -> str:

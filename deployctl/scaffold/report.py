@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from deployctl.scaffold.apps import SERVER
 from deployctl.scaffold.detect import SERVICE, Detection
-from deployctl.scaffold.migrations import PROVIDED, TRUSTED, shell_line
+from deployctl.scaffold.migrations import EMBEDDED, TRUSTED, shell_line
 from deployctl.scaffold.stacks import PASSWORD, REGION
 
 _MANAGERS = {"uv": "uv", "poetry": "Poetry", "pip": "pip", "pep621": "PEP 621 without a lock"}
@@ -22,18 +22,17 @@ def detected(d: Detection) -> list[str]:
     lines.append(f"python: {d.deps.python} ({d.deps.python_from})")
     if d.migrations:
         m = d.migrations
-        lines.append(f"migrations: {m.tool} ({m.where}, scripts in {m.scripts}): {shell_line(m.command)}")
-        usable = [n for n in m.extensions if n in TRUSTED | PROVIDED]
-        if usable:
-            lines.append(f"extensions: {', '.join(usable)} (created by the migrations; trusted, so the app's role "
-                         "may create them)")
+        lines.append(f"migrations: {m.tool} ({m.where}, scripts in {m.scripts}): {shell_line(m.command, m.workdir)}")
+        if m.extensions:
+            lines.append(f"extensions: {', '.join(m.extensions)} (deployctl:database.extensions: created before "
+                         "migrate on the local target; by the migrations on Cloud SQL)")
     if d.placed_health:
         lines.append(f"health: {', '.join(d.placed_health)} (probes and smoke checks)")
     if d.env.url:
         lines.append(f"database: {d.env.url} (one URL): a composed secret, {d.url_scheme}://…?host=<socket>")
     elif d.env.parts:
         parts = [d.env.parts[f] for f in ("db_host", "db_port", "db_user", "password", "db_name") if f in d.env.parts]
-        lines.append(f"database: {', '.join(parts)} (separate variables): composed secrets of "
+        lines.append(f"database: {', '.join(parts)} (separate variables): env templated over "
                      f"{{db_host}} {{db_port}} {{db_user}} {{db_name}}, the password from {PASSWORD}")
     if d.env.generated:
         lines.append(f"secrets: {', '.join(d.env.generated)} (generated)")
@@ -49,17 +48,21 @@ def undetected(d: Detection) -> list[str]:
     if d.migrations is None:
         lines.append("migrations: no Alembic, Django or Flask-Migrate migrations found: deployctl:jobs.migrate is "
                      "null; set its command if the service has migrations")
-    for name in d.migrations.extensions if d.migrations else ():
-        if name not in TRUSTED | PROVIDED:
+    extensions = d.migrations.extensions if d.migrations else ()
+    lacking = [name for name in extensions if name not in EMBEDDED]
+    if lacking:
+        lines.append(f"extension {', '.join(lacking)}: the local target's embedded Postgres (pgserver) lacks it: "
+                     "set deployctl:local.database_url to a Postgres that has it (docs/local.md, Extensions)")
+    for name in extensions:
+        if name not in TRUSTED | EMBEDDED:
             lines.append(f"extension {name}: not trusted: on Cloud SQL the app's role may create it "
-                         "(cloudsqlsuperuser), on the local target it may not: create it there as the superuser "
-                         "before `deployctl up local`")
+                         "(cloudsqlsuperuser) in the migrations; make sure they do")
     if not d.database:
         lines.append("database: the service reads no database variables: deployctl:database is null; add one "
                      "(and a DATABASE_URL composed secret) if it needs Postgres")
     elif d.env.parts.get("db_host"):
-        lines.append(f"{d.env.parts['db_host']}: gets the Postgres socket directory ({{db_host}}), not a hostname: "
-                     "the app must pass it to the driver as host=, not build host:port into a URL")
+        lines.append(f"{d.env.parts['db_host']}: {{db_host}} is 127.0.0.1 locally but the Cloud SQL socket directory "
+                     "on Cloud Run: the app must pass it to the driver as host=, not build host:port into a URL")
     lines += _env_gaps(d)
     lines += [f"could not parse {rel}: skipped" for rel in d.unparsable]
     return lines

@@ -3,13 +3,15 @@
 Rule: every file is validated with deployctl's config model (``deployctl.config.parse``) before it is
 written, so what init writes always loads.
 
-The database variables an app reads separately (POSTGRES_SERVER, …) become composed secrets whose template
-is one database fact (``{db_host}``, ``{db_port}``, ``{db_user}``, ``{db_name}``); the password variable
-reads the database's password secret itself.
+The database variables an app reads separately (POSTGRES_SERVER, …) become plain ``env`` values templated
+over one database fact each (``"{db_host}"``, ``"{db_port}"``, ``"{db_user}"``, ``"{db_name}"``), which each
+target fills in; the password variable reads the database's password secret itself. Commands run in the
+service's ``workdir`` (the directory the app imports from), not behind a ``cd``.
 """
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 import yaml
@@ -72,14 +74,16 @@ def database_secrets(d: Detection) -> tuple[dict[str, dict[str, Any]], dict[str,
         template = f"{d.url_scheme}://{{db_user}}:{{{PASSWORD}}}@/{{db_name}}?host={{db_socket}}"
         declared[d.env.url] = {"source": "composed", "template": template}
         wired[d.env.url] = d.env.url
-    for fact, var in d.env.parts.items():
-        if fact == "password":
-            wired[var] = PASSWORD
-        else:
-            # TODO(templated env): a plain `env:` value "{db_host}" once the config model fills templates in
-            declared[var] = {"source": "composed", "template": f"{{{fact}}}"}
-            wired[var] = var
+    if "password" in d.env.parts:
+        wired[d.env.parts["password"]] = PASSWORD
     return declared, wired
+
+
+def database_env(d: Detection) -> dict[str, str]:
+    """The app's separate database variables but the password, as env values templated over the facts."""
+    if not d.database:
+        return {}
+    return {var: f"{{{fact}}}" for fact, var in d.env.parts.items() if fact != "password"}
 
 
 def _secrets(d: Detection) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -96,7 +100,8 @@ def _secrets(d: Detection) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
 def _service(d: Detection, stack: str, wired: dict[str, str]) -> dict[str, Any]:
     production = stack == "production"
     svc: dict[str, Any] = {
-        "source": d.source, "command": d.command, "port": d.port,
+        "source": d.source, **({"workdir": d.service_workdir} if d.service_workdir else {}),
+        "command": d.command, "port": d.port,
         "cpu": 2 if production else 1, "memory": "1Gi" if production else "512Mi",
         "min_instances": 1 if production else 0, "max_instances": 10 if production else 5,
     }
@@ -106,6 +111,9 @@ def _service(d: Detection, stack: str, wired: dict[str, str]) -> dict[str, Any]:
         svc.update(max_instances=4, pool={"size": 2, "overflow": 0})
     if stack != "local":
         svc["public"] = True  # a web service answers the internet; set false for an internal one
+    env = database_env(d)
+    if env:
+        svc["env"] = env
     if wired:
         svc["secrets"] = wired
     paths = d.placed_health
@@ -125,8 +133,10 @@ def _liveness(paths: list[str]) -> str:
     return paths[0]
 
 
-def _database(stack: str) -> dict[str, Any]:
+def _database(d: Detection, stack: str) -> dict[str, Any]:
     db: dict[str, Any] = {"version": 16, "name": "app", "user": "app", "password_secret": PASSWORD}
+    if d.migrations and d.migrations.extensions:  # checked and created before migrate locally (docs/local.md)
+        db["extensions"] = list(d.migrations.extensions)
     if stack == "staging":
         db |= {"tier": "db-f1-micro", "deletion_protection": False, "high_availability": False}
     elif stack == "production":
@@ -145,11 +155,10 @@ def _stack(d: Detection, stack: str) -> dict[str, Any]:
         config["gcp:project"] = placeholder_project(stack)
         config["gcp:region"] = REGION
     config["deployctl:services"] = {SERVICE: _service(d, stack, wired)}
-    config["deployctl:database"] = _database(stack) if d.database else None
+    config["deployctl:database"] = _database(d, stack) if d.database else None
     config["deployctl:secrets"] = declared
     migrate = d.migrations
-    config["deployctl:jobs"] = {"migrate": {"command": migrate.command, "retries": 2, "timeout_s": 300}
-                                if migrate else None}
+    config["deployctl:jobs"] = {"migrate": _migrate(d) if migrate else None}
     if d.placed_health:
         config["deployctl:smoke"] = [{"path": p} for p in d.placed_health[:3]]
     config["deployctl:rollout"] = {"steps": [10, 50, 100] if stack == "production" else [100], "keep_revisions": 3}
@@ -160,3 +169,13 @@ def _stack(d: Detection, stack: str) -> dict[str, Any]:
                                    "trigger": {"branch": r"^v[0-9]+\.[0-9]+\.[0-9]+$", "approval": True},
                                    "monitoring": {"latency_p95_ms": 500}}
     return config
+
+
+def _migrate(d: Detection) -> dict[str, Any]:
+    """The migrate job, in the service's workdir. Where its own directory differs, a ``cd`` relative to that
+    workdir: jobs run in the image's WORKDIR on Cloud Run (a job's ``workdir`` key is the local target's only)."""
+    assert d.migrations is not None
+    command, where = d.migrations.command, d.migrations.workdir
+    if where != d.workdir:
+        command = ["sh", "-c", f"cd {posixpath.relpath(where, d.workdir)} && exec {' '.join(command)}"]
+    return {"command": command, "retries": 2, "timeout_s": 300}

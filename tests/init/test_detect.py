@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from deployctl.config import load
-from deployctl.scaffold import plan
+from deployctl.scaffold import plan, stacks
 from deployctl.scaffold.report import detected, undetected
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,10 +80,14 @@ def test_an_untrusted_extension_and_an_unread_prefix_are_said(tmp_path):
     assert ("health: /healthz mounted under a prefix init could not read: check deployctl:services.web.probes and "
             "deployctl:smoke") in lines
     assert any(line.startswith("health: no health endpoint found") for line in lines)
-    assert ("extension postgis: not trusted: on Cloud SQL the app's role may create it (cloudsqlsuperuser), on the "
-            "local target it may not: create it there as the superuser before `deployctl up local`") in lines
+    assert ("extension postgis: the local target's embedded Postgres (pgserver) lacks it: set "
+            "deployctl:local.database_url to a Postgres that has it (docs/local.md, Extensions)") in lines
+    assert ("extension postgis: not trusted: on Cloud SQL the app's role may create it (cloudsqlsuperuser) in the "
+            "migrations; make sure they do") in lines
     assert d.migrations is not None and d.migrations.command == ["alembic", "upgrade", "head"]
-    assert not any(line.startswith("extensions:") for line in detected(d))
+    assert [line for line in detected(d) if line.startswith("extensions:")] == [
+        "extensions: postgis (deployctl:database.extensions: created before migrate on the local target; by the "
+        "migrations on Cloud SQL)"]
 
 
 def test_skipped_directories_and_unparsable_files(tmp_path):
@@ -121,3 +125,18 @@ def test_the_python_version(tmp_path, python, expected):
     assert d.deps.python == expected
     assert f"FROM python:{ {'3.11': '3.11.11', '3.12': '3.12.8'}[expected]}-slim-bookworm AS builder" in \
         plan(tmp_path).files["Dockerfile.cloudrun"]
+
+
+def test_a_migration_directory_apart_from_the_app_is_reached_from_the_service_workdir(tmp_path):
+    repo = make(tmp_path, {
+        "backend/pyproject.toml": "[project]\nname = 'b'\nversion = '1'\ndependencies = ['fastapi', 'alembic']\n",
+        "backend/app/__init__.py": "",
+        "backend/app/main.py": "from fastapi import FastAPI\nfrom app import x\napp = FastAPI()\n",
+        "backend/db/alembic.ini": "[alembic]\nscript_location = versions\n",
+        "backend/db/versions/1_a.py": "",
+    })
+    d = plan(repo).detection
+    assert (d.source, d.service_workdir) == ("backend", ".")
+    local = stacks.render(d)["stacks/Pulumi.local.yaml"]
+    assert "command: [sh, -c, cd db && exec alembic upgrade head]" in local, local
+    assert "workdir: ." in local

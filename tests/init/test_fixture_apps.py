@@ -19,7 +19,12 @@ from tests.init.conftest import WRITTEN, copy_sources, report
 GCP = ("gcp:project: unknown: set your project id (and gcp:region, now europe-central2) in "
        "stacks/Pulumi.staging.yaml and stacks/Pulumi.production.yaml (written as change-me-staging, "
        "change-me-production)")
-TRUSTED = "(created by the migrations; trusted, so the app's role may create them)"
+LISTED = "(deployctl:database.extensions: created before migrate on the local target; by the migrations on Cloud SQL)"
+
+
+def lacks(name: str) -> str:
+    return (f"extension {name}: the local target's embedded Postgres (pgserver) lacks it: set "
+            "deployctl:local.database_url to a Postgres that has it (docs/local.md, Extensions)")
 
 EXPECTED: dict[str, tuple[list[str], list[str]]] = {
     "fastapi-uv": ([
@@ -27,16 +32,17 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         "framework: FastAPI (backend/app/main.py: app)",
         "command: uvicorn app.main:app from backend/, port 8000 (uvicorn's default); listens on $PORT",
         "python: 3.12 (.python-version)",
-        "migrations: Alembic (backend/alembic.ini, scripts in backend/app/alembic): cd backend && alembic upgrade head",
-        f"extensions: uuid-ossp {TRUSTED}",
+        "migrations: Alembic (backend/alembic.ini, scripts in backend/app/alembic): alembic upgrade head (in backend/)",
+        f"extensions: uuid-ossp {LISTED}",
         "health: /api/v1/utils/health-check/ (probes and smoke checks)",
         "database: POSTGRES_SERVER, POSTGRES_PORT, POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB (separate "
-        "variables): composed secrets of {db_host} {db_port} {db_user} {db_name}, the password from DB_PASSWORD",
+        "variables): env templated over {db_host} {db_port} {db_user} {db_name}, the password from DB_PASSWORD",
         "secrets: FIRST_SUPERUSER_PASSWORD, SECRET_KEY (generated)",
     ], [
         GCP,
-        "POSTGRES_SERVER: gets the Postgres socket directory ({db_host}), not a hostname: the app must pass it to "
-        "the driver as host=, not build host:port into a URL",
+        lacks("uuid-ossp"),
+        "POSTGRES_SERVER: {db_host} is 127.0.0.1 locally but the Cloud SQL socket directory on Cloud Run: the app "
+        "must pass it to the driver as host=, not build host:port into a URL",
         "PROJECT_NAME: required by backend/app/core/config.py (no default): set it under deployctl:services.web.env",
     ]),
     "django-pip": ([
@@ -45,7 +51,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         "command: gunicorn mysite.wsgi:application, port 8000 (gunicorn's default); listens on $PORT",
         "python: 3.12 (default)",
         "migrations: Django (manage.py, scripts in */migrations): python manage.py migrate --noinput",
-        f"extensions: pg_trgm {TRUSTED}",
+        f"extensions: pg_trgm {LISTED}",
         "health: /health/ (probes and smoke checks)",
         "database: DATABASE_URL (one URL): a composed secret, postgres://…?host=<socket>",
         "secrets: DJANGO_SECRET_KEY (generated)",
@@ -53,6 +59,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         "static files: the image does not run collectstatic (settings must import without the service's "
         "variables): add it to Dockerfile.cloudrun if the service serves its static files",
         GCP,
+        lacks("pg_trgm"),
         "EMAIL_HOST_PASSWORD: read with a default, not wired: add it to deployctl:secrets and "
         "deployctl:services.web.secrets if needed",
         "DJANGO_ALLOWED_HOSTS: required by mysite/settings.py (no default): set it under deployctl:services.web.env",
@@ -64,12 +71,13 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         "python: 3.12 (default)",
         "migrations: Flask-Migrate (flaskr/extensions.py, scripts in migrations): "
         "flask --app flaskr:create_app db upgrade",
-        f"extensions: citext {TRUSTED}",
+        f"extensions: citext {LISTED}",
         "health: /_/readyz, /_/livez (probes and smoke checks)",
         "database: DATABASE_URL (one URL): a composed secret, postgresql://…?host=<socket>",
         "secrets: SECRET_KEY (generated)",
     ], [
         GCP,
+        lacks("citext"),
         "MAIL_API_KEY: read with a default, not wired: add it to deployctl:secrets and "
         "deployctl:services.web.secrets if needed",
     ]),
@@ -182,3 +190,32 @@ def test_the_infra_entry_runs_the_installed_program(byo, run_cli):
     build = yaml.safe_load((repo / "cloudbuild.yaml").read_text())
     assert [s["id"] for s in build["steps"]] == ["build", "push", "release"]
     assert "deployctl up $_STACK --image" in build["steps"][-1]["args"][-1]
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_commands_run_in_the_stack_workdir_and_env_is_templated(byo, run_cli, name):
+    repo = byo(name)
+    assert run_cli(["init", "--yes"], repo).exit_code == 0
+    for stack in ("local", "staging", "production"):
+        loaded = config.load(stack, repo)
+        web = loaded.services["web"]
+        jobs = [j for j in (loaded.jobs.migrate, loaded.jobs.init) if j]
+        assert not any("cd " in part for cmd in [web.command, *[j.command for j in jobs]] for part in cmd), name
+    local = config.load("local", repo)
+    web = local.services["web"]
+    expected = {
+        "fastapi-uv": ("backend", ".", ["alembic", "upgrade", "head"], ["uuid-ossp"]),
+        "django-pip": (".", None, ["python", "manage.py", "migrate", "--noinput"], ["pg_trgm"]),
+        "flask-poetry": (".", None, ["flask", "--app", "flaskr:create_app", "db", "upgrade"], ["citext"]),
+        "starlette-pep621": (".", "src", None, None),
+    }[name]
+    migrate = local.jobs.migrate
+    assert (web.source, web.workdir, migrate.command if migrate else None,
+            local.database.extensions if local.database else None) == expected
+    assert migrate is None or migrate.workdir is None  # the job runs where the service does
+    if name == "fastapi-uv":
+        assert web.env == {"POSTGRES_SERVER": "{db_host}", "POSTGRES_PORT": "{db_port}", "POSTGRES_USER": "{db_user}",
+                           "POSTGRES_DB": "{db_name}"}
+        assert web.secrets["POSTGRES_PASSWORD"] == "DB_PASSWORD"
+        assert set(local.secrets) == {"DB_PASSWORD", "FIRST_SUPERUSER_PASSWORD", "SECRET_KEY"}
+        assert "WORKDIR /srv/backend\nUSER 10001" in (repo / "Dockerfile.cloudrun").read_text()

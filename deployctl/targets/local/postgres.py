@@ -1,4 +1,4 @@
-"""The local stack's Postgres: pgserver's embedded Postgres 16 + pgvector, data kept in the state dir.
+"""The local stack's Postgres: pgserver's embedded Postgres 16 (+ pgvector), or an existing server.
 
 Rule: the server outlives each deployctl command (it stops on ``deployctl down``). It listens on its unix
 socket and on 127.0.0.1, on a port of its own that the data directory keeps (so ``{db_host}``/``{db_port}``
@@ -6,7 +6,8 @@ stay the same across restarts and stacks never collide); the socket is also reac
 default name (``.s.PGSQL.5432``, a link), so a socket URL without a port works as on Cloud Run. The
 ``postgres`` superuser connects over the socket without a password (administration only) and never over
 TCP; every other role must present its password (scram-sha-256), so a rotated password is real. The app
-role owns its database; extensions are created by the superuser, as a Cloud SQL admin would.
+role owns its database; the stack's extensions (``database.extensions``) are checked before any change and
+created by the superuser before the migrations, as a Cloud SQL admin would.
 """
 
 from __future__ import annotations
@@ -133,15 +134,41 @@ class LocalDatabase:
         with conn:
             yield conn
 
+    def check_extensions(self) -> None:
+        """Refuse, in one line and before any change, a stack that lists an extension this server lacks."""
+        if not self.config.extensions:
+            return
+        self.start()
+        with self.admin() as db:
+            available = {row[0] for row in db.execute("SELECT name FROM pg_available_extensions")}
+            version = str(db.execute("SHOW server_version").fetchone()[0]).split()[0]
+        missing = [name for name in self.config.extensions if name not in available]
+        if not missing:
+            return
+        names = ", ".join(missing)
+        noun = "extension" if len(missing) == 1 else "extensions"
+        if self.admin_url:
+            server = f"the Postgres at deployctl:local.database_url ({version})"
+            todo = f"install {'it' if len(missing) == 1 else 'them'} there, or point deployctl:local.database_url " \
+                   "at a Postgres that has " + ("it" if len(missing) == 1 else "them")
+        else:
+            server = f"the embedded Postgres {version} (pgserver)"
+            todo = "use a Postgres that has " + ("it" if len(missing) == 1 else "them") + \
+                   ": set deployctl:local.database_url (docs/local.md, Extensions)"
+        raise PreconditionError(f"{server} has no {noun} {names}; {todo}",
+                                "Nothing was changed. deployctl:database.extensions lists what the stack needs.")
+
     def sync_roles(self, login: str, password: str) -> None:
-        """Make the role's two logins, its database and the vector extension exist; *login* gets *password*.
+        """Make the role's two logins, its database and the stack's extensions exist; *login* gets *password*.
 
         The alternate login is a member of the role and its sessions run as the role (``SET role``), so
-        objects it creates belong to the role (see deployctl/pipeline/dblogins.py).
+        objects it creates belong to the role (see deployctl/pipeline/dblogins.py). The extensions are
+        created by the admin role (the superuser of the embedded server), before the migrations run.
         """
         from psycopg import sql
 
         self.start()
+        self.check_extensions()
         user, alternate = self.config.logins
         name = self.config.name
         with self.admin() as db:
@@ -155,8 +182,21 @@ class LocalDatabase:
             db.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(login), sql.Literal(password)))
             if not db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
                 db.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(user)))
-        with self.admin(name) as db:
-            db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        self._create_extensions()
+
+    def _create_extensions(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with self.admin(self.config.name) as db:
+            for extension in self.config.extensions:
+                try:
+                    db.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension)))
+                except psycopg.Error as exc:
+                    said = next(iter(str(exc).splitlines()), type(exc).__name__)
+                    raise DeployctlError(f"could not create extension {extension}: {said}",
+                                         "The admin role of deployctl:local.database_url must be allowed to "
+                                         "create it (a superuser, or the extension trusted).") from None
 
     def set_password(self, login: str, password: str) -> None:
         """Set one login's password (the rotation's first and last steps)."""
@@ -184,6 +224,9 @@ class LocalDatabase:
         import psycopg
 
         self.start()
+        with self.admin() as db:  # an existing server (database_url) may not have the database yet
+            if not db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.config.name,)).fetchone():
+                return None
         try:
             with self.admin(self.config.name) as db:
                 row = db.execute("SELECT version_num FROM alembic_version").fetchone()

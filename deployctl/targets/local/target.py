@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -48,6 +49,7 @@ class LocalTarget:
         external = stack.local.database_url
         self.db = LocalDatabase(self.paths.pgdata, stack.database, external) if stack.database else None
         self.revisions = procs.RevisionStore(self.paths.revisions)
+        self._checking, self._checked = threading.Lock(), False
 
     # -- build ------------------------------------------------------------------------------------
     def source_hash(self, service: str) -> str:
@@ -57,6 +59,7 @@ class LocalTarget:
         return builder.find(self.paths.artifacts, service, source_hash)
 
     def build(self, service: str, source_hash: str) -> Artifact:
+        self._check_extensions()  # before minutes of installing, not after
         source = self.stack.services[service].source
         artifact = builder.build(self.root, source, service, source_hash, self.paths.artifacts, cache_dir() / "venvs")
         self._cwd(service, artifact.ref)  # a workdir that is not in the source fails the build, not a job
@@ -73,7 +76,16 @@ class LocalTarget:
     def secret_version_states(self, name: str) -> dict[str, str]:
         return self.secrets.states(name)
 
+    def _check_extensions(self) -> None:
+        """The stack's extensions exist in its Postgres: checked once per command, before the first change
+        (builds of several services run at once, and the server starts only once)."""
+        with self._checking:
+            if self.db is not None and not self._checked:
+                self.db.check_extensions()
+                self._checked = True
+
     def ensure_secrets(self) -> dict[str, str]:
+        self._check_extensions()  # an artifact that was reused never built
         for name, secret in self.stack.secrets.items():
             if secret.source == "composed" or self.secrets.latest(name):
                 continue
@@ -372,7 +384,7 @@ class LocalTarget:
                 rev.state = "stopped" if rev.state == "ready" else rev.state
                 self.revisions.save(rev)
             (self.paths.traffic / f"{service}.json").unlink(missing_ok=True)
-        if self.db and self.db.running():
+        if self.db and not self.db.admin_url and self.db.running():  # never stop a server it did not start
             self.db.stop()
             done.append("stopped Postgres")
         if purge:
