@@ -290,10 +290,24 @@ class Local(_Model):
     database_url: str | None = None  # use this Postgres instead of the embedded one
 
 
+_REPOSITORY = r"^projects/[^/]+/locations/[^/]+/connections/[^/]+/repositories/[^/]+$"
+
+
 class Trigger(_Model):
-    branch: str = "^main$"
+    """A Cloud Build trigger on pushes to a branch, or of a tag, of a 2nd-gen repository connection."""
+
+    # the Cloud Build repository resource (projects/P/locations/R/connections/C/repositories/NAME): there
+    # is no default to guess, the first pulumi up would fail on it (`gcloud builds repositories list`)
+    repository: Annotated[str, Field(pattern=_REPOSITORY)]
+    branch: str | None = None  # a regex of branch names, e.g. ^main$
+    tag: str | None = None  # a regex of tag names, e.g. ^v[0-9]+\.[0-9]+\.[0-9]+$ (releases by tag)
     approval: bool = False
-    repository: str | None = None  # a Cloud Build 2nd-gen repository resource name
+
+    @model_validator(mode="after")
+    def _one_event(self) -> Trigger:
+        if (self.branch is None) == (self.tag is None):
+            raise ValueError("set exactly one of branch and tag")
+        return self
 
 
 class Monitoring(_Model):

@@ -119,9 +119,11 @@ D = {
     "Gcp.trigger": "The Cloud Build trigger on push.",
     "Gcp.monitoring": "Uptime check and alert thresholds.",
     "Gcp.accept_risks": "Policy rule ids this stack knowingly accepts.",
-    "Trigger.branch": "Branch regex that triggers a release.",
+    "Trigger.branch": "Regex of the branch whose pushes release (set this or tag).",
+    "Trigger.tag": "Regex of the tags whose pushes release, e.g. ^v[0-9]+\\.[0-9]+\\.[0-9]+$ (set this or branch).",
     "Trigger.approval": "Require approval before the build runs (production).",
-    "Trigger.repository": "Cloud Build 2nd-gen repository resource name.",
+    "Trigger.repository": "Required: the Cloud Build (2nd gen) repository the trigger watches, "
+                          "projects/P/locations/R/connections/C/repositories/NAME.",
     "Monitoring.latency_p95_ms": "Alert when p95 latency exceeds this.",
     "Monitoring.error_ratio": "Alert when the 5xx ratio exceeds this.",
     "Release.images": "Service → image pinned by digest.",

@@ -44,7 +44,9 @@ def detected(d: Detection) -> list[str]:
 def undetected(d: Detection) -> list[str]:
     lines = _app_gaps(d)
     lines += [f"gcp:project: unknown: set your project id (and gcp:region, now {REGION}) in stacks/Pulumi.staging.yaml "
-              "and stacks/Pulumi.production.yaml (written as change-me-staging, change-me-production)"]
+              "and stacks/Pulumi.production.yaml (written as change-me-staging, change-me-production)",
+              "gcp.trigger.repository: unknown: set the Cloud Build repository the trigger watches in both "
+              "stacks (gcloud builds repositories list --connection=CONNECTION)"]
     if d.migrations is None:
         lines.append("migrations: no Alembic, Django or Flask-Migrate migrations found: deployctl:jobs.migrate is "
                      "null; set its command if the service has migrations")

@@ -146,6 +146,11 @@ def _database(d: Detection, stack: str) -> dict[str, Any]:
     return db
 
 
+def trigger_repository(stack: str, d: Detection) -> str:
+    """A placeholder for the Cloud Build repository the trigger watches (the report says to set it)."""
+    return f"projects/{placeholder_project(stack)}/locations/{REGION}/connections/github/repositories/{d.name}"
+
+
 def _stack(d: Detection, stack: str) -> dict[str, Any]:
     declared, wired = _secrets(d)
     config: dict[str, Any] = {"deployctl:target": "local" if stack == "local" else "gcp"}
@@ -163,10 +168,13 @@ def _stack(d: Detection, stack: str) -> dict[str, Any]:
         config["deployctl:smoke"] = [{"path": p} for p in d.placed_health[:3]]
     config["deployctl:rollout"] = {"steps": [10, 50, 100] if stack == "production" else [100], "keep_revisions": 3}
     if stack == "staging":
-        config["deployctl:gcp"] = {"repository": "deployctl", "trigger": {"branch": "^main$", "approval": False}}
+        config["deployctl:gcp"] = {"repository": "deployctl",
+                                   "trigger": {"repository": trigger_repository(stack, d), "branch": "^main$",
+                                               "approval": False}}
     elif stack == "production":
         config["deployctl:gcp"] = {"repository": "deployctl",
-                                   "trigger": {"branch": r"^v[0-9]+\.[0-9]+\.[0-9]+$", "approval": True},
+                                   "trigger": {"repository": trigger_repository(stack, d),
+                                               "tag": r"^v[0-9]+\.[0-9]+\.[0-9]+$", "approval": True},
                                    "monitoring": {"latency_p95_ms": 500}}
     return config
 

@@ -19,6 +19,8 @@ from tests.init.conftest import WRITTEN, copy_sources, report
 GCP = ("gcp:project: unknown: set your project id (and gcp:region, now europe-central2) in "
        "stacks/Pulumi.staging.yaml and stacks/Pulumi.production.yaml (written as change-me-staging, "
        "change-me-production)")
+TRIGGER = ("gcp.trigger.repository: unknown: set the Cloud Build repository the trigger watches in both stacks "
+           "(gcloud builds repositories list --connection=CONNECTION)")
 LISTED = "(deployctl:database.extensions: created before migrate on the local target; by the migrations on Cloud SQL)"
 
 
@@ -40,6 +42,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         "secrets: FIRST_SUPERUSER_PASSWORD, SECRET_KEY (generated)",
     ], [
         GCP,
+        TRIGGER,
         lacks("uuid-ossp"),
         "POSTGRES_SERVER: {db_host} is 127.0.0.1 locally but the Cloud SQL socket directory on Cloud Run: the app "
         "must pass it to the driver as host=, not build host:port into a URL",
@@ -59,6 +62,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         "static files: the image does not run collectstatic (settings must import without the service's "
         "variables): add it to Dockerfile.cloudrun if the service serves its static files",
         GCP,
+        TRIGGER,
         lacks("pg_trgm"),
         "EMAIL_HOST_PASSWORD: read with a default, not wired: add it to deployctl:secrets and "
         "deployctl:services.web.secrets if needed",
@@ -77,6 +81,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         "secrets: SECRET_KEY (generated)",
     ], [
         GCP,
+        TRIGGER,
         lacks("citext"),
         "MAIL_API_KEY: read with a default, not wired: add it to deployctl:secrets and "
         "deployctl:services.web.secrets if needed",
@@ -90,6 +95,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         "secrets: QUOTES_API_TOKEN (provided: you set them)",
     ], [
         GCP,
+        TRIGGER,
         "migrations: no Alembic, Django or Flask-Migrate migrations found: deployctl:jobs.migrate is null; set its "
         "command if the service has migrations",
         "database: the service reads no database variables: deployctl:database is null; add one (and a "

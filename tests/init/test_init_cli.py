@@ -56,8 +56,8 @@ def test_an_empty_repository_gets_files_and_a_line_for_everything_it_lacks(run_c
     assert result.exit_code == 0, result.output
     detected, undetected = report(result.stdout)
     assert detected == ["dependencies: none found", "python: 3.12 (default)"]
-    assert [line.split(":")[0] for line in undetected] == ["dependencies", "framework", "gcp", "migrations",
-                                                          "database"]
+    assert [line.split(":")[0] for line in undetected] == ["dependencies", "framework", "gcp",
+                                                          "gcp.trigger.repository", "migrations", "database"]
     assert undetected[1] == ("framework: no FastAPI, Starlette, Django or Flask app found: set "
                              "deployctl:services.web.command and the CMD of Dockerfile.cloudrun (written as "
                              "python -m app)")

@@ -1,7 +1,7 @@
 """BuildTrigger: a Cloud Build trigger on pushes to the release branch, run as the build identity.
 
-The trigger's repository is a Cloud Build 2nd-gen repository (``deployctl:gcp.trigger.repository``); when
-none is set the conventional ``connections/github/repositories/<project>`` name is used and shown in plans.
+The trigger's repository is a Cloud Build 2nd-gen repository (``deployctl:gcp.trigger.repository``, required:
+nothing can guess it); it fires on pushes to a branch or of a tag matching the stack's regex.
 Substitutions carry only names (stack, region, repository), never secret values.
 """
 
@@ -29,9 +29,7 @@ class BuildTriggerArgs:
 class BuildTrigger(pulumi.ComponentResource):
     def __init__(self, name: str, args: BuildTriggerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("deployctl:gcp:BuildTrigger", name, None, opts)
-        source = args.config.repository or (
-            f"projects/{args.project}/locations/{args.region}/connections/github/repositories/{args.project}"
-        )
+        config = args.config
         self.trigger = cloudbuild.Trigger(
             f"{name}-trigger",
             cloudbuild.TriggerArgs(
@@ -41,12 +39,12 @@ class BuildTrigger(pulumi.ComponentResource):
                 description=f"deployctl up {args.stack} on push",
                 filename="cloudbuild.yaml",
                 repository_event_config=cloudbuild.TriggerRepositoryEventConfigArgs(
-                    repository=source,
-                    push=cloudbuild.TriggerRepositoryEventConfigPushArgs(branch=args.config.branch),
+                    repository=config.repository,
+                    push=cloudbuild.TriggerRepositoryEventConfigPushArgs(branch=config.branch, tag=config.tag),
                 ),
                 substitutions={"_STACK": args.stack, "_REGION": args.region, "_REPOSITORY": args.repository_id},
                 service_account=args.service_account,
-                approval_config=cloudbuild.TriggerApprovalConfigArgs(approval_required=args.config.approval),
+                approval_config=cloudbuild.TriggerApprovalConfigArgs(approval_required=config.approval),
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -39,6 +39,7 @@ class Propagation:
     say: Callable[[str], None] = lambda line: None
     until: float = 0.0
     what: str = ""
+    retried: bool = False  # a 403 was waited on: if one still ends the call, say what it waited for
     _told: str = ""
 
     def begin(self, what: str, window_s: float) -> None:
@@ -54,6 +55,7 @@ class Propagation:
 
         if not (self.active() and isinstance(exc, gexc.PermissionDenied)):
             return False
+        self.retried = True
         if self._told != self.what:
             self._told = self.what
             self.say(f"waiting for {self.what} to propagate (Google: typically 2 minutes, up to 7); "
@@ -105,6 +107,7 @@ def _retry(policy: RetryPolicy) -> Callable[[Callable[[], T]], Callable[[], T]]:
 
     transient = backoff(is_transient, policy.deadline_s)
     propagation = policy.propagation
+    propagation.retried = False  # per call
     if not propagation.active():
         return transient
     waiting = backoff(propagation.covers, propagation.until - time.monotonic())
@@ -148,8 +151,10 @@ def translate(exc: BaseException, what: str, policy: RetryPolicy | None = None) 
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
-    if isinstance(exc, gexc.RetryError) and isinstance(exc.cause, gexc.PermissionDenied) and policy:
-        denied = translate(exc.cause, what)  # still denied once the propagation window closed
+    if isinstance(exc, gexc.RetryError) and isinstance(exc.cause, gexc.PermissionDenied):
+        exc = exc.cause  # the window closed while a 403 was being waited on
+    if isinstance(exc, gexc.PermissionDenied) and policy and policy.propagation.retried:
+        denied = translate(exc, what)  # still denied once the propagation window closed
         return PreconditionError(f"{denied.message} (still, after waiting for {policy.propagation.what} to "
                                  "propagate)", denied.hint)
     if isinstance(exc, gexc.RetryError):
