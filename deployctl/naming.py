@@ -24,6 +24,19 @@ RUN_MAX = 63  # Cloud Run service and job names (RFC 1035 labels)
 ACCOUNT_MAX = 30  # service-account ids: 6-30 characters
 
 
+# The Google APIs a stack's resources need: the program enables them, and bootstrap enables them (with the
+# few it needs itself) before the first pulumi up.
+PROGRAM_APIS = (
+    "run.googleapis.com",
+    "sqladmin.googleapis.com",
+    "secretmanager.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "containerscanning.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "iam.googleapis.com",
+    "monitoring.googleapis.com",
+)
+
 def service(stack: Stack, svc: str) -> str:
     """The Cloud Run service name; Cloud Run names every revision ``<service name>-<suffix>``."""
     return f"{stack.name}-{svc}"

@@ -113,6 +113,17 @@ def test_an_interrupted_release_leaves_a_correct_explained_state(project: Projec
     _no_canary(project, outputs)
 
 
+def _two_releases(project: Project, outputs: list[str]) -> Any:
+    """Two releases of the canary-carrying stack; the recording runner for what follows."""
+    run = _recording(project, outputs)
+    project.write_stack(api_token=True)
+    run("secrets", "set", "local", "API_TOKEN", stdin=CANARY)
+    run("up", "local")
+    project.variant(VERSION=2)
+    run("up", "local")
+    return run
+
+
 def _recording(project: Project, outputs: list[str]) -> Any:
     """project.run that keeps every output, for the canary check."""
     def run(*args: str, rc: int | None = 0, stdin: str | None = None) -> Any:
@@ -188,13 +199,7 @@ def _no_canary(project: Project, outputs: list[str]) -> None:
 
 def test_a_damaged_ledger_is_named_repaired_and_the_state_stays_correct(project: Project) -> None:
     outputs: list[str] = []
-    run = _recording(project, outputs)
-
-    project.write_stack(api_token=True)
-    run("secrets", "set", "local", "API_TOKEN", stdin=CANARY)
-    run("up", "local")
-    project.variant(VERSION=2)
-    run("up", "local")
+    run = _two_releases(project, outputs)
     ledger = project.state / "ledger.db"
     ledger.write_bytes(ledger.read_bytes()[: ledger.stat().st_size // 2])  # a torn write
     damaged = run("up", "local", rc=5)
@@ -212,13 +217,7 @@ def test_a_damaged_ledger_is_named_repaired_and_the_state_stays_correct(project:
 
 def test_a_rollback_after_a_rotation_never_serves_a_disabled_version(project: Project) -> None:
     outputs: list[str] = []
-    run = _recording(project, outputs)
-
-    project.write_stack(api_token=True)
-    run("secrets", "set", "local", "API_TOKEN", stdin=CANARY)
-    run("up", "local")
-    project.variant(VERSION=2)
-    run("up", "local")
+    run = _two_releases(project, outputs)
     run("secrets", "rotate", "local", "API_TOKEN", "--from-stdin", stdin=CANARY + "_v2")  # disables v1
     refused = run("rollback", "local", rc=5)
     assert "API_TOKEN" in project.error(refused)  # the pinned version is disabled: nothing moved

@@ -7,16 +7,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_gcp import projects
 
-APIS = (
-    "run.googleapis.com",
-    "sqladmin.googleapis.com",
-    "secretmanager.googleapis.com",
-    "artifactregistry.googleapis.com",
-    "containerscanning.googleapis.com",
-    "cloudbuild.googleapis.com",
-    "iam.googleapis.com",
-    "monitoring.googleapis.com",
-)
+from deployctl.naming import PROGRAM_APIS as APIS
 
 
 @dataclass(frozen=True)

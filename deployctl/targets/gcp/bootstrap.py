@@ -49,14 +49,7 @@ from deployctl.targets.gcp.secrets import SecretManager
 PASSPHRASE_SECRET = "pulumi-passphrase"  # the secret <stack>-pulumi-passphrase
 
 APIS = (
-    "run.googleapis.com",
-    "sqladmin.googleapis.com",
-    "secretmanager.googleapis.com",
-    "artifactregistry.googleapis.com",
-    "containerscanning.googleapis.com",
-    "cloudbuild.googleapis.com",
-    "iam.googleapis.com",
-    "monitoring.googleapis.com",
+    *naming.PROGRAM_APIS,
     "cloudresourcemanager.googleapis.com",
     "serviceusage.googleapis.com",
     "storage.googleapis.com",
