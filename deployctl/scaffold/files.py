@@ -216,7 +216,7 @@ steps:
 substitutions:
   _STACK: staging
   _REGION: {region}
-  _REPOSITORY: deployctl
+  _REPOSITORY: staging-deployctl  # naming.repository: <stack>-<gcp.repository>; the trigger sets its own
   _PULUMI_VERSION: 3.140.0
   _DEPLOYCTL: deployctl[gcp]=={version}
 

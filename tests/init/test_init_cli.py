@@ -62,3 +62,16 @@ def test_an_empty_repository_gets_files_and_a_line_for_everything_it_lacks(run_c
                              "deployctl:services.web.command and the CMD of Dockerfile.cloudrun (written as "
                              "python -m app)")
     assert run_cli(["plan", "staging"], repo).exit_code == 0
+
+
+def test_the_written_pipeline_pushes_to_the_repository_the_program_creates(byo, run_cli):
+    import yaml
+
+    from deployctl import config, naming
+
+    repo = byo("starlette-pep621")
+    assert run_cli(["init", "--yes"], repo).exit_code == 0
+    pipeline = yaml.safe_load((repo / "cloudbuild.yaml").read_text())
+    staging = config.load("staging", repo)
+    assert pipeline["substitutions"]["_STACK"] == "staging"
+    assert pipeline["substitutions"]["_REPOSITORY"] == naming.repository(staging)
