@@ -334,14 +334,20 @@ class TrafficTarget(_Model):
 
 
 class Release(_Model):
-    """What is released, written by deployctl before each ``pulumi up`` (never edited by hand).
+    """What deployctl hands the Pulumi program for one ``pulumi up`` (``DEPLOYCTL_PULUMI_RELEASE``), never a file.
 
     Pulumi owns the shape of the services (scaling, probes, identities, volumes); deployctl owns releases:
     which image digest, which pinned secret versions, which revision name and where traffic goes. The
-    program reads them from here so that ``pulumi up`` never fights a traffic shift or a rollback that
-    deployctl made through the Cloud Run API.
+    ``phase`` says how the program treats what deployctl owns:
+
+    - ``manual``: no release was handed over (a hand-run ``pulumi preview``/``up``): the fields deployctl
+      owns are ``ignore_changes``, so Pulumi keeps what its state holds and shows no drift for them.
+    - ``foundation``: a stack's very first apply, before anything is built: everything but the services
+      and jobs (the image repository must exist before the first build pushes to it).
+    - ``release``: deployctl's own ``pulumi up``: the program sets the owned fields to these values.
     """
 
+    phase: Literal["manual", "foundation", "release"] = "manual"
     images: dict[str, str] = {}  # service -> REGISTRY/IMAGE@sha256:DIGEST
     secret_versions: dict[str, str] = {}  # secret -> pinned version number
     revisions: dict[str, str] = {}  # service -> name of the revision the template creates
@@ -523,6 +529,9 @@ def parse(raw: Any, *, stack: str, file: str) -> Stack:
         if ns == "gcp" and name in ("project", "region"):
             data[name] = value
         elif ns == NAMESPACE:
+            if name == "release":  # earlier versions wrote runtime state here; it now never touches this file
+                raise ConfigError(f"{file}: {key}: runtime state does not belong in a stack file",
+                                  f"Delete it: pulumi config rm --path deployctl:release --stack {stack}")
             if name not in _TOP_KEYS:
                 raise ConfigError(f"{file}: {key}: unknown key", _did_you_mean(name, _TOP_KEYS, NAMESPACE))
             data[name] = _reveal(value, f"{file}: {key}")
@@ -535,7 +544,7 @@ def parse(raw: Any, *, stack: str, file: str) -> Stack:
 
 
 _DOCS_HINT = "Every key is described in docs/configuration.md."
-_TOP_KEYS = [k for k in Stack.model_fields if k not in ("name", "file", "project", "region")]
+_TOP_KEYS = [k for k in Stack.model_fields if k not in ("name", "file", "project", "region", "release")]
 
 
 def _reveal(value: Any, where: str) -> Any:

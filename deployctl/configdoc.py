@@ -126,18 +126,9 @@ D = {
                           "projects/P/locations/R/connections/C/repositories/NAME.",
     "Monitoring.latency_p95_ms": "Alert when p95 latency exceeds this.",
     "Monitoring.error_ratio": "Alert when the 5xx ratio exceeds this.",
-    "Release.images": "Service → image pinned by digest.",
-    "Release.secret_versions": "Secret → pinned version.",
-    "Release.revisions": "Service → revision name the template creates.",
-    "Release.traffic": "Service → traffic split.",
-    "Release.env": "Service → the env values that use database facts, filled in as the login of the pinned "
-                   "password version (a rotation moves between the two logins).",
-    "TrafficTarget.revision": "Revision name.",
-    "TrafficTarget.percent": "Percent of traffic.",
-    "TrafficTarget.tag": "Tag (gives the revision its own URL).",
 }
 
-_SKIP = {"Stack.name", "Stack.file", "Stack.project", "Stack.region"}
+_SKIP = {"Stack.name", "Stack.file", "Stack.project", "Stack.region", "Stack.release"}  # release: not a file key
 
 
 def render() -> str:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # config.py imports DB_FACTS from here
 _STACK = re.compile(r"^[a-z][a-z0-9-]{0,19}$")  # leaves room for the suffixes below within Google's limits
 RUN_MAX = 63  # Cloud Run service and job names (RFC 1035 labels)
 ACCOUNT_MAX = 30  # service-account ids: 6-30 characters
+RELEASE_ENV = "DEPLOYCTL_PULUMI_RELEASE"  # the release deployctl hands its own `pulumi up` (config.Release JSON)
 
 
 # The Google APIs a stack's resources need: the program enables them, and bootstrap enables them (with the
@@ -134,7 +135,8 @@ def uses_db_facts(env: dict[str, str]) -> bool:
 
 
 def check(stack: Stack) -> None:
-    """Raise ConfigError when a derived name or a release revision is one Google would refuse."""
+    """Raise ConfigError when a derived name, or a revision in the release deployctl handed the program, is
+    one Google would refuse."""
     if not _STACK.match(stack.name):
         raise ConfigError(
             f"{stack.file}: stack name {stack.name!r} cannot prefix Google Cloud resource names",
@@ -155,6 +157,6 @@ def _check_revisions(stack: Stack, svc: str, name: str) -> None:
         if revision is not None and not revision.startswith(f"{name}-"):
             where = f"revisions.{svc}" if key == "revisions" else key
             raise ConfigError(
-                f"{stack.file}: deployctl:release.{where}: {revision!r} is not a revision of {name}",
+                f"{RELEASE_ENV}: {where}: {revision!r} is not a revision of {name}",
                 f"Cloud Run revision names start with the service name: {name}-<suffix>.",
             )

@@ -1,21 +1,25 @@
 """build(stack): the whole gcp stack as components, and its exported outputs.
 
 Rule: every value comes from the stack model and every name from deployctl.naming; what a release decides
-(image digests, pinned secret versions, revision names, traffic) comes from ``stack.release``. Without a
-release a workload gets the placeholder image (deployctl.infra.components.common) and pins the secret version this
-program created, never ``latest``. Callable repeatedly in one process (``deployctl plan`` runs it under
-mocks); an invalid stack is a ConfigError naming the file and the key, raised before any resource.
+(image digests, pinned secret versions, revision names, traffic) comes from ``stack.release``, which
+deployctl hands to its own ``pulumi up`` (``handed_release``). Without a release (a hand-run pulumi) those
+fields are left as Pulumi's state holds them; on creation a workload gets the placeholder image
+(deployctl.infra.components.common) and pins the secret version this program created, never ``latest``.
+The ``foundation`` phase declares everything but the services and jobs, for a stack's first build.
+Callable repeatedly in one process (``deployctl plan`` runs it under mocks); an invalid stack is a
+ConfigError naming the file and the key, raised before any resource.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
 from deployctl import naming
-from deployctl.config import Stack
+from deployctl.config import Release, Stack
 from deployctl.errors import ConfigError
 from deployctl.infra.components.common import PLACEHOLDER_IMAGE
 from deployctl.infra.components.database import Database, DatabaseArgs
@@ -30,6 +34,19 @@ from deployctl.infra.components.trigger import BuildTrigger, BuildTriggerArgs
 
 PROVIDED_NAMESPACE = "deployctl-secrets"  # `deployctl-secrets:API_TOKEN: {secure: …}` in the stack file
 JOB_KINDS = ("migrate", "init")
+
+
+def handed_release(stack: Stack) -> Release:
+    """The release in ``DEPLOYCTL_PULUMI_RELEASE``, or a ``manual`` one when a person runs pulumi by hand."""
+    text = os.environ.get(naming.RELEASE_ENV)
+    if not text:
+        return Release()
+    try:
+        return Release.model_validate_json(text)
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"{naming.RELEASE_ENV}: not a release deployctl wrote ({first})",
+                          f"Unset it to run pulumi by hand for stack {stack.name}.") from None
 
 
 def image(stack: Stack, service: str) -> str:
@@ -76,8 +93,9 @@ def build(stack: Stack) -> dict[str, Any]:
     platform = Platform(stack, ids, secrets, db.connection_name if db else None,
                         pulumi.ResourceOptions(depends_on=[apis, secrets]),
                         protect=bool(stack.database and stack.database.deletion_protection))
-    services = {name: _service(platform, name, after_apis) for name in stack.services}
-    jobs = {kind: _job(platform, kind) for kind in JOB_KINDS if getattr(stack.jobs, kind) is not None}
+    workloads = stack.release.phase != "foundation"  # nothing is built before the foundation exists
+    services = {name: _service(platform, name, after_apis) for name in stack.services} if workloads else {}
+    jobs = {kind: _job(platform, kind) for kind in JOB_KINDS if getattr(stack.jobs, kind) is not None and workloads}
     if stack.gcp.trigger and ids.build is not None:
         BuildTrigger(f"{prefix}-build", BuildTriggerArgs(
             project, region, stack.name, naming.trigger(stack), naming.repository(stack), stack.gcp.trigger,
@@ -104,6 +122,7 @@ def _service(p: Platform, name: str, after_apis: pulumi.ResourceOptions) -> Clou
         stack.project, stack.region, naming.service(stack, name), svc, image(stack, name),
         p.ids.runtime[name].email, _secret_env(stack, name, p.secrets), p.connection,
         stack.release.revisions.get(name), list(stack.release.traffic.get(name, [])), p.protect, plain_env(stack, name),
+        release_in_state=stack.release.phase == "manual",
     ), p.opts)
     ServiceMonitoring(f"{stack.name}-{name}-monitoring", ServiceMonitoringArgs(
         stack.project, naming.service(stack, name), service.url, stack.gcp.monitoring, svc.probes.liveness.path,
@@ -120,6 +139,7 @@ def _job(p: Platform, kind: str) -> CloudRunJob:
     return CloudRunJob(f"{stack.name}-{owner}-{kind}", CloudRunJobArgs(
         stack.project, stack.region, naming.job(stack, owner, kind), job, image(stack, owner), p.ids.jobs.email,
         plain_env(stack, owner), _secret_env(stack, owner, p.secrets), p.connection, p.protect,
+        release_in_state=stack.release.phase == "manual",
     ), p.opts)
 
 

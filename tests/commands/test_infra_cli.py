@@ -71,17 +71,33 @@ def test_plan_local_json_is_the_plan_up_dry_run_prints(project: Path, run_cli: R
     assert [(s["service"], s["action"]) for s in planned["stages"][2]["steps"]] == [("api", "run")]
 
 
-def test_plan_invalid_stack_names_file_and_key(project: Path, run_cli: RunCli) -> None:
+def _edit_staging(project: Path, key: str, value: object) -> None:
     path = project / "stacks" / "Pulumi.staging.yaml"
     raw = yaml.safe_load(path.read_text())
-    raw["config"]["deployctl:release"] = {"revisions": {"api": "api-0123456789"}}
+    raw["config"][key] = value
     path.write_text(yaml.safe_dump(raw))
+
+
+def test_plan_invalid_stack_names_file_and_key(project: Path, run_cli: RunCli) -> None:
+    services = yaml.safe_load((project / "stacks" / "Pulumi.staging.yaml").read_text())["config"]["deployctl:services"]
+    services["api"]["memory"] = "1GB"
+    _edit_staging(project, "deployctl:services", services)
     result = run_cli(["plan", "staging"], project)
     assert result.exit_code == 3 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        "Error: stacks/Pulumi.staging.yaml: deployctl:release.revisions.api: 'api-0123456789' is not a revision of "
-        "staging-api",
-        "Hint: Cloud Run revision names start with the service name: staging-api-<suffix>.",
+        "Error: stacks/Pulumi.staging.yaml: deployctl:services.api.memory: '1GB' is not a size like 512Mi or 1Gi",
+        "Hint: Write a whole number followed by Mi (mebibytes) or Gi (gibibytes), e.g. memory: 512Mi.",
+    ]
+
+
+def test_release_state_left_in_a_stack_file_by_an_older_deployctl_is_named_with_its_fix(
+        project: Path, run_cli: RunCli) -> None:
+    _edit_staging(project, "deployctl:release", {"secret_versions": {"SECRET_KEY": 1}})  # as `set-all --path` wrote it
+    result = run_cli(["status", "staging"], project)
+    assert result.exit_code == 3 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "Error: stacks/Pulumi.staging.yaml: deployctl:release: runtime state does not belong in a stack file",
+        "Hint: Delete it: pulumi config rm --path deployctl:release --stack staging",
     ]
 
 

@@ -25,7 +25,13 @@ _STEPS = [cb.Build.Status.QUEUED, cb.Build.Status.WORKING, cb.Build.Status.SUCCE
 
 
 class FakeRegistry:
+    """Tags → digests in the repositories that exist. A repository exists once something created it (the
+    fake engine applies the program's ``gcp:artifactregistry/repository:Repository``); a push to any other
+    name fails, as Artifact Registry documents it ("Troubleshooting": ``name unknown: Repository "…" not
+    found``; pushing never creates a repository)."""
+
     def __init__(self, fake: GrpcFake, project: str, region: str, repository: str) -> None:
+        self.repositories: set[str] = set()  # repository ids that exist
         self.tags: dict[str, str] = {}  # "service:tag" -> sha256:…
         self.prefix = f"projects/{project}/locations/{region}/repositories/{repository}/packages/"
         self.lock = threading.Lock()
@@ -120,6 +126,11 @@ class FakeCloudBuild:
             return build
         step = min(step + 1, len(_STEPS) - 1)
         build.status = _STEPS[step]
+        missing = sorted({i.split("/")[2] for i in build.images} - self.registry.repositories)
+        if build.status == cb.Build.Status.SUCCESS and missing:  # the push, the build's last step, fails
+            build.status = cb.Build.Status.FAILURE
+            build.failure_info = cb.Build.FailureInfo(type_=cb.Build.FailureInfo.FailureType.PUSH_FAILED,
+                                                      detail=f'name unknown: Repository "{missing[0]}" not found')
         if build.status == cb.Build.Status.SUCCESS and not build.results.images:
             source = build.source.storage_source.object_
             digest = "sha256:" + hashlib.sha256(source.encode()).hexdigest()

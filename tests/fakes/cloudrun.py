@@ -10,6 +10,7 @@ service URL spreads requests over revisions by their traffic percent, determinis
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import threading
@@ -34,6 +35,7 @@ class FakeRunServices:
     def __init__(self, fake: GrpcFake, http: RevisionHttp) -> None:
         self.services: dict[str, run_v2.Service] = {}
         self.revisions: dict[str, run_v2.Revision] = {}
+        self.templates: dict[str, bytes] = {}  # revision -> the configuration it was created with
         self.broken_images: set[str] = set()
         self.behaviours: dict[str, Behaviour] = {}  # image -> how its revisions answer HTTP
         self.http = http
@@ -127,15 +129,27 @@ class FakeRunServices:
         return None
 
     def _ensure_revision(self, service: str, template: run_v2.RevisionTemplate) -> run_v2.Revision:
+        """The revision *template* names. Cloud Run Admin API v2, RevisionTemplate.revision: "The unique name for
+        the revision. If this field is omitted, it will be automatically generated based on the Service name"
+        (``<service>-<generation, 5 digits>-<3 letters>``); a name that exists with another configuration is
+        refused ("Revision named '…' with different configuration already exists", 409 ALREADY_EXISTS)."""
+        current = self.services.get(service)
+        if not template.revision and current is not None and current.latest_created_revision and \
+                _configuration(template) == _configuration(current.template):
+            return self.revisions[current.latest_created_revision]  # only a template change makes a revision
         if not template.revision:
-            raise FakeError(grpc.StatusCode.INVALID_ARGUMENT, "this fake needs template.revision to be set")
+            generation = (self.services[service].generation if service in self.services else 0) + 1
+            suffix = hashlib.sha256(f"{service}{generation}".encode()).hexdigest()[:3]
+            template = run_v2.RevisionTemplate(template)
+            template.revision = f"{service.rsplit('/', 1)[-1]}-{generation:05d}-{suffix}"
         full = f"{service}/revisions/{template.revision}"
         image = template.containers[0].image if template.containers else ""
         existing = self.revisions.get(full)
         if existing is not None:
-            if existing.containers[0].image != image:
+            if self.templates[full] != _configuration(template):
                 raise FakeError(
-                    grpc.StatusCode.ALREADY_EXISTS, f"Revision named '{template.revision}' with different configuration"
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"Revision named '{template.revision}' with different configuration already exists.",
                 )
             return existing
         ok = image and image not in self.broken_images
@@ -146,9 +160,11 @@ class FakeRunServices:
             service=service,
             labels=dict(template.labels),
             containers=list(template.containers),
+            scaling=template.scaling,
             conditions=[run_v2.Condition(type_="Ready", state=state, message=message)],
         )
         self.revisions[full] = revision
+        self.templates[full] = _configuration(template)
         return revision
 
     def _check_traffic(self, service: str, traffic: Any) -> str | None:
@@ -193,6 +209,14 @@ class FakeRunServices:
     def answer(self, revision: run_v2.Revision, path: str) -> tuple[int, str]:
         image = revision.containers[0].image
         return self.behaviours.get(image, healthy)(path, revision)
+
+
+def _configuration(template: run_v2.RevisionTemplate) -> bytes:
+    """What makes two templates the same revision: everything but the name. Labels count too (they are the
+    revision's), so deployctl and Pulumi must agree on them or the name is refused."""
+    unnamed = run_v2.RevisionTemplate(template)
+    unnamed.revision = ""
+    return run_v2.RevisionTemplate.serialize(unnamed)
 
 
 def _ready(revision: run_v2.Revision) -> bool:

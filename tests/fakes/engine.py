@@ -1,20 +1,29 @@
-"""A fake infrastructure engine: ``up`` runs the real Pulumi program (infra/) under Pulumi's mocks with the
-release deployctl wrote to ``deployctl:release`` and applies the Cloud Run services and jobs it declares to
-the fake Cloud Run (revision name, image, pinned secret versions, traffic and tags exactly as the program
-sets them). So a test fails when the program and deployctl disagree on a name, a pin or the traffic.
+"""A fake infrastructure engine with Pulumi's semantics: a state of what the last ``up`` applied, diffs
+against it, ``ignore_changes``, and ``preview``.
+
+``up`` runs the real Pulumi program (deployctl/infra/) under Pulumi's mocks with the release deployctl hands
+it, and works out what the engine would send, the way Pulumi documents it ("Resource option: ignoreChanges":
+an ignored property takes the old value from the state, except when the resource is created; the live value
+is never read without a refresh). Resources whose goal differs from the state are created or updated, and
+the Cloud Run services and jobs among them are applied to the fake Cloud Run with exactly those inputs
+(revision name, image, env, pinned secret versions, traffic and tags) — stale ignored values included. So a
+test fails when the program and deployctl disagree on a name, a pin or the traffic, and Cloud Run refuses
+what it would refuse. ``preview`` is a hand-run ``pulumi preview``: the program with no release.
 
 What the mocks cannot give (real random secret values, the Cloud SQL users' first passwords) is created
 here the way the providers would.
 
-Every call deployctl makes (``check``, ``outputs``, ``refresh``, ``record``, ``up``, with the release it
-wrote to the stack config) is kept in one :class:`PulumiBackend`: the fake's remote state, like the state
-backend every ``pulumi`` run of a project shares. A test makes one and hands it to every FakeEngine it
-creates (GcpTarget gets a new engine each time it is built), so counts read after the fact are the
-calls of the whole test, not of an engine created to read them.
+Every call deployctl makes (``check``, ``outputs``, ``refresh``, ``up``, with the release it handed over)
+and the state are kept in one :class:`PulumiBackend`: the fake's remote state, like the state backend
+every ``pulumi`` run of a project shares. A test makes one and hands it to every FakeEngine it creates
+(GcpTarget gets a new engine each time it is built), so counts read after the fact are the calls of the
+whole test, not of an engine created to read them.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from dataclasses import dataclass, field
 from secrets import token_hex
 from typing import Any
@@ -24,7 +33,8 @@ from google.cloud import run_v2
 
 from deployctl import naming  # the fake applies what the program would create, under the program's names
 from deployctl.config import Release, Stack
-from deployctl.targets.gcp.synth import synthesize
+from deployctl.targets.gcp.synth import Synthesis, synthesize
+from tests.fakes.builds import FakeRegistry
 from tests.fakes.cloudrun import FakeRunServices
 from tests.fakes.sqladmin import FakeSqlAdmin
 
@@ -32,30 +42,46 @@ from tests.fakes.sqladmin import FakeSqlAdmin
 @dataclass(frozen=True)
 class EngineCall:
     stack: str
-    method: str  # check, outputs, refresh, record or up
-    release: Release | None = None  # what record and up wrote to the stack's deployctl:release
+    method: str  # check, outputs, refresh or up
+    release: Release | None = None  # what up handed the program
+
+
+@dataclass(frozen=True)
+class Applied:
+    type: str
+    inputs: dict[str, Any]  # as the engine last sent them (ignored properties hold the old values)
 
 
 @dataclass
 class PulumiBackend:
-    """Every engine call of a test, in order, whichever FakeEngine made it (bookkeeping only)."""
+    """Every engine call of a test, in order, whichever FakeEngine made it, and each stack's state."""
 
     calls: list[EngineCall] = field(default_factory=list)
+    state: dict[str, dict[str, Applied]] = field(default_factory=dict)  # stack -> resource name -> applied
 
     def methods(self, stack: str) -> list[str]:
         return [c.method for c in self.calls if c.stack == stack]
 
-    def releases(self, stack: str, method: str) -> list[Release]:
-        """The releases *method* (``up`` or ``record``) wrote to *stack*'s config, oldest first."""
-        return [c.release for c in self.calls if c.stack == stack and c.method == method and c.release]
+    def releases(self, stack: str) -> list[Release]:
+        """The releases ``up`` handed *stack*'s program, oldest first."""
+        return [c.release for c in self.calls if c.stack == stack and c.method == "up" and c.release]
+
+
+@dataclass(frozen=True)
+class Change:
+    op: str  # create, update or delete
+    name: str
+    type: str
+    goal: dict[str, Any]  # what the engine sends (empty for a delete)
 
 
 class FakeEngine:
     def __init__(self, stack: Stack, run: FakeRunServices, backend: PulumiBackend,
-                 sql: FakeSqlAdmin | None = None) -> None:
+                 sql: FakeSqlAdmin | None = None, registry: FakeRegistry | None = None) -> None:
         self.stack = stack
         self.run = run
         self.sql = sql
+        self.registry = registry
         self.backend = backend
         self.parent = f"projects/{stack.project}/locations/{stack.region}"
 
@@ -75,42 +101,80 @@ class FakeEngine:
     def refresh(self) -> None:
         self._call("refresh")
 
-    def record(self, release: Release) -> None:
-        self._call("record", release)
+    @property
+    def state(self) -> dict[str, Applied]:
+        return self.backend.state.setdefault(self.stack.name, {})
+
+    def preview(self) -> list[Change]:
+        """A hand-run ``pulumi preview``: the program without a release, diffed against the state."""
+        return self._diff(synthesize(self.stack.model_copy(update={"release": Release()})))
 
     def up(self, release: Release) -> dict[str, Any]:
-        """Run the real program (infra/) under Pulumi mocks with this release, then apply the services and jobs
-        it declares to the fakes. Secrets and database users are created here with real random values, as
-        the providers would (under mocks every generated value is the same placeholder)."""
+        """Run the real program (deployctl/infra/) under Pulumi mocks with this release, diff it against the
+        state and apply the changed services and jobs to the fakes. Secrets and database users are created
+        here with real random values, as the providers would (under mocks every generated value is the same
+        placeholder)."""
         self._call("up", release)
         self._secrets()
         self._users()
         synthesis = synthesize(self.stack.model_copy(update={"release": release}))
-        for resource in synthesis.of_type("gcp:cloudrunv2/service:Service"):
-            inputs = resource.inputs
-            if inputs["template"]["containers"][0]["image"] not in release.images.values():
-                continue  # no image released for it yet: the program's placeholder; nothing to test there
-            traffic = [_traffic(t) for t in inputs.get("traffics") or []]
-            self.run.apply(f"{self.parent}/services/{inputs['name']}", _template(inputs["template"]), traffic)
+        changes = self._diff(synthesis)
+        for change in changes:
+            if change.type == "gcp:cloudrunv2/service:Service":
+                self._apply_service(change)
+            elif change.type == "gcp:cloudrunv2/job:Job":
+                self._apply_job(change)
+            elif change.type == "gcp:artifactregistry/repository:Repository" and self.registry is not None:
+                self.registry.repositories.add(str(change.goal["repositoryId"]))
+        for change in changes:
+            if change.op == "delete":
+                self.state.pop(change.name)
+            else:
+                self.state[change.name] = Applied(change.type, change.goal)
         # the invoker bindings the program declares replace the services' previous ones (an up converges)
         ours = {str(r.inputs["name"]) for r in synthesis.of_type("gcp:cloudrunv2/service:Service")}
         self.run.http.public -= ours
         for member in synthesis.of_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember"):
             if member.inputs.get("member") == "allUsers" and member.inputs.get("role") == "roles/run.invoker":
                 self.run.http.public.add(str(member.inputs.get("name", "")).rsplit("/", 1)[-1])
-        backend = get_backend("cloudrun")[str(self.stack.project)]
-        for resource in synthesis.of_type("gcp:cloudrunv2/job:Job"):
-            container = resource.inputs["template"]["template"]["containers"][0]
-            if container["image"] not in release.images.values():
-                continue
-            spec = {"template": {"template": {"containers": [
-                {"image": container["image"], "command": container.get("commands", [])}]}}}
-            full = f"{self.parent}/jobs/{resource.inputs['name']}"
-            if full in backend.jobs:
-                backend.jobs[full].spec.update(spec)
-            else:
-                backend.create_job(self.parent, resource.inputs["name"], spec)
         return self._outputs()  # part of the update's result (Automation API: UpResult.outputs), not a call
+
+    def _diff(self, synthesis: Synthesis) -> list[Change]:
+        """What the engine would do: each custom resource's goal (program inputs, with every ignore_changes
+        path taken from the state when the resource exists) against the inputs it last sent."""
+        changes, declared = [], set()
+        for resource in (r for r in synthesis.resources if r.custom):
+            declared.add(resource.name)
+            old = self.state.get(resource.name)
+            goal = copy.deepcopy(resource.inputs)
+            if old is not None:
+                for path in resource.ignore_changes:
+                    _copy_path(old.inputs, goal, path)
+            if old is None or old.inputs != goal:
+                changes.append(Change("create" if old is None else "update", resource.name, resource.type, goal))
+        changes += [Change("delete", name, applied.type, {}) for name, applied in self.state.items()
+                    if name not in declared]
+        return changes
+
+    def _apply_service(self, change: Change) -> None:
+        goal = change.goal
+        if change.op == "delete":
+            raise AssertionError(f"this up would delete the Cloud Run service {change.name}")
+        traffic = [_traffic(t) for t in goal.get("traffics") or []]
+        self.run.apply(f"{self.parent}/services/{goal['name']}", _template(goal["template"]), traffic)
+
+    def _apply_job(self, change: Change) -> None:
+        if change.op == "delete":
+            raise AssertionError(f"this up would delete the Cloud Run job {change.name}")
+        container = change.goal["template"]["template"]["containers"][0]
+        template = _template({"containers": [container]})
+        spec = {"template": {"template": {"containers": [run_v2.Container.to_dict(template.containers[0])]}}}
+        backend = get_backend("cloudrun")[str(self.stack.project)]
+        full = f"{self.parent}/jobs/{change.goal['name']}"
+        if full in backend.jobs:
+            backend.jobs[full].spec.update(spec)
+        else:
+            backend.create_job(self.parent, change.goal["name"], spec)
 
     def _secrets(self) -> dict[str, str]:
         """Like the program's Secrets component: each declared secret exists with a first version (generated,
@@ -163,19 +227,50 @@ class FakeEngine:
 
 
 def _template(template: dict[str, Any]) -> run_v2.RevisionTemplate:
-    """The part of a synthesized service template the fake Cloud Run needs: revision name, image, env."""
-    container = template["containers"][0]
-    env = []
-    for var in container.get("envs", []):
-        ref = (var.get("valueSource") or {}).get("secretKeyRef")
-        if ref:
-            source = run_v2.EnvVarSource(secret_key_ref=run_v2.SecretKeySelector(secret=ref["secret"],
-                                                                                 version=ref["version"]))
-            env.append(run_v2.EnvVar(name=var["name"], value_source=source))
-        else:
-            env.append(run_v2.EnvVar(name=var["name"], value=var.get("value", "")))
-    return run_v2.RevisionTemplate(revision=template["revision"],
-                                   containers=[run_v2.Container(image=container["image"], env=env)])
+    """A synthesized template as the Cloud Run API gets it: revision name, scaling, and per container the image,
+    command, env (plain and secret references) and resource limits."""
+    containers = []
+    for container in template["containers"]:
+        env = []
+        for var in container.get("envs", []):
+            ref = (var.get("valueSource") or {}).get("secretKeyRef")
+            if ref:
+                source = run_v2.EnvVarSource(secret_key_ref=run_v2.SecretKeySelector(secret=ref["secret"],
+                                                                                     version=ref["version"]))
+                env.append(run_v2.EnvVar(name=var["name"], value_source=source))
+            else:
+                env.append(run_v2.EnvVar(name=var["name"], value=var.get("value", "")))
+        limits = (container.get("resources") or {}).get("limits") or {}
+        containers.append(run_v2.Container(image=container["image"], command=container.get("commands") or [],
+                                           env=env, resources=run_v2.ResourceRequirements(limits=limits)))
+    scaling = template.get("scaling") or {}
+    return run_v2.RevisionTemplate(
+        revision=template.get("revision", ""), containers=containers,
+        scaling=run_v2.RevisionScaling(min_instance_count=int(scaling.get("minInstanceCount", 0)),
+                                       max_instance_count=int(scaling.get("maxInstanceCount", 0))),
+    )
+
+
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _copy_path(source: dict[str, Any], target: dict[str, Any], path: str) -> None:
+    """Set *path* (Pulumi's property path syntax, ``template.containers[0].image``) in *target* to its value in
+    *source*; a path *source* lacks is left as *target* has it (no prior value: the program's is used)."""
+    steps: list[str | int] = [key if key else int(index) for key, index in _STEP.findall(path)]
+    value: Any = source
+    for step in steps:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return
+    node: Any = target
+    for step in steps[:-1]:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return
+    node[steps[-1]] = copy.deepcopy(value)
 
 
 def _traffic(target: dict[str, Any]) -> run_v2.TrafficTarget:

@@ -74,7 +74,7 @@ class Cloud:
         return GcpTarget(
             config,
             self.root,
-            engine=engine or FakeEngine(config, self.run, self.pulumi, self.sql),  # type: ignore[arg-type]
+            engine=engine or FakeEngine(config, self.run, self.pulumi, self.sql, self.registry),  # type: ignore[arg-type]
             services=run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel)),
             revisions=run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel)),
             jobs=run_v2.JobsClient(credentials=AnonymousCredentials()),
@@ -98,6 +98,11 @@ class Cloud:
     def engine_calls(self, stack: str = "staging") -> list[str]:
         """The engine methods deployctl called on *stack* so far in this test (every target's engine)."""
         return self.pulumi.methods(stack)
+
+    def preview(self, stack: str = "staging") -> list[tuple[str, str]]:
+        """A hand-run ``pulumi preview`` of *stack*: (operation, resource) for each change it would show."""
+        engine = FakeEngine(load(stack, self.root), self.run, self.pulumi, self.sql, self.registry)
+        return [(c.op, c.name) for c in engine.preview()]
 
     def mutations(self) -> list[tuple[str, str]]:
         """Every change that reached the fake cloud (Cloud Run Services over gRPC, the rest over drongo)."""

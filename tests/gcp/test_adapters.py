@@ -7,6 +7,7 @@ import pytest
 from deployctl.errors import LockedError
 from deployctl.pipeline.model import JobState
 from deployctl.targets.gcp.retry import RetryPolicy
+from deployctl.targets.gcp.run_jobs import JobSpec
 from deployctl.targets.gcp.state import GcsLock
 from tests.fakes import drongo_ext
 from tests.fakes.engine import FakeEngine
@@ -24,9 +25,9 @@ def _jobs_ready(cloud: Cloud):
 def test_rerun_of_a_release_attaches_to_its_running_migration(cloud: Cloud) -> None:
     target = _jobs_ready(cloud)
     drongo_ext.JOBS.polls_running["staging-api-migrate"] = 3
-    first = target.jobs.run("staging-api-migrate", IMAGE, "r0007", deadline_s=0)  # gives up waiting at once
+    first = target.jobs.run("staging-api-migrate", JobSpec(IMAGE), "r0007", deadline_s=0)  # gives up waiting at once
     assert first.state is JobState.RUNNING and "still running" in first.message
-    second = target.jobs.run("staging-api-migrate", IMAGE, "r0007", deadline_s=5)
+    second = target.jobs.run("staging-api-migrate", JobSpec(IMAGE), "r0007", deadline_s=5)
     assert second.succeeded and second.execution == first.execution
     runs = [c for c in drongo_ext.RECORDER.calls if c[0] == "run_job"]
     assert len(runs) == 1
@@ -35,8 +36,8 @@ def test_rerun_of_a_release_attaches_to_its_running_migration(cloud: Cloud) -> N
 
 def test_a_new_release_starts_its_own_execution(cloud: Cloud) -> None:
     target = _jobs_ready(cloud)
-    one = target.jobs.run("staging-api-migrate", IMAGE, "r0001", deadline_s=5)
-    two = target.jobs.run("staging-api-migrate", IMAGE, "r0002", deadline_s=5)
+    one = target.jobs.run("staging-api-migrate", JobSpec(IMAGE), "r0001", deadline_s=5)
+    two = target.jobs.run("staging-api-migrate", JobSpec(IMAGE), "r0002", deadline_s=5)
     assert one.execution != two.execution and one.succeeded and two.succeeded
 
 

@@ -1,16 +1,18 @@
 """PulumiEngine without the pulumi CLI: where the stack's passphrase comes from, how the CLI's failures
 become one-line errors with the command that fixes them, and the real Automation API driving a stand-in
-``pulumi`` executable (tests/fakes/pulumi_cli.py) for the release config, a concurrent update and the
+``pulumi`` executable (tests/fakes/pulumi_cli.py) for the release hand-over, a concurrent update and the
 passphrase hand-over."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deployctl.config import Release
 from deployctl.errors import EXIT_PRECONDITION, DeployctlError, LockedError
@@ -89,12 +91,52 @@ def _calls(log: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-RELEASE = Release(images={"api": "img@sha256:" + "a" * 64}, secret_versions={"SECRET_KEY": "3"},
+RELEASE = Release(phase="release", images={"api": "img@sha256:" + "a" * 64}, secret_versions={"SECRET_KEY": "3"},
                   revisions={"api": "staging-api-abc"})
 
 
-def _engine() -> PulumiEngine:
-    return PulumiEngine("staging", REPO, progress=lambda line: None, passphrase=lambda: "s3cret-phrase")
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project of its own: the stand-in CLI writes stack files the way the real one does."""
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "stacks", root / "stacks")
+    shutil.copy(REPO / "Pulumi.yaml", root / "Pulumi.yaml")
+    return root
+
+
+def _engine(root: Path = REPO) -> PulumiEngine:
+    return PulumiEngine("staging", root, progress=lambda line: None, passphrase=lambda: "s3cret-phrase")
+
+
+def _stack_files(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((root / "stacks").iterdir())}
+
+
+def test_up_hands_the_release_to_the_program_and_writes_no_stack_file(fake_cli: Path, project: Path,
+                                                                       monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_PULUMI_UP", "ok")
+    before = _stack_files(project)
+    engine = _engine(project)
+    engine.up(RELEASE)
+    calls = _calls(fake_cli)
+    assert not [c for c in calls if c["args"][:1] == ["config"]]  # the stack's config is the user's
+    up = next(c for c in calls if c["args"][:1] == ["up"])
+    assert Release.model_validate(up["release"]) == RELEASE  # what the program reads (infra/main.py)
+    assert _stack_files(project) == before
+    # the release is handed to that up only: the next command the workspace runs has none
+    engine.outputs()
+    assert _calls(fake_cli)[-1]["args"][:2] == ["stack", "output"] and _calls(fake_cli)[-1]["release"] is None
+
+
+def test_the_stand_in_cli_writes_config_with_pulumis_typing(fake_cli: Path, project: Path) -> None:
+    """Why deployctl must not keep runtime state in the stack file: `config set-all --path` turns a version
+    "1" into the number 1 (pulumi/pulumi#17586), and the file is the user's, checked in."""
+    import pulumi.automation as auto
+
+    stack = auto.select_stack("staging", work_dir=str(project))
+    stack.set_all_config({"deployctl:release.secret_versions.SECRET_KEY": auto.ConfigValue("1")}, path=True)
+    written = yaml.safe_load((project / "stacks" / "Pulumi.staging.yaml").read_text())
+    assert written["config"]["deployctl:release"] == {"secret_versions": {"SECRET_KEY": 1}}
 
 
 def test_a_concurrent_update_is_a_locked_error_naming_the_fix(fake_cli: Path) -> None:
@@ -102,13 +144,8 @@ def test_a_concurrent_update_is_a_locked_error_naming_the_fix(fake_cli: Path) ->
         _engine().up(RELEASE)
     assert caught.value.hint == "Wait for it; if it is stuck: pulumi cancel --stack staging"
     calls = _calls(fake_cli)
-    # the release went to the stack config first (replacing the old one), then `up` ran; every call that
-    # can decrypt the stack got the passphrase from Secret Manager
-    commands = [c["args"][:2] for c in calls]
-    assert ["config", "rm"] in commands and ["config", "set-all"] in commands and ["up", "--yes"] in commands
-    set_all = next(c["args"] for c in calls if c["args"][:2] == ["config", "set-all"])
-    assert "--path" in set_all and "deployctl:release.revisions.api=staging-api-abc" in set_all
-    assert "deployctl:release.secret_versions.SECRET_KEY=3" in set_all
+    # every call that can decrypt the stack got the passphrase from Secret Manager
+    assert ["up", "--yes"] in [c["args"][:2] for c in calls]
     stack_calls = [c for c in calls if c["args"][:1] != ["version"]]
     assert stack_calls and all(c["has_passphrase"] and c["passphrase_matches"] for c in stack_calls)
 

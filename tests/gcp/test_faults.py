@@ -76,6 +76,8 @@ def _quick() -> RetryPolicy:
 def test_a_403_right_after_this_command_changed_iam_is_waited_out(cloud: Cloud, reporter) -> None:
     """IAM: "typically 2 minutes, potentially 7 minutes or longer" — the grant `pulumi up` just made."""
     orchestrator.release(cloud.target(), cloud.options(IMAGE), reporter)
+    stack_file = cloud.root / "stacks" / "Pulumi.staging.yaml"  # a settings change: the next up applies it
+    stack_file.write_text(stack_file.read_text().replace("max_instances: 4", "max_instances: 3"))
     said: list[str] = []
     target = cloud.target(policy=_quick())
     target.policy.propagation.say = said.append

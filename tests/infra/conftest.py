@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from deployctl.config import Stack, load, parse
+from deployctl.config import Release, Stack, load, parse
 from deployctl.targets.gcp.synth import Synthesis, synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,19 +16,27 @@ WORKER_DIGEST = "europe-central2-docker.pkg.dev/example/production-deployctl/wor
 
 
 def stack_with(name: str, edit: Any = None, *, stack: str | None = None) -> Stack:
-    """The repository's stack *name*, its raw config edited by *edit(config)*, validated as *stack*."""
+    """The repository's stack *name*, its raw config edited by *edit(config)*, validated as *stack*. An edit may
+    put a release under ``RELEASE``: it becomes the release deployctl's own `pulumi up` hands the program."""
     import yaml
 
     raw = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{name}.yaml").read_text())
     if edit is not None:
         edit(raw["config"])
+    handed = raw["config"].pop(RELEASE, None)
     stack = stack or name
-    return parse(raw, stack=stack, file=f"stacks/Pulumi.{stack}.yaml")
+    parsed = parse(raw, stack=stack, file=f"stacks/Pulumi.{stack}.yaml")
+    if handed is None:
+        return parsed
+    return parsed.model_copy(update={"release": Release.model_validate({"phase": "release", **handed})})
+
+
+RELEASE = "release handed to pulumi up"  # where an edit puts it (never a key of a stack file)
 
 
 def release(config: dict[str, Any]) -> None:
-    """What deployctl writes to ``deployctl:release`` before `pulumi up` (a canary at 90/10)."""
-    config["deployctl:release"] = {
+    """What deployctl hands its `pulumi up` (DEPLOYCTL_PULUMI_RELEASE): a canary at 90/10."""
+    config[RELEASE] = {
         "images": {"api": DIGEST},
         "secret_versions": {"SECRET_KEY": "3", "DATABASE_URL": "5", "DB_PASSWORD": "2"},
         "revisions": {"api": "production-api-0123456789"},

@@ -10,7 +10,7 @@ from deployctl import naming
 from deployctl.config import Stack
 from deployctl.errors import ConfigError
 from deployctl.targets.gcp.synth import Synthesis, synthesize
-from tests.infra.conftest import stack_with
+from tests.infra.conftest import RELEASE, stack_with
 
 # inputs that are the name of a cloud resource in the project (not a reference to another one)
 NAME_KEYS = {
@@ -54,7 +54,7 @@ def test_long_names_are_shortened_uniquely() -> None:
 
 
 def _release_revision(config: dict[str, Any]) -> None:
-    config["deployctl:release"] = {"revisions": {"api": "api-0123456789"}}
+    config[RELEASE] = {"revisions": {"api": "api-0123456789"}}
 
 
 def _cycle(config: dict[str, Any]) -> None:
@@ -65,7 +65,7 @@ def _cycle(config: dict[str, Any]) -> None:
 @pytest.mark.parametrize(("stack", "message"), [
     (stack_with("local"), "stacks/Pulumi.local.yaml: deployctl:target: stack local is not a gcp stack"),
     (stack_with("staging", _release_revision),
-     "stacks/Pulumi.staging.yaml: deployctl:release.revisions.api: 'api-0123456789' is not a revision of staging-api"),
+     "DEPLOYCTL_PULUMI_RELEASE: revisions.api: 'api-0123456789' is not a revision of staging-api"),
     (stack_with("staging", _cycle), "stacks/Pulumi.staging.yaml: deployctl:secrets.A.template: composes itself"),
     # a valid stack name (deployctl.config.STACK_NAME) that gcp's stricter rule refuses: a leading digit, > 20
     (stack_with("staging", stack="1staging"),

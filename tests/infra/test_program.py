@@ -6,7 +6,7 @@ from typing import Any
 
 from deployctl.infra.components.common import PLACEHOLDER_IMAGE
 from deployctl.targets.gcp.synth import Synthesis, synthesize
-from tests.infra.conftest import DIGEST, WORKER_DIGEST, release, stack_with
+from tests.infra.conftest import DIGEST, RELEASE, WORKER_DIGEST, release, stack_with
 
 SERVICE = "gcp:cloudrunv2/service:Service"
 JOB = "gcp:cloudrunv2/job:Job"
@@ -111,7 +111,7 @@ def test_every_job_runs_its_service_image_and_identity() -> None:
         release(config)
         config["deployctl:services"]["worker"] = {"secrets": {"SECRET_KEY": "SECRET_KEY"}, "env": {"MODE": "w"}}
         config["deployctl:jobs"]["init"]["service"] = "worker"
-        config["deployctl:release"]["images"]["worker"] = WORKER_DIGEST
+        config[RELEASE]["images"]["worker"] = WORKER_DIGEST
 
     syn = synthesize(stack_with("production", two_services))
     jobs = {r.inputs["name"]: r for r in syn.of_type(JOB)}

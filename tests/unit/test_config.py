@@ -76,8 +76,9 @@ CASES = [
      'deployctl:smoke.1.path: must start with "/"', 'Write the path from the root: "/ready".'),
     ({"deployctl:services": {"api": {"probes": {"startup": {"path": "startup"}}}}},
      'deployctl:services.api.probes.startup.path: must start with "/"', 'Write the path from the root: "/startup".'),
-    ({"deployctl:release": {"images": {"api": "gcr.io/p/api:latest"}}},
-     "deployctl:release.images: api: 'gcr.io/p/api:latest' is not pinned by digest (…@sha256:<64 hex>)", None),
+    ({"deployctl:release": {"images": {"api": "gcr.io/p/api@sha256:" + "a" * 64}}},
+     "deployctl:release: runtime state does not belong in a stack file",
+     "Delete it: pulumi config rm --path deployctl:release --stack t"),
 ]
 
 
@@ -126,7 +127,7 @@ def test_a_stack_name_that_cannot_be_one_is_a_usage_error_in_load_and_parse(name
 def test_fingerprint_ignores_release_facts() -> None:
     a = config.parse(_base(), stack="t", file=FILE)
     digest = "gcr.io/p/api@sha256:" + "a" * 64
-    b = config.parse(_base(**{"deployctl:release": {"images": {"api": digest}}}), stack="t", file=FILE)
+    b = a.model_copy(update={"release": config.Release(phase="release", images={"api": digest})})
     c = config.parse(_base(**{"deployctl:services": {"api": {"cpu": 2}}}), stack="t", file=FILE)
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
 

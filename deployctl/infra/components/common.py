@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pulumi
 
-# The image a service or job gets while ``deployctl:release`` has none for it (a plan before the first
-# build, or the first bootstrap `pulumi up`): Google's public Cloud Run sample container, pinned by the
+# The image a service or job gets while the release deployctl hands the program has none for it (a plan
+# before the first build, or a hand-run first `pulumi up`): Google's public Cloud Run sample container, pinned by the
 # digest Google's own Cloud Deploy quickstarts use. It serves any path on $PORT, so the service becomes
 # ready with the configured probes; the service's command is not applied to it (it has no Python). Plans
 # and audits show it as "image: set at release"; deployctl replaces it with the built digest on every

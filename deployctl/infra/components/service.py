@@ -1,9 +1,12 @@
 """CloudRunService: a Cloud Run v2 service whose template and traffic come from deployctl's release.
 
-The template's revision name, image digest and pinned secret versions are the release's; traffic is
-written as explicit revisions (what deployctl last set), or 100 % to the latest revision when there is
-none yet, so ``pulumi up`` re-applies what deployctl did and never moves users by itself. ``allUsers`` may
-invoke the service only when the stack declares it public.
+The template's revision name, image digest, command, env (with the pinned secret versions) and the traffic
+are the release's: deployctl hands them to its own ``pulumi up`` and otherwise sets them through the Cloud
+Run API (a code-only release, a traffic shift, a rollback). Traffic is written as explicit revisions, or
+100 % to the latest revision when there is none yet, so an ``up`` never moves users by itself. A hand-run
+``pulumi preview``/``up`` has no release: then those fields are ``ignore_changes`` (Pulumi keeps what its
+state holds, docs: "Resource option: ignoreChanges") and only the settings Pulumi owns can differ.
+``allUsers`` may invoke the service only when the stack declares it public.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ class CloudRunServiceArgs:
     traffic: list[TrafficTarget] = field(default_factory=list)
     deletion_protection: bool = False
     env: dict[str, str] | None = None  # the plain env, database facts filled in (program.plain_env); None: config.env
+    release_in_state: bool = False  # a hand-run pulumi: what a release owns stays as the state holds it
+
+
+# what a release owns in a service and in a job: a hand-run pulumi leaves them as its state holds them
+RELEASE_FIELDS = ("template.revision", "template.containers[0].image", "template.containers[0].commands",
+                  "template.containers[0].envs", "traffics")
+JOB_RELEASE_FIELDS = ("template.template.containers[0].image", "template.template.containers[0].commands",
+                      "template.template.containers[0].envs")
 
 
 class CloudRunService(pulumi.ComponentResource):
@@ -52,7 +63,8 @@ class CloudRunService(pulumi.ComponentResource):
             ),
             # deployctl labels the revisions it creates with their release id; a label change would make
             # Cloud Run cut a new revision under the release's revision name, which already exists
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["template.labels"]),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=[
+                "template.labels", *(RELEASE_FIELDS if args.release_in_state else ())]),
         )
         if svc.public:
             run.ServiceIamMember(

@@ -1,10 +1,10 @@
 """The infrastructure engine: Pulumi's Automation API over this repository's Pulumi project.
 
 Rules:
-- Before every ``up`` the release as deployctl sees it (image digests, pinned secret versions, revision
-  names, live traffic) is written to the stack's ``deployctl:release`` config, so the program re-applies
-  exactly what deployctl did and never moves traffic on its own. ``record`` writes that config without
-  an ``up`` (after a traffic shift or a rollback) so a later ``pulumi preview`` shows no drift.
+- The release as deployctl sees it (image digests, pinned secret versions, revision names, live traffic)
+  reaches the program of an ``up`` in the ``DEPLOYCTL_PULUMI_RELEASE`` environment variable, so the program
+  applies exactly what deployctl decided and never moves traffic on its own. Nothing is written to the
+  stack's config: stacks/*.yaml are the user's, checked in, and no deployctl command changes them.
 - Preconditions are checked before anything changes: a missing ``pulumi`` binary, plugin or login is a
   PreconditionError with the command that fixes it.
 - A concurrent update is a LockedError ("stack … is being updated by …"), never a half-applied state.
@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 from deployctl.config import Release
 from deployctl.errors import DeployctlError, LockedError, PreconditionError
+from deployctl.naming import RELEASE_ENV
 
 INSTALL_HINT = "Install the Pulumi CLI: curl -fsSL https://get.pulumi.com | sh, then `pulumi login`."
 LOGIN_HINT = "Log in to the state backend: `pulumi login` (or `pulumi login gs://BUCKET`)."
-RELEASE_KEY = "deployctl:release"
 
 
 class Engine(Protocol):
@@ -34,35 +34,12 @@ class Engine(Protocol):
         ...
 
     def up(self, release: Release) -> dict[str, Any]:
-        """Write *release* to the stack config, apply the program, return the stack outputs."""
-        ...
-
-    def record(self, release: Release) -> None:
-        """Write *release* to the stack config only (no update)."""
+        """Apply the program with *release* handed to it; return the stack outputs."""
         ...
 
     def outputs(self) -> dict[str, Any]: ...
 
     def refresh(self) -> None: ...
-
-
-def flatten(release: Release) -> dict[str, str]:
-    """``deployctl:release`` as path keys (``deployctl:release.images.api``) for ``config set --path``."""
-    data = release.model_dump(mode="json", exclude_none=True)
-    flat: dict[str, str] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}", item)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                walk(f"{prefix}[{i}]", item)
-        else:
-            flat[prefix] = str(value)
-
-    walk(RELEASE_KEY, data)
-    return flat
 
 
 class PulumiEngine:
@@ -118,22 +95,14 @@ class PulumiEngine:
             )
         return self._stack
 
-    def record(self, release: Release) -> None:
-        import pulumi.automation as auto
-
-        stack = self._select()
-        values = {key: auto.ConfigValue(value) for key, value in flatten(release).items()}
-
-        def write() -> None:
-            stack.remove_config(RELEASE_KEY, path=True)
-            stack.set_all_config(values, path=True)
-
-        self._guard(write)
-
     def up(self, release: Release) -> dict[str, Any]:
-        self.record(release)
         stack = self._select()
-        result = self._guard(lambda: stack.up(on_event=self._event, color="never", suppress_progress=True))
+        env = stack.workspace.env_vars  # the CLI, and so the program it starts, run with these variables
+        env[RELEASE_ENV] = release.model_dump_json()
+        try:
+            result = self._guard(lambda: stack.up(on_event=self._event, color="never", suppress_progress=True))
+        finally:
+            env.pop(RELEASE_ENV, None)
         self.progress(f"pulumi up: {_summary(result.summary.resource_changes or {})}")
         return {key: out.value for key, out in result.outputs.items() if not out.secret}
 

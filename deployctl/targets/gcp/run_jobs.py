@@ -1,8 +1,9 @@
 """Cloud Run Jobs facade (run_v2 JobsClient + ExecutionsClient): run a job, wait with a deadline.
 
 Rules:
-- The job's image is the artifact's digest; when the job definition holds another image it is updated
-  first (``pulumi up`` normally already did it).
+- A job runs its release: before each run the job's image, pinned secret versions and the env values that
+  follow them (``{db_user}``) are set to the release's when the job holds others (a code-only release or
+  a rotation makes no ``pulumi up``; after one that did, nothing differs and nothing is sent).
 - Each run carries ``DEPLOYCTL_RELEASE=<release id>`` as an env override. A rerun of the same release
   attaches to that release's execution while it still runs, instead of starting a second migration.
 - Waiting stops at the deadline (the job's timeout times its attempts, plus slack): the execution is left alone
@@ -14,12 +15,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from deployctl.pipeline.model import JobRun, JobState
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
+from deployctl.targets.gcp.run_services import set_release
 
 RELEASE_ENV = "DEPLOYCTL_RELEASE"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What deployctl owns in a job: the image, the pinned secret env and the env values that follow it."""
+
+    image: str
+    secret_env: dict[str, tuple[str, str]] = field(default_factory=dict)  # ENV -> (secret id, pinned version)
+    env: dict[str, str] = field(default_factory=dict)  # ENV -> value, replacing what the job has
 
 
 class CloudRunJobs:
@@ -37,33 +49,34 @@ class CloudRunJobs:
         return f"{self.parent}/jobs/{job_id}"
 
     def run(
-        self, job_id: str, image: str, release_id: str, deadline_s: float, sleep: Callable[[float], None] = time.sleep
+        self, job_id: str, spec: JobSpec, release_id: str, deadline_s: float,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> JobRun:
         name = self.job_name(job_id)
-        self._ensure_image(name, image)
+        self._ensure_spec(name, spec)
         execution = self._running_for(name, release_id) or self._start(name, release_id)
         return self._wait(job_id, execution, deadline_s, sleep)
 
-    def _ensure_image(self, name: str, image: str) -> None:
+    def _ensure_spec(self, name: str, spec: JobSpec) -> None:
+        short = name.rsplit("/", 1)[-1]
         job = read(
             lambda: self.jobs.get_job(name=name, retry=None, timeout=self.policy.call_timeout_s),
-            f"read Cloud Run job {name.rsplit('/', 1)[-1]}",
+            f"read Cloud Run job {short}",
             self.policy,
         )
-        containers = job.template.template.containers
-        if containers and containers[0].image == image:
+        if _holds(job, spec):
             return
-        containers[0].image = image
+        set_release(job.template.template.containers[0], spec.image, spec.secret_env, spec.env)
 
         def send() -> bool:
             self.jobs.update_job(job=job, retry=None, timeout=self.policy.call_timeout_s).result()
             return True
 
         def applied() -> bool | None:
-            now = self.jobs.get_job(name=name, retry=None, timeout=self.policy.call_timeout_s)
-            return True if now.template.template.containers[0].image == image else None
+            return True if _holds(self.jobs.get_job(name=name, retry=None, timeout=self.policy.call_timeout_s),
+                                  spec) else None
 
-        mutate(send, applied, f"set the image of job {name.rsplit('/', 1)[-1]}", self.policy)
+        mutate(send, applied, f"set job {short} to the release's image and secret versions", self.policy)
 
     def _list(self, name: str) -> list[Any]:
         return read(
@@ -150,3 +163,14 @@ def _finished(execution: Any) -> bool:
 def _succeeded(execution: Any) -> bool:
     completed = next((c for c in execution.conditions if c.type_ == "Completed"), None)
     return bool(completed and completed.state == completed.State.CONDITION_SUCCEEDED)
+
+
+def _holds(job: Any, spec: JobSpec) -> bool:
+    container = job.template.template.containers[0]
+    env = {var.name: var for var in container.env}
+    secrets_match = all(
+        name in env and (env[name].value_source.secret_key_ref.secret, env[name].value_source.secret_key_ref.version)
+        == ref for name, ref in spec.secret_env.items()
+    )
+    values_match = all(name in env and env[name].value == value for name, value in spec.env.items())
+    return bool(container.image == spec.image and secrets_match and values_match)

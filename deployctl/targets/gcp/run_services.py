@@ -209,18 +209,24 @@ def _apply_spec(template: Any, spec: Spec) -> None:
 
     template.revision = spec.revision
     template.labels.update(spec.labels)
-    container = template.containers[0] if template.containers else None
-    if container is None:
+    if not template.containers:
         template.containers.append(run_v2.Container(image=spec.image))
-        container = template.containers[0]
-    container.image = spec.image
-    keep = [e for e in container.env if e.name not in spec.secret_env and e.name not in spec.env]
+    set_release(template.containers[0], spec.image, spec.secret_env, spec.env)
+
+
+def set_release(container: Any, image: str, secret_env: dict[str, tuple[str, str]], env: dict[str, str]) -> None:
+    """A service's or a job's container runs a release: its image, pinned secrets and the env values that
+    follow them; the rest of its env (the settings Pulumi applied) stays as it is."""
+    from google.cloud import run_v2
+
+    container.image = image
+    keep = [e for e in container.env if e.name not in secret_env and e.name not in env]
     del container.env[:]
     container.env.extend(keep)
-    container.env.extend(run_v2.EnvVar(name=name, value=value) for name, value in sorted(spec.env.items()))
-    for env, (secret, version) in sorted(spec.secret_env.items()):
+    container.env.extend(run_v2.EnvVar(name=name, value=value) for name, value in sorted(env.items()))
+    for name, (secret, version) in sorted(secret_env.items()):
         ref = run_v2.SecretKeySelector(secret=secret, version=version)
-        container.env.append(run_v2.EnvVar(name=env, value_source=run_v2.EnvVarSource(secret_key_ref=ref)))
+        container.env.append(run_v2.EnvVar(name=name, value_source=run_v2.EnvVarSource(secret_key_ref=ref)))
 
 
 def _statuses(svc: Any) -> list[Split]:

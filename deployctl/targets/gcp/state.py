@@ -230,3 +230,29 @@ class GcsLock(StoredLock[int]):
 
 def _prefix(stack: str) -> str:
     return f"deployctl/{stack}/"
+
+
+class InfraRecord:
+    """``infra.json``: which stack settings and program the last successful ``pulumi up`` applied.
+
+    deployctl runs ``pulumi up`` only when this differs from what it would apply now (an infrastructure
+    fingerprint), so a code-only release touches nothing but Cloud Build and Cloud Run. ``fingerprint`` is
+    None after the foundation apply (everything but the services and jobs) of a stack's first release.
+    """
+
+    NAME = "infra.json"
+
+    def __init__(self, client: Any, bucket: str, stack: str, policy: RetryPolicy) -> None:
+        self.objects = _Objects(client, bucket, _prefix(stack), policy)
+
+    def read(self) -> tuple[dict[str, Any] | None, int]:
+        found = self.objects.get(self.NAME)
+        return found if found is not None else (None, 0)
+
+    def write(self, fingerprint: str | None) -> None:
+        """Record an apply; the stack's lock is held, so a lost race means a bug, not a peer."""
+        _, generation = self.read()
+        data = {"fingerprint": fingerprint, "applied": time.time()}
+        if self.objects.put(self.NAME, data, generation) is None:
+            raise DeployctlError(f"{self.objects.where}{self.NAME} changed while this command held the lock",
+                                 "Run the command again.")

@@ -1,9 +1,13 @@
 """GcpTarget: the Target protocol for ``gcp`` stacks, composed from one small facade per Google API.
 
-Stage mapping: build → Artifact Registry lookup / Cloud Build; secrets → Secret Manager; prepare →
-``pulumi up`` with the release written to ``deployctl:release`` (it creates the new revision with no
-traffic and points the jobs at the new image); migrate/init → Cloud Run Jobs; deploy → the candidate tag;
-promote and rollback → Cloud Run traffic updates; ledger and lock → the stack's GCS state bucket.
+Stage mapping: build → Artifact Registry lookup / Cloud Build (on a stack's very first release, after a
+``foundation`` apply that creates the image repository and the build identity); secrets → Secret Manager;
+prepare → ``pulumi up`` only when the infrastructure fingerprint (the stack's settings and the program's
+version) differs from the last apply's, with the release handed to the program (it then creates the
+candidate revision with no traffic); migrate/init → Cloud Run Jobs, each first set to the release's image
+and pins; deploy → the candidate revision and its tag through the Cloud Run API; promote and rollback →
+Cloud Run traffic updates; ledger, lock and the infrastructure record → the stack's GCS state bucket.
+No command writes a stack file: the boundary is in docs/gcp.md.
 
 Rules: every client is a constructor argument (tests pass clients bound to fakes; ``open_target`` builds
 the real ones lazily, after checking the pulumi CLI and Google credentials, so a missing tool changes
@@ -17,12 +21,13 @@ import hashlib
 import json
 import secrets as pysecrets
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from deployctl import naming
+from deployctl import __version__, naming
 from deployctl.config import Job, Release, Stack, TrafficTarget
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.pipeline import dblogins
@@ -30,11 +35,11 @@ from deployctl.pipeline.model import Artifact, JobRun, Revision, Split
 from deployctl.targets.gcp.builds import Builds, source_hash
 from deployctl.targets.gcp.engine import Engine, PulumiEngine
 from deployctl.targets.gcp.retry import CREDENTIALS_HINT, IAM_PROPAGATION_S, RetryPolicy, translate
-from deployctl.targets.gcp.run_jobs import CloudRunJobs
+from deployctl.targets.gcp.run_jobs import CloudRunJobs, JobSpec
 from deployctl.targets.gcp.run_services import CANDIDATE_TAG, CloudRunServices, Spec
 from deployctl.targets.gcp.secrets import SecretManager
 from deployctl.targets.gcp.sql_users import CloudSqlUsers, sqladmin_client
-from deployctl.targets.gcp.state import GcsLedger, GcsLock
+from deployctl.targets.gcp.state import GcsLedger, GcsLock, InfraRecord
 
 
 class GcpTarget:
@@ -89,6 +94,8 @@ class GcpTarget:
         self.state_location = f"gs://{bucket}/deployctl/{stack.name}/"
         self.ledger = GcsLedger(storage, bucket, stack.name, self.policy)
         self.lock = GcsLock(storage, bucket, stack.name, self.policy, stale_after_s=stale_lock_s)
+        self.infra = InfraRecord(storage, bucket, stack.name, self.policy)
+        self._foundation = threading.Lock()  # builds of several services run at once; one lays the foundation
 
     # -- read-only --------------------------------------------------------------------------------
     def source_hash(self, service: str) -> str:
@@ -239,7 +246,26 @@ class GcpTarget:
         return used
 
     # -- infrastructure and jobs --------------------------------------------------------------------
+    def infra_fingerprint(self) -> str:
+        """What a ``pulumi up`` applies besides the release: the stack's settings and the program's version."""
+        return f"{self.stack.fingerprint()}-{__version__}"
+
+    def apply_reason(self) -> str | None:
+        """Why the infrastructure needs a ``pulumi up`` now, or None (a code-only release needs none)."""
+        applied, _ = self.infra.read()
+        if applied is None or applied.get("fingerprint") is None:
+            return "the stack's first release"
+        if applied["fingerprint"] != self.infra_fingerprint():
+            return "the stack's settings (or deployctl's program) changed"
+        missing = [f"service {svc}" for svc in self.stack.services if self.run.get(svc) is None]
+        missing += [f"secret {name}" for name in self.stack.secrets if not self.secrets.exists(name)]
+        return f"{', '.join(missing)} no longer exist{'s' if len(missing) == 1 else ''}" if missing else None
+
     def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
+        reason = self.apply_reason()
+        if reason is None:
+            return  # the program's settings are applied; deploy and the jobs take the release through the API
+        self.progress(f"pulumi up: {reason}")
         images = {svc: a.ref for svc, a in artifacts.items()}
         # a secret that does not exist yet is created by this up at version 1 (Secret Manager numbers a
         # secret's versions from 1): name the revision as deploy() will once it is pinned to that version, so
@@ -248,8 +274,21 @@ class GcpTarget:
         env = {svc: self._fact_env(svc, named) for svc in artifacts}
         revisions = {svc: self._revision_name(svc, a.ref, named, env[svc]) for svc, a in artifacts.items()}
         self.engine.up(self._release(images, secret_versions, revisions, env))
+        self.infra.write(self.infra_fingerprint())
         # the program grants the runtime identities their roles: calls made as them may see 403 a while
         self.policy.propagation.begin("the IAM bindings `pulumi up` applied", IAM_PROPAGATION_S)
+
+    def _lay_foundation(self) -> None:
+        """A stack's first build pushes to a repository, as an identity, that only the program creates: apply
+        everything but the services and jobs first (they need the image), once."""
+        with self._foundation:
+            applied, _ = self.infra.read()
+            if applied is not None:
+                return
+            self.progress("pulumi up: the stack's foundation (registry, identities, secrets, database)")
+            self.engine.up(Release(phase="foundation"))
+            self.infra.write(None)
+            self.policy.propagation.begin("the IAM bindings `pulumi up` applied", IAM_PROPAGATION_S)
 
     def _release(self, images: dict[str, str], versions: dict[str, str], revisions: dict[str, str],
                  env: dict[str, dict[str, str]] | None = None) -> Release:
@@ -259,7 +298,8 @@ class GcpTarget:
             if live:
                 traffic[svc] = [TrafficTarget(revision=s.revision, percent=s.percent, tag=s.tag) for s in live]
         env = {svc: values for svc, values in (env or {}).items() if values}
-        return Release(images=images, secret_versions=versions, revisions=revisions, traffic=traffic, env=env)
+        return Release(phase="release", images=images, secret_versions=versions, revisions=revisions,
+                       traffic=traffic, env=env)
 
     def _revision_name(self, service: str, image: str, versions: dict[str, str],
                        env: dict[str, str] | None = None) -> str:
@@ -277,18 +317,22 @@ class GcpTarget:
     def run_job(
         self, name: str, job: Job, artifact: Artifact, secret_versions: dict[str, str], release_id: str
     ) -> JobRun:
-        job_id = self.names.job(self.stack, self.stack.job_service(job), name)
+        owner = self.stack.job_service(job)
+        job_id = self.names.job(self.stack, owner, name)
+        spec = JobSpec(artifact.ref, self._secret_env(owner, secret_versions), self._fact_env(owner, secret_versions))
         if not job.blocking:  # started and left to run; the pipeline reports it as not awaited
-            return self.jobs.run(job_id, artifact.ref, release_id, deadline_s=0)
+            return self.jobs.run(job_id, spec, release_id, deadline_s=0)
         deadline = job.timeout_s * (job.retries + 1) + 120
-        return self.jobs.run(job_id, artifact.ref, release_id, deadline_s=deadline)
+        return self.jobs.run(job_id, spec, release_id, deadline_s=deadline)
+
+    def _secret_env(self, service: str, secret_versions: dict[str, str]) -> dict[str, tuple[str, str]]:
+        """ENV -> (secret id, pinned version) of *service* (and of the jobs that run its image)."""
+        declared = self.stack.services[service].secrets
+        return {env: (self.secret_prefix + secret, secret_versions[secret]) for env, secret in declared.items()}
 
     # -- revisions and traffic ----------------------------------------------------------------------
     def deploy(self, service: str, artifact: Artifact, secret_versions: dict[str, str], release_id: str) -> Revision:
-        svc = self.stack.services[service]
-        secret_env = {
-            env: (self.secret_prefix + secret, secret_versions[secret]) for env, secret in svc.secrets.items()
-        }
+        secret_env = self._secret_env(service, secret_versions)
         env = self._fact_env(service, secret_versions)
         name = self._revision_name(service, artifact.ref, secret_versions, env)
         spec = Spec(name, artifact.ref, secret_env, {"deployctl-release": release_id.lower()}, env)
@@ -301,22 +345,6 @@ class GcpTarget:
         if sum(s.percent for s in splits) < 100 and live == {s.revision for s in splits}:
             return  # a first release: Cloud Run already gives the only revision 100 %, there is no "previous"
         self.run.set_traffic(service, splits)
-        self._record_live()
-
-    def _record_live(self) -> None:
-        images, revisions, versions, env = {}, {}, {}, {}
-        for svc in self.stack.services:
-            service = self.run.get(svc)
-            if service is None:
-                continue
-            revisions[svc] = str(service.template.revision)
-            info = self.run.revision(svc, revisions[svc])
-            if info is not None:
-                images[svc] = info.image
-                versions.update(self._declared(info.secret_env))
-                templated = self.stack.services[svc].env
-                env[svc] = {k: v for k, v in info.env.items() if naming.uses_db_facts({k: templated.get(k, "")})}
-        self.engine.record(self._release(images, versions, revisions, env))
 
     def ensure_revision(self, service: str, revision: str) -> Revision:
         info = self.run.revision(service, revision)
@@ -357,6 +385,7 @@ class GcpTarget:
 
     # -- CLI helpers ---------------------------------------------------------------------------------
     def build(self, service: str, source_hash: str) -> Artifact:
+        self._lay_foundation()
         svc = self.stack.services[service]
         return self.builds.build(service, source_hash, self.root, svc.dockerfile)
 

@@ -1,0 +1,102 @@
+"""The boundary between what Pulumi owns and what deployctl owns (docs/gcp.md, "Who owns what"), on the fake
+cloud: no command writes a stack file, a code-only release makes no `pulumi up`, a change of settings makes
+one, each release makes exactly one revision per service, and a hand-run `pulumi preview` afterwards shows
+nothing to change."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from deployctl.pipeline import orchestrator, rollback, rotate
+from deployctl.pipeline.promote import promote as promote_release
+from deployctl.pipeline.rollback_guards import Guard
+from tests.gcp.conftest import SERVICE, Cloud
+
+PRODUCTION = "projects/example-production/locations/europe-central2/services/production-api"
+
+
+def _stack_files(root: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((root / "stacks").iterdir())}
+
+
+def _change_code(cloud: Cloud, note: str) -> None:
+    main = cloud.root / "app" / "main.py"
+    main.write_text(main.read_text() + f"# {note}\n")
+
+
+def _up(cloud: Cloud, reporter, stack: str = "staging"):
+    return orchestrator.release(cloud.target(stack), cloud.options(None), reporter)
+
+
+def test_a_fresh_stacks_first_release_lays_the_foundation_builds_then_makes_one_revision(cloud: Cloud,
+                                                                                        reporter) -> None:
+    record = _up(cloud, reporter)
+    assert record.outcome == "succeeded"
+    # the repository the build pushes to exists only once the program made it: the foundation comes first
+    assert [r.phase for r in cloud.pulumi.releases("staging")] == ["foundation", "release"]
+    assert cloud.registry.repositories == {"staging-deployctl"}
+    assert len(cloud.cloudbuild.builds) == 1
+    assert cloud.run.revision_names(SERVICE) == [record.revisions["api"]]  # one revision, not R0 and R1
+    assert cloud.run.serving(SERVICE) == {record.revisions["api"]: 100}
+    assert cloud.preview() == []
+
+
+def test_a_code_only_release_builds_migrates_deploys_and_shifts_with_no_pulumi_up(cloud: Cloud, reporter) -> None:
+    first = _up(cloud, reporter)
+    ups, builds, grpc_before = cloud.engine_calls().count("up"), len(cloud.cloudbuild.builds), len(cloud.grpc.calls)
+    from tests.fakes import drongo_ext
+
+    jobs_before = len(drongo_ext.RECORDER.mutations("run_job"))
+    _change_code(cloud, "a code change")
+    second = _up(cloud, reporter)
+    assert second.outcome == "succeeded" and second.revisions["api"] != first.revisions["api"]
+    assert cloud.engine_calls().count("up") == ups  # no pulumi up
+    assert len(cloud.cloudbuild.builds) == builds + 1  # one build
+    runs = [path.rsplit("/", 1)[-1] for _, path in drongo_ext.RECORDER.mutations("run_job")[jobs_before:]]
+    assert runs == ["staging-api-migrate:run", "staging-api-init:run"]  # one migrate execution (and init)
+    updates = [m for m, _ in cloud.grpc.calls[grpc_before:] if m in ("UpdateService", "CreateBuild")]
+    # the build, the candidate revision (with its tag), the traffic shift to it, retiring the old tags
+    assert updates.count("CreateBuild") == 1
+    assert len(cloud.run.revision_names(SERVICE)) == 2  # exactly one new revision
+    assert cloud.run.serving(SERVICE) == {second.revisions["api"]: 100}
+    assert cloud.preview() == []
+
+
+def test_a_settings_change_makes_one_pulumi_up_and_one_revision(cloud: Cloud, reporter) -> None:
+    first = _up(cloud, reporter)
+    stack_file = cloud.root / "stacks" / "Pulumi.staging.yaml"
+    stack_file.write_text(stack_file.read_text().replace("max_instances: 4", "max_instances: 3"))
+    pending = cloud.preview()
+    assert ("update", "staging-api-service") in pending  # the settings Pulumi owns do show
+    ups = cloud.engine_calls().count("up")
+    second = _up(cloud, reporter)
+    assert second.outcome == "succeeded" and cloud.engine_calls().count("up") == ups + 1
+    assert len(cloud.run.revision_names(SERVICE)) == 2  # the program's revision is the candidate
+    served = cloud.run.revisions[f"{SERVICE}/revisions/{second.revisions['api']}"]
+    assert served.scaling.max_instance_count == 3 and second.revisions["api"] != first.revisions["api"]
+    assert cloud.run.serving(SERVICE) == {second.revisions["api"]: 100}
+    assert cloud.preview() == []
+    again = _up(cloud, reporter)  # nothing changed: a no-op, and no pulumi up
+    assert again.outcome == "noop" and cloud.engine_calls().count("up") == ups + 1
+
+
+def test_no_command_writes_a_stack_file_and_preview_stays_empty(cloud: Cloud, reporter) -> None:
+    before = _stack_files(cloud.root)
+    first = _up(cloud, reporter)
+    _change_code(cloud, "second")
+    _up(cloud, reporter)
+    for secret in ("SECRET_KEY", "DB_PASSWORD"):
+        assert rotate.rotate(cloud.target(), secret, None, cloud.options(None), reporter).outcome == "succeeded"
+        assert cloud.preview() == []
+    back = rollback.rollback(cloud.target(), first.id, cloud.options(None), reporter, Guard(repin=True))
+    assert back.outcome == "succeeded"
+    assert cloud.preview() == []
+    promoted = promote_release(cloud.target(), cloud.target("production"), cloud.options(None), reporter)
+    assert promoted.outcome == "succeeded"
+    assert cloud.preview() == [] and cloud.preview("production") == []
+    assert _stack_files(cloud.root) == before
+    # every release revision exists once: the revisions Cloud Run holds are the ones deployctl recorded
+    ledger = cloud.target().ledger.history()
+    recorded = {r.revisions["api"] for r in ledger if r.outcome == "succeeded"}
+    assert set(cloud.run.revision_names(SERVICE)) == recorded
