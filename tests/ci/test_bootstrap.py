@@ -8,25 +8,20 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from google.cloud import iam_admin_v1, resourcemanager_v3, service_usage_v1
-from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
-from google.cloud.resourcemanager_v3.services.projects.transports import ProjectsGrpcTransport
-from google.cloud.service_usage_v1.services.service_usage.transports import ServiceUsageGrpcTransport
 
 from deployctl import naming
-from deployctl.config import Stack, load, parse
+from deployctl.config import load, parse
 from deployctl.errors import EXIT_PRECONDITION, PreconditionError
-from deployctl.targets.gcp.bootstrap import APIS, PROGRAM_ROLES, RELEASE_ROLES, Bootstrap
-from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy
+from deployctl.targets.gcp.bootstrap import APIS, PROGRAM_ROLES, RELEASE_ROLES
+from deployctl.targets.gcp.retry import CREDENTIALS_HINT
 from tests.fakes.bootstrap import (
-    MUTATING,
     FakeBucket,
     FakeIam,
+    FakeProject,
     FakeProjects,
     FakePulumi,
     FakeSecrets,
@@ -38,36 +33,9 @@ from tests.fakes.grpcfake import GrpcFake
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "example-staging-deployctl"  # stacks/Pulumi.staging.yaml: deployctl:gcp.state_bucket
 EMAIL = "staging-build@example-staging.iam.gserviceaccount.com"  # the trigger's identity
-FAST = RetryPolicy(deadline_s=1.5, initial_s=0.01, maximum_s=0.05, call_timeout_s=5)
 
 
-@dataclass
-class Project:
-    grpc: GrpcFake
-    apis: FakeServiceUsage
-    iam: FakeIam
-    projects: FakeProjects
-    storage: FakeStorage
-    pulumi: FakePulumi
-    secrets: FakeSecrets
-
-    def bootstrap(self, stack: Stack | None = None) -> Bootstrap:
-        channel = self.grpc.channel()
-        return Bootstrap(
-            stack or load("staging", ROOT),
-            ROOT,
-            service_usage=service_usage_v1.ServiceUsageClient(transport=ServiceUsageGrpcTransport(channel=channel)),
-            storage=self.storage,
-            iam=iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel)),
-            projects=resourcemanager_v3.ProjectsClient(transport=ProjectsGrpcTransport(channel=channel)),
-            secrets=self.secrets,
-            pulumi=self.pulumi,  # type: ignore[arg-type]
-            policy=FAST,
-        )
-
-    def mutations(self) -> list[tuple[str, str]]:
-        cloud = [call for call in self.grpc.calls if call[0] in MUTATING]
-        return cloud + self.storage.mutations + self.secrets.mutations + [("pulumi", c) for c in self.pulumi.calls]
+Project = FakeProject
 
 
 @pytest.fixture

@@ -207,12 +207,7 @@ class Bootstrap:
 
     # -- APIs -------------------------------------------------------------------------------------
     def _disabled_apis(self) -> list[str]:
-        names = [f"projects/{self.project}/services/{api}" for api in APIS]
-        request = {"parent": f"projects/{self.project}", "names": names}
-        response = read(lambda: self.service_usage.batch_get_services(request=request),
-                        "read the project's enabled APIs", self.policy)
-        enabled = {s.name.rsplit("/", 1)[-1] for s in response.services if s.state.name == "ENABLED"}
-        return [api for api in APIS if api not in enabled]
+        return disabled_apis(self.service_usage, self.project, self.policy)
 
     def _apis_done(self) -> bool:
         return not self._disabled_apis()
@@ -231,7 +226,7 @@ class Bootstrap:
 
     def _bucket_done(self) -> bool:
         bucket = self._lookup_bucket()
-        return bucket is not None and _bucket_secure(bucket)
+        return bucket is not None and bucket_secure(bucket)
 
     def _ensure_bucket(self) -> None:
         bucket = self._lookup_bucket()
@@ -260,15 +255,7 @@ class Bootstrap:
 
     # -- the build account and its roles ------------------------------------------------------------
     def _get_account(self) -> Any:
-        from google.api_core import exceptions as gexc
-
-        def call() -> Any:
-            try:
-                return self.iam.get_service_account(name=f"projects/{self.project}/serviceAccounts/{self.email}")
-            except gexc.NotFound:
-                return None
-
-        return read(call, f"read service account {self.email}", self.policy)
+        return get_account(self.iam, self.project, self.email, self.policy)
 
     def _account_done(self) -> bool:
         return self._get_account() is not None
@@ -283,12 +270,10 @@ class Bootstrap:
                f"create service account {self.email}", self.policy)
 
     def _policy(self) -> Any:
-        return read(lambda: self.projects.get_iam_policy(request={"resource": f"projects/{self.project}"}),
-                    f"read the IAM policy of {self.project}", self.policy)
+        return project_policy(self.projects, self.project, self.policy)
 
     def _missing_roles(self, policy: Any) -> list[str]:
-        member = f"serviceAccount:{self.email}"
-        held = {b.role for b in policy.bindings if member in b.members}
+        held = held_roles(policy, f"serviceAccount:{self.email}")
         return [role for role in RELEASE_ROLES if role not in held]
 
     def _roles_done(self) -> bool:
@@ -322,13 +307,47 @@ class Bootstrap:
                              "Rerun deployctl bootstrap; it only adds what is missing.")
 
 
+# -- reads, shared with `deployctl doctor` ----------------------------------------------------------
+def disabled_apis(service_usage: Any, project: str, policy: RetryPolicy) -> list[str]:
+    """The APIs of :data:`APIS` not enabled in *project* (Service Usage ``services.batchGet``)."""
+    names = [f"projects/{project}/services/{api}" for api in APIS]
+    request = {"parent": f"projects/{project}", "names": names}
+    response = read(lambda: service_usage.batch_get_services(request=request), "read the project's enabled APIs",
+                    policy)
+    enabled = {s.name.rsplit("/", 1)[-1] for s in response.services if s.state.name == "ENABLED"}
+    return [api for api in APIS if api not in enabled]
+
+
+def get_account(iam: Any, project: str, email: str, policy: RetryPolicy) -> Any:
+    """The service account *email*, or None when it does not exist."""
+    from google.api_core import exceptions as gexc
+
+    def call() -> Any:
+        try:
+            return iam.get_service_account(name=f"projects/{project}/serviceAccounts/{email}")
+        except gexc.NotFound:
+            return None
+
+    return read(call, f"read service account {email}", policy)
+
+
+def project_policy(projects: Any, project: str, policy: RetryPolicy) -> Any:
+    return read(lambda: projects.get_iam_policy(request={"resource": f"projects/{project}"}),
+                f"read the IAM policy of {project}", policy)
+
+
+def held_roles(policy: Any, member: str) -> set[str]:
+    """The roles *member* holds directly in a project's IAM policy (not through a group or a parent)."""
+    return {b.role for b in policy.bindings if member in b.members}
+
+
 def read_passphrase(secrets: SecretManager) -> str | None:
     """The stack's Pulumi passphrase (the newest enabled version of its secret), if bootstrap made it."""
     latest = secrets.latest(PASSPHRASE_SECRET)
     return secrets.value(PASSPHRASE_SECRET, latest) if latest else None
 
 
-def _bucket_secure(bucket: Any) -> bool:
+def bucket_secure(bucket: Any) -> bool:
     iam = bucket.iam_configuration
     return bool(iam.uniform_bucket_level_access_enabled and iam.public_access_prevention == "enforced"
                 and bucket.versioning_enabled)
