@@ -395,3 +395,16 @@ def test_cli_without_credentials_exits_5_with_the_credentials_hint(tmp_path):
 
     assert result.returncode == EXIT_PRECONDITION, result.stderr
     assert result.stderr.splitlines()[-2:] == ["Error: no Google Cloud credentials found", f"Hint: {CREDENTIALS_HINT}"]
+
+
+def test_the_callers_identity_comes_from_the_credentials_when_they_name_it():
+    from google.oauth2 import credentials as user
+    from google.oauth2 import service_account
+
+    from deployctl.targets.gcp.doctor import caller_identity
+
+    assert caller_identity(user.Credentials(token="t", account=CALLER)) == CALLER
+    assert caller_identity(user.Credentials(token="t")) is None  # an ADC file without its account
+    robot = service_account.Credentials(signer=None, service_account_email=BUILD, token_uri="https://oauth2.invalid")
+    assert caller_identity(robot) == BUILD
+    assert caller_identity(type("Metadata", (), {"service_account_email": "default"})()) is None  # not yet resolved
