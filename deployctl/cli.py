@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "ledger": ("deployctl.commands.ledger", "ledger", "Repair a stack's release ledger."),
     "secrets": ("deployctl.commands.secrets", "secrets", "List, set and rotate a stack's secrets."),
     "bootstrap": ("deployctl.commands.bootstrap", "bootstrap", "Prepare an empty Google Cloud project."),
+    "doctor": ("deployctl.commands.doctor", "doctor", "Check, read-only, that a stack's project is ready."),
     "init": ("deployctl.commands.init", "init", "Write the stacks, Dockerfile and Pulumi entry for this repository."),
 }
 

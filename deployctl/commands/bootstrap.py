@@ -18,9 +18,10 @@ def bootstrap(stack: str, dry_run: bool, as_json: bool) -> None:
     """Prepare an empty Google Cloud project for STACK.
 
     Enables the APIs, creates the state bucket (uniform access, public access prevented, versioned),
-    creates the deployer service account with its roles, logs Pulumi in to the bucket and creates the
-    Pulumi stack. Steps already done are skipped, so running it again changes nothing. Needs the pulumi
-    CLI and Application Default Credentials.
+    creates the build service account (<stack>-build: the identity the stack's Cloud Build trigger runs
+    `deployctl up` as) with the roles a release needs, creates the Pulumi passphrase secret, logs Pulumi
+    in to the bucket and creates the Pulumi stack. Steps already done are skipped, so running it again
+    changes nothing. Needs the pulumi CLI and Application Default Credentials.
 
     \b
     Example:

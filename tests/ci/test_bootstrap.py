@@ -8,25 +8,20 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from google.cloud import iam_admin_v1, resourcemanager_v3, service_usage_v1
-from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
-from google.cloud.resourcemanager_v3.services.projects.transports import ProjectsGrpcTransport
-from google.cloud.service_usage_v1.services.service_usage.transports import ServiceUsageGrpcTransport
 
 from deployctl import naming
-from deployctl.config import Stack, load, parse
+from deployctl.config import load, parse
 from deployctl.errors import EXIT_PRECONDITION, PreconditionError
-from deployctl.targets.gcp.bootstrap import APIS, DEPLOYER_ROLES, Bootstrap
-from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy
+from deployctl.targets.gcp.bootstrap import APIS, PROGRAM_ROLES, RELEASE_ROLES
+from deployctl.targets.gcp.retry import CREDENTIALS_HINT
 from tests.fakes.bootstrap import (
-    MUTATING,
     FakeBucket,
     FakeIam,
+    FakeProject,
     FakeProjects,
     FakePulumi,
     FakeSecrets,
@@ -37,37 +32,10 @@ from tests.fakes.grpcfake import GrpcFake
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "example-staging-deployctl"  # stacks/Pulumi.staging.yaml: deployctl:gcp.state_bucket
-EMAIL = "staging-deployer@example-staging.iam.gserviceaccount.com"
-FAST = RetryPolicy(deadline_s=1.5, initial_s=0.01, maximum_s=0.05, call_timeout_s=5)
+EMAIL = "staging-build@example-staging.iam.gserviceaccount.com"  # the trigger's identity
 
 
-@dataclass
-class Project:
-    grpc: GrpcFake
-    apis: FakeServiceUsage
-    iam: FakeIam
-    projects: FakeProjects
-    storage: FakeStorage
-    pulumi: FakePulumi
-    secrets: FakeSecrets
-
-    def bootstrap(self, stack: Stack | None = None) -> Bootstrap:
-        channel = self.grpc.channel()
-        return Bootstrap(
-            stack or load("staging", ROOT),
-            ROOT,
-            service_usage=service_usage_v1.ServiceUsageClient(transport=ServiceUsageGrpcTransport(channel=channel)),
-            storage=self.storage,
-            iam=iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel)),
-            projects=resourcemanager_v3.ProjectsClient(transport=ProjectsGrpcTransport(channel=channel)),
-            secrets=self.secrets,
-            pulumi=self.pulumi,  # type: ignore[arg-type]
-            policy=FAST,
-        )
-
-    def mutations(self) -> list[tuple[str, str]]:
-        cloud = [call for call in self.grpc.calls if call[0] in MUTATING]
-        return cloud + self.storage.mutations + self.secrets.mutations + [("pulumi", c) for c in self.pulumi.calls]
+Project = FakeProject
 
 
 @pytest.fixture
@@ -92,7 +60,7 @@ def test_first_run_prepares_the_project(project):
     assert bucket.versioning_enabled is True
     assert bucket.location == "EUROPE-CENTRAL2"
     assert list(project.iam.accounts) == [EMAIL]
-    assert project.projects.roles_of(f"serviceAccount:{EMAIL}") == set(DEPLOYER_ROLES)
+    assert project.projects.roles_of(f"serviceAccount:{EMAIL}") == set(RELEASE_ROLES)
     # what others held is kept: the owner, and the existing run.admin binding gains a member
     assert project.projects.roles_of("user:alice@example.com") == {"roles/owner"}
     assert project.projects.roles_of("group:ops@example.com") == {"roles/run.admin"}
@@ -104,16 +72,45 @@ def test_first_run_prepares_the_project(project):
     assert passphrase not in repr(outcome.to_dict())
 
 
-def test_a_long_stack_name_gets_the_deployer_account_the_naming_rules_give(project):
+def test_a_long_stack_name_gets_the_build_account_the_naming_rules_give(project):
     raw = yaml.safe_load((ROOT / "stacks" / "Pulumi.staging.yaml").read_text())
     stack = parse(raw, stack="customer-portal-staging-eu", file="stacks/Pulumi.customer-portal-staging-eu.yaml")
     project.bootstrap(stack).run()
 
-    account = naming.deployer_account(stack)
-    assert account == naming.account(stack, "deployer") == "customer-portal-staging-" + account[-6:]
+    account = naming.account(stack, "build")
+    assert account == "customer-portal-staging-" + account[-6:]
     assert list(project.iam.accounts) == [f"{account}@example-staging.iam.gserviceaccount.com"]
     assert project.projects.roles_of(f"serviceAccount:{account}@example-staging.iam.gserviceaccount.com") == set(
-        DEPLOYER_ROLES)
+        RELEASE_ROLES)
+
+
+@pytest.mark.parametrize("name", ["staging", "production"])
+def test_the_trigger_runs_as_the_account_bootstrap_creates_and_grants_the_release_roles(project, name):
+    """The program's Cloud Build trigger runs `deployctl up`; its identity is the one that can reach the state
+    bucket, read the Pulumi passphrase and run `pulumi up` — the account bootstrap creates and grants."""
+    from deployctl.targets.gcp.synth import synthesize
+
+    stack = load(name, ROOT)
+    [trigger] = synthesize(stack).of_type("gcp:cloudbuild/trigger:Trigger")
+    runner = project.bootstrap(stack)
+    runner.run()
+
+    assert trigger.inputs["serviceAccount"] == f"projects/{stack.project}/serviceAccounts/{runner.email}"
+    assert list(project.iam.accounts) == [runner.email]
+    held = project.projects.roles_of(f"serviceAccount:{runner.email}")
+    assert "roles/storage.objectAdmin" in held  # the state bucket: Pulumi state, ledger, lock
+    assert "roles/secretmanager.admin" in held  # holds secretmanager.versions.access: the passphrase
+    assert held == set(RELEASE_ROLES)
+
+
+@pytest.mark.parametrize("name", ["staging", "production"])
+def test_every_resource_the_program_declares_has_the_roles_to_create_it(name):
+    from deployctl.targets.gcp.synth import synthesize
+
+    declared = {r.type for r in synthesize(load(name, ROOT)).resources if r.custom}
+
+    assert declared - set(PROGRAM_ROLES) == set(), "a resource type bootstrap grants no role for"
+    assert {role for t in declared for role in PROGRAM_ROLES[t]} <= set(RELEASE_ROLES)
 
 
 def test_second_run_changes_nothing(project):
@@ -157,7 +154,7 @@ def test_a_lost_create_response_does_not_create_the_account_twice(project):
     project.bootstrap().run()
 
     assert list(project.iam.accounts) == [EMAIL]
-    assert project.projects.roles_of(f"serviceAccount:{EMAIL}") == set(DEPLOYER_ROLES)
+    assert project.projects.roles_of(f"serviceAccount:{EMAIL}") == set(RELEASE_ROLES)
 
 
 def test_missing_pulumi_stops_before_any_change(project):
@@ -196,3 +193,16 @@ def test_cli_without_credentials_exits_5_with_the_credentials_hint(tmp_path):
 
     assert result.returncode == 5, result.stderr
     assert result.stderr.splitlines()[-2:] == ["Error: no Google Cloud credentials found", f"Hint: {CREDENTIALS_HINT}"]
+
+
+@pytest.mark.xfail(strict=True, reason="deployctl/infra/components/identities.py still creates <stack>-build, which "
+                   "bootstrap creates first: the first pulumi up would get 409 ALREADY_EXISTS (owned elsewhere)")
+def test_the_program_does_not_create_the_account_bootstrap_creates():
+    from deployctl.targets.gcp.synth import synthesize
+
+    stack = load("staging", ROOT)
+    accounts = synthesize(stack).of_type("gcp:serviceaccount/account:Account")
+    build = [a for a in accounts if a.inputs["accountId"] == naming.account(stack, "build")]
+    # IAM answers 409 to a second projects.serviceAccounts.create of one id; the program must look the account
+    # up (serviceaccount.get_account) or declare it with createIgnoreAlreadyExists (pulumi-gcp Account docs)
+    assert all(a.inputs.get("createIgnoreAlreadyExists") for a in build)

@@ -168,3 +168,28 @@ def test_a_wrong_option_would_not_parse():
 
     with pytest.raises(click.UsageError):
         parse_with_cli("deployctl up staging --imag x")
+
+
+def test_the_release_step_reaches_the_state_backend_without_a_login_or_a_secret(doc):
+    """deployctl's engine points Pulumi at gs://<state bucket> itself (PULUMI_BACKEND_URL, tests/gcp/test_engine.py)
+    and reads the passphrase from Secret Manager as the build's identity; a `pulumi login` or a
+    PULUMI_BACKEND_URL here would be redundant, or (the variable wins over the engine's) point elsewhere."""
+    script = _steps(doc)["release"]["args"][-1]
+    for absent in ("pulumi login", "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_ACCESS_TOKEN"):
+        assert absent not in script
+    assert not any("env" in step or "secretEnv" in step for step in doc["steps"])
+
+
+def test_the_trigger_runs_this_file_as_the_account_bootstrap_grants():
+    from deployctl.config import load
+    from deployctl.targets.gcp.bootstrap import build_account
+    from deployctl.targets.gcp.synth import synthesize
+
+    stack = load("staging", ROOT)
+    [trigger] = synthesize(stack).of_type("gcp:cloudbuild/trigger:Trigger")
+
+    assert trigger.inputs["filename"] == "cloudbuild.yaml"
+    email = f"{build_account(stack)}@{stack.project}.iam.gserviceaccount.com"
+    assert trigger.inputs["serviceAccount"] == f"projects/{stack.project}/serviceAccounts/{email}"
+    defaults = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())["substitutions"]
+    assert set(trigger.inputs["substitutions"]) == set(defaults) - {"_PULUMI_VERSION"}

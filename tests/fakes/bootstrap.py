@@ -6,6 +6,10 @@
   (``lookup_bucket``, ``bucket``, ``create_bucket``, ``Bucket.patch``): drongo 0.8 drops a bucket's
   ``iamConfiguration`` and cannot show whether uniform access and public access prevention were set.
 - :class:`FakePulumi` stands in for the pulumi CLI (not installed here): it records logins and stacks.
+- What ``deployctl doctor`` reads besides: Artifact Registry ``GetRepository`` and Cloud Build 2nd-gen
+  ``GetConnection``/``GetRepository`` over gRPC, Cloud SQL Admin ``instances.get`` over REST (the fake
+  of tests/fakes/sqladmin.py, extended), version states in :class:`FakeSecrets` and an object listing
+  in :class:`FakeStorage`. None of these reads changes anything, and every mutation is recorded.
 """
 
 from __future__ import annotations
@@ -13,18 +17,27 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import grpc
 from google.api_core import exceptions as gexc
+from google.cloud import artifactregistry_v1 as ar
 from google.cloud import iam_admin_v1 as ia
 from google.cloud import service_usage_v1 as su
+from google.cloud.devtools import cloudbuild_v2 as cb2
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 
+from deployctl.config import Stack, load
+from deployctl.targets.gcp.bootstrap import Bootstrap
+from deployctl.targets.gcp.retry import RetryPolicy
 from tests.fakes.grpcfake import FakeError, GrpcFake, done_operation
+from tests.fakes.sqladmin import FakeSqlAdmin, _error, _send
 
 MUTATING = {"BatchEnableServices", "CreateServiceAccount", "SetIamPolicy"}
+ROOT = Path(__file__).resolve().parents[2]
 # IAM: an account id is 6-30 characters, a lowercase letter first, no hyphen last (API reference:
 # projects.serviceAccounts.create, accountId: "[a-z]([-a-z0-9]*[a-z0-9])")
 ACCOUNT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
@@ -128,6 +141,17 @@ class FakeStorage:
     def __init__(self) -> None:
         self.buckets: dict[str, FakeBucket] = {}
         self.mutations: list[tuple[str, str]] = []
+        self.unlistable: set[str] = set()  # buckets whose objects the caller may not list
+
+    def list_blobs(self, bucket_or_name: str, prefix: str | None = None, max_results: int | None = None,
+                   **_: Any) -> list[Any]:
+        # Cloud Storage JSON API, objects.list: 404 for a bucket that does not exist, 403 without
+        # storage.objects.list on the bucket ("IAM permissions for JSON methods"). Objects are not modelled.
+        if bucket_or_name not in self.buckets:
+            raise gexc.NotFound(f"bucket {bucket_or_name} not found")
+        if bucket_or_name in self.unlistable:
+            raise gexc.Forbidden(f"caller does not have storage.objects.list access to the bucket {bucket_or_name}")
+        return []
 
     def bucket(self, name: str) -> FakeBucket:
         return FakeBucket(name)
@@ -174,6 +198,7 @@ class FakeSecrets:
 
     def __init__(self) -> None:
         self.versions: dict[str, list[str]] = {}  # secret id -> payloads, version 1 first
+        self.disabled: set[tuple[str, int]] = set()  # (secret id, version number)
         self.mutations: list[tuple[str, str]] = []
 
     def get_secret(self, name: str, **_: Any) -> Any:
@@ -193,9 +218,26 @@ class FakeSecrets:
         sid = parent.rsplit("/", 1)[-1]
         if sid not in self.versions:
             raise gexc.NotFound(parent)
-        enabled = sm.SecretVersion.State.ENABLED
-        return [sm.SecretVersion(name=f"{parent}/versions/{n}", state=enabled)
+        state = sm.SecretVersion.State
+        return [sm.SecretVersion(name=f"{parent}/versions/{n}",
+                                 state=state.DISABLED if (sid, n) in self.disabled else state.ENABLED)
                 for n in range(1, len(self.versions[sid]) + 1)]
+
+    def disable_secret_version(self, name: str, **_: Any) -> Any:
+        from google.cloud import secretmanager_v1 as sm
+
+        sid, version = name.split("/secrets/")[1].split("/versions/")
+        self.disabled.add((sid, int(version)))
+        self.mutations.append(("disable_secret_version", f"{sid}/{version}"))
+        return sm.SecretVersion(name=name, state=sm.SecretVersion.State.DISABLED)
+
+    def delete_secret(self, name: str, **_: Any) -> None:
+        sid = name.rsplit("/", 1)[-1]
+        if sid not in self.versions:
+            raise gexc.NotFound(name)
+        del self.versions[sid]
+        self.disabled = {(s, n) for s, n in self.disabled if s != sid}
+        self.mutations.append(("delete_secret", sid))
 
     def add_secret_version(self, parent: str, payload: dict[str, bytes], **_: Any) -> Any:
         from google.cloud import secretmanager_v1 as sm
@@ -209,5 +251,119 @@ class FakeSecrets:
         from google.cloud import secretmanager_v1 as sm
 
         sid, version = name.split("/secrets/")[1].split("/versions/")
+        if (sid, int(version)) in self.disabled:  # Secret Manager: FAILED_PRECONDITION "… is in DISABLED state."
+            raise gexc.FailedPrecondition(f"Secret Version [{name}] is in DISABLED state.")
         data = self.versions[sid][int(version) - 1].encode()
         return sm.AccessSecretVersionResponse(name=name, payload=sm.SecretPayload(data=data))
+
+
+class FakeRepositories:
+    """Artifact Registry repositories (``GetRepository``: NOT_FOUND for one that does not exist; API reference,
+    projects.locations.repositories.get)."""
+
+    def __init__(self, fake: GrpcFake) -> None:
+        self.names: set[str] = set()  # projects/P/locations/L/repositories/R
+        fake.add("google.devtools.artifactregistry.v1.ArtifactRegistry", "GetRepository", self._get,
+                 ar.GetRepositoryRequest)
+
+    def _get(self, request: ar.GetRepositoryRequest) -> ar.Repository:
+        if request.name not in self.names:
+            raise FakeError(grpc.StatusCode.NOT_FOUND, f"Repository {request.name} not found")
+        return ar.Repository(name=request.name, format_=ar.Repository.Format.DOCKER)
+
+
+class FakeConnections:
+    """Cloud Build 2nd-gen host connections and their linked repositories (RepositoryManager ``GetConnection``,
+    ``GetRepository``: NOT_FOUND when absent; a connection stays in a PENDING_* installation stage until the
+    GitHub app is authorized and installed — Cloud Build API v2, Connection.installationState)."""
+
+    def __init__(self, fake: GrpcFake) -> None:
+        self.connections: dict[str, cb2.InstallationState.Stage] = {}  # name -> stage
+        self.repositories: set[str] = set()  # <connection name>/repositories/R
+        service = "google.devtools.cloudbuild.v2.RepositoryManager"
+        fake.add(service, "GetConnection", self._connection, cb2.GetConnectionRequest)
+        fake.add(service, "GetRepository", self._repository, cb2.GetRepositoryRequest)
+
+    def link(self, repository: str, stage: str = "COMPLETE") -> None:
+        """The state a user leaves by connecting GitHub and linking *repository* (docs/getting-started.md)."""
+        self.connections[repository.split("/repositories/")[0]] = cb2.InstallationState.Stage[stage]
+        self.repositories.add(repository)
+
+    def _connection(self, request: cb2.GetConnectionRequest) -> cb2.Connection:
+        if request.name not in self.connections:
+            raise FakeError(grpc.StatusCode.NOT_FOUND, f"connection {request.name} not found")
+        return cb2.Connection(name=request.name, installation_state=cb2.InstallationState(
+            stage=self.connections[request.name]))
+
+    def _repository(self, request: cb2.GetRepositoryRequest) -> cb2.Repository:
+        if request.name not in self.repositories:
+            raise FakeError(grpc.StatusCode.NOT_FOUND, f"repository {request.name} not found")
+        return cb2.Repository(name=request.name, remote_uri="https://github.com/example/example-app.git")
+
+
+class FakeSqlInstances(FakeSqlAdmin):
+    """Cloud SQL Admin with ``instances.get`` (GET /v1/projects/P/instances/I) besides users and operations:
+    a DatabaseInstance (``state``, ``settings.tier``, ``settings.activationPolicy``,
+    ``settings.databaseFlags``), or 404 for an instance that does not exist (sqladmin v1 discovery document;
+    Google APIs "Errors": NOT_FOUND is HTTP 404). A stopped instance stays RUNNABLE with activation policy
+    NEVER ("RUNNABLE: the instance is running, or has been stopped by owner"; Cloud SQL "Start, stop, and
+    restart instances")."""
+
+    _INSTANCE = re.compile(r"/v1/projects/(?P<project>[^/]+)/instances/(?P<instance>[^/]+)")
+
+    def __init__(self) -> None:
+        self.instances: dict[str, dict[str, Any]] = {}  # instance id -> DatabaseInstance JSON
+        super().__init__()
+
+    def _handle(self, request: Any, method: str) -> None:
+        path = request.path.split("?", 1)[0]
+        match = self._INSTANCE.fullmatch(path)
+        if method != "get" or match is None:
+            return super()._handle(request, method)
+        with self._lock:
+            found = copy.deepcopy(self.instances.get(match["instance"]))
+        if found is None:
+            return _send(request, *_error(404, "instanceDoesNotExist"))
+        return _send(request, 200, {"kind": "sql#instance", "name": match["instance"], "project": match["project"],
+                                    **found})
+
+
+def fast_policy() -> RetryPolicy:
+    """A fresh policy per client: bootstrap opens a propagation window on its policy, in which 403s are retried."""
+    return RetryPolicy(deadline_s=1.5, initial_s=0.01, maximum_s=0.05, call_timeout_s=5)
+
+
+@dataclass
+class FakeProject:
+    """The fakes bootstrap drives, and a real Bootstrap over them (gRPC clients on the fake's channel)."""
+
+    grpc: GrpcFake
+    apis: FakeServiceUsage
+    iam: FakeIam
+    projects: FakeProjects
+    storage: FakeStorage
+    pulumi: FakePulumi
+    secrets: FakeSecrets
+
+    def clients(self) -> dict[str, Any]:
+        from google.cloud import iam_admin_v1, resourcemanager_v3, service_usage_v1
+        from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
+        from google.cloud.resourcemanager_v3.services.projects.transports import ProjectsGrpcTransport
+        from google.cloud.service_usage_v1.services.service_usage.transports import ServiceUsageGrpcTransport
+
+        channel = self.grpc.channel()
+        return {
+            "service_usage": service_usage_v1.ServiceUsageClient(transport=ServiceUsageGrpcTransport(channel=channel)),
+            "iam": iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel)),
+            "projects": resourcemanager_v3.ProjectsClient(transport=ProjectsGrpcTransport(channel=channel)),
+            "storage": self.storage,
+            "secrets": self.secrets,
+        }
+
+    def bootstrap(self, stack: Stack | None = None) -> Bootstrap:
+        return Bootstrap(stack or load("staging", ROOT), ROOT, **self.clients(),
+                         pulumi=self.pulumi, policy=fast_policy())  # type: ignore[arg-type]
+
+    def mutations(self) -> list[tuple[str, str]]:
+        cloud = [call for call in self.grpc.calls if call[0] in MUTATING]
+        return cloud + self.storage.mutations + self.secrets.mutations + [("pulumi", c) for c in self.pulumi.calls]

@@ -7,8 +7,10 @@ mutating ``apply()``:
 2. create the state bucket (``Stack.state_bucket``: ``deployctl:gcp.state_bucket`` or its default) with
    uniform bucket-level access, public access prevention enforced and object versioning (it holds Pulumi
    state, the ledger and the lock);
-3. create the deployer service account (``<stack>-deployer``: Cloud Build's identity for ``deployctl up``)
-   and grant it exactly :data:`DEPLOYER_ROLES` on the project;
+3. create the build service account (``<stack>-build``, ``naming.account(stack, "build")``): the identity the
+   program's Cloud Build trigger runs as, so the one that runs ``deployctl up`` on every push; and grant it
+   exactly :data:`RELEASE_ROLES` on the project. It must exist before the first ``pulumi up``: the state
+   bucket and the passphrase are read as it, and the first release may itself run in Cloud Build;
 4. create the secret ``<stack>-pulumi-passphrase`` (Secret Manager) with a generated passphrase, which
    encrypts the stack's secrets in Pulumi state; deployctl reads it when ``PULUMI_CONFIG_PASSPHRASE`` is
    unset, so laptops and Cloud Build need no copy of it;
@@ -55,22 +57,54 @@ APIS = (
     "storage.googleapis.com",
 )
 
-# `deployctl up` from Cloud Build runs `pulumi up` for the whole stack, so the deployer manages what the
-# program creates (services, jobs, Cloud SQL, secrets, registry, accounts and their bindings, monitoring).
-DEPLOYER_ROLES = (
-    "roles/artifactregistry.admin",
-    "roles/cloudbuild.builds.editor",
-    "roles/cloudsql.admin",
-    "roles/iam.serviceAccountAdmin",
-    "roles/iam.serviceAccountUser",
-    "roles/logging.logWriter",
-    "roles/monitoring.editor",
-    "roles/resourcemanager.projectIamAdmin",
-    "roles/run.admin",
-    "roles/secretmanager.admin",
-    "roles/serviceusage.serviceUsageAdmin",
-    "roles/storage.admin",
-)
+# The roles `pulumi up` of deployctl.infra needs, by the resource types the program declares (a test synthesizes
+# the program and fails on a type missing here). Google's predefined roles, least privilege that still works:
+PROGRAM_ROLES: dict[str, tuple[str, ...]] = {
+    # ProjectServices enables the APIs (serviceusage.services.enable)
+    "gcp:projects/service:Service": ("roles/serviceusage.serviceUsageAdmin",),
+    # Identities: the runtime and jobs accounts, and the build account's actAs on them
+    # (iam.serviceAccounts.create / setIamPolicy)
+    "gcp:serviceaccount/account:Account": ("roles/iam.serviceAccountAdmin",),
+    "gcp:serviceaccount/iAMMember:IAMMember": ("roles/iam.serviceAccountAdmin",),
+    # the accounts' project roles (cloudsql.client, run.developer, logging.logWriter):
+    # resourcemanager.projects.setIamPolicy
+    "gcp:projects/iAMMember:IAMMember": ("roles/resourcemanager.projectIamAdmin",),
+    # the image repository, its cleanup policies and its writer binding (repoAdmin cannot create repositories)
+    "gcp:artifactregistry/repository:Repository": ("roles/artifactregistry.admin",),
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": ("roles/artifactregistry.admin",),
+    # the stack's secrets, their versions and per-secret accessors; secretmanager.admin holds
+    # secretmanager.versions.access too, which reads the Pulumi passphrase <stack>-pulumi-passphrase
+    "gcp:secretmanager/secret:Secret": ("roles/secretmanager.admin",),
+    "gcp:secretmanager/secretVersion:SecretVersion": ("roles/secretmanager.admin",),
+    "gcp:secretmanager/secretIamMember:SecretIamMember": ("roles/secretmanager.admin",),
+    # the instance, its database and both logins (users.update during a password rotation too)
+    "gcp:sql/databaseInstance:DatabaseInstance": ("roles/cloudsql.admin",),
+    "gcp:sql/database:Database": ("roles/cloudsql.admin",),
+    "gcp:sql/user:User": ("roles/cloudsql.admin",),
+    # services, jobs (and running them), the public invoker binding (run.services.setIamPolicy is run.admin
+    # only); a service or job that runs as another account needs iam.serviceAccounts.actAs on it
+    "gcp:cloudrunv2/service:Service": ("roles/run.admin", "roles/iam.serviceAccountUser"),
+    "gcp:cloudrunv2/job:Job": ("roles/run.admin", "roles/iam.serviceAccountUser"),
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("roles/run.admin",),
+    # uptime checks and alert policies
+    "gcp:monitoring/alertPolicy:AlertPolicy": ("roles/monitoring.editor",),
+    "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig": ("roles/monitoring.editor",),
+    # the trigger (Cloud Build "Create and manage build triggers": Cloud Build Editor), which runs as this account
+    "gcp:cloudbuild/trigger:Trigger": ("roles/cloudbuild.builds.editor", "roles/iam.serviceAccountUser"),
+    # generated in the Pulumi engine itself: no Google call
+    "random:index/randomBytes:RandomBytes": (),
+}
+# What a release needs besides `pulumi up`: the state bucket holds Pulumi's state, the ledger and the lock
+# (objects only: read, create with preconditions, overwrite, delete); a build that runs as a user-specified
+# account with Cloud Logging only must be able to write its logs.
+RELEASE_ONLY_ROLES = ("roles/storage.objectAdmin", "roles/logging.logWriter")
+RELEASE_ROLES = tuple(sorted({role for roles in PROGRAM_ROLES.values() for role in roles} | set(RELEASE_ONLY_ROLES)))
+
+
+def build_account(stack: Stack) -> str:
+    """The trigger's identity, which bootstrap creates and grants: the program's build account."""
+    return naming.account(stack, "build")
+
 
 def pulumi_missing(stack: str) -> PreconditionError:
     return PreconditionError(
@@ -133,7 +167,7 @@ class Bootstrap:
         self.pulumi = pulumi or PulumiBackend(root, stack.name)
         self.policy = policy or RetryPolicy()
         self.bucket = stack.state_bucket
-        self.account_id = naming.deployer_account(stack)
+        self.account_id = build_account(stack)
         self.email = f"{self.account_id}@{self.project}.iam.gserviceaccount.com"
         self.secrets = SecretManager(secrets, self.project, self.policy, prefix=f"{stack.name}-")
 
@@ -144,7 +178,7 @@ class Bootstrap:
             Step("bucket", f"create gs://{self.bucket} (uniform access, public access prevented, versioned)",
                  self._bucket_done, self._ensure_bucket),
             Step("account", f"create service account {self.email}", self._account_done, self._create_account),
-            Step("roles", f"grant {self.email} {len(DEPLOYER_ROLES)} roles: {', '.join(DEPLOYER_ROLES)}",
+            Step("roles", f"grant {self.email} {len(RELEASE_ROLES)} roles: {', '.join(RELEASE_ROLES)}",
                  self._roles_done, self._grant_roles),
             Step("passphrase", f"create secret {self.stack.name}-{PASSPHRASE_SECRET} (encrypts the stack's secrets "
                                "in Pulumi state)", self._passphrase_done, self._create_passphrase),
@@ -173,12 +207,7 @@ class Bootstrap:
 
     # -- APIs -------------------------------------------------------------------------------------
     def _disabled_apis(self) -> list[str]:
-        names = [f"projects/{self.project}/services/{api}" for api in APIS]
-        request = {"parent": f"projects/{self.project}", "names": names}
-        response = read(lambda: self.service_usage.batch_get_services(request=request),
-                        "read the project's enabled APIs", self.policy)
-        enabled = {s.name.rsplit("/", 1)[-1] for s in response.services if s.state.name == "ENABLED"}
-        return [api for api in APIS if api not in enabled]
+        return disabled_apis(self.service_usage, self.project, self.policy)
 
     def _apis_done(self) -> bool:
         return not self._disabled_apis()
@@ -197,7 +226,7 @@ class Bootstrap:
 
     def _bucket_done(self) -> bool:
         bucket = self._lookup_bucket()
-        return bucket is not None and _bucket_secure(bucket)
+        return bucket is not None and bucket_secure(bucket)
 
     def _ensure_bucket(self) -> None:
         bucket = self._lookup_bucket()
@@ -224,17 +253,9 @@ class Bootstrap:
         assert passphrase is not None  # the passphrase step runs first
         return passphrase
 
-    # -- deployer account and its roles ------------------------------------------------------------
+    # -- the build account and its roles ------------------------------------------------------------
     def _get_account(self) -> Any:
-        from google.api_core import exceptions as gexc
-
-        def call() -> Any:
-            try:
-                return self.iam.get_service_account(name=f"projects/{self.project}/serviceAccounts/{self.email}")
-            except gexc.NotFound:
-                return None
-
-        return read(call, f"read service account {self.email}", self.policy)
+        return get_account(self.iam, self.project, self.email, self.policy)
 
     def _account_done(self) -> bool:
         return self._get_account() is not None
@@ -243,19 +264,17 @@ class Bootstrap:
         request = {
             "name": f"projects/{self.project}",
             "account_id": self.account_id,
-            "service_account": {"display_name": f"deployctl deployer ({self.stack.name})"},
+            "service_account": {"display_name": "deployctl: Cloud Build"},  # as the program names it
         }
         mutate(lambda: self.iam.create_service_account(request=request), self._get_account,
                f"create service account {self.email}", self.policy)
 
     def _policy(self) -> Any:
-        return read(lambda: self.projects.get_iam_policy(request={"resource": f"projects/{self.project}"}),
-                    f"read the IAM policy of {self.project}", self.policy)
+        return project_policy(self.projects, self.project, self.policy)
 
     def _missing_roles(self, policy: Any) -> list[str]:
-        member = f"serviceAccount:{self.email}"
-        held = {b.role for b in policy.bindings if member in b.members}
-        return [role for role in DEPLOYER_ROLES if role not in held]
+        held = held_roles(policy, f"serviceAccount:{self.email}")
+        return [role for role in RELEASE_ROLES if role not in held]
 
     def _roles_done(self) -> bool:
         return not self._missing_roles(self._policy())
@@ -288,13 +307,47 @@ class Bootstrap:
                              "Rerun deployctl bootstrap; it only adds what is missing.")
 
 
+# -- reads, shared with `deployctl doctor` ----------------------------------------------------------
+def disabled_apis(service_usage: Any, project: str, policy: RetryPolicy) -> list[str]:
+    """The APIs of :data:`APIS` not enabled in *project* (Service Usage ``services.batchGet``)."""
+    names = [f"projects/{project}/services/{api}" for api in APIS]
+    request = {"parent": f"projects/{project}", "names": names}
+    response = read(lambda: service_usage.batch_get_services(request=request), "read the project's enabled APIs",
+                    policy)
+    enabled = {s.name.rsplit("/", 1)[-1] for s in response.services if s.state.name == "ENABLED"}
+    return [api for api in APIS if api not in enabled]
+
+
+def get_account(iam: Any, project: str, email: str, policy: RetryPolicy) -> Any:
+    """The service account *email*, or None when it does not exist."""
+    from google.api_core import exceptions as gexc
+
+    def call() -> Any:
+        try:
+            return iam.get_service_account(name=f"projects/{project}/serviceAccounts/{email}")
+        except gexc.NotFound:
+            return None
+
+    return read(call, f"read service account {email}", policy)
+
+
+def project_policy(projects: Any, project: str, policy: RetryPolicy) -> Any:
+    return read(lambda: projects.get_iam_policy(request={"resource": f"projects/{project}"}),
+                f"read the IAM policy of {project}", policy)
+
+
+def held_roles(policy: Any, member: str) -> set[str]:
+    """The roles *member* holds directly in a project's IAM policy (not through a group or a parent)."""
+    return {b.role for b in policy.bindings if member in b.members}
+
+
 def read_passphrase(secrets: SecretManager) -> str | None:
     """The stack's Pulumi passphrase (the newest enabled version of its secret), if bootstrap made it."""
     latest = secrets.latest(PASSPHRASE_SECRET)
     return secrets.value(PASSPHRASE_SECRET, latest) if latest else None
 
 
-def _bucket_secure(bucket: Any) -> bool:
+def bucket_secure(bucket: Any) -> bool:
     iam = bucket.iam_configuration
     return bool(iam.uniform_bucket_level_access_enabled and iam.public_access_prevention == "enforced"
                 and bucket.versioning_enabled)
