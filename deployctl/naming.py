@@ -82,11 +82,6 @@ def runtime_account(stack: Stack, svc: str) -> str:
     return account(stack, f"{svc}-run")
 
 
-def deployer_account(stack: Stack) -> str:
-    """The account ``deployctl bootstrap`` creates for Cloud Build's ``deployctl up`` (not the program's)."""
-    return account(stack, "deployer")
-
-
 # -- database facts: what a composed secret's template may use besides other secrets --------------------
 DB_FACTS = ("db_user", "db_name", "db_host", "db_port", "db_socket", "db_connection")
 POSTGRES_PORT = "5432"

@@ -195,14 +195,11 @@ def test_cli_without_credentials_exits_5_with_the_credentials_hint(tmp_path):
     assert result.stderr.splitlines()[-2:] == ["Error: no Google Cloud credentials found", f"Hint: {CREDENTIALS_HINT}"]
 
 
-@pytest.mark.xfail(strict=True, reason="deployctl/infra/components/identities.py still creates <stack>-build, which "
-                   "bootstrap creates first: the first pulumi up would get 409 ALREADY_EXISTS (owned elsewhere)")
 def test_the_program_does_not_create_the_account_bootstrap_creates():
     from deployctl.targets.gcp.synth import synthesize
 
     stack = load("staging", ROOT)
     accounts = synthesize(stack).of_type("gcp:serviceaccount/account:Account")
     build = [a for a in accounts if a.inputs["accountId"] == naming.account(stack, "build")]
-    # IAM answers 409 to a second projects.serviceAccounts.create of one id; the program must look the account
-    # up (serviceaccount.get_account) or declare it with createIgnoreAlreadyExists (pulumi-gcp Account docs)
-    assert all(a.inputs.get("createIgnoreAlreadyExists") for a in build)
+    # IAM answers 409 to a second projects.serviceAccounts.create of one id: the program looks the account up
+    assert build == []

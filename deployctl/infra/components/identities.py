@@ -1,10 +1,11 @@
-"""Identities: one runtime service account per service, one for the jobs, one for builds; least privilege.
+"""Identities: one runtime service account per service, one for the jobs; least privilege.
 
 Runtime and jobs accounts may connect to Cloud SQL (``cloudsql.client``); their secret access is granted
 per secret by the Secrets component, and images are pulled by Cloud Run's service agent, so they need no
-registry role. The build account may write images (granted on the repository by Registry), deploy
-revisions and run jobs (``run.developer``), write build logs, and act as the runtime and jobs accounts
-only. No basic roles, no keys.
+registry role. The build account (the trigger's, ``<stack>-build``) is ``deployctl bootstrap``'s: it must
+exist, with its project roles, before the first ``pulumi up`` (a release reads the state bucket and the
+passphrase as it), so the program looks it up instead of creating it (IAM answers 409 to a second create
+of one id) and only lets it act as the runtime and jobs accounts it creates here. No basic roles, no keys.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pulumi_gcp import projects, serviceaccount
 from deployctl.infra.components.common import member
 
 RUNTIME_ROLES = ("roles/cloudsql.client",)
-BUILD_ROLES = ("roles/run.developer", "roles/logging.logWriter")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class IdentitiesArgs:
     project: str
     runtime: Mapping[str, str]  # service -> account id
     jobs: str  # account id
-    build: str | None = None  # account id; None when the stack has no trigger
+    build: str | None = None  # bootstrap's account id; None when the stack has no trigger
 
 
 class Identities(pulumi.ComponentResource):
@@ -35,9 +35,10 @@ class Identities(pulumi.ComponentResource):
         self._name, self._project = name, args.project
         self.runtime = {svc: self._account(acct, f"{svc} runtime", RUNTIME_ROLES) for svc, acct in args.runtime.items()}
         self.jobs = self._account(args.jobs, "migrate/init jobs", RUNTIME_ROLES)
-        self.build: serviceaccount.Account | None = None
+        self.build: pulumi.Output[serviceaccount.GetAccountResult] | None = None
         if args.build is not None:
-            self.build = self._account(args.build, "Cloud Build", BUILD_ROLES)
+            self.build = serviceaccount.get_account_output(
+                account_id=args.build, project=args.project, opts=pulumi.InvokeOutputOptions(parent=self))
             for label, acct in [*self.runtime.items(), ("jobs", self.jobs)]:
                 serviceaccount.IAMMember(
                     f"{name}-build-actas-{label}",

@@ -95,7 +95,12 @@ def run_mocked(stack: Stack, program: Callable[[], Mapping[str, Any]]) -> Synthe
             return (str(state["name"]) if named else f"{args.name}-id"), state
 
         def call(self, args: pm.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
-            return dict(args.args), []
+            result = dict(args.args)
+            if args.token == "gcp:serviceaccount/getAccount:getAccount":  # what IAM returns for the account
+                project = result.get("project", stack.project)
+                email = f"{result['accountId']}@{project}.iam.gserviceaccount.com"
+                result.update(email=email, name=f"projects/{project}/serviceAccounts/{email}")
+            return result, []
 
     class Monitor(pm.MockMonitor):
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
