@@ -414,10 +414,19 @@ def reset() -> None:
     JOBS.__init__()  # type: ignore[misc]
 
 
+def object_bytes(bucket: str, name: str) -> bytes | None:
+    """Test-only view of an object's bytes (None when absent): what a Google service reads on its own side,
+    past IAM (Cloud Build fetching a build's source is checked as the build's account, in builds.py)."""
+    backend = PreconditionStorage(gcs_urls.url_bases, {}).backend
+    blob = backend.buckets[bucket].blobs.get(name) if bucket in backend.buckets else None
+    return blob.data if blob is not None else None
+
+
 def secret_values(project: str, secret: str) -> dict[str, tuple[str, bytes]]:
     """Test-only view of a secret's versions: version -> (state, payload)."""
     s = get_backend("secretmanager")[project].secrets.get(secret)
     return {str(v.version): (v.state, v.data) for v in s.versions} if s else {}
 
 
-__all__ = ["JOBS", "RECORDER", "exceptions", "install", "reset", "secret_values"]
+__all__ = ["JOBS", "PROJECT", "RECORDER", "exceptions", "install", "object_bytes", "reset", "secret_values",
+           "use_project"]

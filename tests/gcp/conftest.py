@@ -148,7 +148,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
             client = storage.Client(project="example-staging", credentials=AnonymousCredentials())
             client.create_bucket("example-staging-deployctl")
             client.create_bucket("example-production-deployctl")
-            cloudbuild.read_object = lambda bucket, name: _read(client, bucket, name)
+            cloudbuild.read_object = drongo_ext.object_bytes  # Cloud Build's own read of the source
             drongo_ext.RECORDER.calls.clear()
             cloud = Cloud(root, fake, http, run, client, registry, cloudbuild, sql, PulumiBackend())
             cloud.use(Project.legacy("example-staging", other_ids=("example-production",)))
@@ -167,16 +167,6 @@ def twin(cloud: Cloud) -> Cloud:
     propagate in 0.2 s. The state buckets exist (bootstrap made them)."""
     cloud.use(Project("example-staging", api_delay_s=0.2, iam_delay_s=0.2))
     return cloud
-
-
-def _read(client: storage.Client, bucket: str, name: str) -> bytes | None:
-    from google.api_core import exceptions as gexc
-
-    try:
-        data: bytes = client.bucket(bucket).blob(name).download_as_bytes()
-    except gexc.NotFound:
-        return None
-    return data
 
 
 @pytest.fixture
