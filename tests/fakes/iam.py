@@ -89,6 +89,8 @@ ROLES: dict[str, tuple[str, ...]] = {
     "roles/secretmanager.secretAccessor": ("secretmanager.versions.access",),  # "accessing the payload"
     "roles/secretmanager.secretVersionManager": _SECRET_VERSIONS,  # no versions.access: it cannot read payloads
     # Cloud Storage roles (iam/docs/roles-permissions/storage): objectAdmin has no storage.buckets.*
+    "roles/storage.objectViewer": ("storage.objects.get", "storage.objects.list", "storage.managedFolders.get",
+                                   "storage.managedFolders.list"),
     "roles/storage.objectAdmin": ("storage.objects.*", "storage.managedFolders.*", "storage.multipartUploads.*"),
     "roles/storage.admin": ("storage.buckets.*", "storage.objects.*", "storage.managedFolders.*",
                             "storage.multipartUploads.*"),
