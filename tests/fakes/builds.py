@@ -13,13 +13,16 @@ import itertools
 import tarfile
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.cloud import artifactregistry_v1 as ar
 from google.cloud.devtools import cloudbuild_v1 as cb
 
 from tests.fakes.grpcfake import FakeError, GrpcFake
+
+if TYPE_CHECKING:
+    from tests.fakes.iam import Project
 
 _STEPS = [cb.Build.Status.QUEUED, cb.Build.Status.WORKING, cb.Build.Status.SUCCESS]
 
@@ -60,7 +63,16 @@ class FakeCloudBuild:
       (FailureInfo FETCH_SOURCE_FAILED);
     - ``docker build -f F .`` runs the user's Dockerfile on the uploaded context: a missing Dockerfile, or a
       COPY/ADD source that is not in the context, fails the step (Docker: "COPY failed: file not found in
-      build context"), so the build ends FAILURE (FailureInfo USER_BUILD_STEP).
+      build context"), so the build ends FAILURE (FailureInfo USER_BUILD_STEP);
+    - with a project set (``project``, tests/fakes/iam.py), the build runs as its ``service_account``, which
+      needs what its steps do ("Configure user-specified service accounts": grant the account the roles the
+      build needs; roles/cloudbuild.builds.builder, the default builder's role, holds exactly these):
+      ``storage.objects.get`` on the source object, else FETCH_SOURCE_FAILED naming the permission (Cloud
+      Storage's 403 "… does not have storage.objects.get access …"), and
+      ``artifactregistry.repositories.uploadArtifacts`` on the repository of each image, else PUSH_FAILED
+      ("denied: Permission 'artifactregistry.repositories.uploadArtifacts' denied on resource …", as docker
+      push reports Artifact Registry's refusal). Whether the caller may create the build at all (and act as
+      that account) is the gRPC layer's check (tests/fakes/iam.py GRPC_RULES).
     """
 
     def __init__(self, fake: GrpcFake, registry: FakeRegistry,
@@ -69,6 +81,7 @@ class FakeCloudBuild:
         self.read_object = read_object  # (bucket, object) -> bytes, or None when it does not exist
         self.builds: dict[str, tuple[cb.Build, int]] = {}
         self.fail_next = False
+        self.project: Project | None = None  # when set, the build's own account needs its permissions
         self._ids = itertools.count(1)
         service = "google.devtools.cloudbuild.v1.CloudBuild"
         fake.add(service, "CreateBuild", self._create, cb.CreateBuildRequest)
@@ -88,7 +101,7 @@ class FakeCloudBuild:
         build.id = f"b-{next(self._ids)}"
         build.status = cb.Build.Status.QUEUED
         build.log_url = f"https://console.cloud.google.com/cloud-build/builds/{build.id}"
-        why = self._context_fails(build)
+        why = self._identity_fails(build) or self._context_fails(build)
         if why is not None:
             kind, _, detail = why.partition(": ")
             build.failure_info = cb.Build.FailureInfo(type_=cb.Build.FailureInfo.FailureType[kind], detail=detail)
@@ -98,6 +111,28 @@ class FakeCloudBuild:
         op = operations_pb2.Operation(name=f"operations/build/{build.id}", done=False)
         op.metadata.Pack(cb.BuildOperationMetadata.pb(cb.BuildOperationMetadata(build=build)))
         return op
+
+    def _identity_fails(self, build: cb.Build) -> str | None:
+        """Why the build's account cannot fetch its source or push its images, or None."""
+        if self.project is None or not build.service_account:
+            return None
+        from tests.fakes.iam import email
+
+        member = "serviceAccount:" + build.service_account.rsplit("/", 1)[-1]
+        source = build.source.storage_source
+        if source.object_:
+            where = f"projects/_/buckets/{source.bucket}/objects/{source.object_}"
+            if self.project.deny(member, "storage.googleapis.com", [("storage.objects.get", where)]):
+                return (f"FETCH_SOURCE_FAILED: {email(member)} does not have storage.objects.get access to the "
+                        f"Google Cloud Storage object gs://{source.bucket}/{source.object_}.")
+        for image in build.images:
+            host, project, repository = image.split("/")[:3]
+            where = f"projects/{project}/locations/{host.removesuffix('-docker.pkg.dev')}/repositories/{repository}"
+            denial = self.project.deny(member, "artifactregistry.googleapis.com",
+                                       [("artifactregistry.repositories.uploadArtifacts", where)])
+            if denial is not None:
+                return f"PUSH_FAILED: denied: {denial.message}"
+        return None
 
     def _context_fails(self, build: cb.Build) -> str | None:
         """Why the uploaded context cannot build, or None (checked when a reader of the bucket is wired)."""

@@ -7,14 +7,20 @@
   with the write, which the GCS lock and ledger rely on.
 - Cloud Run Jobs gains ``PATCH`` (UpdateJob), run overrides (env recorded on the execution's template),
   executions that stay running for a number of polls, ``logUri``, and a per-job outcome.
+- When a :class:`tests.fakes.iam.Project` is set (:func:`use_project`), every request is checked against it
+  before it is handled: the ``Authorization`` header's principal, the API, and the permission each handler
+  names in its service's ``RULES`` (from the method's API reference: Cloud Storage "IAM permissions for JSON
+  methods", Secret Manager "Access control with IAM", Cloud Run "IAM permissions"); a refusal comes back in
+  the service's own REST error shape.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote
 
 from drongo.core import exceptions
@@ -34,6 +40,9 @@ from drongo.services.storage.responses import StorageResponse, _parse_multipart_
 
 from tests.fakes.grpcfake import Faults
 
+if TYPE_CHECKING:
+    from tests.fakes.iam import Check, Denial, Project
+
 _FAULT_STATUS = {"unavailable": 503, "exhausted": 429, "internal": 500, "lost": 504}
 
 
@@ -47,10 +56,21 @@ class Recorder:
 
 
 RECORDER = Recorder()
+PROJECT: list[Project] = []  # the project every drongo service checks calls against (none: no checks)
+
+
+def use_project(project: Project | None) -> None:
+    """Check every drongo call against *project* from now on (None: stop checking)."""
+    PROJECT[:] = [project] if project is not None else []
+
+
+Rules = dict[str, "Callable[[Request], list[Check]] | None"]  # handler -> its checks (None: no IAM check)
 
 
 class FaultMixin:
     _routes: list[tuple[str, Any, Callable[..., HttpResponse]]]
+    API = ""
+    RULES: ClassVar[Rules] = {}
 
     def handle(self, request: Request) -> HttpResponse | None:
         for method, pattern, handler in self._routes:
@@ -61,6 +81,10 @@ class FaultMixin:
             fault = RECORDER.faults.next(handler.__name__)
             if fault and fault != "lost":
                 return _error(_FAULT_STATUS[fault], f"injected {fault}")
+            denial = self._authorize(handler.__name__, request)
+            if denial is not None:
+                return 403 if denial.http_status == 403 else 401, {"Content-Type": "application/json"}, \
+                    json.dumps(self.error_body(denial))
             try:
                 response = handler(self, request)
             except DrongoHttpError as exc:
@@ -69,6 +93,23 @@ class FaultMixin:
                 RECORDER.calls.append((handler.__name__, request.path))
             return _error(504, "injected: applied, response lost") if fault == "lost" else response
         return None
+
+
+    def _authorize(self, handler: str, request: Request) -> Denial | None:
+        if not PROJECT:
+            return None
+        project = PROJECT[0]
+        if handler not in self.RULES:
+            if project.anonymous_is_owner:
+                return None  # the legacy cloud's owner may call anything; a twin handler names its permission
+            raise LookupError(f"the twin names no permission for {type(self).__name__}.{handler} (drongo_ext RULES)")
+        rule = self.RULES[handler]
+        if rule is None:
+            return None
+        return project.authorize(self.API, f"{self.API}/{handler}", rule(request), request.header("Authorization"))
+
+    def error_body(self, denial: Denial) -> dict[str, Any]:
+        return denial.rest_body()
 
 
 def _error(status: int, message: str) -> HttpResponse:
@@ -82,7 +123,88 @@ def _remap(url_paths: dict[str, Any], cls: type) -> dict[str, Any]:
 # -- Cloud Storage with generation preconditions ------------------------------------------------------
 
 
+def _bucket(request: Request) -> str:
+    return f"projects/_/buckets/{request.path_params['bucket']}"
+
+
+def _object(request: Request, name: str | None = None) -> str:
+    return f"{_bucket(request)}/objects/{name if name is not None else request.path_params['object']}"
+
+
+def _upload_name(request: Request) -> str | None:
+    name = request.param("name")
+    if name is None and request.param("uploadType") == "multipart":
+        metadata, _, _ = _parse_multipart_related(request.body, request.header("Content-Type", "") or "")
+        name = metadata.get("name")
+    if name is None and request.param("uploadType") == "resumable" and request.body:
+        name = json.loads(request.body or b"{}").get("name")
+    return name
+
+
+def _storage_project(request: Request) -> str:
+    return f"projects/{request.param('project') or request.path_params.get('project', '_')}"
+
+
+def _one(permission: str, where: Callable[[Request], str]) -> Callable[[Request], list[Check]]:
+    return lambda request: [(permission, where(request))]
+
+
 class PreconditionStorage(FaultMixin, StorageResponse):
+    # Cloud Storage "IAM permissions for JSON methods": what each JSON API method needs
+    API = "storage.googleapis.com"
+    RULES: ClassVar[Rules] = {
+        "insert_bucket": _one("storage.buckets.create", _storage_project),
+        "list_buckets": _one("storage.buckets.list", _storage_project),
+        "get_bucket": _one("storage.buckets.get", _bucket),
+        "patch_bucket": _one("storage.buckets.update", _bucket),
+        "delete_bucket": _one("storage.buckets.delete", _bucket),
+        "get_bucket_iam": _one("storage.buckets.getIamPolicy", _bucket),
+        "set_bucket_iam": _one("storage.buckets.setIamPolicy", _bucket),
+        "test_bucket_iam": lambda request: [],  # testIamPermissions: no permission required
+        "create_hmac_key": _one("storage.hmacKeys.create", _storage_project),
+        "list_hmac_keys": _one("storage.hmacKeys.list", _storage_project),
+        "get_hmac_key": _one("storage.hmacKeys.get", _storage_project),
+        "update_hmac_key": _one("storage.hmacKeys.update", _storage_project),
+        "delete_hmac_key": _one("storage.hmacKeys.delete", _storage_project),
+        # objects.insert: storage.objects.create, plus storage.objects.delete when it replaces an object
+        "upload_object": lambda request: PreconditionStorage._insert_checks(request),
+        "resumable_put": None,  # "the session URI acts as an authentication token" (resumable uploads)
+        "list_objects": _one("storage.objects.list", _bucket),
+        "get_object": _one("storage.objects.get", _object),
+        "download_object": _one("storage.objects.get", _object),
+        "patch_object": _one("storage.objects.update", _object),
+        "delete_object": _one("storage.objects.delete", _object),
+        "rewrite_object": lambda r: PreconditionStorage._copy_checks(r),
+        "copy_object": lambda r: PreconditionStorage._copy_checks(r),
+    }
+
+    @staticmethod
+    def _insert_checks(request: Request) -> list[Check]:
+        name = _upload_name(request) or ""
+        checks = [("storage.objects.create", _object(request, name))]
+        backend = PreconditionStorage(gcs_urls.url_bases, {}).backend
+        bucket = request.path_params["bucket"]
+        exists = bucket in backend.buckets and name in backend.buckets[bucket].blobs
+        return checks + ([("storage.objects.delete", _object(request, name))] if exists else [])
+
+    @staticmethod
+    def _copy_checks(request: Request) -> list[Check]:
+        p = request.path_params
+        return [("storage.objects.get", f"projects/_/buckets/{p['src_bucket']}/objects/{p['src_object']}"),
+                ("storage.objects.create", f"projects/_/buckets/{p['dst_bucket']}/objects/{p['dst_object']}")]
+
+    def error_body(self, denial: Denial) -> dict[str, Any]:
+        if denial.reason != "IAM_PERMISSION_DENIED":
+            return denial.rest_body()
+        # the Cloud Storage JSON API's 403 names the principal and the permission, without ErrorInfo
+        from tests.fakes.iam import email
+
+        kind = "object" if "/objects/" in denial.resource else "bucket"
+        message = (f"{email(denial.member)} does not have {denial.permission} access to the Google Cloud Storage "
+                   f"{kind}. Permission '{denial.permission}' denied on resource (or it may not exist).")
+        return {"error": {"code": 403, "message": message,
+                          "errors": [{"message": message, "domain": "global", "reason": "forbidden"}]}}
+
     # Cloud Storage: a request with ifGenerationMatch succeeds only if the object's live generation matches
     # (0: no live object), else 412; the check and the write are one atomic step, so of two concurrent
     # creates with ifGenerationMatch=0 exactly one succeeds (https://cloud.google.com/storage/docs/
@@ -129,7 +251,44 @@ class JobsState:
 JOBS = JobsState()
 
 
+def _job(request: Request) -> str:
+    p = request.path_params
+    return f"projects/{p['project']}/locations/{p['location']}/jobs/{p['job']}"
+
+
+def _execution(request: Request) -> str:
+    return f"{_job(request)}/executions/{request.path_params['execution']}"
+
+
+def _location(request: Request) -> str:
+    p = request.path_params
+    return f"projects/{p['project']}/locations/{p['location']}"
+
+
+def _run_job_checks(request: Request) -> list[Check]:
+    # Cloud Run "Execute jobs": run.jobs.run; with overrides also run.jobs.runWithOverrides
+    checks = [("run.jobs.run", _job(request))]
+    if (request.json() or {}).get("overrides"):
+        checks.append(("run.jobs.runWithOverrides", _job(request)))
+    return checks
+
+
 class JobsResponse(FaultMixin, CloudRunResponse):
+    # Cloud Run "IAM permissions" (run/docs/reference/iam/permissions), Jobs
+    API = "run.googleapis.com"
+    RULES: ClassVar[Rules] = {
+        "get_operation": _one("run.operations.get", _location),
+        "run_job": _run_job_checks,
+        "create_job": _one("run.jobs.create", _location),
+        "list_jobs": _one("run.jobs.list", _location),
+        "get_job": _one("run.jobs.get", _job),
+        "update_job": _one("run.jobs.update", _job),
+        "delete_job": _one("run.jobs.delete", _job),
+        "list_executions": _one("run.executions.list", _job),
+        "get_execution": _one("run.executions.get", _execution),
+        "delete_execution": _one("run.executions.delete", _execution),
+    }
+
     def update_job(self, request: Request) -> HttpResponse:
         backend = self.backend_for(request)
         job = backend.get_job(self._job_name(request))
@@ -183,8 +342,35 @@ def _resource(execution: Execution, poll: bool) -> dict[str, Any]:
     return resource
 
 
+def _project(request: Request) -> str:
+    return f"projects/{request.path_params['project']}"
+
+
+def _secret(request: Request) -> str:
+    return f"{_project(request)}/secrets/{request.path_params['secret']}"
+
+
+def _version(request: Request) -> str:
+    return f"{_secret(request)}/versions/{request.path_params['version']}"
+
+
 class FaultySecrets(FaultMixin, SecretManagerResponse):
-    pass
+    # Secret Manager "Access control with IAM": the permission of each method
+    API = "secretmanager.googleapis.com"
+    RULES: ClassVar[Rules] = {
+        "create_secret": _one("secretmanager.secrets.create", _project),
+        "list_secrets": _one("secretmanager.secrets.list", _project),
+        "get_secret": _one("secretmanager.secrets.get", _secret),
+        "update_secret": _one("secretmanager.secrets.update", _secret),
+        "delete_secret": _one("secretmanager.secrets.delete", _secret),
+        "add_version": _one("secretmanager.versions.add", _secret),
+        "list_versions": _one("secretmanager.versions.list", _secret),
+        "get_version": _one("secretmanager.versions.get", _version),
+        "access_version": _one("secretmanager.versions.access", _version),
+        "disable_version": _one("secretmanager.versions.disable", _version),
+        "enable_version": _one("secretmanager.versions.enable", _version),
+        "destroy_version": _one("secretmanager.versions.destroy", _version),
+    }
 
 
 def install() -> None:
@@ -221,10 +407,19 @@ def install() -> None:
 
 
 def reset() -> None:
+    PROJECT.clear()
     RECORDER.faults.clear()
     RECORDER.calls.clear()
     global JOBS
     JOBS.__init__()  # type: ignore[misc]
+
+
+def object_bytes(bucket: str, name: str) -> bytes | None:
+    """Test-only view of an object's bytes (None when absent): what a Google service reads on its own side,
+    past IAM (Cloud Build fetching a build's source is checked as the build's account, in builds.py)."""
+    backend = PreconditionStorage(gcs_urls.url_bases, {}).backend
+    blob = backend.buckets[bucket].blobs.get(name) if bucket in backend.buckets else None
+    return blob.data if blob is not None else None
 
 
 def secret_values(project: str, secret: str) -> dict[str, tuple[str, bytes]]:
@@ -233,4 +428,5 @@ def secret_values(project: str, secret: str) -> dict[str, tuple[str, bytes]]:
     return {str(v.version): (v.state, v.data) for v in s.versions} if s else {}
 
 
-__all__ = ["JOBS", "RECORDER", "exceptions", "install", "reset", "secret_values"]
+__all__ = ["JOBS", "PROJECT", "RECORDER", "exceptions", "install", "object_bytes", "reset", "secret_values",
+           "use_project"]

@@ -8,6 +8,13 @@ API is disabled or an IAM grant has not propagated yet, with the google.rpc.Erro
 reason (the shape Google returns: reason SERVICE_DISABLED with metadata service, or IAM_PERMISSION_DENIED,
 domain googleapis.com; Google APIs "Errors" guide, and the SERVICE_DISABLED message that says "If you
 enabled this API recently, wait a few minutes for the action to propagate to our systems and retry").
+
+When a :class:`tests.fakes.iam.Project` is set (``fake.project``), every call is first checked against it
+(authentication, API enabled, the method's IAM permission; tests/fakes/iam.py) and refused in Google's shape.
+Callers reach the server two ways: :meth:`GrpcFake.channel` without credentials is a plain channel (no
+``authorization``: the legacy cloud's owner, refused by a twin project), and ``channel(credentials)`` is a
+channel with local-connection credentials, on which google-auth's own metadata plugin sends each call's
+``authorization: Bearer …`` from the credentials, as on a real Google channel.
 """
 
 from __future__ import annotations
@@ -16,9 +23,12 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent import futures
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
+
+if TYPE_CHECKING:
+    from tests.fakes.iam import Project
 
 _CODES = {
     "unavailable": grpc.StatusCode.UNAVAILABLE,
@@ -84,6 +94,8 @@ class GrpcFake:
         self._handlers: dict[str, dict[str, grpc.RpcMethodHandler]] = defaultdict(dict)
         self._server: grpc.Server | None = None
         self.address = ""
+        self.secure_address = ""  # local-connection credentials: calls carry their credentials' token
+        self.project: Project | None = None  # when set, every call is checked against it (tests/fakes/iam.py)
 
     def add(self, service: str, method: str, fn: Callable[[Any], Any], request_cls: Any) -> None:
         def handler(request: Any, context: grpc.ServicerContext) -> Any:
@@ -92,6 +104,12 @@ class GrpcFake:
                 context.abort(_CODES[fault], f"injected {fault}")
             if fault in _DENIED:
                 context.abort_with_status(_denied(fault, service))
+            if self.project is not None:
+                from tests.fakes.iam import check_grpc
+
+                denial = check_grpc(self.project, f"{service}/{method}", request, context.invocation_metadata())
+                if denial is not None:
+                    context.abort_with_status(denial.grpc_status())
             try:
                 response = fn(request)
             except FakeError as exc:
@@ -110,17 +128,26 @@ class GrpcFake:
         for service, methods in self._handlers.items():
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, methods),))
         port = server.add_insecure_port("127.0.0.1:0")
+        local = grpc.local_server_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+        secure = server.add_secure_port("127.0.0.1:0", local)
         server.start()
         self._server = server
         self.address = f"127.0.0.1:{port}"
+        self.secure_address = f"127.0.0.1:{secure}"
         return self.address
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop(grace=None)
 
-    def channel(self) -> grpc.Channel:
-        return grpc.insecure_channel(self.address)
+    def channel(self, credentials: Any = None) -> grpc.Channel:
+        """A channel to the fakes; with google.auth *credentials*, each call carries their bearer token."""
+        if credentials is None:
+            return grpc.insecure_channel(self.address)
+        from google.api_core import grpc_helpers
+
+        local = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+        return grpc_helpers.create_channel(self.secure_address, credentials=credentials, ssl_credentials=local)
 
     def mutations(self, prefix: str = "") -> list[tuple[str, str]]:
         return [c for c in self.calls if c[0].split("/")[-1].startswith(_MUTATING) and c[0].startswith(prefix)]

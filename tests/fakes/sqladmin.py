@@ -6,6 +6,12 @@ next. Faults are queued per method ("update", "get"): ``"unavailable"`` (503), `
 operation in progress), ``"lost"`` (the password is set, then 504 comes back). ``on_change`` is called
 after every password change, so a test can check an invariant at each step of a rotation. The log of
 mutations names the user, never the password.
+
+With a :class:`tests.fakes.iam.Project` set (``sql.project``), each request is checked against it first
+(the ``Authorization`` header's principal, sqladmin.googleapis.com enabled, and the permission the Cloud SQL
+Admin API reference names: users.update needs ``cloudsql.users.update``, operations.get
+``cloudsql.instances.get``). Cloud SQL Admin refuses a principal without the permission with 403 reason
+``notAuthorized``, "The client is not authorized to make this request." (Cloud SQL Admin API v1 errors).
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.grpcfake import Faults
+
+if TYPE_CHECKING:
+    from tests.fakes.iam import Project
 
 _USERS = re.compile(r"/v1/projects/(?P<project>[^/]+)/instances/(?P<instance>[^/]+)/users")
 _OPERATION = re.compile(r"/v1/projects/(?P<project>[^/]+)/operations/(?P<op>[^/]+)")
@@ -33,6 +42,7 @@ class FakeSqlAdmin:
         self.faults = Faults()
         self.calls: list[tuple[str, str]] = []  # ("users.update", "instance/user") that got through
         self.on_change: Callable[[str, str], None] = lambda instance, user: None
+        self.project: Project | None = None  # when set, every request is checked against it
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         fake = self
@@ -73,6 +83,9 @@ class FakeSqlAdmin:
         if fault in _FAULTS:
             return _send(request, *_error(*_FAULTS[fault]))
         url = urlsplit(request.path)
+        refused = self._refused(request, method, url.path)
+        if refused is not None:
+            return _send(request, *refused)
         if method == "update" and (match := _USERS.fullmatch(url.path)):
             length = int(request.headers.get("content-length", 0))
             body = json.loads(request.rfile.read(length) or b"{}")
@@ -84,6 +97,24 @@ class FakeSqlAdmin:
         if fault == "lost" and status == 200:
             status, reply = _error(504, "deadlineExceeded")
         _send(request, status, reply)
+
+    def _refused(self, request: BaseHTTPRequestHandler, method: str, path: str) -> tuple[int, dict[str, Any]] | None:
+        if self.project is None:
+            return None
+        users, operation = _USERS.fullmatch(path), _OPERATION.fullmatch(path)
+        if method == "update" and users:
+            checks = [("cloudsql.users.update", f"projects/{users['project']}/instances/{users['instance']}")]
+        elif method == "get" and operation:
+            checks = [("cloudsql.instances.get", f"projects/{operation['project']}")]
+        else:
+            return None  # no such method: 404 below
+        name = "sql.users.update" if users else "sql.operations.get"
+        denial = self.project.authorize("sqladmin.googleapis.com", name, checks, request.headers.get("authorization"))
+        if denial is None:
+            return None
+        if denial.reason != "IAM_PERMISSION_DENIED":
+            return denial.http_status, denial.rest_body()
+        return _error(403, "notAuthorized")
 
     def _update(self, instance: str, user: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self._lock:
@@ -106,7 +137,8 @@ class FakeSqlAdmin:
 
 
 def _error(status: int, reason: str) -> tuple[int, dict[str, Any]]:
-    message = "Operation failed because another operation was already in progress." if status == 409 else reason
+    message = {409: "Operation failed because another operation was already in progress.",
+               403: "The client is not authorized to make this request."}.get(status, reason)
     return status, {"error": {"code": status, "message": message, "errors": [{"reason": reason, "message": message}]}}
 
 

@@ -3,7 +3,12 @@ tests/fakes/drongo_ext.py), a gRPC fake of Cloud Run Services and the HTTP serve
 a REST fake of Cloud SQL Admin's users,
 and a fake engine that applies the release the way the Pulumi program would (every engine a test's cloud
 builds records its calls in the cloud's one PulumiBackend). Clients are the real Google
-libraries; only their endpoints differ."""
+libraries; only their endpoints differ.
+
+Every fake checks each call against the cloud's project (tests/fakes/iam.py): for ``cloud`` a pre-seeded
+one (every API answers, a call without credentials is the owner's), for ``twin`` a project as Google creates
+it (its default APIs only, only the owner holds a role, propagation delays of 0.2 s), whose callers pass
+``credentials=`` (tests.fakes.iam.TwinCredentials) to ``target`` and ``channel``."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from drongo import mock_gcp
@@ -31,10 +37,12 @@ from deployctl.targets.gcp.retry import RetryPolicy
 from deployctl.targets.gcp.sql_users import sqladmin_client
 from deployctl.targets.gcp.target import GcpTarget
 from tests.fakes import drongo_ext
+from tests.fakes.apis import TwinServiceUsage
 from tests.fakes.builds import FakeCloudBuild, FakeRegistry
 from tests.fakes.cloudrun import FakeRunServices, RevisionHttp
 from tests.fakes.engine import FakeEngine, PulumiBackend
 from tests.fakes.grpcfake import GrpcFake
+from tests.fakes.iam import Project
 from tests.fakes.sqladmin import FakeSqlAdmin
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,27 +73,39 @@ class Cloud:
     cloudbuild: FakeCloudBuild
     sql: FakeSqlAdmin
     pulumi: PulumiBackend
+    project: Project | None = None
+
+    def use(self, project: Project) -> None:
+        """Check every call that reaches the fakes against *project* (tests/fakes/iam.py). The build's own
+        account is checked only in a twin project: the legacy cloud grants it nothing."""
+        self.project = project
+        self.grpc.project = self.sql.project = project
+        self.cloudbuild.project = None if project.anonymous_is_owner else project
+        drongo_ext.use_project(project)
 
     def target(self, stack: str = "staging", policy: RetryPolicy = FAST, engine: object = None,
-               id_token: Callable[[str], str] | None = None) -> GcpTarget:
+               id_token: Callable[[str], str] | None = None, credentials: Any = None) -> GcpTarget:
+        """A GcpTarget on the fakes; its clients send *credentials* (None: none, the legacy cloud's owner)."""
         config = load(stack, self.root)
         config = config.model_copy(update={"rollout": config.rollout.model_copy(update={"drain_s": 0.0})})
-        channel = self.grpc.channel()
+        channel = self.grpc.channel(credentials)
+        creds = credentials or AnonymousCredentials()
         return GcpTarget(
             config,
             self.root,
             engine=engine or FakeEngine(config, self.run, self.pulumi, self.sql, self.registry),  # type: ignore[arg-type]
             services=run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel)),
             revisions=run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel)),
-            jobs=run_v2.JobsClient(credentials=AnonymousCredentials()),
-            executions=run_v2.ExecutionsClient(credentials=AnonymousCredentials()),
-            secrets=secretmanager_v1.SecretManagerServiceClient(credentials=AnonymousCredentials()),
-            storage=self.storage,
+            jobs=run_v2.JobsClient(credentials=creds),
+            executions=run_v2.ExecutionsClient(credentials=creds),
+            secrets=secretmanager_v1.SecretManagerServiceClient(credentials=creds),
+            storage=self.storage if credentials is None else storage.Client(project=config.project,
+                                                                              credentials=credentials),
             builds=cloudbuild_v1.CloudBuildClient(transport=CloudBuildGrpcTransport(channel=channel)),
             registry=artifactregistry_v1.ArtifactRegistryClient(
                 transport=ArtifactRegistryGrpcTransport(channel=channel)
             ),
-            sqladmin=sqladmin_client(AnonymousCredentials(), 5, endpoint=self.sql.endpoint),
+            sqladmin=sqladmin_client(creds, 5, endpoint=self.sql.endpoint),
             id_token=id_token or mint_id_token,
             policy=policy,
             progress=lambda line: None,
@@ -125,6 +145,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     run = FakeRunServices(fake, http)
     registry = FakeRegistry(fake, "example-staging", "europe-central2", "staging-deployctl")
     cloudbuild = FakeCloudBuild(fake, registry)
+    TwinServiceUsage(fake)
     sql = FakeSqlAdmin()
     fake.start()
     try:
@@ -132,23 +153,25 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
             client = storage.Client(project="example-staging", credentials=AnonymousCredentials())
             client.create_bucket("example-staging-deployctl")
             client.create_bucket("example-production-deployctl")
-            cloudbuild.read_object = lambda bucket, name: _read(client, bucket, name)
+            cloudbuild.read_object = drongo_ext.object_bytes  # Cloud Build's own read of the source
             drongo_ext.RECORDER.calls.clear()
-            yield Cloud(root, fake, http, run, client, registry, cloudbuild, sql, PulumiBackend())
+            cloud = Cloud(root, fake, http, run, client, registry, cloudbuild, sql, PulumiBackend())
+            cloud.use(Project.legacy("example-staging", other_ids=("example-production",)))
+            yield cloud
     finally:
+        drongo_ext.use_project(None)
         sql.stop()
         fake.stop()
         http.stop()
 
 
-def _read(client: storage.Client, bucket: str, name: str) -> bytes | None:
-    from google.api_core import exceptions as gexc
-
-    try:
-        data: bytes = client.bucket(bucket).blob(name).download_as_bytes()
-    except gexc.NotFound:
-        return None
-    return data
+@pytest.fixture
+def twin(cloud: Cloud) -> Cloud:
+    """The same fakes as one Google Cloud project as Google creates it: only its default APIs enabled,
+    roles/owner for tests.fakes.iam.OWNER only, and every call needing credentials; APIs and grants
+    propagate in 0.2 s. The state buckets exist (bootstrap made them)."""
+    cloud.use(Project("example-staging", api_delay_s=0.2, iam_delay_s=0.2))
+    return cloud
 
 
 @pytest.fixture
