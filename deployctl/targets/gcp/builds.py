@@ -5,8 +5,10 @@ Rules:
   Artifact Registry already holds ``IMAGE:<source hash>`` its digest is reused and no build runs.
 - The build context is the project root (where Dockerfile.cloudrun and its COPY sources live), less what
   its ``.gcloudignore`` (else ``.dockerignore``) excludes; the source hash covers exactly that upload.
-- Sources go to ``gs://<project>_cloudbuild/source/`` as ``gcloud builds submit`` does; deployctl creates
-  that bucket when it is missing (nothing else would: only gcloud does).
+- Sources go to ``gs://<project>_cloudbuild/source/`` as ``gcloud builds submit`` does. The upload comes
+  first, so an identity that may only write objects (the trigger's, with bootstrap's storage.objectAdmin)
+  can release; only when the bucket is missing (404) does deployctl create it, as gcloud would (that takes
+  storage.buckets.create: the first release, from a laptop, usually does it).
 - The build runs as the stack's build service account (``<stack>-build``, the program's), not the
   project's default one, which Google changed in 2024 and may hold no roles; with a user-chosen service
   account Cloud Build requires a logging choice, so logs go to Cloud Logging only (Cloud Build docs,
@@ -77,13 +79,11 @@ class Builds:
 
     def build(self, service: str, source_hash: str, context: Path, dockerfile: str) -> Artifact:
         obj = f"source/{service}-{source_hash[:16]}.tgz"
-        bucket = f"{self.project}_cloudbuild"
-        self._ensure_bucket(bucket)
-        self._upload(bucket, obj, pack(context))
+        self._upload(f"{self.project}_cloudbuild", obj, pack(context))
         image = self.image(service)
         tagged = f"{image}:{_tag(source_hash)}"
         request = {
-            "source": {"storage_source": {"bucket": bucket, "object_": obj}},
+            "source": {"storage_source": {"bucket": f"{self.project}_cloudbuild", "object_": obj}},
             "steps": [
                 {
                     "name": "gcr.io/cloud-builders/docker",
@@ -130,12 +130,9 @@ class Builds:
                                  f"Build log: {build.log_url}")
         return Artifact(service, source_hash, f"{image}@{digest}", digest)
 
-    def _ensure_bucket(self, name: str) -> None:
+    def _create_bucket(self, name: str) -> None:
         def lookup() -> Any:
             return self.storage.lookup_bucket(name, timeout=self.policy.call_timeout_s)
-
-        if read(lookup, f"read gs://{name}", self.policy) is not None:
-            return
 
         def create() -> Any:
             bucket = self.storage.bucket(name)
@@ -145,15 +142,21 @@ class Builds:
         mutate(create, lookup, f"create gs://{name} for build sources", self.policy)
 
     def _upload(self, bucket: str, obj: str, data: bytes) -> None:
+        from google.api_core import exceptions as gexc
+
         blob = self.storage.bucket(bucket).blob(obj)
-        mutate(
-            lambda: blob.upload_from_string(
-                data, content_type="application/gzip", retry=None, timeout=self.policy.call_timeout_s
-            ),
-            lambda: None,  # same name, same bytes: an upload is idempotent
-            f"upload the source to gs://{bucket}/{obj}",
-            self.policy,
-        )
+
+        def send() -> None:
+            try:
+                blob.upload_from_string(data, content_type="application/gzip", retry=None,
+                                        timeout=self.policy.call_timeout_s)
+            except gexc.NotFound:  # no such bucket yet
+                self._create_bucket(bucket)
+                blob.upload_from_string(data, content_type="application/gzip", retry=None,
+                                        timeout=self.policy.call_timeout_s)
+
+        # same name, same bytes: an upload is idempotent
+        mutate(send, lambda: None, f"upload the source to gs://{bucket}/{obj}", self.policy)
 
     def _follow(self, build: Any) -> Any:
         status = ""

@@ -50,10 +50,12 @@ class Propagation:
         return time.monotonic() < self.until
 
     def covers(self, exc: BaseException) -> bool:
-        """Whether *exc* is a 403 that the changes still propagating can explain (then it is retried)."""
+        """Whether *exc* is a 403 that the changes still propagating can explain (then it is retried). A 403 is
+        ``Forbidden`` over REST (Cloud Storage, and every client's REST transport) and its subclass
+        ``PermissionDenied`` over gRPC (google-api-core maps both from the status)."""
         from google.api_core import exceptions as gexc
 
-        if not (self.active() and isinstance(exc, gexc.PermissionDenied)):
+        if not (self.active() and isinstance(exc, gexc.Forbidden)):
             return False
         self.retried = True
         if self._told != self.what:
@@ -151,9 +153,9 @@ def translate(exc: BaseException, what: str, policy: RetryPolicy | None = None) 
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
-    if isinstance(exc, gexc.RetryError) and isinstance(exc.cause, gexc.PermissionDenied):
+    if isinstance(exc, gexc.RetryError) and isinstance(exc.cause, gexc.Forbidden):
         exc = exc.cause  # the window closed while a 403 was being waited on
-    if isinstance(exc, gexc.PermissionDenied) and policy and policy.propagation.retried:
+    if isinstance(exc, gexc.Forbidden) and policy and policy.propagation.retried:
         denied = translate(exc, what)  # still denied once the propagation window closed
         return PreconditionError(f"{denied.message} (still, after waiting for {policy.propagation.what} to "
                                  "propagate)", denied.hint)
@@ -167,14 +169,14 @@ def translate(exc: BaseException, what: str, policy: RetryPolicy | None = None) 
         )
     if isinstance(exc, auth_exc.DefaultCredentialsError | auth_exc.RefreshError):
         return PreconditionError(f"{what}: no usable Google Cloud credentials", CREDENTIALS_HINT)
-    if isinstance(exc, gexc.PermissionDenied) and getattr(exc, "reason", None) == "SERVICE_DISABLED":
+    if isinstance(exc, gexc.Forbidden) and getattr(exc, "reason", None) == "SERVICE_DISABLED":
         api = _metadata(exc).get("service", "the API")
         return PreconditionError(
             f"{what}: {api} is not enabled in this project",
             f"Enable it: gcloud services enable {api} (deployctl bootstrap STACK enables every API a stack "
             "uses); a newly enabled API takes a few minutes to answer.",
         )
-    if isinstance(exc, gexc.PermissionDenied | gexc.Unauthenticated):
+    if isinstance(exc, gexc.Forbidden | gexc.Unauthenticated):
         return PreconditionError(f"{what}: {_short(exc)}", CREDENTIALS_HINT)
     if isinstance(exc, gexc.GoogleAPICallError) or is_transient(exc):
         return DeployctlError(f"{what}: {_short(exc)}", "Run again with --debug for details.")
