@@ -6,16 +6,20 @@ answered each request after.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from bench.bench_critical import TYPICAL, google_latency
 from deployctl.pipeline import orchestrator
 from deployctl.pipeline.plan import Plan, Stage, Step, critical_path
 from deployctl.pipeline.run import Options, QuietReporter
 from deployctl.pipeline.steps import Build, Deploy, PinSecrets, Promote
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server, step_latency
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "development.md"
 
 
 def test_the_critical_path_is_the_longest_step_of_each_wave_in_order() -> None:
@@ -70,3 +74,10 @@ def test_the_target_injects_the_configured_latency_of_each_operation(tmp_path: P
     # the benchmark's model of each step adds up to exactly what the target injected
     modelled = sum(step_latency(step, target) for stage in plan.stages for step in stage.steps)
     assert modelled == pytest.approx(sum(waited) + sum(delay for _, delay in seen))
+
+
+def test_the_documented_latency_table_is_the_benchmarks() -> None:
+    rows = {line.split("|")[1].strip(" `"): float(line.split("|")[2]) for line in DOC.read_text().splitlines()
+            if line.startswith("| `") and "_s` |" in line}
+    assert rows == {t.field: t.seconds for t in TYPICAL}
+    assert set(google_latency()) == {f.name for f in dataclasses.fields(Latency)}  # every kind has a figure
