@@ -1,9 +1,12 @@
-"""A target whose every step takes a fixed time, for measuring how the pipeline overlaps per-service work.
+"""A target whose every operation takes a fixed time, for measuring how the pipeline overlaps per-service work.
 
-Nothing real runs: builds, jobs and deploys sleep their latency and record it; revisions and service
-URLs are paths on one loopback HTTP server that answers every smoke request after ``smoke_s``. The
-ledger and the lock are the real local ones, in a temporary directory. It records which calls were in
-flight together (``peak``) so tests can assert overlap without timing anything.
+Nothing real runs: each operation (a build, the secrets, the infrastructure update, a job's start and its
+run, a deploy, a traffic update, a clean-up) sleeps the latency ``Latency`` gives its kind and is recorded
+in ``log`` as (kind, seconds); revisions and service URLs are paths on one loopback HTTP server that answers
+every smoke request after ``smoke_s``. The ledger and the lock are the real local ones, in a temporary
+directory. It records which calls were in flight together (``peak``) so tests can assert overlap without
+timing anything. ``step_latency`` is how long a step of a plan takes on this target: the sum of what it
+injects for that step.
 """
 
 from __future__ import annotations
@@ -23,21 +26,43 @@ from deployctl.errors import DeployctlError
 from deployctl.pipeline.ledger import SqliteLedger
 from deployctl.pipeline.lock import FileLock
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
+from deployctl.pipeline.plan import Step
+from deployctl.pipeline.steps import (
+    Build,
+    CheckDatabaseLogin,
+    Deploy,
+    PinSecrets,
+    Promote,
+    Reactivate,
+    Retire,
+    RunJob,
+    Smoke,
+    checks_for,
+)
 
 
 @dataclass
 class Latency:
+    """Seconds per operation kind. The first four are the ones every test sets; the rest default to 0."""
+
     build_s: float = 2.0
-    job_s: float = 1.0
-    deploy_s: float = 1.0
-    smoke_s: float = 0.2
+    job_s: float = 1.0  # a blocking job's run, from its start to its reported end
+    deploy_s: float = 1.0  # a candidate revision, created and ready
+    smoke_s: float = 0.2  # one smoke request
+    job_start_s: float = 0.0  # a job execution, from the request to its task running (a non-blocking job: all)
+    traffic_s: float = 0.0  # one traffic update, until the new split is routed
+    secrets_s: float = 0.0  # pinning the secret versions (ensure_secrets)
+    infra_s: float = 0.0  # the infrastructure update before the release (prepare)
+    retire_s: float = 0.0  # retiring one service's old revisions
 
 
-def stack_file(services: int) -> str:
-    """A local-target stack of *services* services with a migrate and an init job, no database, no secrets."""
+def stack_file(services: int | dict[str, list[str]], rollout: list[int] | None = None) -> str:
+    """A local-target stack with a migrate and an init job, no database, no secrets: *services* services
+    checked at /health each, or the services given with their smoke paths; *rollout* its traffic steps."""
+    checks = services if isinstance(services, dict) else {f"svc{i}": ["/health"] for i in range(services)}
     lines = ["config:", "  deployctl:target: local", "  deployctl:services:"]
-    for i in range(services):
-        lines += [f"    svc{i}:", "      source: app", '      command: ["python", "-m", "app"]']
+    for name in checks:
+        lines += [f"    {name}:", "      source: app", '      command: ["python", "-m", "app"]']
     lines += [
         "  deployctl:database: null",
         "  deployctl:jobs:",
@@ -45,22 +70,26 @@ def stack_file(services: int) -> str:
         '    init: {command: ["python", "-m", "app.init"], blocking: false}',
         "  deployctl:smoke:",
     ]
-    lines += [f"    - {{path: /health, service: svc{i}}}" for i in range(services)]
+    lines += [f"    - {{path: {path}, service: {name}}}" for name, paths in checks.items() for path in paths]
+    if rollout:
+        lines += ["  deployctl:rollout:", f"    steps: {rollout}"]
     return "\n".join(lines) + "\n"
 
 
-def make_stack(root: Path, services: int) -> Stack:
+def make_stack(root: Path, services: int | dict[str, list[str]], rollout: list[int] | None = None) -> Stack:
     (root / "stacks").mkdir(parents=True, exist_ok=True)
     (root / "app").mkdir(exist_ok=True)
-    (root / "stacks" / "Pulumi.bench.yaml").write_text(stack_file(services))
+    (root / "stacks" / "Pulumi.bench.yaml").write_text(stack_file(services, rollout))
     return config.load("bench", root)
 
 
 class _Smoke(BaseHTTPRequestHandler):
     delay_s = 0.0
     fail: set[str] = set()  # noqa: RUF012 - set per server
+    seen: list[tuple[str, float]] = []  # noqa: RUF012 - set per server: (path, the delay it was answered after)
 
     def do_GET(self) -> None:
+        self.seen.append((self.path, self.delay_s))
         time.sleep(self.delay_s)
         service = self.path.strip("/").split("/")[0]
         self.send_response(500 if service in self.fail else 200)
@@ -71,8 +100,8 @@ class _Smoke(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def smoke_server(delay_s: float, fail: set[str]) -> Iterator[str]:
-    handler = type("Handler", (_Smoke,), {"delay_s": delay_s, "fail": fail})
+def smoke_server(delay_s: float, fail: set[str], seen: list[tuple[str, float]] | None = None) -> Iterator[str]:
+    handler = type("Handler", (_Smoke,), {"delay_s": delay_s, "fail": fail, "seen": [] if seen is None else seen})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -96,6 +125,8 @@ class LatencyTarget:
     peak: Counter[str] = field(default_factory=Counter)  # the most calls of a kind that were in flight at once
     discarded: list[str] = field(default_factory=list)
     secret_states: dict[str, dict[str, str]] = field(default_factory=dict)  # secret -> version -> state
+    log: list[tuple[str, float]] = field(default_factory=list)  # (kind, seconds) of every operation, in order
+    sleep: Callable[[float], None] = time.sleep  # how an operation waits its latency (tests record it instead)
 
     def __post_init__(self) -> None:
         self.ledger = SqliteLedger(self.state / "ledger.db")
@@ -110,10 +141,11 @@ class LatencyTarget:
     def _timed(self, kind: str, seconds: float, then: Callable[[], None] | None = None) -> None:
         with self._mutex:
             self.calls[kind] += 1
+            self.log.append((kind, seconds))
             self._busy[kind] += 1
             self.peak[kind] = max(self.peak[kind], self._busy[kind])
         try:
-            time.sleep(seconds)
+            self.sleep(seconds)
             if then:
                 then()
         finally:
@@ -164,6 +196,7 @@ class LatencyTarget:
         return Artifact(service, source_hash, f"{service}@1", "sha256:1")
 
     def ensure_secrets(self) -> dict[str, str]:
+        self._timed("secrets", self.latency.secrets_s)
         return {}
 
     def add_secret_version(self, name: str, value: str | None) -> str:
@@ -173,10 +206,13 @@ class LatencyTarget:
         return []
 
     def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
-        pass
+        self._timed("infra", self.latency.infra_s)
 
     def run_job(self, name: str, job: Job, artifact: Artifact, secret_versions: dict[str, str],
                 release_id: str) -> JobRun:
+        self._timed("job_start", self.latency.job_start_s)
+        if not job.blocking:  # started and left to run, as the gcp target leaves it
+            return JobRun(name, f"{name}-{release_id}", JobState.RUNNING, 1)
         self._timed("job", self.latency.job_s)
         return JobRun(name, f"{name}-{release_id}", JobState.SUCCEEDED, 1)
 
@@ -190,7 +226,7 @@ class LatencyTarget:
         return Revision(service, name, f"{self.base_url}/candidate/{service}", artifact.ref)  # its tag URL
 
     def set_traffic(self, service: str, splits: list[Split]) -> None:
-        self._timed("traffic", 0.0)
+        self._timed("traffic", self.latency.traffic_s)
         self._traffic[service] = list(splits)
 
     def ensure_revision(self, service: str, revision: str) -> Revision:
@@ -200,7 +236,33 @@ class LatencyTarget:
         self.discarded.append(revision)
 
     def retire(self, service: str, keep: list[str]) -> None:
-        pass
+        self._timed("retire", self.latency.retire_s)
 
     def down(self, purge: bool, confirm: Callable[[], None]) -> list[str]:
         return []
+
+
+def step_latency(step: Step, target: LatencyTarget) -> float:
+    """How long *step* takes on *target*: the latencies it injects for the step, when every check passes at
+    its first request. A step this model does not know is an error, never a silent zero."""
+    lat = target.latency
+    if isinstance(step, Build):
+        return 0.0 if step.existing or step.image else lat.build_s
+    if isinstance(step, PinSecrets):
+        return lat.secrets_s + lat.infra_s
+    if isinstance(step, RunJob):
+        return lat.job_start_s + (lat.job_s if step.job.blocking else 0.0)
+    if isinstance(step, Deploy):
+        return lat.deploy_s
+    if isinstance(step, Smoke):
+        return len(step.paths) * lat.smoke_s
+    if isinstance(step, CheckDatabaseLogin):
+        return 0.0
+    checks = len(checks_for(target, step.service)) if isinstance(step, Promote | Reactivate) else 0
+    if isinstance(step, Promote):
+        return len(step.percents) * (lat.traffic_s + checks * lat.smoke_s)
+    if isinstance(step, Reactivate):
+        return lat.traffic_s + checks * lat.smoke_s
+    if isinstance(step, Retire):
+        return len(target.stack.services) * lat.retire_s
+    raise ValueError(f"no latency model for {type(step).__name__}")
