@@ -42,7 +42,10 @@ class Crossing:
 def schema_crossing(target: Target, goal: ReleaseRecord, root: Path, accept: bool) -> Crossing:
     """The migrations between the database's head and the head *goal*'s code ran on; refuse unsafe ones."""
     graph = migrations.read_all(migrations.versions_dir(target.stack, root))
-    crossed = migrations.crossed(graph, migrations.database_head(target), goal.migration_after)
+    # an --image release on gcp ran migrations deployctl could not read: its code ran on at least the head the
+    # database had before them, so that is a safe stand-in (it can only add crossings, never hide one)
+    ran_on = goal.migration_after or goal.migration_before
+    crossed = migrations.crossed(graph, migrations.database_head(target), ran_on)
     unsafe = [r for r in crossed if not (r in graph and graph[r].rollback_safe)]
     if unsafe and not accept:
         history = target.ledger.history(limit=200)
@@ -51,7 +54,7 @@ def schema_crossing(target: Target, goal: ReleaseRecord, root: Path, accept: boo
         stack = target.stack.name
         raise PreconditionError(
             f"rollback to {goal.id} crosses migration{'s' if len(unsafe) > 1 else ''} {listed}: release "
-            f"{goal.id}'s code ran on {goal.migration_after or 'an empty database'}",
+            f"{goal.id}'s code ran on {ran_on or 'an empty database'}",
             "If that code works on the newer schema, mark the migration `rollback_safe = True` "
             f"(docs/runbook.md); to roll back anyway: deployctl rollback {stack} --to {goal.id} --accept-schema",
         )

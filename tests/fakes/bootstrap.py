@@ -90,9 +90,12 @@ class FakeIam:
 
 
 class FakeProjects:
-    """One project IAM policy; SetIamPolicy with a stale etag is ABORTED, as Google answers."""
+    """One project IAM policy; SetIamPolicy with a stale etag is ABORTED, as Google answers. In a twin
+    (``twin`` set: tests/fakes/iam.Project) the policy is the twin's project-level bindings: what SetIamPolicy
+    adds or removes takes effect (or stops) after the twin's IAM propagation delay."""
 
-    def __init__(self, fake: GrpcFake, bindings: dict[str, list[str]]) -> None:
+    def __init__(self, fake: GrpcFake, bindings: dict[str, list[str]], twin: Any = None) -> None:
+        self.twin = twin
         self.policy = policy_pb2.Policy(version=1, etag=b"1")
         for role, members in bindings.items():
             self.policy.bindings.add(role=role, members=members)
@@ -104,9 +107,16 @@ class FakeProjects:
     def _set(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
         if request.policy.etag != self.policy.etag:
             raise FakeError(grpc.StatusCode.ABORTED, "concurrent policy change")
+        before = {(b.role, m) for b in self.policy.bindings for m in b.members}
         self.policy = policy_pb2.Policy()
         self.policy.CopyFrom(request.policy)
         self.policy.etag = str(next(self._etags)).encode()
+        after = {(b.role, m) for b in self.policy.bindings for m in b.members}
+        if self.twin is not None:
+            for role, member in after - before:
+                self.twin.grant(member, role, source="policy")
+            for role, member in before - after:
+                self.twin.revoke(member, role)
         return self.policy
 
     def roles_of(self, member: str) -> set[str]:

@@ -36,6 +36,7 @@ from deployctl.config import Release, Stack
 from deployctl.targets.gcp.synth import Synthesis, synthesize
 from tests.fakes.builds import FakeRegistry
 from tests.fakes.cloudrun import FakeRunServices
+from tests.fakes.iam import Project
 from tests.fakes.sqladmin import FakeSqlAdmin
 
 
@@ -77,11 +78,14 @@ class Change:
 
 class FakeEngine:
     def __init__(self, stack: Stack, run: FakeRunServices, backend: PulumiBackend,
-                 sql: FakeSqlAdmin | None = None, registry: FakeRegistry | None = None) -> None:
+                 sql: FakeSqlAdmin | None = None, registry: FakeRegistry | None = None,
+                 project: Project | None = None, credentials: Any = None) -> None:
         self.stack = stack
         self.run = run
         self.sql = sql
         self.registry = registry
+        self.project = project  # a twin project: the program's grants and APIs are applied to it
+        self.credentials = credentials  # who runs `pulumi up` (its provider calls Google as them)
         self.backend = backend
         self.parent = f"projects/{stack.project}/locations/{stack.region}"
 
@@ -118,6 +122,8 @@ class FakeEngine:
         self._secrets()
         self._users()
         synthesis = synthesize(self.stack.model_copy(update={"release": release}))
+        if self.project is not None:  # the rights a release has come from the program itself
+            self.project.apply_program_bindings(synthesis.resources)
         changes = self._diff(synthesis)
         for change in changes:
             if change.type == "gcp:cloudrunv2/service:Service":
@@ -183,7 +189,7 @@ class FakeEngine:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import secretmanager_v1
 
-        client = secretmanager_v1.SecretManagerServiceClient(credentials=AnonymousCredentials())
+        client = secretmanager_v1.SecretManagerServiceClient(credentials=self.credentials or AnonymousCredentials())
         project = f"projects/{self.stack.project}"
         values: dict[str, str] = {}
         pinned: dict[str, str] = {}
@@ -219,7 +225,7 @@ class FakeEngine:
         instance = naming.instance(self.stack)
         if self.sql.has_user(instance, db.logins[0]):
             return  # created on an earlier up; passwords are deployctl's from then on
-        client = secretmanager_v1.SecretManagerServiceClient(credentials=AnonymousCredentials())
+        client = secretmanager_v1.SecretManagerServiceClient(credentials=self.credentials or AnonymousCredentials())
         first = f"projects/{self.stack.project}/secrets/{naming.secret(self.stack, db.password_secret)}/versions/1"
         password = client.access_secret_version(name=first).payload.data.decode()
         self.sql.create_user(instance, db.logins[0], password)

@@ -125,8 +125,7 @@ class GrpcFake:
 
     def start(self) -> str:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        for service, methods in self._handlers.items():
-            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, methods),))
+        server.add_generic_rpc_handlers((_Handlers(self._handlers),))
         port = server.add_insecure_port("127.0.0.1:0")
         local = grpc.local_server_credentials(grpc.LocalConnectionType.LOCAL_TCP)
         secure = server.add_secure_port("127.0.0.1:0", local)
@@ -154,6 +153,17 @@ class GrpcFake:
 
 
 _MUTATING = ("Create", "Update", "Delete", "Run", "Cancel", "Set")
+
+
+class _Handlers(grpc.GenericRpcHandler):
+    """The handlers registered so far, looked up per call: a fake may join a running server."""
+
+    def __init__(self, handlers: dict[str, dict[str, grpc.RpcMethodHandler]]) -> None:
+        self.handlers = handlers
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        service, _, method = str(details.method).lstrip("/").partition("/")
+        return self.handlers.get(service, {}).get(method)
 
 
 class FakeError(Exception):

@@ -83,6 +83,11 @@ class Cloud:
         self.cloudbuild.project = None if project.anonymous_is_owner else project
         drongo_ext.use_project(project)
 
+    @property
+    def twin_project(self) -> Project | None:
+        """The project the program's grants go to: a twin's (the legacy cloud grants everything already)."""
+        return None if self.project is None or self.project.anonymous_is_owner else self.project
+
     def target(self, stack: str = "staging", policy: RetryPolicy = FAST, engine: object = None,
                id_token: Callable[[str], str] | None = None, credentials: Any = None) -> GcpTarget:
         """A GcpTarget on the fakes; its clients send *credentials* (None: none, the legacy cloud's owner)."""
@@ -93,7 +98,8 @@ class Cloud:
         return GcpTarget(
             config,
             self.root,
-            engine=engine or FakeEngine(config, self.run, self.pulumi, self.sql, self.registry),  # type: ignore[arg-type]
+            engine=engine or FakeEngine(config, self.run, self.pulumi, self.sql, self.registry,  # type: ignore[arg-type]
+                                        project=self.twin_project, credentials=credentials),
             services=run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel)),
             revisions=run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel)),
             jobs=run_v2.JobsClient(credentials=creds),
@@ -121,7 +127,8 @@ class Cloud:
 
     def preview(self, stack: str = "staging") -> list[tuple[str, str]]:
         """A hand-run ``pulumi preview`` of *stack*: (operation, resource) for each change it would show."""
-        engine = FakeEngine(load(stack, self.root), self.run, self.pulumi, self.sql, self.registry)
+        engine = FakeEngine(load(stack, self.root), self.run, self.pulumi, self.sql, self.registry,
+                            project=self.twin_project)
         return [(c.op, c.name) for c in engine.preview()]
 
     def mutations(self) -> list[tuple[str, str]]:

@@ -1,0 +1,216 @@
+"""A fresh project, walked through the way a team adopts deployctl, on the twin (tests/fakes/iam.py: APIs off
+until enabled, every call checked against the caller's roles, both propagating with a delay).
+
+1. an empty project (only the APIs Google enables on a new one; only its owner holds a role);
+2. `deployctl bootstrap` of staging and of production (one project holds both stacks here);
+3. `deployctl up staging` from a laptop, as the project's owner;
+4. a release from inside Cloud Build, as the trigger's service account, running cloudbuild.yaml's release
+   step (the image its build and push steps would make is built through Cloud Build by deployctl);
+5. a code change;
+6. `secrets rotate` of SECRET_KEY and of the database password (DATABASE_URL follows);
+7. `rollback`;
+8. `promote staging production`;
+9. `up` of the working tree (rolling forward), and a second `up` with nothing changed: a no-op.
+
+Each step asserts what the twin holds and what serves; stacks/ is never written, and a hand-run
+`pulumi preview` shows nothing to change after each command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.cloud import iam_admin_v1, secretmanager_v1, service_usage_v1, storage
+from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
+from google.cloud.resourcemanager_v3.services.projects.transports import ProjectsGrpcTransport
+from google.cloud.service_usage_v1.services.service_usage.transports import ServiceUsageGrpcTransport
+from google.iam.v1 import iam_policy_pb2
+
+from deployctl import naming
+from deployctl.config import load
+from deployctl.pipeline import orchestrator, rollback, rotate
+from deployctl.pipeline.promote import promote as promote_release
+from deployctl.pipeline.rollback_guards import Guard
+from deployctl.pipeline.run import Options
+from deployctl.targets.gcp.bootstrap import APIS, RELEASE_ROLES, Bootstrap
+from deployctl.targets.gcp.retry import RetryPolicy
+from deployctl.targets.gcp.synth import synthesize
+from tests.fakes.bootstrap import FakeIam, FakeProjects, FakePulumi
+from tests.fakes.iam import OWNER, TwinCredentials
+from tests.gcp.conftest import Cloud
+
+pytestmark = pytest.mark.twin
+
+STAGING = "projects/example-staging/locations/europe-central2/services/staging-api"
+PRODUCTION = "projects/example-staging/locations/europe-central2/services/production-api"
+# a release waits out the twin's 0.2 s propagation delays well within this
+POLICY = RetryPolicy(deadline_s=5.0, initial_s=0.02, maximum_s=0.1, call_timeout_s=5)
+
+
+def _stack_files(root: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((root / "stacks").iterdir())}
+
+
+def _one_project(root: Path) -> None:
+    """Production lives in the staging project here: the twin models one project (names are per stack)."""
+    path = root / "stacks" / "Pulumi.production.yaml"
+    path.write_text(path.read_text().replace("example-production", "example-staging"))
+
+
+class _Projects:
+    """resourcemanager_v3.ProjectsClient's IAM policy calls over its own gRPC transport: inside drongo's mock
+    the client itself is forced onto REST, where drongo serves no IAM policy."""
+
+    def __init__(self, channel: Any) -> None:
+        self.transport = ProjectsGrpcTransport(channel=channel)
+
+    def get_iam_policy(self, request: Any, **_: Any) -> Any:
+        message = request if isinstance(request, iam_policy_pb2.GetIamPolicyRequest) else \
+            iam_policy_pb2.GetIamPolicyRequest(**request)
+        return self.transport.get_iam_policy(message)
+
+    def set_iam_policy(self, request: Any, **_: Any) -> Any:
+        message = request if isinstance(request, iam_policy_pb2.SetIamPolicyRequest) else \
+            iam_policy_pb2.SetIamPolicyRequest(**request)
+        return self.transport.set_iam_policy(message)
+
+
+def _bootstrap(cloud: Cloud, stack: str, iam: FakeIam, projects: FakeProjects, pulumi: FakePulumi) -> Any:
+    """The real Bootstrap, as the project's owner, through the real client libraries on the twin."""
+    owner = TwinCredentials(OWNER)
+    channel = cloud.grpc.channel(owner)
+    pulumi.stack = stack
+    boot = Bootstrap(
+        load(stack, cloud.root), cloud.root,
+        service_usage=service_usage_v1.ServiceUsageClient(transport=ServiceUsageGrpcTransport(channel=channel)),
+        iam=iam_admin_v1.IAMClient(transport=IAMGrpcTransport(channel=channel)),
+        projects=_Projects(channel),
+        storage=storage.Client(project="example-staging", credentials=owner),
+        secrets=secretmanager_v1.SecretManagerServiceClient(credentials=owner),
+        pulumi=pulumi, policy=POLICY,  # type: ignore[arg-type]
+    )
+    return boot.run()
+
+
+def _release_step(root: Path) -> list[str]:
+    """cloudbuild.yaml's release step: the deployctl command line it runs."""
+    steps = {s["id"]: s for s in yaml.safe_load((root / "cloudbuild.yaml").read_text())["steps"]}
+    script = steps["release"]["args"][-1]
+    line = next(line for line in script.splitlines() if line.strip().startswith("deployctl "))
+    return shlex.split(line.strip(), posix=True)
+
+
+def _options(cloud: Cloud, command: str, image: str | None = None) -> Options:
+    return Options(command=command, image=image, root=cloud.root, lock_timeout_s=5)
+
+
+def test_a_fresh_project_from_bootstrap_to_promotion(cloud: Cloud, reporter) -> None:
+    from tests.fakes.iam import Project
+
+    root = cloud.root
+    _one_project(root)
+    (root / "cloudbuild.yaml").write_text((Path(__file__).resolve().parents[2] / "cloudbuild.yaml").read_text())
+    for name in ("example-staging-deployctl", "example-production-deployctl"):  # 1. nothing in it yet
+        cloud.storage.bucket(name).delete()
+    project = Project("example-staging", api_delay_s=0.2, iam_delay_s=0.2)
+    cloud.use(project)
+    stacks_before = _stack_files(root)
+    laptop = TwinCredentials(OWNER)
+    assert not project.apis.answers("run.googleapis.com") and not project.apis.answers("secretmanager.googleapis.com")
+
+    # 2. bootstrap: APIs, the state bucket, the trigger's identity and its roles, the passphrase, the stack
+    iam, pulumi = FakeIam(cloud.grpc), FakePulumi()
+    projects = FakeProjects(cloud.grpc, {"roles/owner": [OWNER]}, twin=project)
+    for stack in ("staging", "production"):
+        outcome = _bootstrap(cloud, stack, iam, projects, pulumi)
+        assert {s["state"] for s in outcome.steps} <= {"applied", "done"}
+    assert all(project.apis.recorded(api) for api in APIS)
+    for stack in ("staging", "production"):
+        account = f"serviceAccount:{naming.account(load(stack, root), 'build')}@example-staging.iam.gserviceaccount.com"
+        assert set(RELEASE_ROLES) <= projects.roles_of(account)
+    owner_storage = storage.Client(project="example-staging", credentials=TwinCredentials(OWNER))
+    assert owner_storage.lookup_bucket("example-staging-deployctl") is not None
+    assert ("gs://example-staging-deployctl", "production") in pulumi.stacks
+
+    # 3. the first release, from a laptop: foundation, build, one revision that serves
+    first = orchestrator.release(cloud.target(credentials=laptop, policy=POLICY), _options(cloud, "up staging"),
+                                 reporter)
+    assert first.outcome == "succeeded"
+    assert [r.phase for r in cloud.pulumi.releases("staging")] == ["foundation", "release"]
+    assert cloud.run.revision_names(STAGING) == [first.revisions["api"]]
+    assert cloud.run.serving(STAGING) == {first.revisions["api"]: 100}
+    assert cloud.preview() == []
+
+    # 4. Cloud Build on a push: the trigger runs as <stack>-build, and the release step runs `deployctl up`
+    stack = load("staging", root)
+    [trigger] = synthesize(stack).of_type("gcp:cloudbuild/trigger:Trigger")
+    build_sa = naming.account(stack, "build") + "@example-staging.iam.gserviceaccount.com"
+    assert trigger.inputs["serviceAccount"].endswith(f"/serviceAccounts/{build_sa}")
+    assert trigger.inputs["filename"] == "cloudbuild.yaml"
+    command = _release_step(root)
+    assert command[:4] == ["deployctl", "up", "$_STACK", "--image"]
+    assert trigger.inputs["substitutions"]["_STACK"] == "staging"
+    as_trigger = TwinCredentials(f"serviceAccount:{build_sa}")
+    main = root / "app" / "main.py"
+    main.write_text(main.read_text() + "# pushed\n")
+    pushed = cloud.target(credentials=as_trigger, policy=POLICY)
+    image = pushed.builds.build("api", pushed.source_hash("api"), root, "Dockerfile.cloudrun").ref  # build + push
+    second = orchestrator.release(pushed, _options(cloud, "deployctl up staging --image", image), reporter)
+    assert second.outcome == "succeeded" and second.artifacts == {"api": image}
+    assert cloud.run.serving(STAGING) == {second.revisions["api"]: 100}
+    assert cloud.pulumi.methods("staging").count("up") == 2  # a code-only release: no pulumi up
+    assert cloud.preview() == []
+
+    # 5. a code change from the laptop
+    main.write_text(main.read_text() + "# changed on a laptop\n")
+    third = orchestrator.release(cloud.target(credentials=laptop, policy=POLICY), _options(cloud, "up staging"),
+                                 reporter)
+    assert third.outcome == "succeeded" and cloud.run.serving(STAGING) == {third.revisions["api"]: 100}
+    assert len(cloud.run.revision_names(STAGING)) == 3
+
+    # 6. rotate each secret: the serving revision then pins the new versions
+    for name in ("SECRET_KEY", "DB_PASSWORD"):
+        rotated = rotate.rotate(cloud.target(credentials=laptop, policy=POLICY), name, None,
+                                _options(cloud, f"secrets rotate staging {name}"), reporter)
+        assert rotated.outcome == "succeeded"
+        [serving] = cloud.run.serving(STAGING)
+        pins = {e.name: e.value_source.secret_key_ref.version
+                for e in cloud.run.revisions[f"{STAGING}/revisions/{serving}"].containers[0].env if e.value_source}
+        assert pins[name if name != "DB_PASSWORD" else "DATABASE_URL"] == rotated.secret_versions[
+            name if name != "DB_PASSWORD" else "DATABASE_URL"]
+        assert cloud.preview() == []
+    ups_before = cloud.pulumi.methods("staging").count("up")
+
+    # 7. rollback to the previous code, repinned to the current secret versions (the old ones are disabled)
+    back = rollback.rollback(cloud.target(credentials=laptop, policy=POLICY), second.id,
+                             _options(cloud, "rollback staging"), reporter, Guard(repin=True))
+    assert back.outcome == "succeeded"
+    [serving] = cloud.run.serving(STAGING)
+    assert cloud.run.revisions[f"{STAGING}/revisions/{serving}"].containers[0].image == image
+    assert cloud.pulumi.methods("staging").count("up") == ups_before
+
+    # 8. promote what staging serves to production: the same digest, no build
+    builds = len(cloud.cloudbuild.builds)
+    promoted = promote_release(cloud.target(credentials=laptop, policy=POLICY),
+                               cloud.target("production", credentials=laptop, policy=POLICY),
+                               _options(cloud, "promote staging production"), reporter)
+    assert promoted.outcome == "succeeded" and promoted.artifacts == {"api": image}
+    assert len(cloud.cloudbuild.builds) == builds
+    [live] = cloud.run.serving(PRODUCTION)
+    assert cloud.run.revisions[f"{PRODUCTION}/revisions/{live}"].containers[0].image == image
+
+    # 9. the working tree's code again (rolled forward), then nothing changed: a no-op; no pulumi up for either,
+    # and no command wrote a stack file
+    forward = orchestrator.release(cloud.target(credentials=laptop, policy=POLICY), _options(cloud, "up staging"),
+                                   reporter)
+    assert forward.outcome == "succeeded" and forward.artifacts == third.artifacts  # the image, not rebuilt
+    again = orchestrator.release(cloud.target(credentials=laptop, policy=POLICY), _options(cloud, "up staging"),
+                                 reporter)
+    assert again.outcome == "noop" and cloud.pulumi.methods("staging").count("up") == ups_before
+    assert cloud.preview() == [] and cloud.preview("production") == []
+    assert _stack_files(root) == stacks_before
