@@ -14,8 +14,9 @@ import pytest
 
 from deployctl.errors import StageFailed
 from deployctl.pipeline import orchestrator, rotate
+from tests.fakes.drongo_ext import secret_values
 from tests.fakes.runtime import Runtime
-from tests.gcp.conftest import SERVICE, Cloud
+from tests.gcp.conftest import IMAGE, SERVICE, Cloud
 
 pytestmark = pytest.mark.twin
 
@@ -163,10 +164,19 @@ def test_rotating_the_database_password_keeps_the_real_app_answering(cloud: Clou
     # the new revision logs in as the other login; the old one's password no longer opens anything
     logins = {row[0] for row in sql.query("SELECT usename FROM pg_stat_activity WHERE datname = 'app'")}
     assert "app_b" in logins
-    assert not cloud.sql.accepts("staging-db", "app", _first_password(cloud))
+    passwords = {v: data.decode() for v, (_, data) in secret_values("example-staging", "staging-DB_PASSWORD").items()}
+    assert sql.db.refusal("app_b", passwords["2"]) is None
+    assert sql.db.refusal("app", passwords["1"]) == "password authentication failed"  # scrambled after the switch
 
 
-def _first_password(cloud: Cloud) -> str:
-    from tests.fakes.drongo_ext import secret_values
-
-    return secret_values("example-staging", "staging-DB_PASSWORD")["1"][1].decode()
+def test_an_image_no_build_pushed_has_nothing_to_run(cloud: Cloud, runtime: Runtime, reporter) -> None:
+    with pytest.raises(StageFailed) as failed:  # `deployctl up --image` with a digest the registry never held
+        orchestrator.release(cloud.target(), cloud.options(IMAGE), reporter)
+    missing = f"Image '{IMAGE}' not found."
+    assert failed.value.stage == "migrate" and missing in failed.value.message
+    assert not runtime.execution("staging-api-migrate")[-1].logs  # no task ever started
+    # the revision the first `pulumi up` made never became ready, for the same reason; nothing serves
+    [made] = cloud.run.revisions.values()
+    ready = next(c for c in made.conditions if c.type_ == "Ready")
+    assert ready.state.name == "CONDITION_FAILED" and ready.message == missing
+    assert made.name not in runtime.instances and cloud.run.serving(SERVICE) == {}
