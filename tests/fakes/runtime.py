@@ -334,6 +334,8 @@ class Runtime:
             return future.result()
         except DeployctlError as exc:
             raise Refused(f"the image {ref} cannot run here: {exc.message}") from None
+        except Exception as exc:  # the twin could not lay it out: say so in the revision, not as a crash
+            raise Refused(f"the twin could not lay out {ref}: {type(exc).__name__}: {exc}") from None
 
     # -- environment ---------------------------------------------------------------------------------
     def _environment(self, image: Image, container: Any, volumes: list[Any], project: str) -> dict[str, str]:

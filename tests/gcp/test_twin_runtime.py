@@ -6,6 +6,7 @@ that crashes, a broken migration, a login that stops working — fails here as i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -180,3 +181,15 @@ def test_an_image_no_build_pushed_has_nothing_to_run(cloud: Cloud, runtime: Runt
     ready = next(c for c in made.conditions if c.type_ == "Ready")
     assert ready.state.name == "CONDITION_FAILED" and ready.message == missing
     assert made.name not in runtime.instances and cloud.run.serving(SERVICE) == {}
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="deployctl defect: without the runbook's GRANT app TO app_b a DB_PASSWORD "
+                   "rotation passes its smoke checks (the sample's /startup runs SELECT 1 only) and moves traffic to "
+                   "a revision whose login cannot read the app's tables")
+def test_a_rotation_to_a_login_that_cannot_read_the_tables_never_gets_traffic(cloud: Cloud, runtime: Runtime,
+                                                                             reporter) -> None:
+    _up(cloud, reporter)
+    runtime.sql[CONNECTION].run_as_postgres(["INSERT INTO notes (title) VALUES ('a note')"])  # no runbook step
+    with contextlib.suppress(StageFailed):
+        rotate.rotate(cloud.target(), "DB_PASSWORD", None, cloud.options(None), reporter)
+    assert _get(cloud, "/api/notes")[0] == 200  # today: 500, app_b has no privilege on notes
