@@ -183,9 +183,11 @@ def test_an_image_no_build_pushed_has_nothing_to_run(cloud: Cloud, runtime: Runt
     assert made.name not in runtime.instances and cloud.run.serving(SERVICE) == {}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="deployctl defect: without the runbook's GRANT app TO app_b a DB_PASSWORD "
-                   "rotation passes its smoke checks (the sample's /startup runs SELECT 1 only) and moves traffic to "
-                   "a revision whose login cannot read the app's tables")
+DEFECT = ("deployctl defect: without the runbook's GRANT app TO app_b a DB_PASSWORD rotation passes its smoke checks "
+          "(the sample's /startup runs SELECT 1 only) and moves traffic to a login that cannot read the app's tables")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=DEFECT)
 def test_a_rotation_to_a_login_that_cannot_read_the_tables_never_gets_traffic(cloud: Cloud, runtime: Runtime,
                                                                              reporter) -> None:
     _up(cloud, reporter)
