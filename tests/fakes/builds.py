@@ -82,6 +82,8 @@ class FakeCloudBuild:
         self.builds: dict[str, tuple[cb.Build, int]] = {}
         self.fail_next = False
         self.project: Project | None = None  # when set, the build's own account needs its permissions
+        # (digest, uploaded context) of each image a build pushed: the twin's runtime runs them (runtime.py)
+        self.on_image: Callable[[str, bytes], None] | None = None
         self._ids = itertools.count(1)
         service = "google.devtools.cloudbuild.v1.CloudBuild"
         fake.add(service, "CreateBuild", self._create, cb.CreateBuildRequest)
@@ -172,6 +174,9 @@ class FakeCloudBuild:
             for image in build.images:
                 self.registry.tag(image, digest)
                 build.results.images.append(cb.BuiltImage(name=image, digest=digest))
+            context = self.read_object(build.source.storage_source.bucket, source) if self.read_object else None
+            if self.on_image is not None and context is not None:
+                self.on_image(digest, context)
         self.builds[request.id] = (build, step)
         return build
 

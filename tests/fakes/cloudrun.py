@@ -38,6 +38,9 @@ class FakeRunServices:
         self.templates: dict[str, bytes] = {}  # revision -> the configuration it was created with
         self.broken_images: set[str] = set()
         self.behaviours: dict[str, Behaviour] = {}  # image -> how its revisions answer HTTP
+        # the twin's runtime (runtime.py): when set, a new revision starts a real instance of its image and is
+        # Ready only if that instance starts; requests to it are proxied to the instance
+        self.runtime: Any = None
         self.http = http
         self.lock = threading.RLock()
         self._ops = itertools.count(1)
@@ -118,7 +121,9 @@ class FakeRunServices:
         svc.latest_created_revision = created.name
         self.services[name] = svc
         if not _ready(created):
-            return f"Revision '{created.name.rsplit('/', 1)[-1]}' is not ready and cannot serve traffic."
+            # the operation's error carries the revision's reason, as Cloud Run's does
+            why = next((c.message for c in created.conditions if c.type_ == "Ready"), "")
+            return f"Revision '{created.name.rsplit('/', 1)[-1]}' is not ready and cannot serve traffic. {why}".strip()
         svc.latest_ready_revision = created.name
         error = self._check_traffic(name, update.traffic)
         if error:
@@ -153,8 +158,11 @@ class FakeRunServices:
                 )
             return existing
         ok = image and image not in self.broken_images
-        state = run_v2.Condition.State.CONDITION_SUCCEEDED if ok else run_v2.Condition.State.CONDITION_FAILED
         message = "" if ok else "The user-provided container failed to start and listen on the port."
+        if ok and self.runtime is not None:
+            message = self.runtime.start_revision(full, template) or ""
+            ok = not message
+        state = run_v2.Condition.State.CONDITION_SUCCEEDED if ok else run_v2.Condition.State.CONDITION_FAILED
         revision = run_v2.Revision(
             name=full,
             service=service,
@@ -207,6 +215,9 @@ class FakeRunServices:
         return next((s for n, s in self.services.items() if n.endswith(f"/services/{service_id}")), None)
 
     def answer(self, revision: run_v2.Revision, path: str) -> tuple[int, str]:
+        if self.runtime is not None:
+            answered: tuple[int, str] = self.runtime.answer(revision.name, path)
+            return answered
         image = revision.containers[0].image
         return self.behaviours.get(image, healthy)(path, revision)
 

@@ -246,6 +246,9 @@ class JobsState:
     env: dict[str, dict[str, str]] = field(default_factory=dict)  # execution name -> override env
     left: dict[str, int] = field(default_factory=dict)  # execution name -> polls left while running
     failed: dict[str, bool] = field(default_factory=dict)
+    # the twin's runtime (runtime.py): when set, an execution runs the job's container as a real process and
+    # its state (running, succeeded, failed) is the runtime's, not ``outcomes``/``polls_running``
+    runtime: Any = None
 
 
 JOBS = JobsState()
@@ -307,6 +310,8 @@ class JobsResponse(FaultMixin, CloudRunResponse):
         execution = Execution(name=f"{name}/executions/{job_id}-{backend._next():05d}", job=name)
         overrides = (request.json().get("overrides") or {}).get("containerOverrides") or [{}]
         JOBS.env[execution.name] = {e["name"]: e.get("value", "") for e in overrides[0].get("env", [])}
+        if JOBS.runtime is not None:
+            JOBS.runtime.start_execution(job.to_resource(), execution.name, JOBS.env[execution.name])
         queue = JOBS.outcomes.get(job_id) or [True]
         ok = queue.pop(0) if len(queue) > 1 else queue[0]
         JOBS.failed[execution.name] = not ok
@@ -330,6 +335,12 @@ def _resource(execution: Execution, poll: bool) -> dict[str, Any]:
     env = JOBS.env.get(execution.name, {})
     resource["template"] = {"containers": [{"env": [{"name": k, "value": v} for k, v in env.items()]}]}
     resource["logUri"] = f"https://console.cloud.google.com/logs/fake?execution={execution.name.rsplit('/', 1)[-1]}"
+    ran = JOBS.runtime.execution_status(execution.name) if JOBS.runtime is not None else None
+    if ran is not None:
+        resource.update(ran)
+        if "completionTime" not in ran:
+            resource.pop("completionTime", None)
+        return resource
     left = JOBS.left.get(execution.name, 0)
     if poll and left > 0:
         JOBS.left[execution.name] = left - 1

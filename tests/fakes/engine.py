@@ -172,9 +172,13 @@ class FakeEngine:
     def _apply_job(self, change: Change) -> None:
         if change.op == "delete":
             raise AssertionError(f"this up would delete the Cloud Run job {change.name}")
-        container = change.goal["template"]["template"]["containers"][0]
-        template = _template({"containers": [container]})
+        task = change.goal["template"]["template"]
+        template = _template({"containers": [task["containers"][0]], "volumes": task.get("volumes") or []})
         spec = {"template": {"template": {"containers": [run_v2.Container.to_dict(template.containers[0])]}}}
+        # the task's Cloud SQL volume, retries and timeout: what the twin's runtime runs an execution with
+        spec["template"]["template"].update(
+            volumes=[run_v2.Volume.to_dict(v) for v in template.volumes],
+            max_retries=int(task.get("maxRetries", 3)), timeout=str(task.get("timeout", "600s")))
         backend = get_backend("cloudrun")[str(self.stack.project)]
         full = f"{self.parent}/jobs/{change.goal['name']}"
         if full in backend.jobs:
@@ -233,8 +237,9 @@ class FakeEngine:
 
 
 def _template(template: dict[str, Any]) -> run_v2.RevisionTemplate:
-    """A synthesized template as the Cloud Run API gets it: revision name, scaling, and per container the image,
-    command, env (plain and secret references) and resource limits."""
+    """A synthesized template as the Cloud Run API gets it: revision name, scaling, the Cloud SQL volumes, and per
+    container the image, command, env (plain and secret references), resource limits, port, startup probe and
+    volume mounts."""
     containers = []
     for container in template["containers"]:
         env = []
@@ -248,13 +253,36 @@ def _template(template: dict[str, Any]) -> run_v2.RevisionTemplate:
                 env.append(run_v2.EnvVar(name=var["name"], value=var.get("value", "")))
         limits = (container.get("resources") or {}).get("limits") or {}
         containers.append(run_v2.Container(image=container["image"], command=container.get("commands") or [],
-                                           env=env, resources=run_v2.ResourceRequirements(limits=limits)))
+                                           env=env, resources=run_v2.ResourceRequirements(limits=limits),
+                                           **_runtime_fields(container)))
     scaling = template.get("scaling") or {}
+    volumes = [run_v2.Volume(name=v["name"], cloud_sql_instance=run_v2.CloudSqlInstance(
+        instances=list(v["cloudSqlInstance"].get("instances") or []))) for v in template.get("volumes") or []
+        if v.get("cloudSqlInstance")]
     return run_v2.RevisionTemplate(
-        revision=template.get("revision", ""), containers=containers,
+        revision=template.get("revision", ""), containers=containers, volumes=volumes,
         scaling=run_v2.RevisionScaling(min_instance_count=int(scaling.get("minInstanceCount", 0)),
                                        max_instance_count=int(scaling.get("maxInstanceCount", 0))),
     )
+
+
+def _runtime_fields(container: dict[str, Any]) -> dict[str, Any]:
+    """What the twin's runtime (tests/fakes/runtime.py) starts an instance with: the container port, the
+    startup probe and the volume mounts, as the program sets them."""
+    fields: dict[str, Any] = {}
+    port = (container.get("ports") or {}).get("containerPort")
+    if port:
+        fields["ports"] = [run_v2.ContainerPort(container_port=int(port))]
+    probe = container.get("startupProbe") or {}
+    if probe.get("httpGet") is not None:
+        fields["startup_probe"] = run_v2.Probe(
+            http_get=run_v2.HTTPGetAction(path=probe["httpGet"].get("path", "/")),
+            period_seconds=int(probe.get("periodSeconds", 10)), timeout_seconds=int(probe.get("timeoutSeconds", 1)),
+            failure_threshold=int(probe.get("failureThreshold", 3)))
+    mounts = container.get("volumeMounts") or []
+    if mounts:
+        fields["volume_mounts"] = [run_v2.VolumeMount(name=m["name"], mount_path=m["mountPath"]) for m in mounts]
+    return fields
 
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")

@@ -43,6 +43,9 @@ class FakeSqlAdmin:
         self.calls: list[tuple[str, str]] = []  # ("users.update", "instance/user") that got through
         self.on_change: Callable[[str, str], None] = lambda instance, user: None
         self.project: Project | None = None  # when set, every request is checked against it
+        # (instance, user, password) after a user is made or its password set: the twin's runtime applies it
+        # to the Postgres that stands in for the instance (runtime.py)
+        self.applied: Callable[[str, str, str], None] | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         fake = self
@@ -67,7 +70,10 @@ class FakeSqlAdmin:
 
     def create_user(self, instance: str, user: str, password: str) -> None:
         with self._lock:
+            made = (instance, user) not in self.users
             self.users.setdefault((instance, user), password)
+        if made and self.applied is not None:
+            self.applied(instance, user, password)
 
     def has_user(self, instance: str, user: str) -> bool:
         with self._lock:
@@ -124,6 +130,8 @@ class FakeSqlAdmin:
             name = f"op-{next(self._ids)}"
             self.operations[name] = 0
             self.calls.append(("users.update", f"{instance}/{user}"))
+        if self.applied is not None:
+            self.applied(instance, user, str(body["password"]))
         self.on_change(instance, user)
         return 200, {"kind": "sql#operation", "name": name, "status": "PENDING", "operationType": "UPDATE_USER"}
 

@@ -31,6 +31,7 @@ from google.cloud.devtools.cloudbuild_v1.services.cloud_build.transports import 
 from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcTransport
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 
+from deployctl import naming
 from deployctl.config import load
 from deployctl.pipeline.run import Options, QuietReporter
 from deployctl.targets.gcp.retry import RetryPolicy
@@ -43,6 +44,7 @@ from tests.fakes.cloudrun import FakeRunServices, RevisionHttp
 from tests.fakes.engine import FakeEngine, PulumiBackend
 from tests.fakes.grpcfake import GrpcFake
 from tests.fakes.iam import Project
+from tests.fakes.runtime import Runtime
 from tests.fakes.sqladmin import FakeSqlAdmin
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +53,9 @@ IMAGE2 = "europe-central2-docker.pkg.dev/example-staging/staging-deployctl/api@s
 IMAGE3 = "europe-central2-docker.pkg.dev/example-staging/staging-deployctl/api@sha256:" + "c" * 64
 SERVICE = "projects/example-staging/locations/europe-central2/services/staging-api"
 FAST = RetryPolicy(deadline_s=1.5, initial_s=0.01, maximum_s=0.05, call_timeout_s=5)
+# With the runtime, the fake Cloud Run answers an UpdateService once the new revision's instance started (the real
+# one answers at once and the operation completes then, which deployctl waits for up to the stage's deadline)
+TWIN = RetryPolicy(deadline_s=60, initial_s=0.01, maximum_s=0.05, call_timeout_s=120)
 
 
 def mint_id_token(audience: str) -> str:
@@ -74,6 +79,7 @@ class Cloud:
     sql: FakeSqlAdmin
     pulumi: PulumiBackend
     project: Project | None = None
+    runtime: Runtime | None = None  # set by the ``runtime`` fixture: Cloud Run runs the real code
 
     def use(self, project: Project) -> None:
         """Check every call that reaches the fakes against *project* (tests/fakes/iam.py). The build's own
@@ -88,7 +94,7 @@ class Cloud:
         """The project the program's grants go to: a twin's (the legacy cloud grants everything already)."""
         return None if self.project is None or self.project.anonymous_is_owner else self.project
 
-    def target(self, stack: str = "staging", policy: RetryPolicy = FAST, engine: object = None,
+    def target(self, stack: str = "staging", policy: RetryPolicy | None = None, engine: object = None,
                id_token: Callable[[str], str] | None = None, credentials: Any = None) -> GcpTarget:
         """A GcpTarget on the fakes; its clients send *credentials* (None: none, the legacy cloud's owner)."""
         config = load(stack, self.root)
@@ -113,7 +119,7 @@ class Cloud:
             ),
             sqladmin=sqladmin_client(creds, 5, endpoint=self.sql.endpoint),
             id_token=id_token or mint_id_token,
-            policy=policy,
+            policy=policy or (TWIN if self.runtime else FAST),
             progress=lambda line: None,
             poll_s=0.01,
         )
@@ -179,6 +185,39 @@ def twin(cloud: Cloud) -> Cloud:
     propagate in 0.2 s. The state buckets exist (bootstrap made them)."""
     cloud.use(Project("example-staging", api_delay_s=0.2, iam_delay_s=0.2))
     return cloud
+
+
+@pytest.fixture(scope="session")
+def twin_venvs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The runtime's dependency venvs, one per spec for the whole run, shared by xdist workers (made under a
+    file lock); the same place tests/e2e keeps its venvs, so a full run makes the sample app's venv once."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if base.name.startswith("popen-gw") else base
+    venvs = shared / "deployctl-cache" / "venvs"
+    venvs.mkdir(parents=True, exist_ok=True)
+    return venvs
+
+
+@pytest.fixture
+def runtime(cloud: Cloud, tmp_path: Path, twin_venvs: Path) -> Iterator[Runtime]:
+    """Opt-in: the fake cloud runs the real code (tests/fakes/runtime.py) — built images, revisions and job
+    executions as processes, a real Postgres for the stack's Cloud SQL instance. Stopped when the test ends."""
+    stack = load("staging", cloud.root)
+    twin = Runtime(tmp_path / "twin", twin_venvs)
+    try:
+        if stack.database is not None:
+            twin.cloud_sql(naming.instance(stack), naming.connection(stack), stack.database.name,
+                           list(stack.database.extensions))
+        cloud.cloudbuild.on_image = twin.image_built
+        cloud.sql.applied = twin.user_applied
+        cloud.run.runtime = twin
+        drongo_ext.JOBS.runtime = twin
+        cloud.runtime = twin
+        yield twin
+    finally:
+        cloud.cloudbuild.on_image = cloud.sql.applied = cloud.run.runtime = drongo_ext.JOBS.runtime = None
+        cloud.runtime = None
+        twin.stop()
 
 
 @pytest.fixture
