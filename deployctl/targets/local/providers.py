@@ -127,14 +127,19 @@ def missing(extensions: list[str], version: int, providers: tuple[Provider, ...]
         return PreconditionError(f"{said} or {url}",
                                  "Nothing was changed. deployctl:database.extensions lists what the stack needs.")
     said = f"{data} has no {noun} {names}"
-    others = [p for p in providers if p != data and set(extensions) <= p.extensions]
+    others = sorted((p for p in providers if p != data and set(extensions) <= p.extensions),
+                    key=lambda p: _rank(p, version))
     move = f"delete the stack's data (deployctl down {stack} --purge) and release again"
-    if others:
+    if data.kind == "system":
+        said += f"; install {it} ({install_command(lacking, data.major, True)})"
+        if others:
+            said += f", or move: {others[0]} has {it} but cannot open this data (Postgres {data.major}): {move}"
+        else:
+            said += f", or {url}"
+    elif others:
         said += f"; {others[0]} has {it} but cannot open this stack's data (Postgres {data.major}): {move}"
-    elif data.kind == "embedded":
-        said += f"; install a Postgres that has {it} ({install}), then {move}, or {url}"
     else:
-        said += f"; install {it} ({install_command(lacking, data.major, True)}), or {url}"
+        said += f"; install a Postgres that has {it} ({install}), then {move}, or {url}"
     return PreconditionError(said, "Nothing was changed. deployctl:database.extensions lists what the stack needs; "
                                    "docs/local.md, Extensions.")
 
