@@ -39,6 +39,7 @@ host all postgres 127.0.0.1/32 reject
 host all all 127.0.0.1/32 scram-sha-256
 """
 LOOPBACK = "127.0.0.1"
+_OURS = "# written by deployctl: its own port, on the loopback address"
 
 
 class LocalDatabase:
@@ -156,12 +157,15 @@ class LocalDatabase:
                 _reachable_by_others(self.pgdata)
                 shutil.chown(self.pgdata, user, user)
             self.pgdata.chmod(0o700)
+            providers.write_marker(self.pgdata, provider)  # first: data without a record would be pgserver's
             _pg(provider, "initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
                 "--locale=C", "--no-sync", what="create the database cluster")
+        if (self.pgdata / "pg_hba.conf").read_text() != _HBA:  # checked every start: an initdb cut short
             (self.pgdata / "pg_hba.conf").write_text(_HBA)
-            with open(self.pgdata / "postgresql.conf", "a") as conf:  # the last setting of a name wins
-                conf.write(f"\n# written by deployctl\nport = {_free_port()}\nlisten_addresses = '{LOOPBACK}'\n")
-            providers.write_marker(self.pgdata, provider)
+        conf = self.pgdata / "postgresql.conf"
+        if _OURS not in conf.read_text():
+            with open(conf, "a") as settings:  # the last setting of a name wins
+                settings.write(f"\n{_OURS}\nport = {_free_port()}\nlisten_addresses = '{LOOPBACK}'\n")
         socket_dir = _socket_dir(self.pgdata, user)
         if not self.running():
             (self.pgdata / "postmaster.pid").unlink(missing_ok=True)  # a stale one (its server is gone)
@@ -333,17 +337,23 @@ def _pg(provider: Provider, exe: str, *args: str, what: str = "", check: bool = 
 
 def _ensure_user(name: str) -> None:
     """The system user that runs Postgres for root (the one pgserver makes for the embedded server)."""
+    if not _user_exists(name):
+        out = subprocess.run(["useradd", "-s", "/bin/bash", name], capture_output=True, text=True, check=False)
+        if out.returncode != 0 and not _user_exists(name):  # not made meanwhile by another deployctl
+            raise DeployctlError(f"could not create the system user {name} that runs Postgres: "
+                                 f"{explain(out.stderr) or out.returncode}",
+                                 "Postgres does not run as root: create the user, or run deployctl as another "
+                                 "user.") from None
+
+
+def _user_exists(name: str) -> bool:
     import pwd
 
     try:
         pwd.getpwnam(name)
     except KeyError:
-        out = subprocess.run(["useradd", "-s", "/bin/bash", name], capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            raise DeployctlError(f"could not create the system user {name} that runs Postgres: "
-                                 f"{explain(out.stderr) or out.returncode}",
-                                 "Postgres does not run as root: create the user, or run deployctl as another "
-                                 "user.") from None
+        return False
+    return True
 
 
 def _reachable_by_others(path: Path) -> None:
