@@ -310,6 +310,9 @@ class LocalDatabase:
         if self.provider().kind == "system":
             _pg(self.provider(), "pg_ctl", "-D", str(self.pgdata), "-w", "-m", "fast", "stop", check=False)
             self._socket = None
+            short = _short_socket_dir(self.pgdata)
+            if short is not None:  # only the link to the socket is left in it
+                shutil.rmtree(short, ignore_errors=True)
             return
         _commands = _pgserver()._commands
         user = _system_user()
@@ -364,15 +367,22 @@ def _reachable_by_others(path: Path) -> None:
             parent.chmod(mode | stat.S_IXOTH)
 
 
-def _socket_dir(pgdata: Path, user: str | None) -> Path:
-    """The data directory, unless a socket's path in it would pass the 107-byte limit of unix sockets: then
-    a short directory of its own under the temporary directory (made again after a reboot empties it)."""
+def _short_socket_dir(pgdata: Path) -> Path | None:
+    """None when the data directory can hold the socket; else, as a socket's path in it would pass the
+    107-byte limit of unix sockets, a short directory of its own under the temporary directory."""
     if len(str(pgdata / ".s.PGSQL.00000.lock")) < 100:
-        return pgdata
+        return None
     import hashlib
     import tempfile
 
-    short = Path(tempfile.gettempdir()) / f"deployctl-pg-{hashlib.sha256(str(pgdata).encode()).hexdigest()[:12]}"
+    return Path(tempfile.gettempdir()) / f"deployctl-pg-{hashlib.sha256(str(pgdata).encode()).hexdigest()[:12]}"
+
+
+def _socket_dir(pgdata: Path, user: str | None) -> Path:
+    """Where the server puts its socket (made again after a reboot empties the temporary directory)."""
+    short = _short_socket_dir(pgdata)
+    if short is None:
+        return pgdata
     short.mkdir(mode=0o700, exist_ok=True)
     if user is not None:
         shutil.chown(short, user, user)
