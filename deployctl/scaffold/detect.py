@@ -114,7 +114,9 @@ def _url_scheme(app: apps.App | None, dependencies: deps.Deps) -> str:
         return "postgres"  # dj-database-url and django-environ
     if not dependencies.has("sqlalchemy", "sqlmodel", "flask-sqlalchemy"):
         return "postgresql"  # libpq's own URL
-    for package, driver in (("psycopg", "psycopg"), ("asyncpg", "asyncpg"), ("pg8000", "pg8000")):
+    drivers = (("psycopg", "psycopg"), ("asyncpg", "asyncpg"), ("pg8000", "pg8000"), ("psycopg2", "psycopg2"),
+               ("psycopg2-binary", "psycopg2"))
+    for package, driver in drivers:  # named: SQLAlchemy's default driver is psycopg2 up to 2.0, psycopg from 2.1
         if dependencies.has(package):
             return f"postgresql+{driver}"
-    return "postgresql"  # SQLAlchemy's default driver, psycopg2
+    return "postgresql"

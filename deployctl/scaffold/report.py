@@ -6,6 +6,7 @@ from deployctl.scaffold.apps import SERVER
 from deployctl.scaffold.detect import SERVICE, Detection
 from deployctl.scaffold.migrations import EMBEDDED, TRUSTED, shell_line
 from deployctl.scaffold.stacks import PASSWORD, REGION
+from deployctl.targets.local.providers import install_command
 
 _MANAGERS = {"uv": "uv", "poetry": "Poetry", "pip": "pip", "pep621": "PEP 621 without a lock"}
 _SVC = f"deployctl:services.{SERVICE}"
@@ -53,8 +54,11 @@ def undetected(d: Detection) -> list[str]:
     extensions = d.migrations.extensions if d.migrations else ()
     lacking = [name for name in extensions if name not in EMBEDDED]
     if lacking:
-        lines.append(f"extension {', '.join(lacking)}: the local target's embedded Postgres (pgserver) lacks it: "
-                     "set deployctl:local.database_url to a Postgres that has it (docs/local.md, Extensions)")
+        it = "it" if len(lacking) == 1 else "them"
+        lines.append(f"extension {', '.join(lacking)}: the local target's embedded Postgres (pgserver) lacks {it}: "
+                     f"`deployctl up local` runs this machine's Postgres, which must have {it} (Debian: "
+                     f"{install_command(lacking, '<major>', True)}), or set deployctl:local.database_url "
+                     "(docs/local.md, Extensions)")
     for name in extensions:
         if name not in TRUSTED | EMBEDDED:
             lines.append(f"extension {name}: not trusted: on Cloud SQL the app's role may create it "

@@ -80,8 +80,9 @@ def test_an_untrusted_extension_and_an_unread_prefix_are_said(tmp_path):
     assert ("health: /healthz mounted under a prefix init could not read: check deployctl:services.web.probes and "
             "deployctl:smoke") in lines
     assert any(line.startswith("health: no health endpoint found") for line in lines)
-    assert ("extension postgis: the local target's embedded Postgres (pgserver) lacks it: set "
-            "deployctl:local.database_url to a Postgres that has it (docs/local.md, Extensions)") in lines
+    assert ("extension postgis: the local target's embedded Postgres (pgserver) lacks it: `deployctl up local` runs "
+            "this machine's Postgres, which must have it (Debian: apt-get install postgresql-<major>-postgis-3), or "
+            "set deployctl:local.database_url (docs/local.md, Extensions)") in lines
     assert ("extension postgis: not trusted: on Cloud SQL the app's role may create it (cloudsqlsuperuser) in the "
             "migrations; make sure they do") in lines
     assert d.migrations is not None and d.migrations.command == ["alembic", "upgrade", "head"]

@@ -25,8 +25,9 @@ LISTED = "(deployctl:database.extensions: created before migrate on the local ta
 
 
 def lacks(name: str) -> str:
-    return (f"extension {name}: the local target's embedded Postgres (pgserver) lacks it: set "
-            "deployctl:local.database_url to a Postgres that has it (docs/local.md, Extensions)")
+    return (f"extension {name}: the local target's embedded Postgres (pgserver) lacks it: `deployctl up local` runs "
+            "this machine's Postgres, which must have it (Debian: apt-get install postgresql-contrib), or set "
+            "deployctl:local.database_url (docs/local.md, Extensions)")
 
 EXPECTED: dict[str, tuple[list[str], list[str]]] = {
     "fastapi-uv": ([
@@ -77,7 +78,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         "flask --app flaskr:create_app db upgrade",
         f"extensions: citext {LISTED}",
         "health: /_/readyz, /_/livez (probes and smoke checks)",
-        "database: DATABASE_URL (one URL): a composed secret, postgresql://…?host=<socket>",
+        "database: DATABASE_URL (one URL): a composed secret, postgresql+psycopg2://…?host=<socket>",
         "secrets: SECRET_KEY (generated)",
     ], [
         GCP,

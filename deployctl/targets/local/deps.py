@@ -158,12 +158,16 @@ def install_project(spec: DepSpec, venv: Path, project: Path, target: Path) -> N
         copy = Path(tmp) / project.name
         shutil.copytree(project, copy, ignore=shutil.ignore_patterns(SITE))
         python = str(venv / "bin" / "python")
-        if spec.kind == "uv":
+        if spec.kind == "uv" or _uv_here():  # uv caches the build backend: a code-only build takes a second
             cmd = [uv(), "pip", "install", "--quiet", "--no-deps", "--python", python, "--target", str(target)]
         else:
             cmd = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--target",
                    str(target)]
         _run([*cmd, str(copy)], spec, cwd=Path(tmp), what=f"install the project in {project.name}/")
+
+
+def _uv_here() -> bool:
+    return (Path(sys.executable).parent / "uv").is_file() or shutil.which("uv") is not None
 
 
 def uv() -> str:

@@ -1,4 +1,5 @@
-"""The local stack's Postgres: pgserver's embedded Postgres 16 (+ pgvector), or an existing server.
+"""The local stack's Postgres: one deployctl runs (pgserver's embedded Postgres, or a Postgres installed on
+this machine: providers.py says which), or an existing server (``local.database_url``).
 
 Rule: the server outlives each deployctl command (it stops on ``deployctl down``). It listens on its unix
 socket and on 127.0.0.1, on a port of its own that the data directory keeps (so ``{db_host}``/``{db_port}``
@@ -15,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import stat
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -25,6 +28,9 @@ from deployctl import naming
 from deployctl.config import Database
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.pipeline import dblogins
+from deployctl.targets.local import providers
+from deployctl.targets.local.processes import explain
+from deployctl.targets.local.providers import Provider
 
 _HBA = """# written by deployctl: superuser over the local socket only, every other role by password
 local all postgres trust
@@ -33,10 +39,11 @@ host all postgres 127.0.0.1/32 reject
 host all all 127.0.0.1/32 scram-sha-256
 """
 LOOPBACK = "127.0.0.1"
+_OURS = "# written by deployctl: its own port, on the loopback address"
 
 
 class LocalDatabase:
-    """The embedded server, or (with *admin_url*) an existing Postgres that deployctl administers."""
+    """The server deployctl runs for the stack, or (with *admin_url*) an existing Postgres it administers."""
 
     def __init__(self, pgdata: Path, config: Database, admin_url: str | None = None) -> None:
         self.pgdata = pgdata
@@ -44,6 +51,33 @@ class LocalDatabase:
         self.admin_url = admin_url
         self._socket: str | None = None
         self._port = naming.POSTGRES_PORT
+        self._provider: Provider | None = None
+
+    def provider(self) -> Provider:
+        """The Postgres that holds the stack's data, or the one chosen for it (providers.py)."""
+        if self._provider is None:
+            found = providers.found()
+            if (self.pgdata / "PG_VERSION").is_file():
+                self._provider = providers.of_data(providers.marker_of(self.pgdata), self.pgdata, found,
+                                                   self.pgdata.parent.name)  # <state>/<stack>/postgres
+            else:
+                self._provider = providers.choose(self.config.extensions, self.config.version, found)
+        return self._provider
+
+    def shown(self) -> str:
+        """What ``status`` says of the server, without starting it."""
+        if self.admin_url:
+            # never the URL itself: it may carry a password
+            return f"external Postgres at {_host_of(self.admin_url)}:{_port_of(self.admin_url)}"
+        try:
+            provider = self.provider()
+        except DeployctlError as exc:
+            return f"no Postgres yet: {exc.message}"
+        up = "running" if self.running() else "stopped"
+        said = str(provider).removeprefix("the ").removeprefix("this machine's ")
+        said = said if provider.kind == "embedded" else f"system {said}"
+        other = f"; the stack says {self.config.version}" if provider.major != self.config.version else ""
+        return f"{said} ({up}{other})"
 
     def running(self) -> bool:
         if self.admin_url:
@@ -64,6 +98,9 @@ class LocalDatabase:
             return
         if self.admin_url:
             self._socket = _host_of(self.admin_url)
+            return
+        if self.provider().kind == "system":
+            self._start_system(self.provider())
             return
         pgserver = _pgserver()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +143,38 @@ class LocalDatabase:
         info = PostmasterInfo.read_from_pgdata(self.pgdata)
         self._port = str(info.port if info and info.port else port)
 
+    def _start_system(self, provider: Provider) -> None:
+        """Run an installed Postgres on the stack's data directory, made (initdb) the first time: the same
+        settings as the embedded server (its own port on 127.0.0.1, kept in postgresql.conf; _HBA)."""
+        user = _system_user()
+        if user is not None:
+            _ensure_user(user)
+        fresh = not (self.pgdata / "PG_VERSION").is_file()
+        if fresh:
+            shutil.rmtree(self.pgdata, ignore_errors=True)  # initdb wants it empty (a half-made one is not data)
+            self.pgdata.mkdir(parents=True)
+            if user is not None:
+                _reachable_by_others(self.pgdata)
+                shutil.chown(self.pgdata, user, user)
+            self.pgdata.chmod(0o700)
+            providers.write_marker(self.pgdata, provider)  # first: data without a record would be pgserver's
+            _pg(provider, "initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+                "--locale=C", "--no-sync", what="create the database cluster")
+        if (self.pgdata / "pg_hba.conf").read_text() != _HBA:  # checked every start: an initdb cut short
+            (self.pgdata / "pg_hba.conf").write_text(_HBA)
+        conf = self.pgdata / "postgresql.conf"
+        if _OURS not in conf.read_text():
+            with open(conf, "a") as settings:  # the last setting of a name wins
+                settings.write(f"\n{_OURS}\nport = {_free_port()}\nlisten_addresses = '{LOOPBACK}'\n")
+        socket_dir = _socket_dir(self.pgdata, user)
+        if not self.running():
+            (self.pgdata / "postmaster.pid").unlink(missing_ok=True)  # a stale one (its server is gone)
+            _pg(provider, "pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.pgdata / "log"),
+                "-o", f"-k {socket_dir}", "start", what=f"start {provider}")
+        lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        self._socket, self._port = lines[4], lines[3]  # postmaster.pid: pid, data, start, port, socket dir…
+        _link_default_socket(Path(self._socket), self._port)
+
     def facts(self) -> dict[str, str]:
         """DB_FACTS of this server: TCP on 127.0.0.1 and its port, or the socket directory (``{db_socket}``)."""
         self.start()
@@ -128,14 +197,20 @@ class LocalDatabase:
                 conn = psycopg.connect(host=self._socket, port=self._port, user="postgres", dbname=dbname,
                                        autocommit=True, connect_timeout=5)
         except psycopg.OperationalError as exc:
-            where = "deployctl:local.database_url" if self.admin_url else f"the embedded Postgres ({self.pgdata})"
+            where = "deployctl:local.database_url" if self.admin_url else f"the stack's Postgres ({self.pgdata})"
             raise DeployctlError(f"cannot connect to {where}: {type(exc).__name__}",
                                  "Check that the server runs and the URL's user may create roles.") from None
         with conn:
             yield conn
 
     def check_extensions(self) -> None:
-        """Refuse, in one line and before any change, a stack that lists an extension this server lacks."""
+        """Refuse, in one line and before any change, a stack that lists an extension its Postgres lacks."""
+        if not self.admin_url:
+            provider = self.provider()  # a new stack's provider has them all, or choosing it said which not
+            if not set(self.config.extensions) <= provider.extensions:
+                raise providers.missing(self.config.extensions, self.config.version, providers.found(), provider,
+                                        self.pgdata.parent.name)
+            return
         if not self.config.extensions:
             return
         self.start()
@@ -146,16 +221,11 @@ class LocalDatabase:
         if not missing:
             return
         names = ", ".join(missing)
+        it = "it" if len(missing) == 1 else "them"
         noun = "extension" if len(missing) == 1 else "extensions"
-        if self.admin_url:
-            server = f"the Postgres at deployctl:local.database_url ({version})"
-            todo = f"install {'it' if len(missing) == 1 else 'them'} there, or point deployctl:local.database_url " \
-                   "at a Postgres that has " + ("it" if len(missing) == 1 else "them")
-        else:
-            server = f"the embedded Postgres {version} (pgserver)"
-            todo = "use a Postgres that has " + ("it" if len(missing) == 1 else "them") + \
-                   ": set deployctl:local.database_url (docs/local.md, Extensions)"
-        raise PreconditionError(f"{server} has no {noun} {names}; {todo}",
+        raise PreconditionError(f"the Postgres at deployctl:local.database_url ({version}) has no {noun} {names}; "
+                                f"install {it} there, or point deployctl:local.database_url at a Postgres that has "
+                                f"{it}",
                                 "Nothing was changed. deployctl:database.extensions lists what the stack needs.")
 
     def sync_roles(self, login: str, password: str) -> None:
@@ -237,11 +307,86 @@ class LocalDatabase:
     def stop(self) -> None:
         if self.admin_url or not self.running():
             return
+        if self.provider().kind == "system":
+            _pg(self.provider(), "pg_ctl", "-D", str(self.pgdata), "-w", "-m", "fast", "stop", check=False)
+            self._socket = None
+            short = _short_socket_dir(self.pgdata)
+            if short is not None:  # only the link to the socket is left in it
+                shutil.rmtree(short, ignore_errors=True)
+            return
         _commands = _pgserver()._commands
         user = _system_user()
         with contextlib.suppress(subprocess.CalledProcessError):
             _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
         self._socket = None
+
+
+def _pg(provider: Provider, exe: str, *args: str, what: str = "", check: bool = True) -> None:
+    """Run one of the provider's programs as the server's user (never root: initdb and postgres refuse it)."""
+    user = _system_user()
+    as_user: dict[str, Any] = {"user": user, "group": user, "extra_groups": []} if user else {}  # not root's group
+    try:
+        out = subprocess.run([str(provider.bindir / exe), *args], capture_output=True, text=True, timeout=90,
+                             cwd="/", check=False, **as_user)
+    except (OSError, subprocess.SubprocessError) as exc:
+        said = type(exc).__name__
+    else:
+        if out.returncode == 0 or not check:
+            return
+        said = explain(out.stderr or out.stdout) or f"exit code {out.returncode}"
+    raise DeployctlError(f"could not {what or exe} ({provider}): {said}",
+                         "See the server's log in the stack's postgres/ directory (log).")
+
+
+def _ensure_user(name: str) -> None:
+    """The system user that runs Postgres for root (the one pgserver makes for the embedded server)."""
+    if not _user_exists(name):
+        out = subprocess.run(["useradd", "-s", "/bin/bash", name], capture_output=True, text=True, check=False)
+        if out.returncode != 0 and not _user_exists(name):  # not made meanwhile by another deployctl
+            raise DeployctlError(f"could not create the system user {name} that runs Postgres: "
+                                 f"{explain(out.stderr) or out.returncode}",
+                                 "Postgres does not run as root: create the user, or run deployctl as another "
+                                 "user.") from None
+
+
+def _user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _reachable_by_others(path: Path) -> None:
+    """Let the server's user enter every directory above *path* (search permission only)."""
+    for parent in path.parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+def _short_socket_dir(pgdata: Path) -> Path | None:
+    """None when the data directory can hold the socket; else, as a socket's path in it would pass the
+    107-byte limit of unix sockets, a short directory of its own under the temporary directory."""
+    if len(str(pgdata / ".s.PGSQL.00000.lock")) < 100:
+        return None
+    import hashlib
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"deployctl-pg-{hashlib.sha256(str(pgdata).encode()).hexdigest()[:12]}"
+
+
+def _socket_dir(pgdata: Path, user: str | None) -> Path:
+    """Where the server puts its socket (made again after a reboot empties the temporary directory)."""
+    short = _short_socket_dir(pgdata)
+    if short is None:
+        return pgdata
+    short.mkdir(mode=0o700, exist_ok=True)
+    if user is not None:
+        shutil.chown(short, user, user)
+    return short
 
 
 def _pgserver() -> Any:

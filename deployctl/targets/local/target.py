@@ -1,7 +1,7 @@
 """LocalTarget: the Target protocol on this machine (see docs/local.md for the Cloud Run mapping).
 
 build → content-addressed source copy + cached venv; secrets → versioned 0600 store; database →
-embedded Postgres; jobs → processes with retries and a timeout; revisions → processes on their own
+the stack's Postgres (providers.py); jobs → processes with retries and a timeout; revisions → processes on their own
 ports; traffic → the router process behind the stable URL.
 """
 
@@ -357,11 +357,8 @@ class LocalTarget:
     def describe(self) -> dict[str, str]:
         facts = {"state": _shown(self.paths.root, self.root)}
         if self.db:
-            if self.db.admin_url:
-                facts["database"] = f"external Postgres at {_host_of_url(self.db.admin_url)}"
-            else:
-                up = "running" if self.db.running() else "stopped"
-                facts["database"] = f"embedded Postgres ({up}), data in {_shown(self.paths.pgdata, self.root)}"
+            data = "" if self.db.admin_url else f", data in {_shown(self.paths.pgdata, self.root)}"
+            facts["database"] = self.db.shown() + data
         for service in self.stack.services:
             facts[f"url {service}"] = self.service_url(service)
         return facts
@@ -402,13 +399,6 @@ def _redact_file(path: Path, values: list[str]) -> None:
     clean = redact(text, values)
     if clean != text:
         atomic_write(path, clean)
-
-
-def _host_of_url(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)  # never show the URL itself: it may carry a password
-    return f"{parts.hostname or 'socket'}:{parts.port or 5432}"
 
 
 def _port_free(host: str, port: int) -> bool:
