@@ -342,12 +342,17 @@ class Release(_Model):
 
     - ``manual``: no release was handed over (a hand-run ``pulumi preview``/``up``): the fields deployctl
       owns are ``ignore_changes``, so Pulumi keeps what its state holds and shows no drift for them.
-    - ``foundation``: a stack's very first apply, before anything is built: everything but the services
-      and jobs (the image repository must exist before the first build pushes to it).
-    - ``release``: deployctl's own ``pulumi up``: the program sets the owned fields to these values.
+    - ``infra``: everything but the services' revisions, before a release migrates: identities, the image
+      repository, secrets, the database and the jobs (pinned to this release), and the services that
+      already exist with their template and traffic as the state holds them (``ignore_changes``); a service
+      that does not exist yet is left out (``existing`` names those that do). Nothing starts, so no code
+      runs before its migrations.
+    - ``release``: deployctl's own ``pulumi up`` after the migrations: the program sets the owned fields to
+      these values, and the services' templates make the candidate revisions.
     """
 
-    phase: Literal["manual", "foundation", "release"] = "manual"
+    phase: Literal["manual", "infra", "release"] = "manual"
+    existing: list[str] = []  # infra: the services that exist in Cloud Run
     images: dict[str, str] = {}  # service -> REGISTRY/IMAGE@sha256:DIGEST
     secret_versions: dict[str, str] = {}  # secret -> pinned version number
     revisions: dict[str, str] = {}  # service -> name of the revision the template creates

@@ -5,7 +5,8 @@ Rule: every value comes from the stack model and every name from deployctl.namin
 deployctl hands to its own ``pulumi up`` (``handed_release``). Without a release (a hand-run pulumi) those
 fields are left as Pulumi's state holds them; on creation a workload gets the placeholder image
 (deployctl.infra.components.common) and pins the secret version this program created, never ``latest``.
-The ``foundation`` phase declares everything but the services and jobs, for a stack's first build.
+The ``infra`` phase, before a release migrates, leaves every service's template and traffic as they are (a
+service not created yet is left out), so nothing starts before its migrations (config.Release).
 Callable repeatedly in one process (``deployctl plan`` runs it under mocks); an invalid stack is a
 ConfigError naming the file and the key, raised before any resource.
 """
@@ -93,9 +94,10 @@ def build(stack: Stack) -> dict[str, Any]:
     platform = Platform(stack, ids, secrets, db.connection_name if db else None,
                         pulumi.ResourceOptions(depends_on=[apis, secrets]),
                         protect=bool(stack.database and stack.database.deletion_protection))
-    workloads = stack.release.phase != "foundation"  # nothing is built before the foundation exists
-    services = {name: _service(platform, name, after_apis) for name in stack.services} if workloads else {}
-    jobs = {kind: _job(platform, kind) for kind in JOB_KINDS if getattr(stack.jobs, kind) is not None and workloads}
+    infra = stack.release.phase == "infra"  # no revision may start before the release's migrations ran
+    services = {name: _service(platform, name, after_apis) for name in stack.services
+                if not infra or name in stack.release.existing}
+    jobs = {kind: _job(platform, kind) for kind in JOB_KINDS if getattr(stack.jobs, kind) is not None}
     if stack.gcp.trigger and ids.build is not None:
         BuildTrigger(f"{prefix}-build", BuildTriggerArgs(
             project, region, stack.name, naming.trigger(stack), naming.repository(stack), stack.gcp.trigger,
@@ -122,7 +124,7 @@ def _service(p: Platform, name: str, after_apis: pulumi.ResourceOptions) -> Clou
         stack.project, stack.region, naming.service(stack, name), svc, image(stack, name),
         p.ids.runtime[name].email, _secret_env(stack, name, p.secrets), p.connection,
         stack.release.revisions.get(name), list(stack.release.traffic.get(name, [])), p.protect, plain_env(stack, name),
-        release_in_state=stack.release.phase == "manual",
+        release_in_state=stack.release.phase == "manual", template_in_state=stack.release.phase == "infra",
     ), p.opts)
     ServiceMonitoring(f"{stack.name}-{name}-monitoring", ServiceMonitoringArgs(
         stack.project, naming.service(stack, name), service.url, stack.gcp.monitoring, svc.probes.liveness.path,

@@ -29,12 +29,14 @@ def _up(cloud: Cloud, reporter, stack: str = "staging"):
     return orchestrator.release(cloud.target(stack), cloud.options(None), reporter)
 
 
-def test_a_fresh_stacks_first_release_lays_the_foundation_builds_then_makes_one_revision(cloud: Cloud,
-                                                                                        reporter) -> None:
+def test_a_fresh_stacks_first_release_applies_the_infrastructure_builds_then_makes_one_revision(
+        cloud: Cloud, reporter) -> None:
     record = _up(cloud, reporter)
     assert record.outcome == "succeeded"
-    # the repository the build pushes to exists only once the program made it: the foundation comes first
-    assert [r.phase for r in cloud.pulumi.releases("staging")] == ["foundation", "release"]
+    # the repository the build pushes to exists only once the program made it: the infrastructure comes first,
+    # with no service (nothing may start before its migrations); the candidate comes with the release's up
+    releases = cloud.pulumi.releases("staging")
+    assert [(r.phase, r.existing) for r in releases] == [("infra", []), ("release", [])]
     assert cloud.registry.repositories == {"staging-deployctl"}
     assert len(cloud.cloudbuild.builds) == 1
     assert cloud.run.revision_names(SERVICE) == [record.revisions["api"]]  # one revision, not R0 and R1
@@ -71,14 +73,17 @@ def test_a_settings_change_makes_one_pulumi_up_and_one_revision(cloud: Cloud, re
     assert ("update", "staging-api-service") in pending  # the settings Pulumi owns do show
     ups = cloud.engine_calls().count("up")
     second = _up(cloud, reporter)
-    assert second.outcome == "succeeded" and cloud.engine_calls().count("up") == ups + 1
+    # one up before the migrations (the infrastructure, the existing service as it is), one after (the candidate)
+    assert second.outcome == "succeeded" and cloud.engine_calls().count("up") == ups + 2
+    assert [(r.phase, r.existing) for r in cloud.pulumi.releases("staging")[-2:]] == [("infra", ["api"]),
+                                                                                      ("release", [])]
     assert len(cloud.run.revision_names(SERVICE)) == 2  # the program's revision is the candidate
     served = cloud.run.revisions[f"{SERVICE}/revisions/{second.revisions['api']}"]
     assert served.scaling.max_instance_count == 3 and second.revisions["api"] != first.revisions["api"]
     assert cloud.run.serving(SERVICE) == {second.revisions["api"]: 100}
     assert cloud.preview() == []
     again = _up(cloud, reporter)  # nothing changed: a no-op, and no pulumi up
-    assert again.outcome == "noop" and cloud.engine_calls().count("up") == ups + 1
+    assert again.outcome == "noop" and cloud.engine_calls().count("up") == ups + 2
 
 
 def test_no_command_writes_a_stack_file_and_preview_stays_empty(cloud: Cloud, reporter) -> None:

@@ -39,7 +39,7 @@ def test_up_staging_happy_path(cloud: Cloud, reporter) -> None:
 
 def test_rerun_without_change_is_a_noop(cloud: Cloud, reporter) -> None:
     first = _up(cloud, reporter)
-    assert cloud.engine_calls().count("up") == 1
+    assert cloud.engine_calls().count("up") == 2  # the infrastructure before the migrations, the candidate after
     before, calls = len(cloud.mutations()), len(cloud.engine_calls())
     again = _up(cloud, reporter)
     assert again.outcome == "noop"
@@ -80,19 +80,19 @@ def test_rollback_to_previous_and_to_a_chosen_release(cloud: Cloud, reporter) ->
     r2 = _up(cloud, reporter, IMAGE2)
     r3 = _up(cloud, reporter, IMAGE3)
     assert cloud.run.serving(SERVICE) == {r3.revisions["api"]: 100}
-    assert cloud.engine_calls().count("up") == 1  # the first release's; code-only releases make none
+    assert cloud.engine_calls().count("up") == 2  # the first release's two; code-only releases make none
     before = len(cloud.grpc.mutations())
     back = rollback.rollback(cloud.target(), None, cloud.options(None), reporter)
     assert cloud.run.serving(SERVICE) == {r2.revisions["api"]: 100}
     assert back.kind == "rollback"
     assert len(cloud.grpc.mutations()) - before == 1  # exactly one traffic update, no build
-    assert cloud.engine_calls().count("up") == 1  # and no pulumi up
+    assert cloud.engine_calls().count("up") == 2  # and no pulumi up
     assert cloud.preview() == []  # a hand-run `pulumi preview` shows nothing to change
     before = len(cloud.grpc.mutations())
     rollback.rollback(cloud.target(), r1.id, cloud.options(None), reporter)
     assert cloud.run.serving(SERVICE) == {r1.revisions["api"]: 100}
     assert len(cloud.grpc.mutations()) - before == 1
-    assert cloud.engine_calls().count("up") == 1
+    assert cloud.engine_calls().count("up") == 2
     assert cloud.preview() == []
 
 

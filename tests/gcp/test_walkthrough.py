@@ -137,11 +137,11 @@ def test_a_fresh_project_from_bootstrap_to_promotion(cloud: Cloud, reporter) -> 
     assert owner_storage.lookup_bucket("example-staging-deployctl") is not None
     assert ("gs://example-staging-deployctl", "production") in pulumi.stacks
 
-    # 3. the first release, from a laptop: foundation, build, one revision that serves
+    # 3. the first release, from a laptop: the infrastructure, the build, migrations, one revision that serves
     first = orchestrator.release(cloud.target(credentials=laptop, policy=POLICY), _options(cloud, "up staging"),
                                  reporter)
     assert first.outcome == "succeeded"
-    assert [r.phase for r in cloud.pulumi.releases("staging")] == ["foundation", "release"]
+    assert [r.phase for r in cloud.pulumi.releases("staging")] == ["infra", "release"]
     assert cloud.run.revision_names(STAGING) == [first.revisions["api"]]
     assert cloud.run.serving(STAGING) == {first.revisions["api"]: 100}
     assert cloud.preview() == []

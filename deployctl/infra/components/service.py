@@ -37,6 +37,7 @@ class CloudRunServiceArgs:
     deletion_protection: bool = False
     env: dict[str, str] | None = None  # the plain env, database facts filled in (program.plain_env); None: config.env
     release_in_state: bool = False  # a hand-run pulumi: what a release owns stays as the state holds it
+    template_in_state: bool = False  # an infra apply before migrations: no new revision, no traffic change
 
 
 # what a release owns in a service and in a job: a hand-run pulumi leaves them as its state holds them
@@ -64,7 +65,8 @@ class CloudRunService(pulumi.ComponentResource):
             # deployctl labels the revisions it creates with their release id; a label change would make
             # Cloud Run cut a new revision under the release's revision name, which already exists
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=[
-                "template.labels", *(RELEASE_FIELDS if args.release_in_state else ())]),
+                "template.labels", *(RELEASE_FIELDS if args.release_in_state else ()),
+                *(("template", "traffics") if args.template_in_state else ())]),
         )
         if svc.public:
             run.ServiceIamMember(

@@ -237,7 +237,7 @@ class InfraRecord:
 
     deployctl runs ``pulumi up`` only when this differs from what it would apply now (an infrastructure
     fingerprint), so a code-only release touches nothing but Cloud Build and Cloud Run. ``fingerprint`` is
-    None after the foundation apply (everything but the services and jobs) of a stack's first release.
+    None after a first ``infra`` apply whose release has not made its candidates yet.
     """
 
     NAME = "infra.json"

@@ -1,11 +1,12 @@
 """GcpTarget: the Target protocol for ``gcp`` stacks, composed from one small facade per Google API.
 
-Stage mapping: build → Artifact Registry lookup / Cloud Build (on a stack's very first release, after a
-``foundation`` apply that creates the image repository and the build identity); secrets → Secret Manager;
-prepare → ``pulumi up`` only when the infrastructure fingerprint (the stack's settings and the program's
-version) differs from the last apply's, with the release handed to the program (it then creates the
-candidate revision with no traffic); migrate/init → Cloud Run Jobs, each first set to the release's image
-and pins; deploy → the candidate revision and its tag through the Cloud Run API; promote and rollback →
+Stage mapping: build → Artifact Registry lookup / Cloud Build (on a stack's very first release, after an
+``infra`` apply that creates the image repository); secrets → Secret Manager; prepare → only when the
+infrastructure fingerprint (the stack's settings and the program's version) differs from the last apply's,
+an ``infra`` ``pulumi up`` (everything but new revisions: jobs, secrets, database, identities); migrate/init
+→ Cloud Run Jobs, each first set to the release's image and pins; deploy → when prepare applied, a
+``release`` ``pulumi up`` whose templates are the candidate revisions (after the migrations, so no code
+runs on a schema it does not expect), else the candidate through the Cloud Run API; promote and rollback →
 Cloud Run traffic updates; ledger, lock and the infrastructure record → the stack's GCS state bucket.
 No command writes a stack file: the boundary is in docs/gcp.md.
 
@@ -95,7 +96,9 @@ class GcpTarget:
         self.ledger = GcsLedger(storage, bucket, stack.name, self.policy)
         self.lock = GcsLock(storage, bucket, stack.name, self.policy, stale_after_s=stale_lock_s)
         self.infra = InfraRecord(storage, bucket, stack.name, self.policy)
-        self._foundation = threading.Lock()  # builds of several services run at once; one lays the foundation
+        self._applying = threading.Lock()  # builds and deploys of several services run at once; one applies
+        self._pending: Release | None = None  # the release prepare's infra apply leaves for deploy's up
+        self._infra_applied = False  # by this command (a first build's apply serves its release's prepare too)
 
     # -- read-only --------------------------------------------------------------------------------
     def source_hash(self, service: str) -> str:
@@ -262,33 +265,51 @@ class GcpTarget:
         return f"{', '.join(missing)} no longer exist{'s' if len(missing) == 1 else ''}" if missing else None
 
     def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
+        """Before the migrations: when the infrastructure changed, apply everything but new revisions (the jobs
+        pinned to this release, secrets, the database, identities); the candidates wait for deploy."""
         reason = self.apply_reason()
         if reason is None:
             return  # the program's settings are applied; deploy and the jobs take the release through the API
-        self.progress(f"pulumi up: {reason}")
         images = {svc: a.ref for svc, a in artifacts.items()}
-        # a secret that does not exist yet is created by this up at version 1 (Secret Manager numbers a
+        # a secret that does not exist yet is created by the up at version 1 (Secret Manager numbers a
         # secret's versions from 1): name the revision as deploy() will once it is pinned to that version, so
-        # the first release makes one revision, not one here and another in deploy
+        # the first release makes one revision, not one in the up and another in deploy
         named = {**{name: "1" for name in self.stack.secrets}, **secret_versions}
         env = {svc: self._fact_env(svc, named) for svc in artifacts}
         revisions = {svc: self._revision_name(svc, a.ref, named, env[svc]) for svc, a in artifacts.items()}
-        self.engine.up(self._release(images, secret_versions, revisions, env))
-        self.infra.write(self.infra_fingerprint())
-        # the program grants the runtime identities their roles: calls made as them may see 403 a while
+        release = self._release(images, secret_versions, revisions, env)
+        with self._applying:
+            if not self._infra_applied:  # jobs take the release's image and pins through the API anyway
+                self._apply_infra(f"pulumi up: {reason} (before the migrations: no new revision yet)", release)
+            self._pending = release
+
+    def _apply_infra(self, say: str, release: Release) -> None:
+        existing = [svc for svc in self.stack.services if self.run.get(svc) is not None]
+        self.progress(say)
+        self.engine.up(release.model_copy(update={"phase": "infra", "existing": existing}))
+        self._infra_applied = True
+        if self.infra.read()[0] is None:
+            self.infra.write(None)  # applied once: the next release starts from what exists
+        # the program grants identities their roles: calls made as them may see 403 a while
         self.policy.propagation.begin("the IAM bindings `pulumi up` applied", IAM_PROPAGATION_S)
 
-    def _lay_foundation(self) -> None:
-        """A stack's first build pushes to a repository, as an identity, that only the program creates: apply
-        everything but the services and jobs first (they need the image), once."""
-        with self._foundation:
-            applied, _ = self.infra.read()
-            if applied is not None:
+    def _apply_release(self) -> None:
+        """After the migrations, once for all services: the ``pulumi up`` whose templates are the candidates."""
+        with self._applying:
+            if self._pending is None:
                 return
-            self.progress("pulumi up: the stack's foundation (registry, identities, secrets, database)")
-            self.engine.up(Release(phase="foundation"))
-            self.infra.write(None)
-            self.policy.propagation.begin("the IAM bindings `pulumi up` applied", IAM_PROPAGATION_S)
+            self.progress("pulumi up: the candidate revisions")
+            self.engine.up(self._pending)
+            self.infra.write(self.infra_fingerprint())
+            self._pending = None
+
+    def _first_build(self) -> None:
+        """A stack's first build pushes to a repository, as an identity, that only the program creates: apply
+        the infrastructure (no services yet) first, once."""
+        with self._applying:
+            if self.infra.read()[0] is None:
+                self._apply_infra("pulumi up: the stack's first (registry, identities, secrets, database, jobs)",
+                                  Release(phase="infra"))
 
     def _release(self, images: dict[str, str], versions: dict[str, str], revisions: dict[str, str],
                  env: dict[str, dict[str, str]] | None = None) -> Release:
@@ -332,6 +353,7 @@ class GcpTarget:
 
     # -- revisions and traffic ----------------------------------------------------------------------
     def deploy(self, service: str, artifact: Artifact, secret_versions: dict[str, str], release_id: str) -> Revision:
+        self._apply_release()  # when prepare applied the infrastructure: the up that makes the candidates
         secret_env = self._secret_env(service, secret_versions)
         env = self._fact_env(service, secret_versions)
         name = self._revision_name(service, artifact.ref, secret_versions, env)
@@ -385,7 +407,7 @@ class GcpTarget:
 
     # -- CLI helpers ---------------------------------------------------------------------------------
     def build(self, service: str, source_hash: str) -> Artifact:
-        self._lay_foundation()
+        self._first_build()
         svc = self.stack.services[service]
         return self.builds.build(service, source_hash, self.root, svc.dockerfile)
 
