@@ -97,15 +97,19 @@ class Executor:
         return outcome
 
     def _interrupted(self, stage: Stage, ctx: Context) -> None:
-        """Stopped by a signal: the stage's running job was stopped where it ran (its process group), the
-        stage's undo runs as for a failure, and then the run is settled by what serves, as a dead run is
+        """Stopped by a signal: the stage's running job was stopped where it ran (its process group) or, on a
+        target whose jobs run on their own (Cloud Run), left running and said so; the stage's undo runs as for
+        a failure, and then the run is settled by what serves, as a dead run is
         (``runmod.settle``): its traffic switch done → succeeded; otherwise interrupted."""
         ctx.cancelled.set()
         self._record(ctx, StageResult(stage.name, "failed", 0.0, "stopped by a signal"))
         for undo in stage.undo:
             undo(ctx)
         runmod.settle(ctx.target, ctx.record)
-        job = f"; its {stage.name} job was stopped" if stage.name in ("migrate", "init") else ""
+        job = ""
+        if stage.name in ("migrate", "init"):
+            job = (f"; its {stage.name} job was left running where it runs (a rerun's job waits for it)"
+                   if ctx.target.jobs_outlive_the_cli else f"; its {stage.name} job was stopped")
         ctx.record.message = f"stopped by a signal during {stage.name}{job}; {ctx.record.message}"
         ctx.target.ledger.save(ctx.record)
 

@@ -68,6 +68,7 @@ class Target(Protocol):
     name: str
     stack: Stack
     ordered_by_commit: bool  # refuse a release of a commit older than the serving release's (shared stacks)
+    jobs_outlive_the_cli: bool  # a job runs on its own (Cloud Run): a stopped command leaves it running
 
     @property
     def ledger(self) -> Ledger: ...

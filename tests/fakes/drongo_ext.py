@@ -246,6 +246,7 @@ class JobsState:
     env: dict[str, dict[str, str]] = field(default_factory=dict)  # execution name -> override env
     left: dict[str, int] = field(default_factory=dict)  # execution name -> polls left while running
     failed: dict[str, bool] = field(default_factory=dict)
+    before_run: Callable[[str], None] | None = None  # called with the job id as an execution is asked for
     # the twin's runtime (runtime.py): when set, an execution runs the job's container as a real process and
     # its state (running, succeeded, failed) is the runtime's, not ``outcomes``/``polls_running``
     runtime: Any = None
@@ -307,6 +308,8 @@ class JobsResponse(FaultMixin, CloudRunResponse):
         name = self._job_name(request)
         job = backend.get_job(name)
         job_id = name.rsplit("/", 1)[-1]
+        if JOBS.before_run is not None:
+            JOBS.before_run(job_id)
         execution = Execution(name=f"{name}/executions/{job_id}-{backend._next():05d}", job=name)
         overrides = (request.json().get("overrides") or {}).get("containerOverrides") or [{}]
         JOBS.env[execution.name] = {e["name"]: e.get("value", "") for e in overrides[0].get("env", [])}

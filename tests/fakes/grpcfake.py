@@ -96,9 +96,13 @@ class GrpcFake:
         self.address = ""
         self.secure_address = ""  # local-connection credentials: calls carry their credentials' token
         self.project: Project | None = None  # when set, every call is checked against it (tests/fakes/iam.py)
+        # called with (method, request) as each call arrives: where a test interrupts its client mid-call
+        self.before: Callable[[str, Any], None] | None = None
 
     def add(self, service: str, method: str, fn: Callable[[Any], Any], request_cls: Any) -> None:
         def handler(request: Any, context: grpc.ServicerContext) -> Any:
+            if self.before is not None:
+                self.before(method, request)
             fault = self.faults.next(method)
             if fault in _CODES:
                 context.abort(_CODES[fault], f"injected {fault}")

@@ -121,6 +121,7 @@ class LatencyTarget:
     fail_deploy: set[str] = field(default_factory=set)
     name: str = "latency"
     ordered_by_commit: bool = False
+    jobs_outlive_the_cli: bool = False
     calls: Counter[str] = field(default_factory=Counter)
     peak: Counter[str] = field(default_factory=Counter)  # the most calls of a kind that were in flight at once
     discarded: list[str] = field(default_factory=list)

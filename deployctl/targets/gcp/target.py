@@ -46,6 +46,7 @@ from deployctl.targets.gcp.state import GcsLedger, GcsLock, InfraRecord
 class GcpTarget:
     name = "gcp"
     ordered_by_commit = True  # a shared stack: pushes may release out of order, so an older commit is refused
+    jobs_outlive_the_cli = True  # its executions run in Cloud Run: a stopped command leaves them running
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ from deployctl.targets.local.secrets import SecretStore, generate, redact
 class LocalTarget:
     name = "local"
     ordered_by_commit = False  # one developer's machine: an older checkout may be released (bisecting)
+    jobs_outlive_the_cli = False  # its processes are this command's: a stopped command stops them
 
     def __init__(self, stack: Stack, root: Path) -> None:
         self.stack = stack

@@ -1,0 +1,187 @@
+"""The fault matrix on the gcp target, through the twin's fakes (issue 12's rows that a Cloud Run release
+can meet): a release interrupted at a marked stage, then the five invariants tests/e2e/test_fault_matrix.py
+checks on the local target.
+
+How an interruption is made here, in one process:
+- **SIGINT**: when the marked call reaches the fake, the test process gets a real SIGINT; Python raises
+  KeyboardInterrupt in the main thread, where the release runs, exactly as `deployctl` gets it on Ctrl-C.
+- **kill -9**: the release runs in a thread of its own; when the marked call reaches the fake, that call
+  never returns (the thread makes no further call, as a killed process makes none) and the lock's
+  heartbeat stops, as the process's would. The next command finds the lock stale (Cloud Storage holds the
+  last heartbeat), takes it over and settles the dead run.
+
+The invariants after every row:
+1. traffic is on a revision that passed smoke (the revision a succeeded run recorded);
+2. the lock is free;
+3. the ledger is readable and matches what serves (``serving_release``);
+4. a rerun converges: `up` succeeds or has nothing to do, a second `up` is a no-op, and no revision was
+   made twice;
+5. the canary secret (SECRET_KEY's value) appears in no output and in no object of the state bucket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from deployctl.pipeline import orchestrator, rotate
+from deployctl.pipeline.run import QuietReporter, serving_release
+from tests.fakes import drongo_ext
+from tests.gcp.conftest import IMAGE, IMAGE2, SERVICE, Cloud
+
+pytestmark = pytest.mark.twin
+
+CANARY = "tok_canary_3b9d71c4e2"
+STEPS = "steps: [10, 50, 100]"
+
+
+def _canary_split_rollout(cloud: Cloud) -> None:
+    path = cloud.root / "stacks" / "Pulumi.staging.yaml"
+    text = path.read_text().replace("steps: [100]", STEPS)
+    assert STEPS in text
+    path.write_text(text)
+
+
+def _serving(cloud: Cloud, reporter: QuietReporter) -> Any:
+    """A serving release whose SECRET_KEY is the canary."""
+    _canary_split_rollout(cloud)
+    first = orchestrator.release(cloud.target(), cloud.options(IMAGE), reporter)
+    assert first.outcome == "succeeded"
+    assert rotate.rotate(cloud.target(), "SECRET_KEY", CANARY, cloud.options(None), reporter).outcome == "succeeded"
+    return first
+
+
+def _is_candidate_create(method: str, request: Any) -> bool:
+    return method == "UpdateService" and any(t.tag == "candidate" and not t.percent for t in request.service.traffic)
+
+
+def _is_mid_split(method: str, request: Any) -> bool:
+    """The 50 % step: the 10 % step before it has moved some users already."""
+    return method == "UpdateService" and sorted(t.percent for t in request.service.traffic if t.percent) == [50, 50]
+
+
+MARKS: dict[str, Callable[[str, Any], bool]] = {"deploy": _is_candidate_create, "promote": _is_mid_split}
+
+
+def _sigint_at(cloud: Cloud, stage: str) -> None:
+    fired = threading.Event()
+
+    def interrupt(*_: Any) -> None:
+        if not fired.is_set():
+            fired.set()
+            os.kill(os.getpid(), signal.SIGINT)
+
+    if stage in ("migrate", "init"):
+        drongo_ext.JOBS.before_run = lambda job: interrupt() if job.endswith(f"-{stage}") else None
+    else:
+        cloud.grpc.before = lambda method, request: interrupt() if MARKS[stage](method, request) else None
+
+
+def _killed_at(cloud: Cloud, stage: str, reporter: QuietReporter) -> tuple[threading.Thread, threading.Event]:
+    """Start a release that dies at *stage*: the marked call never returns and its heartbeat stops."""
+    dead = threading.Event()
+    never = threading.Event()  # set at the end of the test, so the blocked fake thread can end
+    target = cloud.target()
+
+    def die(method: str, request: Any) -> None:
+        if not dead.is_set() and MARKS[stage](method, request):
+            target.lock._stop_heartbeat()  # the process is gone: nobody renews the lock
+            dead.set()
+            never.wait()
+            raise SystemExit  # the fake answers nothing: what the dead process sent is lost
+
+    cloud.grpc.before = die
+    thread = threading.Thread(target=lambda: _swallow(lambda: orchestrator.release(
+        target, cloud.options(IMAGE2), reporter)), daemon=True)
+    thread.start()
+    assert dead.wait(30), f"the release never reached {stage}"
+    cloud.grpc.before = None
+    return thread, never
+
+
+def _swallow(fn: Callable[[], Any]) -> None:
+    """The dead process's thread: whatever it meets once the test lets it go is not seen by anyone."""
+    with contextlib.suppress(BaseException):
+        fn()
+
+
+def _check_invariants(cloud: Cloud, reporter: QuietReporter, first: Any) -> None:
+    target = cloud.target()
+    history = target.ledger.history()  # 3. readable
+    # 1. traffic is on a revision a succeeded run smoke-tested
+    passed = {r.revisions["api"] for r in history if r.outcome == "succeeded"} | {first.revisions["api"]}
+    live = {rev for rev, percent in cloud.run.serving(SERVICE).items() if percent}
+    assert live and live <= passed, (live, passed)
+    # 2. the lock is free once the command that recovered has finished
+    assert target.lock.holder() is None
+    # 3. ... and matches what serves
+    serving = serving_release(target)
+    assert serving is not None and {serving.revisions["api"]} == live
+    assert not [r for r in history if r.outcome == "running"]
+    # 4. a rerun converges: a release (or nothing to do), then nothing to do; no revision made twice
+    rerun = orchestrator.release(cloud.target(), cloud.options(IMAGE2), reporter)
+    assert rerun.outcome in ("succeeded", "noop")
+    assert orchestrator.release(cloud.target(), cloud.options(IMAGE2), reporter).outcome == "noop"
+    names = cloud.run.revision_names(SERVICE)
+    assert len(names) == len(set(names))
+    images = [cloud.run.revisions[f"{SERVICE}/revisions/{n}"].containers[0].image for n in names]
+    pins = [tuple(sorted((e.name, e.value_source.secret_key_ref.version)
+                         for e in cloud.run.revisions[f"{SERVICE}/revisions/{n}"].containers[0].env if e.value_source))
+            for n in names]
+    assert len(set(zip(images, pins, strict=True))) == len(names)  # one revision per (image, pins)
+    # 5. the canary is in no output and in no object of the state bucket
+    assert not [line for line in reporter.lines if CANARY in line]
+    backend = drongo_ext.PreconditionStorage(drongo_ext.gcs_urls.url_bases, {}).backend
+    for blob in backend.buckets["example-staging-deployctl"].blobs.values():
+        assert CANARY.encode() not in blob.data
+
+
+@pytest.mark.parametrize("stage", ["migrate", "deploy", "promote", "init"])
+def test_sigint_at_a_stage_settles_the_release_and_a_rerun_converges(cloud: Cloud, stage: str) -> None:
+    reporter = QuietReporter()
+    first = _serving(cloud, reporter)
+    _sigint_at(cloud, stage)
+    with pytest.raises(KeyboardInterrupt):
+        orchestrator.release(cloud.target(), cloud.options(IMAGE2), reporter)
+    cloud.grpc.before, drongo_ext.JOBS.before_run = None, None
+    interrupted = cloud.target().ledger.history()[0]
+    assert f"stopped by a signal during {stage}" in interrupted.message
+    # stopped after its traffic switch (init) it serves, and is a success; stopped before, it is interrupted
+    assert interrupted.outcome == ("succeeded" if stage == "init" else "interrupted")
+    if stage in ("migrate", "init"):  # a Cloud Run execution is not the command's: it was left running, and said so
+        assert f"its {stage} job was left running where it runs" in interrupted.message
+    # traffic never stays split: a promote stopped at 50 % went back to the release that served fully
+    assert cloud.run.serving(SERVICE) == {serving_release(cloud.target()).revisions["api"]: 100}
+    _check_invariants(cloud, reporter, first)
+
+
+@pytest.mark.parametrize("stage", ["deploy", "promote"])
+def test_a_release_killed_at_a_stage_is_settled_by_the_next_command(cloud: Cloud, stage: str) -> None:
+    reporter = QuietReporter()
+    first = _serving(cloud, reporter)
+    thread, never = _killed_at(cloud, stage, reporter)
+    try:
+        if stage == "promote":  # the 10 % step went through before the process died: users are split
+            assert sorted(cloud.run.serving(SERVICE).values()) == [10, 90]
+        target = cloud.target()
+        target.lock.stale_after_s = 0.3  # its heartbeat stopped with the process; the test need not wait 10 min
+        next_reporter = QuietReporter()
+        rerun = orchestrator.release(target, cloud.options(IMAGE2), next_reporter)
+        assert rerun.outcome == "succeeded"
+        warnings = [line for line in next_reporter.lines if line.startswith("warning:")]
+        assert any("interrupted" in line for line in warnings), next_reporter.lines
+        dead = next(r for r in cloud.target().ledger.history() if r.id != rerun.id and r.kind == "release"
+                    and r.outcome == "interrupted")
+        if stage == "promote":
+            assert "traffic went back" in dead.message
+        reporter.lines += next_reporter.lines
+        _check_invariants(cloud, reporter, first)
+    finally:
+        never.set()
+        thread.join(5)
