@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -385,6 +386,30 @@ class FaultySecrets(FaultMixin, SecretManagerResponse):
         "enable_version": _one("secretmanager.versions.enable", _version),
         "destroy_version": _one("secretmanager.versions.destroy", _version),
     }
+
+    # Secret Manager API reference, Secret.labels: "Label keys must be between 1 and 63 characters long ... and
+    # must conform to ... [\p{Ll}\p{Lo}][\p{Ll}\p{Lo}\p{N}_-]{0,62}. Label values must be between 0 and 63
+    # characters long ... [\p{Ll}\p{Lo}\p{N}_-]{0,63}. No more than 64 labels can be assigned to a given
+    # resource." (lowercase letters, digits, _ and -; ASCII here). A request that breaks it is 400.
+    _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+    _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+    def _check_labels(self, request: Request) -> None:
+        labels = (request.json() or {}).get("labels") or {}
+        if len(labels) > 64:
+            raise DrongoHttpError(400, "No more than 64 labels can be assigned to a given resource.")
+        for key, value in labels.items():
+            if not self._LABEL_KEY.match(str(key)) or not self._LABEL_VALUE.match(str(value)):
+                raise DrongoHttpError(400, f"Invalid label {key!r}: {value!r}: keys and values are lowercase letters, "
+                                           "digits, _ and - (a key starts with a letter), at most 63 characters.")
+
+    def create_secret(self, request: Request) -> HttpResponse:
+        self._check_labels(request)
+        return super().create_secret(request)
+
+    def update_secret(self, request: Request) -> HttpResponse:
+        self._check_labels(request)
+        return super().update_secret(request)
 
 
 def install() -> None:
