@@ -321,6 +321,9 @@ DEFAULT_STATE_BUCKET = "{project}-deployctl"
 
 class Gcp(_Model):
     repository: str = "deployctl"  # Artifact Registry repository id
+    # where the image holds the project root (the Dockerfile's WORKDIR that `COPY <source>/ ./<source>/` lands
+    # in; `deployctl init` writes /srv): a service's or job's workdir is its container's working_dir under it
+    image_root: Annotated[str, Field(pattern=r"^/")] = "/srv"
     state_bucket: str | None = None  # holds the ledger and the lock for shared stacks; see Stack.state_bucket
     trigger: Trigger | None = None
     monitoring: Monitoring = Monitoring()

@@ -114,6 +114,8 @@ D = {
     "Local.database_url": "Use this Postgres instead of the embedded one: an admin URL (a role that may "
                           "create roles and databases); deployctl creates the app role and database in it.",
     "Gcp.repository": "Artifact Registry repository id.",
+    "Gcp.image_root": "Where the image holds the project root (the Dockerfile's WORKDIR its COPY lines land in); a "
+                      "service's or job's workdir becomes its container's working_dir under it.",
     "Gcp.state_bucket": "GCS bucket for the shared ledger and lock (and the Pulumi backend); when null, "
                         f"`{config.DEFAULT_STATE_BUCKET}`.",
     "Gcp.trigger": "The Cloud Build trigger on push.",

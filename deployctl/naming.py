@@ -11,6 +11,7 @@ env value fills them in through db_facts() and render_env().
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
 from typing import TYPE_CHECKING
 
@@ -80,6 +81,15 @@ def account(stack: Stack, role: str) -> str:
 
 def runtime_account(stack: Stack, svc: str) -> str:
     return account(stack, f"{svc}-run")
+
+
+def working_dir(stack: Stack, service: str, workdir: str | None) -> str | None:
+    """The container's working_dir on Cloud Run for *workdir* (relative to the service's source), or None: the
+    image's own WORKDIR. The image holds the project root at ``gcp.image_root`` (the local target runs the
+    same command from the same place in its artifact)."""
+    if workdir is None:
+        return None
+    return posixpath.normpath(posixpath.join(stack.gcp.image_root, stack.services[service].source, workdir))
 
 
 # -- database facts: what a composed secret's template may use besides other secrets --------------------

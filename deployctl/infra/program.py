@@ -125,6 +125,7 @@ def _service(p: Platform, name: str, after_apis: pulumi.ResourceOptions) -> Clou
         p.ids.runtime[name].email, _secret_env(stack, name, p.secrets), p.connection,
         stack.release.revisions.get(name), list(stack.release.traffic.get(name, [])), p.protect, plain_env(stack, name),
         release_in_state=stack.release.phase == "manual", template_in_state=stack.release.phase == "infra",
+        working_dir=naming.working_dir(stack, name, svc.workdir),
     ), p.opts)
     ServiceMonitoring(f"{stack.name}-{name}-monitoring", ServiceMonitoringArgs(
         stack.project, naming.service(stack, name), service.url, stack.gcp.monitoring, svc.probes.liveness.path,
@@ -142,6 +143,8 @@ def _job(p: Platform, kind: str) -> CloudRunJob:
         stack.project, stack.region, naming.job(stack, owner, kind), job, image(stack, owner), p.ids.jobs.email,
         plain_env(stack, owner), _secret_env(stack, owner, p.secrets), p.connection, p.protect,
         release_in_state=stack.release.phase == "manual",
+        working_dir=naming.working_dir(stack, owner, job.workdir if job.workdir is not None else
+                                       stack.services[owner].workdir),
     ), p.opts)
 
 

@@ -206,3 +206,20 @@ def test_synthesis_is_repeatable(staging: Any) -> None:
     again = synthesize(stack)
     assert sorted(map(repr, again.resources)) == sorted(map(repr, first.resources))
     assert again.outputs == first.outputs
+
+
+def test_a_workdir_is_the_containers_working_dir_under_the_image_root() -> None:
+    """services.<svc>.workdir and jobs.<job>.workdir run the command where the local target runs it: on Cloud Run,
+    the container's working_dir under gcp.image_root (where the image holds the project root)."""
+    def workdirs(config: dict[str, Any]) -> None:
+        config["deployctl:services"]["api"].update(source="app", workdir="sub")
+        config["deployctl:jobs"]["migrate"]["workdir"] = "."
+
+    syn = synthesize(stack_with("staging", workdirs))
+    [service] = syn.of_type(SERVICE)
+    assert service.inputs["template"]["containers"][0]["workingDir"] == "/srv/app/sub"
+    jobs = {r.inputs["name"]: r for r in syn.of_type(JOB)}
+    assert _container(jobs["staging-api-migrate"])["workingDir"] == "/srv/app"
+    assert _container(jobs["staging-api-init"])["workingDir"] == "/srv/app/sub"  # the service's, when it has none
+    plain = synthesize(stack_with("staging"))
+    assert "workingDir" not in plain.of_type(SERVICE)[0].inputs["template"]["containers"][0]  # the image's WORKDIR

@@ -31,6 +31,7 @@ class CloudRunJobArgs:
     connection_name: pulumi.Input[str] | None = None
     deletion_protection: bool = False
     release_in_state: bool = False  # a hand-run pulumi: what a release owns stays as the state holds it
+    working_dir: str | None = None  # the container's working directory (naming.working_dir); None: the image's
 
 
 class CloudRunJob(pulumi.ComponentResource):
@@ -79,7 +80,8 @@ def _task(args: CloudRunJobArgs) -> run.JobTemplateTemplateArgs:
         volumes=volumes,
         containers=[
             run.JobTemplateTemplateContainerArgs(
-                image=args.image, commands=list(args.config.command), envs=envs, volume_mounts=mounts
+                image=args.image, working_dir=args.working_dir, commands=list(args.config.command), envs=envs,
+                volume_mounts=mounts,
             )
         ],
     )

@@ -37,6 +37,7 @@ class CloudRunServiceArgs:
     deletion_protection: bool = False
     env: dict[str, str] | None = None  # the plain env, database facts filled in (program.plain_env); None: config.env
     release_in_state: bool = False  # a hand-run pulumi: what a release owns stays as the state holds it
+    working_dir: str | None = None  # the container's working directory (naming.working_dir); None: the image's
     template_in_state: bool = False  # an infra apply before migrations: no new revision, no traffic change
 
 
@@ -118,7 +119,7 @@ def _template(args: CloudRunServiceArgs) -> run.ServiceTemplateArgs:
         volumes=volumes,
         containers=[
             run.ServiceTemplateContainerArgs(
-                image=args.image,
+                image=args.image, working_dir=args.working_dir,
                 commands=None if args.image == PLACEHOLDER_IMAGE else list(svc.command),
                 ports=run.ServiceTemplateContainerPortsArgs(container_port=svc.port),
                 envs=envs,
