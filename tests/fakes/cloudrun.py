@@ -50,6 +50,14 @@ class FakeRunServices:
         fake.add(svc, "GetService", self._get_service, run_v2.GetServiceRequest)
         fake.add(svc, "UpdateService", self._update_service, run_v2.UpdateServiceRequest)
         fake.add(rev, "GetRevision", self._get_revision, run_v2.GetRevisionRequest)
+        from google.longrunning import operations_pb2
+
+        fake.add("google.longrunning.Operations", "GetOperation", self._get_operation,
+                 operations_pb2.GetOperationRequest)
+        # Cloud Run Admin API v2: UpdateService "returns a long-running operation"; the client waits for it
+        # (Operations.GetOperation) and its result is the updated Service or the error. Here an operation
+        # is still running at the first POLLS_UNTIL_DONE looks, not done when UpdateService answers.
+        self.pending: dict[str, tuple[Any, int]] = {}  # operation name -> (finished operation, looks left)
         fake.add(rev, "ListRevisions", self._list_revisions, run_v2.ListRevisionsRequest)
 
     # -- what tests and the fake engine use --------------------------------------------------------
@@ -87,8 +95,30 @@ class FakeRunServices:
             op = f"{request.service.name.split('/services/')[0]}/operations/op-{next(self._ops)}"
             error = self._apply(run_v2.Service(request.service), check_etag=True)
             if error:
-                return done_operation(op, error=(grpc.StatusCode.FAILED_PRECONDITION.value[0], error))
-            return done_operation(op, self.services[request.service.name])
+                finished = done_operation(op, error=(grpc.StatusCode.FAILED_PRECONDITION.value[0], error))
+            else:
+                finished = done_operation(op, self.services[request.service.name])
+            return self._in_progress(finished)
+
+    POLLS_UNTIL_DONE = 1
+
+    def _in_progress(self, finished: Any) -> Any:
+        from google.longrunning import operations_pb2
+
+        self.pending[finished.name] = (finished, self.POLLS_UNTIL_DONE)
+        return operations_pb2.Operation(name=finished.name, done=False)
+
+    def _get_operation(self, request: Any) -> Any:
+        with self.lock:
+            if request.name not in self.pending:
+                raise FakeError(grpc.StatusCode.NOT_FOUND, f"Operation {request.name} not found")
+            finished, left = self.pending[request.name]
+            if left > 0:
+                self.pending[request.name] = (finished, left - 1)
+                from google.longrunning import operations_pb2
+
+                return operations_pb2.Operation(name=finished.name, done=False)
+            return finished
 
     def _get_revision(self, request: run_v2.GetRevisionRequest) -> run_v2.Revision:
         with self.lock:

@@ -518,6 +518,8 @@ _USAGE = "google.api.serviceusage.v1.ServiceUsage/"
 # tags.get, Service Usage v1 services, IAM v1 projects.serviceAccounts, Resource Manager v3 projects.
 GRPC_RULES: dict[str, Rule] = {
     _SERVICES + "GetService": Rule(_RUN, _one("run.services.get", "name")),
+    # the long-running operation of an update (Cloud Run "IAM permissions": run.operations.get)
+    "google.longrunning.Operations/GetOperation": Rule(_RUN, _one("run.operations.get", "name")),
     _SERVICES + "ListServices": Rule(_RUN, _one("run.services.list", "parent")),
     _SERVICES + "CreateService": Rule(_RUN, _one("run.services.create", "parent")),
     _SERVICES + "UpdateService": Rule(_RUN, _update_service),

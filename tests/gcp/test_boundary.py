@@ -63,6 +63,10 @@ def test_a_code_only_release_builds_migrates_deploys_and_shifts_with_no_pulumi_u
     assert len(cloud.run.revision_names(SERVICE)) == 2  # exactly one new revision
     assert cloud.run.serving(SERVICE) == {second.revisions["api"]: 100}
     assert cloud.preview() == []
+    # each update was a long-running operation that was not done when UpdateService answered: it was awaited
+    methods = [m for m, _ in cloud.grpc.calls[grpc_before:]]
+    assert methods.count("UpdateService") >= 2  # the candidate, the traffic shift
+    assert methods.count("GetOperation") >= 2 * methods.count("UpdateService")  # still running, then done
 
 
 def test_a_settings_change_makes_one_pulumi_up_and_one_revision(cloud: Cloud, reporter) -> None:

@@ -47,8 +47,9 @@ class RevisionInfo:
 class CloudRunServices:
     def __init__(
         self, services: Any, revisions: Any, project: str, region: str, policy: RetryPolicy,
-        cloud_name: Callable[[str], str] | None = None,
+        cloud_name: Callable[[str], str] | None = None, poll_s: float = 1.0,
     ) -> None:
+        self.poll_s = poll_s  # the first wait between looks at an update's long-running operation
         self.cloud_name = cloud_name or (lambda service: service)  # stack service key -> Cloud Run name
         self.services = services
         self.revisions = revisions
@@ -185,8 +186,12 @@ class CloudRunServices:
         wanted = {(s.revision, s.percent, s.tag or "") for s in traffic}
 
         def send() -> bool:
+            from google.api_core.future.polling import DEFAULT_POLLING
+
             operation = self.services.update_service(service=svc, retry=None, timeout=self.policy.call_timeout_s)
-            operation.result(timeout=self.policy.deadline_s)
+            # an update is a long-running operation: look again, sooner at first than the library's 1 s
+            polling = DEFAULT_POLLING.with_delay(initial=self.poll_s, maximum=max(self.poll_s, 5.0))
+            operation.result(timeout=self.policy.deadline_s, polling=polling)
             return True
 
         def applied() -> bool | None:

@@ -80,7 +80,8 @@ class GcpTarget:
         project, region = stack.project, stack.region
         self.names = naming  # the program's naming rules, so deployctl addresses what Pulumi created
         self.run = CloudRunServices(
-            services, revisions, project, region, self.policy, cloud_name=lambda svc: self.names.service(stack, svc)
+            services, revisions, project, region, self.policy, cloud_name=lambda svc: self.names.service(stack, svc),
+            poll_s=min(poll_s, 1.0),
         )
         self.jobs = CloudRunJobs(jobs, executions, project, region, self.policy, poll_s=poll_s)
         self.secret_prefix = self.names.secret(stack, "")
