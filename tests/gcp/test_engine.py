@@ -60,6 +60,9 @@ def test_no_passphrase_secret_leaves_pulumi_to_its_own_secrets_provider(monkeypa
          "pulumi is not logged in", EXIT_PRECONDITION),
         ("error: update failed\n  gcp:sql:DatabaseInstance (staging-db): error: googleapi: Error 409: exists",
          "pulumi: error: update failed", 1),
+        ("gcp:cloudrunv2:ServiceIamMember (staging-api-public-invoker): error: googleapi: Error 400: One or more "
+         "users named in the policy do not belong to a permitted customer,  perhaps due to an organization policy.",
+         "an organization policy (domain restricted sharing", EXIT_PRECONDITION),
     ],
 )
 def test_cli_failures_become_one_line_errors(stderr: str, message: str, exit_code: int) -> None:

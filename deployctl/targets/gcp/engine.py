@@ -138,6 +138,16 @@ class PulumiEngine:
 
 def _command_error(text: str) -> DeployctlError:
     lower = text.lower()
+    # an organization policy (constraints/iam.allowedPolicyMemberDomains, "domain restricted sharing") refuses
+    # allUsers as the invoker of a public service: Google answers 400 "One or more users named in the policy do
+    # not belong to a permitted customer, perhaps due to an organization policy"
+    if "do not belong to a permitted customer" in lower:
+        return PreconditionError(
+            "an organization policy (domain restricted sharing, constraints/iam.allowedPolicyMemberDomains) "
+            "forbids a public service here: allUsers may not invoke it",
+            "Make the service private (services.<svc>.public: false; smoke checks then send an ID token), or ask "
+            "the organization's admins for an exception for this project.",
+        )
     if "no resource plugin" in lower or "could not find plugin" in lower:
         return PreconditionError("a Pulumi plugin is missing", "Run `pulumi install` in the repository root.")
     if "passphrase" in lower:
