@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import re
+import secrets as pysecrets
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -215,7 +216,7 @@ class Secret(_Model):
     """
 
     source: Literal["generated", "provided", "composed"]
-    bytes: Annotated[int, Field(ge=16, le=256)] = 32
+    bytes: Annotated[int, Field(ge=16, le=256)] = 32  # generated: this many random bytes, written as hex
     template: str | None = None
     replication: Literal["automatic", "user-managed"] = "automatic"
     replica_locations: list[str] = []
@@ -233,6 +234,11 @@ class Secret(_Model):
     def references(self) -> list[str]:
         """Names of the fields a composed template uses, in order."""
         return re.findall(r"\{([A-Za-z0-9_-]+)\}", self.template or "")
+
+    def generate(self) -> str:
+        """A new value of a generated secret: ``bytes`` random bytes as hex, the form the program's first value
+        has (``random.RandomBytes.hex``), so every version of a secret looks alike wherever it was made."""
+        return pysecrets.token_hex(self.bytes)
 
 
 class Job(_Model):

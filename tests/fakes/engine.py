@@ -123,7 +123,7 @@ class FakeEngine:
         self._users()
         synthesis = synthesize(self.stack.model_copy(update={"release": release}))
         if self.project is not None:  # the rights a release has come from the program itself
-            self.project.apply_program_bindings(synthesis.resources)
+            self.project.apply_program_bindings(synthesis.resources, self.stack.name)
         changes = self._diff(synthesis)
         for change in changes:
             if change.type == "gcp:cloudrunv2/service:Service":
@@ -177,6 +177,7 @@ class FakeEngine:
         spec = {"template": {"template": {"containers": [run_v2.Container.to_dict(template.containers[0])]}}}
         # the task's Cloud SQL volume, retries and timeout: what the twin's runtime runs an execution with
         spec["template"]["template"].update(
+            service_account=str(task.get("serviceAccount") or ""),
             volumes=[run_v2.Volume.to_dict(v) for v in template.volumes],
             max_retries=int(task.get("maxRetries", 3)), timeout=str(task.get("timeout", "600s")))
         backend = get_backend("cloudrun")[str(self.stack.project)]
@@ -261,6 +262,7 @@ def _template(template: dict[str, Any]) -> run_v2.RevisionTemplate:
         if v.get("cloudSqlInstance")]
     return run_v2.RevisionTemplate(
         revision=template.get("revision", ""), containers=containers, volumes=volumes,
+        service_account=str(template.get("serviceAccount") or ""),
         scaling=run_v2.RevisionScaling(min_instance_count=int(scaling.get("minInstanceCount", 0)),
                                        max_instance_count=int(scaling.get("maxInstanceCount", 0))),
     )

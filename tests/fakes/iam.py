@@ -270,7 +270,7 @@ class Binding:
     member: str
     since: float  # effective from (clock time): granted + propagation delay
     until: float = float("inf")  # effective until: removed + propagation delay
-    source: str = "api"  # "program": declared by the Pulumi program (apply_program_bindings converges them)
+    source: str = "api"  # "program:<stack>": declared by that stack's program (apply_program_bindings converges them)
 
 
 Check = tuple[str, str]  # (permission, resource)
@@ -359,7 +359,7 @@ class Project:
         return next((b for b in self.bindings if (b.resource, b.role, b.member) == (resource, role, member)
                      and b.until == float("inf")), None)
 
-    def apply_program_bindings(self, resources: Iterable[Any]) -> list[Binding]:
+    def apply_program_bindings(self, resources: Iterable[Any], stack: str = "") -> list[Binding]:
         """Apply what a ``pulumi up`` of the program declares for project access.
 
         Contract (for tests/fakes/engine.py): *resources* are the program's synthesized resources
@@ -371,8 +371,10 @@ class Project:
           or job, bucket; see ``_IAM_TYPES``) binds its ``member`` (or each of ``members``) to ``role`` on
           that resource only, effective after the IAM delay; a binding that already exists keeps the time it
           took effect (an up that changes nothing changes no access);
-        - a binding an earlier call declared that this one no longer does is removed (the provider deletes
-          it), effective after the delay; bindings made otherwise (bootstrap, tests) are never touched;
+        - a binding an earlier call for the same *stack* declared that this one no longer does is removed (the
+          provider deletes it), effective after the delay; another stack's program bindings (two stacks may
+          share a project: each has its own Pulumi state) and bindings made otherwise (bootstrap, tests) are
+          never touched;
         - an IAM resource type the twin does not know raises ValueError, so a new kind of grant in the program
           cannot silently be ignored. Unknown inputs (an email the mocks could not resolve) are the caller's
           to resolve first.
@@ -395,13 +397,13 @@ class Project:
                 key = (where, str(inputs["role"]), str(member))
                 declared.add(key)
                 before = len(self.bindings)
-                binding = self.grant(key[2], key[1], key[0], source="program")
+                binding = self.grant(key[2], key[1], key[0], source=f"program:{stack}")
                 if len(self.bindings) > before:
                     created.append(binding)
         with self._lock:
             for binding in self.bindings:
                 key = (binding.resource, binding.role, binding.member)
-                if binding.source == "program" and key not in declared and binding.until == float("inf"):
+                if binding.source == f"program:{stack}" and key not in declared and binding.until == float("inf"):
                     binding.until = self.clock() + self.iam_delay_s
         return created
 

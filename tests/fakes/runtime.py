@@ -276,6 +276,7 @@ class Runtime:
         self.venvs = venvs
         self.dockerfile = dockerfile
         self.deadline_s = deadline_s  # caps a startup probe's budget (None: the probe's own)
+        self.as_service_accounts = False  # a twin project: read secrets as the workload's service account
         self.contexts: dict[str, bytes] = {}  # digest -> the uploaded build context
         self.images: dict[str, Future[Image]] = {}
         self.instances: dict[str, Instance] = {}  # revision -> its instance
@@ -338,7 +339,8 @@ class Runtime:
             raise Refused(f"the twin could not lay out {ref}: {type(exc).__name__}: {exc}") from None
 
     # -- environment ---------------------------------------------------------------------------------
-    def _environment(self, image: Image, container: Any, volumes: list[Any], project: str) -> dict[str, str]:
+    def _environment(self, image: Image, container: Any, volumes: list[Any], project: str,
+                     service_account: str = "") -> dict[str, str]:
         env = {k: os.environ[k] for k in _KEPT if k in os.environ}
         env.update(image.env)
         inside = [image.path(p) for p in image.env.get("PATH", "").split(":") if p and image.path(p).is_dir()]
@@ -347,7 +349,15 @@ class Runtime:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import secretmanager_v1
 
-        client = secretmanager_v1.SecretManagerServiceClient(credentials=AnonymousCredentials())
+        # Cloud Run resolves secret env vars as the revision's (or task's) service account ("Configure
+        # secrets": the service identity needs secretmanager.versions.access); in a twin project the workload's
+        # identity is checked, in the pre-seeded one an anonymous call is the owner's
+        credentials: Any = AnonymousCredentials()
+        if self.as_service_accounts and service_account:
+            from tests.fakes.iam import TwinCredentials
+
+            credentials = TwinCredentials(f"serviceAccount:{service_account.rsplit('/', 1)[-1]}")
+        client = secretmanager_v1.SecretManagerServiceClient(credentials=credentials)
         for var in container.env:
             ref = var.value_source.secret_key_ref if var.value_source else None
             if ref and ref.secret:
@@ -386,7 +396,7 @@ class Runtime:
         image = self._image(container.image)
         service = revision.split("/revisions/")[0]
         project = revision.split("/")[1]
-        env = self._environment(image, container, list(template.volumes), project)
+        env = self._environment(image, container, list(template.volumes), project, template.service_account)
         port = procs.free_port()
         short, service_id = revision.rsplit("/", 1)[-1], service.rsplit("/", 1)[-1]
         env.update(PORT=str(port), K_SERVICE=service_id, K_REVISION=short, K_CONFIGURATION=service_id)
@@ -461,7 +471,8 @@ class Runtime:
             task = parsed.template.template
             container = task.containers[0]
             image = self._image(container.image)
-            env = self._environment(image, container, list(task.volumes), run.name.split("/")[1])
+            env = self._environment(image, container, list(task.volumes), run.name.split("/")[1],
+                                    task.service_account)
         except Refused as exc:
             return self._finish(run, "failed", f"Task {short}-task0 failed to start: {exc}")
         except Exception as exc:  # the twin itself failed: say so rather than leave the execution running

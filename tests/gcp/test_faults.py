@@ -8,6 +8,7 @@ import pytest
 
 from deployctl.errors import EXIT_PRECONDITION, DeployctlError, PreconditionError
 from deployctl.pipeline import orchestrator
+from deployctl.pipeline.model import Artifact, JobRun, JobState
 from deployctl.targets.gcp.engine import PulumiEngine
 from deployctl.targets.gcp.retry import RetryPolicy
 from tests.gcp.conftest import IMAGE, IMAGE2, SERVICE, Cloud, git
@@ -118,3 +119,43 @@ def test_a_403_that_outlasts_the_window_says_what_it_waited_for(cloud: Cloud) ->
     cloud.grpc.faults.clear()
     assert denied.value.message.endswith(
         "(still, after waiting for the roles just granted to x@p.iam.gserviceaccount.com to propagate)")
+
+
+class _Jobs:
+    """The jobs facade's answers, scripted: what Cloud Run reports for each execution asked for."""
+
+    def __init__(self, *results: JobRun) -> None:
+        self.results = list(results)
+        self.runs = 0
+
+    def run(self, job_id: str, spec: object, release_id: str, deadline_s: float) -> JobRun:
+        self.runs += 1
+        return self.results.pop(0)
+
+
+DENIED = JobRun("staging-api-migrate", "e-1", JobState.FAILED, 1,
+                "Task e-1-task0 failed to start: Permission denied on secret: projects/example-staging/secrets/"
+                "staging-DATABASE_URL/versions/1 for Job service account staging-jobs@example-staging.iam")
+RAN = JobRun("staging-api-migrate", "e-2", JobState.SUCCEEDED, 1)
+
+
+@pytest.mark.parametrize(("propagating", "results", "runs", "ends"), [
+    (True, (DENIED, DENIED, RAN), 3, JobState.SUCCEEDED),  # the grant `pulumi up` just made reached it
+    (False, (DENIED, RAN), 1, JobState.FAILED),  # nothing propagating: a denial is the answer
+    (True, (JobRun("staging-api-migrate", "e-1", JobState.FAILED, 3, "alembic: exit 1"), RAN), 1, JobState.FAILED),
+])
+def test_a_job_denied_its_secrets_while_grants_propagate_is_run_again(cloud: Cloud, propagating: bool,
+                                                                     results: tuple[JobRun, ...], runs: int,
+                                                                     ends: JobState) -> None:
+    """Cloud Run reads a task's secrets as the job's identity at start; right after `pulumi up` granted them
+    the grant may not have propagated, and nothing of the migration ran: run it again inside the window."""
+    target = cloud.target(policy=_quick())
+    if propagating:
+        target.policy.propagation.begin("the IAM bindings `pulumi up` applied", 5.0)
+    jobs = _Jobs(*results)
+    target.jobs = jobs  # type: ignore[assignment]
+    job = target.stack.jobs.migrate
+    assert job is not None
+    pins = {"SECRET_KEY": "1", "DATABASE_URL": "1", "DB_PASSWORD": "1"}
+    result = target.run_job("migrate", job, Artifact("api", "h", IMAGE, "sha256:" + "a" * 64), pins, "r0002")
+    assert (jobs.runs, result.state) == (runs, ends)

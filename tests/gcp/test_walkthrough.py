@@ -13,7 +13,10 @@ until enabled, every call checked against the caller's roles, both propagating w
 9. `up` of the working tree (rolling forward), and a second `up` with nothing changed: a no-op.
 
 Each step asserts what the twin holds and what serves; stacks/ is never written, and a hand-run
-`pulumi preview` shows nothing to change after each command.
+`pulumi preview` shows nothing to change after each command. It runs twice: with scripted revisions and
+jobs, and with the twin's runtime, where every revision and job execution is the sample app's real code
+(its secrets read as its own service account, against a real Postgres for each stack's Cloud SQL instance),
+so each step's app also answers a request that reads its table.
 """
 
 from __future__ import annotations
@@ -109,11 +112,32 @@ def _options(cloud: Cloud, command: str, image: str | None = None) -> Options:
     return Options(command=command, image=image, root=cloud.root, lock_timeout_s=5)
 
 
-def test_a_fresh_project_from_bootstrap_to_promotion(cloud: Cloud, reporter) -> None:
+# with the runtime, UpdateService answers once the instance has started (tests/gcp/conftest.py, TWIN)
+REAL = RetryPolicy(deadline_s=60.0, initial_s=0.02, maximum_s=0.1, call_timeout_s=120)
+
+
+@pytest.mark.parametrize("real_code", [False, True], ids=["scripted", "real-code"])
+def test_a_fresh_project_from_bootstrap_to_promotion(cloud: Cloud, reporter, request: pytest.FixtureRequest,
+                                                     real_code: bool) -> None:
     from tests.fakes.iam import Project
 
     root = cloud.root
     _one_project(root)
+    policy = POLICY
+    runtime: Any = None
+    if real_code:
+        runtime = request.getfixturevalue("runtime")
+        runtime.as_service_accounts = True  # the revision's own identity reads its secrets
+        prod = load("production", root)
+        assert prod.database is not None
+        runtime.cloud_sql(naming.instance(prod), naming.connection(prod), prod.database.name,
+                          list(prod.database.extensions))
+        policy = REAL
+
+    def reads_its_table(service: str = STAGING) -> None:
+        if runtime is not None:  # the real app, through its service URL, reading the database
+            status, _ = cloud.http.handle(f"/_s/{service.rsplit('/', 1)[-1]}/api/notes")
+            assert status == 200
     (root / "cloudbuild.yaml").write_text((Path(__file__).resolve().parents[2] / "cloudbuild.yaml").read_text())
     for name in ("example-staging-deployctl", "example-production-deployctl"):  # 1. nothing in it yet
         cloud.storage.bucket(name).delete()
@@ -138,13 +162,17 @@ def test_a_fresh_project_from_bootstrap_to_promotion(cloud: Cloud, reporter) -> 
     assert ("gs://example-staging-deployctl", "production") in pulumi.stacks
 
     # 3. the first release, from a laptop: the infrastructure, the build, migrations, one revision that serves
-    first = orchestrator.release(cloud.target(credentials=laptop, policy=POLICY), _options(cloud, "up staging"),
+    first = orchestrator.release(cloud.target(credentials=laptop, policy=policy), _options(cloud, "up staging"),
                                  reporter)
     assert first.outcome == "succeeded"
     assert [r.phase for r in cloud.pulumi.releases("staging")] == ["infra", "release"]
     assert cloud.run.revision_names(STAGING) == [first.revisions["api"]]
     assert cloud.run.serving(STAGING) == {first.revisions["api"]: 100}
     assert cloud.preview() == []
+    reads_its_table()
+    if runtime is not None:  # docs/runbook.md, once per instance: the alternate login acts as the role
+        staging_db = runtime.sql[naming.connection(load("staging", root))]
+        staging_db.run_as_postgres(["GRANT app TO app_b", "ALTER ROLE app_b SET role = 'app'"])
 
     # 4. Cloud Build on a push: the trigger runs as <stack>-build, and the release step runs `deployctl up`
     stack = load("staging", root)
@@ -158,24 +186,25 @@ def test_a_fresh_project_from_bootstrap_to_promotion(cloud: Cloud, reporter) -> 
     as_trigger = TwinCredentials(f"serviceAccount:{build_sa}")
     main = root / "app" / "main.py"
     main.write_text(main.read_text() + "# pushed\n")
-    pushed = cloud.target(credentials=as_trigger, policy=POLICY)
+    pushed = cloud.target(credentials=as_trigger, policy=policy)
     image = pushed.builds.build("api", pushed.source_hash("api"), root, "Dockerfile.cloudrun").ref  # build + push
     second = orchestrator.release(pushed, _options(cloud, "deployctl up staging --image", image), reporter)
     assert second.outcome == "succeeded" and second.artifacts == {"api": image}
     assert cloud.run.serving(STAGING) == {second.revisions["api"]: 100}
     assert cloud.pulumi.methods("staging").count("up") == 2  # a code-only release: no pulumi up
     assert cloud.preview() == []
+    reads_its_table()
 
     # 5. a code change from the laptop
     main.write_text(main.read_text() + "# changed on a laptop\n")
-    third = orchestrator.release(cloud.target(credentials=laptop, policy=POLICY), _options(cloud, "up staging"),
+    third = orchestrator.release(cloud.target(credentials=laptop, policy=policy), _options(cloud, "up staging"),
                                  reporter)
     assert third.outcome == "succeeded" and cloud.run.serving(STAGING) == {third.revisions["api"]: 100}
     assert len(cloud.run.revision_names(STAGING)) == 3
 
     # 6. rotate each secret: the serving revision then pins the new versions
     for name in ("SECRET_KEY", "DB_PASSWORD"):
-        rotated = rotate.rotate(cloud.target(credentials=laptop, policy=POLICY), name, None,
+        rotated = rotate.rotate(cloud.target(credentials=laptop, policy=policy), name, None,
                                 _options(cloud, f"secrets rotate staging {name}"), reporter)
         assert rotated.outcome == "succeeded"
         [serving] = cloud.run.serving(STAGING)
@@ -184,10 +213,11 @@ def test_a_fresh_project_from_bootstrap_to_promotion(cloud: Cloud, reporter) -> 
         assert pins[name if name != "DB_PASSWORD" else "DATABASE_URL"] == rotated.secret_versions[
             name if name != "DB_PASSWORD" else "DATABASE_URL"]
         assert cloud.preview() == []
+        reads_its_table()
     ups_before = cloud.pulumi.methods("staging").count("up")
 
     # 7. rollback to the previous code, repinned to the current secret versions (the old ones are disabled)
-    back = rollback.rollback(cloud.target(credentials=laptop, policy=POLICY), second.id,
+    back = rollback.rollback(cloud.target(credentials=laptop, policy=policy), second.id,
                              _options(cloud, "rollback staging"), reporter, Guard(repin=True))
     assert back.outcome == "succeeded"
     [serving] = cloud.run.serving(STAGING)
@@ -196,20 +226,21 @@ def test_a_fresh_project_from_bootstrap_to_promotion(cloud: Cloud, reporter) -> 
 
     # 8. promote what staging serves to production: the same digest, no build
     builds = len(cloud.cloudbuild.builds)
-    promoted = promote_release(cloud.target(credentials=laptop, policy=POLICY),
-                               cloud.target("production", credentials=laptop, policy=POLICY),
+    promoted = promote_release(cloud.target(credentials=laptop, policy=policy),
+                               cloud.target("production", credentials=laptop, policy=policy),
                                _options(cloud, "promote staging production"), reporter)
     assert promoted.outcome == "succeeded" and promoted.artifacts == {"api": image}
     assert len(cloud.cloudbuild.builds) == builds
     [live] = cloud.run.serving(PRODUCTION)
     assert cloud.run.revisions[f"{PRODUCTION}/revisions/{live}"].containers[0].image == image
+    reads_its_table(PRODUCTION)
 
     # 9. the working tree's code again (rolled forward), then nothing changed: a no-op; no pulumi up for either,
     # and no command wrote a stack file
-    forward = orchestrator.release(cloud.target(credentials=laptop, policy=POLICY), _options(cloud, "up staging"),
+    forward = orchestrator.release(cloud.target(credentials=laptop, policy=policy), _options(cloud, "up staging"),
                                    reporter)
     assert forward.outcome == "succeeded" and forward.artifacts == third.artifacts  # the image, not rebuilt
-    again = orchestrator.release(cloud.target(credentials=laptop, policy=POLICY), _options(cloud, "up staging"),
+    again = orchestrator.release(cloud.target(credentials=laptop, policy=policy), _options(cloud, "up staging"),
                                  reporter)
     assert again.outcome == "noop" and cloud.pulumi.methods("staging").count("up") == ups_before
     assert cloud.preview() == [] and cloud.preview("production") == []

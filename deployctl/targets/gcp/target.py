@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets as pysecrets
 import sys
 import threading
 import time
@@ -32,7 +31,7 @@ from deployctl import __version__, naming
 from deployctl.config import Job, Release, Stack, TrafficTarget
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.pipeline import dblogins
-from deployctl.pipeline.model import Artifact, JobRun, Revision, Split
+from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
 from deployctl.targets.gcp.builds import Builds, source_hash
 from deployctl.targets.gcp.engine import Engine, PulumiEngine
 from deployctl.targets.gcp.retry import CREDENTIALS_HINT, IAM_PROPAGATION_S, RetryPolicy, translate
@@ -166,7 +165,7 @@ class GcpTarget:
                 continue  # created by the program in prepare(); the orchestrator pins it after that
             latest = self.secrets.latest(name)
             if secret.source == "generated" and latest is None:
-                latest = self.secrets.add(name, pysecrets.token_urlsafe(secret.bytes))
+                latest = self.secrets.add(name, secret.generate())
             if secret.source == "provided" and latest is None:
                 raise PreconditionError(
                     f"secret {name} has no value yet",
@@ -200,7 +199,7 @@ class GcpTarget:
 
     def add_secret_version(self, name: str, value: str | None) -> str:
         if value is None:
-            value = pysecrets.token_urlsafe(self.stack.secrets[name].bytes)
+            value = self.stack.secrets[name].generate()
         db = self.stack.database
         if db is None or name != db.password_secret:
             return self.secrets.add(name, value)
@@ -346,7 +345,19 @@ class GcpTarget:
         if not job.blocking:  # started and left to run; the pipeline reports it as not awaited
             return self.jobs.run(job_id, spec, release_id, deadline_s=0)
         deadline = job.timeout_s * (job.retries + 1) + 120
-        return self.jobs.run(job_id, spec, release_id, deadline_s=deadline)
+        result = self.jobs.run(job_id, spec, release_id, deadline_s=deadline)
+        wait = self.policy.initial_s
+        # Cloud Run resolves a task's secrets as the job's identity when the task starts; right after `pulumi up`
+        # granted that identity its secrets, the grant may not have reached Secret Manager yet (IAM: "typically
+        # 2 minutes, potentially 7 minutes or longer"): the execution fails before any code ran, so it is run
+        # again until the window closes (the job's own retries come too fast to outlast it)
+        while result.state is JobState.FAILED and self.policy.propagation.active() and _secret_denied(result.message):
+            self.progress(f"{name}: its identity may not read its secrets yet; waiting for "
+                          f"{self.policy.propagation.what} to propagate, then running it again")
+            time.sleep(wait)
+            wait = min(wait * 2, self.policy.maximum_s)
+            result = self.jobs.run(job_id, spec, release_id, deadline_s=deadline)
+        return result
 
     def _secret_env(self, service: str, secret_versions: dict[str, str]) -> dict[str, tuple[str, str]]:
         """ENV -> (secret id, pinned version) of *service* (and of the jobs that run its image)."""
@@ -412,6 +423,13 @@ class GcpTarget:
         self._first_build()
         svc = self.stack.services[service]
         return self.builds.build(service, source_hash, self.root, svc.dockerfile)
+
+
+def _secret_denied(message: str) -> bool:
+    """A task or instance that could not start because its identity may not read a secret (Cloud Run:
+    "Permission denied on secret: … for … service account")."""
+    lower = message.lower()
+    return "secret" in lower and "denied" in lower
 
 
 _LOGIN_LABEL = "deployctl-login-v"  # on the password secret: which database login each version belongs to

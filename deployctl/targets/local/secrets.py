@@ -6,7 +6,6 @@ secret value is kept; everything else sees names and version numbers.
 from __future__ import annotations
 
 import json
-import secrets as pysecrets
 import time
 from pathlib import Path
 from typing import Any
@@ -82,10 +81,6 @@ class SecretStore:
         """Every value ever stored (for redacting process output), longest first."""
         values = {str(v["value"]) for s in self._load().values() for v in s.get("versions", [])}
         return sorted((v for v in values if len(v) >= 6), key=len, reverse=True)
-
-
-def generate(nbytes: int) -> str:
-    return pysecrets.token_hex(nbytes)
 
 
 def redact(text: str, values: list[str]) -> str:

@@ -29,7 +29,7 @@ from deployctl.targets.local import build as builder
 from deployctl.targets.local import processes as procs
 from deployctl.targets.local.paths import StatePaths, cache_dir
 from deployctl.targets.local.postgres import LocalDatabase
-from deployctl.targets.local.secrets import SecretStore, generate, redact
+from deployctl.targets.local.secrets import SecretStore, redact
 
 
 class LocalTarget:
@@ -95,7 +95,7 @@ class LocalTarget:
                     f"secret {name} has no value yet",
                     f"Set it: deployctl secrets set {self.stack.name} {name} < file-with-the-value",
                 )
-            self.secrets.add(name, generate(secret.bytes))
+            self.secrets.add(name, secret.generate())
         for name, secret in self.stack.secrets.items():
             if secret.source == "composed":
                 value = self._compose(name)
@@ -121,7 +121,7 @@ class LocalTarget:
         return secret.template.format(**values)
 
     def add_secret_version(self, name: str, value: str | None) -> str:
-        value = value if value is not None else generate(self.stack.secrets[name].bytes)
+        value = value if value is not None else self.stack.secrets[name].generate()
         if self.db is None or name != self.db.config.password_secret:
             return self.secrets.add(name, value)
         # the new password goes to the idle login first, so the serving revision's login keeps working
