@@ -33,9 +33,11 @@ from google.cloud import run_v2
 
 from deployctl import naming  # the fake applies what the program would create, under the program's names
 from deployctl.config import Release, Stack
+from deployctl.errors import DeployctlError
 from deployctl.targets.gcp.synth import Synthesis, synthesize
 from tests.fakes.builds import FakeRegistry
 from tests.fakes.cloudrun import FakeRunServices
+from tests.fakes.grpcfake import FakeError
 from tests.fakes.iam import Project
 from tests.fakes.sqladmin import FakeSqlAdmin
 
@@ -125,13 +127,11 @@ class FakeEngine:
         if self.project is not None:  # the rights a release has come from the program itself
             self.project.apply_program_bindings(synthesis.resources, self.stack.name)
         changes = self._diff(synthesis)
-        for change in changes:
-            if change.type == "gcp:cloudrunv2/service:Service":
-                self._apply_service(change)
-            elif change.type == "gcp:cloudrunv2/job:Job":
-                self._apply_job(change)
-            elif change.type == "gcp:artifactregistry/repository:Repository" and self.registry is not None:
-                self.registry.repositories.add(str(change.goal["repositoryId"]))
+        try:
+            self._apply(changes)
+        except FakeError as exc:  # Google refused a resource: the up fails as `pulumi up` reports it
+            raise DeployctlError(f"pulumi: error: {exc.message}", "Run `pulumi preview` in the repository for "
+                                 "details.") from None
         for change in changes:
             if change.op == "delete":
                 self.state.pop(change.name)
@@ -144,6 +144,15 @@ class FakeEngine:
             if member.inputs.get("member") == "allUsers" and member.inputs.get("role") == "roles/run.invoker":
                 self.run.http.public.add(str(member.inputs.get("name", "")).rsplit("/", 1)[-1])
         return self._outputs()  # part of the update's result (Automation API: UpResult.outputs), not a call
+
+    def _apply(self, changes: list[Change]) -> None:
+        for change in changes:
+            if change.type == "gcp:cloudrunv2/service:Service":
+                self._apply_service(change)
+            elif change.type == "gcp:cloudrunv2/job:Job":
+                self._apply_job(change)
+            elif change.type == "gcp:artifactregistry/repository:Repository" and self.registry is not None:
+                self.registry.repositories.add(str(change.goal["repositoryId"]))
 
     def _diff(self, synthesis: Synthesis) -> list[Change]:
         """What the engine would do: each custom resource's goal (program inputs, with every ignore_changes

@@ -109,3 +109,25 @@ def test_no_command_writes_a_stack_file_and_preview_stays_empty(cloud: Cloud, re
     ledger = cloud.target().ledger.history()
     recorded = {r.revisions["api"] for r in ledger if r.outcome == "succeeded"}
     assert set(cloud.run.revision_names(SERVICE)) == recorded
+
+
+def test_a_settings_change_outside_the_service_after_a_code_only_release_keeps_its_revision(cloud: Cloud,
+                                                                                            reporter) -> None:
+    """A job's timeout changes after a code-only release: the release's revision is the one that serves (same
+    image, pins and service settings), so Pulumi must not send that name again (Cloud Run refuses a name sent
+    with another configuration: deployctl's labels are on the revision)."""
+    _up(cloud, reporter)
+    _change_code(cloud, "code")
+    second = _up(cloud, reporter)
+    stack_file = cloud.root / "stacks" / "Pulumi.staging.yaml"
+    before = stack_file.read_text()
+    after = before.replace("retries: 2, timeout_s: 300}", "retries: 2, timeout_s: 400}", 1)  # the migrate job
+    assert after != before
+    stack_file.write_text(after)
+    ups = cloud.engine_calls().count("up")
+    third = _up(cloud, reporter)
+    assert third.outcome == "succeeded" and cloud.engine_calls().count("up") == ups + 2
+    assert cloud.pulumi.releases("staging")[-1].kept == ["api"]
+    assert third.revisions == second.revisions and len(cloud.run.revision_names(SERVICE)) == 2  # no new revision
+    assert cloud.run.serving(SERVICE) == {second.revisions["api"]: 100}
+    assert cloud.preview() == []
