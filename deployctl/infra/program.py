@@ -124,8 +124,7 @@ def _service(p: Platform, name: str, after_apis: pulumi.ResourceOptions) -> Clou
         stack.project, stack.region, naming.service(stack, name), svc, image(stack, name),
         p.ids.runtime[name].email, _secret_env(stack, name, p.secrets), p.connection,
         stack.release.revisions.get(name), list(stack.release.traffic.get(name, [])), p.protect, plain_env(stack, name),
-        release_in_state=stack.release.phase == "manual",
-        template_in_state=stack.release.phase == "infra" or name in stack.release.kept,
+        frozen=stack.release.phase != "release" or name in stack.release.kept,
         working_dir=naming.working_dir(stack, name, svc.workdir),
     ), p.opts)
     ServiceMonitoring(f"{stack.name}-{name}-monitoring", ServiceMonitoringArgs(
@@ -143,7 +142,7 @@ def _job(p: Platform, kind: str) -> CloudRunJob:
     return CloudRunJob(f"{stack.name}-{owner}-{kind}", CloudRunJobArgs(
         stack.project, stack.region, naming.job(stack, owner, kind), job, image(stack, owner), p.ids.jobs.email,
         plain_env(stack, owner), _secret_env(stack, owner, p.secrets), p.connection, p.protect,
-        release_in_state=stack.release.phase == "manual",
+        frozen=stack.release.phase == "manual",
         working_dir=naming.working_dir(stack, owner, job.workdir if job.workdir is not None else
                                        stack.services[owner].workdir),
     ), p.opts)

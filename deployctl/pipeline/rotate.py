@@ -14,7 +14,7 @@ from deployctl.config import Stack
 from deployctl.errors import ConfigError, DeployctlError
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
-from deployctl.pipeline.model import ReleaseRecord, combined_hash
+from deployctl.pipeline.model import ReleaseRecord
 from deployctl.pipeline.orchestrator import candidate_stages, plan_release, recorded_artifacts
 from deployctl.pipeline.plan import Context, Plan, Stage, Step, StepOutcome
 from deployctl.pipeline.run import Options, Reporter
@@ -80,6 +80,9 @@ def rotate(target: Target, name: str, value: str | None, options: Options, repor
     with runmod.locked(target, options, reporter) as lock_id:
         plan = plan_rotation(target, name, value)
         serving = target.ledger.get(plan.facts["serving_release"] or "")
+        # what serves is what `up` would release now (code, settings): only then may the rotation's record say
+        # so, else the next `up` would find "nothing changed" and never apply what is pending
+        up_to_date = serving is not None and plan_release(target, Options()).noop
         record = runmod.new_record(target, "rotate", options, lock_id)
         record.previous = runmod.serving_revisions(target)
         if serving is not None:  # what it will serve: the serving revisions, the affected ones replaced by Deploy
@@ -93,7 +96,7 @@ def rotate(target: Target, name: str, value: str | None, options: Options, repor
             return finish(target, record, "succeeded", f"{name} is now v{ctx.versions[name]}; no release serves yet")
         record.revisions = {**serving.revisions, **{svc: rev.name for svc, rev in ctx.candidates.items()}}
         record.artifacts, record.source_hash = serving.artifacts, serving.source_hash
-        record.fingerprint = _fingerprint(target, serving)
+        record.fingerprint = plan_release(target, Options()).facts["fingerprint"] if up_to_date else None
         done = f"{name} rotated to v{ctx.versions[name]}"
         if ctx.disabled:
             done += f"; disabled {', '.join(ctx.disabled)}"
@@ -110,7 +113,7 @@ class PrepareBacking(Step):
         return "set the backing services (database login) to the new versions"
 
     def run(self, ctx: Context) -> StepOutcome:
-        ctx.target.prepare(ctx.artifacts, ctx.versions)
+        ctx.target.prepare(ctx.artifacts, ctx.versions, infrastructure=False)
         return StepOutcome("")
 
 
@@ -127,13 +130,5 @@ class RevertSecrets:
         for secret in self.changed:
             if secret in old:
                 ctx.target.disable_secret_versions(secret, keep=[old[secret]])
-        ctx.target.prepare(ctx.artifacts, old)
+        ctx.target.prepare(ctx.artifacts, old, infrastructure=False)
         return f"The new {self.name} version was disabled; the old versions serve"
-
-
-def _fingerprint(target: Target, serving: ReleaseRecord) -> str | None:
-    hashes = {svc: target.source_hash(svc) for svc in target.stack.services}
-    if combined_hash(hashes) != serving.source_hash:
-        return None  # the working tree moved on since that release: the next `up` is a real release
-    fingerprint: str = plan_release(target, Options()).facts["fingerprint"]
-    return fingerprint

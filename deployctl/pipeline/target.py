@@ -143,8 +143,11 @@ class Target(Protocol):
         """Disable every enabled version of *name* not in *keep*; return what was disabled."""
         ...
 
-    def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
-        """Make the stack's backing services ready for this release (local: Postgres and its role)."""
+    def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str], *,
+                infrastructure: bool = True) -> None:
+        """Make the stack's backing services ready for this release (local: Postgres and its role; gcp: the
+        infrastructure, when it changed). A rotation passes ``infrastructure=False``: it changes a secret and
+        applies nothing else."""
         ...
 
     def run_job(

@@ -206,7 +206,8 @@ class LatencyTarget:
     def disable_secret_versions(self, name: str, keep: Iterable[str]) -> list[str]:
         return []
 
-    def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
+    def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str], *,
+                infrastructure: bool = True) -> None:
         self._timed("infra", self.latency.infra_s)
 
     def run_job(self, name: str, job: Job, artifact: Artifact, secret_versions: dict[str, str],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from deployctl.config import Release, load
 from deployctl.pipeline import orchestrator, rollback, rotate
 from deployctl.pipeline.promote import promote as promote_release
 from deployctl.pipeline.rollback_guards import Guard
@@ -73,8 +74,9 @@ def test_a_settings_change_makes_one_pulumi_up_and_one_revision(cloud: Cloud, re
     first = _up(cloud, reporter)
     stack_file = cloud.root / "stacks" / "Pulumi.staging.yaml"
     stack_file.write_text(stack_file.read_text().replace("max_instances: 4", "max_instances: 3"))
-    pending = cloud.preview()
-    assert ("update", "staging-api-service") in pending  # the settings Pulumi owns do show
+    # a hand-run preview shows nothing of a service: its settings reach it through `deployctl up` (the
+    # fingerprint changed), never through a hand-run up, which could only send its state's stale template
+    assert cloud.preview() == []
     ups = cloud.engine_calls().count("up")
     second = _up(cloud, reporter)
     # one up before the migrations (the infrastructure, the existing service as it is), one after (the candidate)
@@ -111,11 +113,12 @@ def test_no_command_writes_a_stack_file_and_preview_stays_empty(cloud: Cloud, re
     assert set(cloud.run.revision_names(SERVICE)) == recorded
 
 
-def test_a_settings_change_outside_the_service_after_a_code_only_release_keeps_its_revision(cloud: Cloud,
+def test_a_settings_change_outside_the_service_after_a_code_only_release_makes_one_revision(cloud: Cloud,
                                                                                             reporter) -> None:
-    """A job's timeout changes after a code-only release: the release's revision is the one that serves (same
-    image, pins and service settings), so Pulumi must not send that name again (Cloud Run refuses a name sent
-    with another configuration: deployctl's labels are on the revision)."""
+    """A job's timeout changes after a code-only release. A revision is named after the settings its template
+    carries (the last up's fingerprint), so the release's candidate is a new name: Pulumi never sends the
+    serving revision's name again with its own configuration (Cloud Run refuses that: deployctl's labels are on
+    the revision), and the release makes exactly one revision."""
     _up(cloud, reporter)
     _change_code(cloud, "code")
     second = _up(cloud, reporter)
@@ -127,7 +130,47 @@ def test_a_settings_change_outside_the_service_after_a_code_only_release_keeps_i
     ups = cloud.engine_calls().count("up")
     third = _up(cloud, reporter)
     assert third.outcome == "succeeded" and cloud.engine_calls().count("up") == ups + 2
-    assert cloud.pulumi.releases("staging")[-1].kept == ["api"]
-    assert third.revisions == second.revisions and len(cloud.run.revision_names(SERVICE)) == 2  # no new revision
-    assert cloud.run.serving(SERVICE) == {second.revisions["api"]: 100}
+    assert third.revisions != second.revisions and len(cloud.run.revision_names(SERVICE)) == 3
+    assert cloud.run.serving(SERVICE) == {third.revisions["api"]: 100}
     assert cloud.preview() == []
+
+
+def test_a_service_setting_never_moves_users_before_its_release_and_a_hand_run_up_never_does(cloud: Cloud,
+                                                                                              reporter) -> None:
+    """Pulumi fills an ignored property from its state, and Cloud Run's UpdateService takes the whole service:
+    an up that touched a service for another setting (ingress) would send the template and traffic of the last
+    Pulumi up and move users back. Outside deployctl's release up a service is left exactly as it is."""
+    from tests.fakes import drongo_ext
+    from tests.fakes.engine import FakeEngine
+
+    _up(cloud, reporter)
+    _change_code(cloud, "code")
+    second = _up(cloud, reporter)  # through the API: Pulumi's state still holds the first release's template
+    serving = {second.revisions["api"]: 100}
+    tags = cloud.run.tags(SERVICE)
+    stack_file = cloud.root / "stacks" / "Pulumi.staging.yaml"
+    stack_file.write_text(stack_file.read_text().replace("      public: true\n",
+                                                        "      public: true\n      ingress: internal\n", 1))
+    by_hand = FakeEngine(load("staging", cloud.root), cloud.run, cloud.pulumi, cloud.sql, cloud.registry)
+    by_hand.up(Release())  # a hand-run `pulumi up`
+    assert cloud.run.serving(SERVICE) == serving and cloud.run.tags(SERVICE) == tags
+    during_migrate: list[dict[str, int]] = []
+    drongo_ext.JOBS.before_run = lambda job: during_migrate.append(cloud.run.serving(SERVICE)) if job.endswith(
+        "-migrate") else None
+    third = _up(cloud, reporter)
+    assert third.outcome == "succeeded" and during_migrate == [serving]  # the infra up moved nobody
+    assert cloud.run.serving(SERVICE) == {third.revisions["api"]: 100}
+    assert cloud.preview() == []
+
+
+def test_a_rotation_leaves_a_pending_settings_change_to_the_next_up(cloud: Cloud, reporter) -> None:
+    _up(cloud, reporter)
+    stack_file = cloud.root / "stacks" / "Pulumi.staging.yaml"
+    stack_file.write_text(stack_file.read_text().replace("max_instances: 4", "max_instances: 3"))
+    ups = cloud.engine_calls().count("up")
+    assert rotate.rotate(cloud.target(), "SECRET_KEY", None, cloud.options(None), reporter).outcome == "succeeded"
+    assert cloud.engine_calls().count("up") == ups  # a rotation applies no infrastructure
+    applied = _up(cloud, reporter)  # not "nothing changed": the settings are still to apply
+    assert applied.outcome == "succeeded"
+    served = cloud.run.revisions[f"{SERVICE}/revisions/{applied.revisions['api']}"]
+    assert served.scaling.max_instance_count == 3

@@ -1,9 +1,9 @@
 """CloudRunJob: a Cloud Run v2 job (``<stack>-<service>-migrate``, ``…-init``) running its service's image.
 
 Same image digest, plain env and pinned secret env as the service, the jobs identity, the Cloud SQL
-volume, bounded retries and a timeout. deployctl starts executions, and before each one sets the image, command
-and env of the release it runs for; Pulumi shapes the job (a hand-run pulumi leaves those fields as its state
-holds them, as for services).
+volume, bounded retries and a timeout. deployctl starts executions, and before each one sets the image and env
+of the release it runs for; Pulumi shapes the job in deployctl's ups (a hand-run pulumi leaves it as it is, as
+for services).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pulumi_gcp import cloudrunv2 as run
 
 from deployctl.config import Job
 from deployctl.infra.components.common import CLOUDSQL_MOUNT, CLOUDSQL_VOLUME
-from deployctl.infra.components.service import JOB_RELEASE_FIELDS, SecretEnv
+from deployctl.infra.components.service import JOB_FIELDS, SecretEnv
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class CloudRunJobArgs:
     secret_env: SecretEnv
     connection_name: pulumi.Input[str] | None = None
     deletion_protection: bool = False
-    release_in_state: bool = False  # a hand-run pulumi: what a release owns stays as the state holds it
+    frozen: bool = False  # a hand-run pulumi: the job is left exactly as it is (its image and pins are the
+    # release's, set by deployctl before each run; resending the state's would bring back old ones)
     working_dir: str | None = None  # the container's working directory (naming.working_dir); None: the image's
 
 
@@ -46,8 +47,7 @@ class CloudRunJob(pulumi.ComponentResource):
                 deletion_protection=args.deletion_protection,
                 template=run.JobTemplateArgs(template=_task(args)),
             ),
-            opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=list(JOB_RELEASE_FIELDS if args.release_in_state else ())),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=list(JOB_FIELDS) if args.frozen else []),
         )
         self.job_name: pulumi.Output[str] = self.job.name
         self.register_outputs({"name": self.job_name})

@@ -73,8 +73,11 @@ class Secrets(pulumi.ComponentResource):
         version = sm.SecretVersion(
             f"{self._name}-{secret}-version",
             sm.SecretVersionArgs(secret=resource.id, secret_data=self.values[secret], deletion_policy="DISABLE"),
-            # deployctl disables superseded versions after a rotation; Pulumi must not enable them again
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["enabled"]),
+            # the program makes a secret's first version only. deployctl disables superseded versions after a
+            # rotation (Pulumi must not enable them again), and later values are deployctl's (`secrets set`,
+            # `rotate`, recomposition): a changed secretData would make Pulumi replace the version, which with
+            # deletion_policy DISABLE disables the version a revision may still pin
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["enabled", "secretData"]),
         )
         self.ids[secret], self.versions[secret] = resource.secret_id, version.version
         for label, email in sorted(args.readers.get(secret, {}).items()):

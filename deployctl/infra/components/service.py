@@ -1,12 +1,17 @@
 """CloudRunService: a Cloud Run v2 service whose template and traffic come from deployctl's release.
 
 The template's revision name, image digest, command, env (with the pinned secret versions) and the traffic
-are the release's: deployctl hands them to its own ``pulumi up`` and otherwise sets them through the Cloud
-Run API (a code-only release, a traffic shift, a rollback). Traffic is written as explicit revisions, or
-100 % to the latest revision when there is none yet, so an ``up`` never moves users by itself. A hand-run
-``pulumi preview``/``up`` has no release: then those fields are ``ignore_changes`` (Pulumi keeps what its
-state holds, docs: "Resource option: ignoreChanges") and only the settings Pulumi owns can differ.
-``allUsers`` may invoke the service only when the stack declares it public.
+are the release's: deployctl hands them to its own ``pulumi up`` after a release's migrations, and otherwise
+sets them through the Cloud Run API (a code-only release, a traffic shift, a rollback). Traffic is written
+as explicit revisions (the live split, tags included), or 100 % to the latest revision when there is none
+yet, so an ``up`` never moves users by itself.
+
+In every other ``up`` — a hand-run ``pulumi preview``/``up``, deployctl's ``infra`` up before migrations, a
+service whose candidate exists already — the service is left exactly as it is: every property it sets is
+``ignore_changes``. Ignoring only the release's fields would not do: Pulumi fills an ignored property with
+the value its *state* last sent ("Resource option: ignoreChanges"), and Cloud Run's UpdateService takes the
+whole service, so any other change (ingress, say) would send that stale template and traffic back and move
+users to an old revision. ``allUsers`` may invoke the service only when the stack declares it public.
 """
 
 from __future__ import annotations
@@ -36,16 +41,13 @@ class CloudRunServiceArgs:
     traffic: list[TrafficTarget] = field(default_factory=list)
     deletion_protection: bool = False
     env: dict[str, str] | None = None  # the plain env, database facts filled in (program.plain_env); None: config.env
-    release_in_state: bool = False  # a hand-run pulumi: what a release owns stays as the state holds it
     working_dir: str | None = None  # the container's working directory (naming.working_dir); None: the image's
-    template_in_state: bool = False  # an infra apply before migrations: no new revision, no traffic change
+    frozen: bool = False  # not deployctl's release up: the service is left exactly as it is (see above)
 
 
-# what a release owns in a service and in a job: a hand-run pulumi leaves them as its state holds them
-RELEASE_FIELDS = ("template.revision", "template.containers[0].image", "template.containers[0].commands",
-                  "template.containers[0].envs", "traffics")
-JOB_RELEASE_FIELDS = ("template.template.containers[0].image", "template.template.containers[0].commands",
-                      "template.template.containers[0].envs")
+# every property the program sets on a service, and on a job: a frozen one sends Google nothing
+SERVICE_FIELDS = ("project", "location", "name", "ingress", "deletionProtection", "template", "traffics")
+JOB_FIELDS = ("project", "location", "name", "deletionProtection", "template")
 
 
 class CloudRunService(pulumi.ComponentResource):
@@ -65,9 +67,8 @@ class CloudRunService(pulumi.ComponentResource):
             ),
             # deployctl labels the revisions it creates with their release id; a label change would make
             # Cloud Run cut a new revision under the release's revision name, which already exists
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=[
-                "template.labels", *(RELEASE_FIELDS if args.release_in_state else ()),
-                *(("template", "traffics") if args.template_in_state else ())]),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=list(SERVICE_FIELDS) if args.frozen else [
+                "template.labels"]),
         )
         if svc.public:
             run.ServiceIamMember(

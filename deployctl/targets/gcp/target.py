@@ -265,10 +265,13 @@ class GcpTarget:
         missing += [f"secret {name}" for name in self.stack.secrets if not self.secrets.exists(name)]
         return f"{', '.join(missing)} no longer exist{'s' if len(missing) == 1 else ''}" if missing else None
 
-    def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
+    def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str], *,
+                infrastructure: bool = True) -> None:
         """Before the migrations: when the infrastructure changed, apply everything but new revisions (the jobs
-        pinned to this release, secrets, the database, identities); the candidates wait for deploy."""
-        reason = self.apply_reason()
+        pinned to this release, secrets, the database, identities); the candidates wait for deploy. A rotation
+        (``infrastructure=False``) applies nothing: it changes a secret, and a pending settings change waits for
+        the next release, which the rotation's record leaves to be made."""
+        reason = self.apply_reason() if infrastructure else None
         if reason is None:
             return  # the program's settings are applied; deploy and the jobs take the release through the API
         images = {svc: a.ref for svc, a in artifacts.items()}
@@ -277,7 +280,8 @@ class GcpTarget:
         # the first release makes one revision, not one in the up and another in deploy
         named = {**{name: "1" for name in self.stack.secrets}, **secret_versions}
         env = {svc: self._fact_env(svc, named) for svc in artifacts}
-        revisions = {svc: self._revision_name(svc, a.ref, named, env[svc]) for svc, a in artifacts.items()}
+        settings = self.infra_fingerprint()  # what the release up will have applied
+        revisions = {svc: self._revision_name(svc, a.ref, named, env[svc], settings) for svc, a in artifacts.items()}
         release = self._release(images, secret_versions, revisions, env)
         kept = [svc for svc, name in revisions.items() if self.run.revision(svc, name) is not None]
         release = release.model_copy(update={"kept": kept})
@@ -299,12 +303,12 @@ class GcpTarget:
     def _apply_release(self) -> None:
         """After the migrations, once for all services: the ``pulumi up`` whose templates are the candidates."""
         with self._applying:
-            if self._pending is None:
+            pending, self._pending = self._pending, None  # tried once: a sibling deploy must not run it again
+            if pending is None:
                 return
             self.progress("pulumi up: the candidate revisions")
-            self.engine.up(self._pending)
+            self.engine.up(pending)
             self.infra.write(self.infra_fingerprint())
-            self._pending = None
 
     def _first_build(self) -> None:
         """A stack's first build pushes to a repository, as an identity, that only the program creates: apply
@@ -318,20 +322,29 @@ class GcpTarget:
                  env: dict[str, dict[str, str]] | None = None) -> Release:
         traffic = {}
         for svc in self.stack.services:
-            live = [s for s in self.run.traffic(svc) if s.percent > 0]
-            if live:
+            # the live split and the tags of retained revisions: what the up must write back unchanged
+            live = [s for s in self.run.traffic(svc) if s.percent > 0 or s.tag]
+            if any(s.percent for s in live):
                 traffic[svc] = [TrafficTarget(revision=s.revision, percent=s.percent, tag=s.tag) for s in live]
         env = {svc: values for svc, values in (env or {}).items() if values}
         return Release(phase="release", images=images, secret_versions=versions, revisions=revisions,
                        traffic=traffic, env=env)
 
+    def _applied_settings(self) -> str:
+        """The infrastructure fingerprint of the last ``pulumi up`` that made candidates ("" before one)."""
+        applied, _ = self.infra.read()
+        return str((applied or {}).get("fingerprint") or "")
+
     def _revision_name(self, service: str, image: str, versions: dict[str, str],
-                       env: dict[str, str] | None = None) -> str:
+                       env: dict[str, str] | None = None, settings: str | None = None) -> str:
+        """Named after what the revision runs: its image, pins and env, and the settings its template carries —
+        those of the last ``pulumi up`` (its infrastructure fingerprint), not the stack file's, which a command
+        that applies nothing (a rotation, a code-only release) does not put in the template it copies."""
         used = self.stack.services[service].secrets.values()
         data: dict[str, object] = {
             "image": image,
             "secrets": {name: versions.get(name) for name in sorted(used)},
-            "settings": self.stack.services[service].model_dump(mode="json"),
+            "settings": settings if settings is not None else self._applied_settings(),
         }
         if env:  # the login in {db_user} changes with the password version, even where no secret env does
             data["env"] = env

@@ -143,7 +143,8 @@ class LocalTarget:
         return dblogins.login_of(self.db.config, recorded, version or "")
 
     # -- database and jobs ------------------------------------------------------------------------
-    def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str]) -> None:
+    def prepare(self, artifacts: dict[str, Artifact], secret_versions: dict[str, str], *,
+                infrastructure: bool = True) -> None:
         if self.db is None:
             return
         name = self.db.config.password_secret
