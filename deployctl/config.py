@@ -362,10 +362,6 @@ class Release(_Model):
 
     phase: Literal["manual", "infra", "release"] = "manual"
     existing: list[str] = []  # infra: the services that exist in Cloud Run
-    # release: the services whose candidate revision exists already (a release that changes settings outside
-    # them after a code-only release): their template and traffic stay as they are, as in ``infra``, because
-    # Cloud Run refuses a revision name sent again with another configuration (deployctl's labels on it)
-    kept: list[str] = []
     images: dict[str, str] = {}  # service -> REGISTRY/IMAGE@sha256:DIGEST
     secret_versions: dict[str, str] = {}  # secret -> pinned version number
     revisions: dict[str, str] = {}  # service -> name of the revision the template creates

@@ -124,7 +124,7 @@ def _service(p: Platform, name: str, after_apis: pulumi.ResourceOptions) -> Clou
         stack.project, stack.region, naming.service(stack, name), svc, image(stack, name),
         p.ids.runtime[name].email, _secret_env(stack, name, p.secrets), p.connection,
         stack.release.revisions.get(name), list(stack.release.traffic.get(name, [])), p.protect, plain_env(stack, name),
-        frozen=stack.release.phase != "release" or name in stack.release.kept,
+        frozen=stack.release.phase != "release",
         working_dir=naming.working_dir(stack, name, svc.workdir),
     ), p.opts)
     ServiceMonitoring(f"{stack.name}-{name}-monitoring", ServiceMonitoringArgs(

@@ -6,8 +6,8 @@ sets them through the Cloud Run API (a code-only release, a traffic shift, a rol
 as explicit revisions (the live split, tags included), or 100 % to the latest revision when there is none
 yet, so an ``up`` never moves users by itself.
 
-In every other ``up`` — a hand-run ``pulumi preview``/``up``, deployctl's ``infra`` up before migrations, a
-service whose candidate exists already — the service is left exactly as it is: every property it sets is
+In every other ``up`` — a hand-run ``pulumi preview``/``up``, deployctl's ``infra`` up before migrations —
+the service is left exactly as it is: every property it sets is
 ``ignore_changes``. Ignoring only the release's fields would not do: Pulumi fills an ignored property with
 the value its *state* last sent ("Resource option: ignoreChanges"), and Cloud Run's UpdateService takes the
 whole service, so any other change (ingress, say) would send that stale template and traffic back and move

@@ -283,8 +283,6 @@ class GcpTarget:
         settings = self.infra_fingerprint()  # what the release up will have applied
         revisions = {svc: self._revision_name(svc, a.ref, named, env[svc], settings) for svc, a in artifacts.items()}
         release = self._release(images, secret_versions, revisions, env)
-        kept = [svc for svc, name in revisions.items() if self.run.revision(svc, name) is not None]
-        release = release.model_copy(update={"kept": kept})
         with self._applying:
             if not self._infra_applied:  # jobs take the release's image and pins through the API anyway
                 self._apply_infra(f"pulumi up: {reason} (before the migrations: no new revision yet)", release)
