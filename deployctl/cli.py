@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import sys
 
 import click
 
-from deployctl import __version__
+from deployctl import __version__, interrupts
 
 # command name -> (module, attribute, one-line help shown by `deployctl --help` without importing it)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     from deployctl.errors import DeployctlError  # light: no third-party imports
 
     debug = "--debug" in (argv or sys.argv[1:]) or bool(os.environ.get("DEPLOYCTL_DEBUG"))
-    signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops a release the way Ctrl-C does
+    interrupts.install()
     try:
         # without standalone mode click returns ctx.exit(code)'s code instead of raising it
         code = cli.main(args=argv, prog_name="deployctl", standalone_mode=False)
@@ -96,10 +95,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _print_error(message: str, hint: str | None) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from deployctl import interrupts
 from deployctl.errors import DeployctlError
 from deployctl.pipeline.fs import atomic_write
 from deployctl.pipeline.liveness import alive
@@ -146,27 +147,31 @@ def run_job(command: list[str], cwd: Path, env: dict[str, str], log: Path, timeo
     work (see ``running_jobs``); on SIGINT or SIGTERM (KeyboardInterrupt here) the job's process group is
     stopped before the interruption goes on, and the record says so."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    proc: subprocess.Popen[bytes] | None = None
     with open(log, "wb") as out:
         try:
-            proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        except OSError as exc:
-            return False, f"could not start {command[0]!r}: {exc.strerror}"
-        job = psutil.Process(proc.pid)
-        _note(record, state="running", pid=proc.pid, pid_started=job.create_time(), owner=os.getpid(),
-              owner_started=psutil.Process().create_time(), log=str(log))
-        try:
+            with interrupts.held():  # a signal while the job starts is raised once it is recorded, below
+                try:
+                    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                except OSError as exc:
+                    return False, f"could not start {command[0]!r}: {exc.strerror}"
+                job = psutil.Process(proc.pid)
+                _note(record, state="running", pid=proc.pid, pid_started=job.create_time(), owner=os.getpid(),
+                      owner_started=psutil.Process().create_time(), log=str(log))
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            assert proc is not None  # only its wait can time out
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             _note(record, state="timed out")
             return False, f"timed out after {timeout_s:.0f}s"
         except KeyboardInterrupt:
-            stop(proc.pid, job.create_time())
-            proc.wait()
-            _note(record, state="stopped")
+            if proc is not None:  # our unreaped child: its pid cannot have been reused
+                stop(proc.pid, None)
+                proc.wait()
+                _note(record, state="stopped")
             raise
     _note(record, state="succeeded" if code == 0 else "failed", exit_code=code)
     if code == 0:

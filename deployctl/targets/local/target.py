@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from deployctl import naming
+from deployctl import interrupts, naming
 from deployctl.config import Job, Stack
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.pipeline import dblogins
@@ -204,9 +204,10 @@ class LocalTarget:
         env = self._env(rev.service, rev.artifact, rev.secret_versions)
         env.update(PORT=str(rev.port), HOST=host, K_REVISION=rev.name)
         log = self.paths.logs / f"{rev.name}.log"
-        proc = procs.spawn(svc.command, self._cwd(rev.service, rev.artifact), env, log)
-        rev.pid, rev.pid_started, rev.state, rev.log = proc.pid, proc.create_time(), "starting", str(log)
-        self.revisions.save(rev)
+        with interrupts.held():  # recorded before a signal can unwind past it, so the undo finds it
+            proc = procs.spawn(svc.command, self._cwd(rev.service, rev.artifact), env, log)
+            rev.pid, rev.pid_started, rev.state, rev.log = proc.pid, proc.create_time(), "starting", str(log)
+            self.revisions.save(rev)
         probe = svc.probes.startup
         try:
             budget = probe.period_s * probe.failure_threshold
@@ -311,8 +312,9 @@ class LocalTarget:
             )
         traffic_file = self.paths.traffic / f"{service}.json"
         cmd = [sys.executable, "-m", "deployctl.targets.local.router", str(traffic_file), host, str(port)]
-        proc = procs.spawn(cmd, self.root, dict(os.environ), self.paths.logs / f"router-{service}.log")
-        atomic_write(state_file, json.dumps({"pid": proc.pid, "pid_started": proc.create_time(), "port": port}))
+        with interrupts.held():  # a router nobody recorded would hold the port for good
+            proc = procs.spawn(cmd, self.root, dict(os.environ), self.paths.logs / f"router-{service}.log")
+            atomic_write(state_file, json.dumps({"pid": proc.pid, "pid_started": proc.create_time(), "port": port}))
         deadline = time.monotonic() + 10
         while _port_free(host, port):
             if time.monotonic() > deadline or not procs.alive(proc.pid, proc.create_time()):
