@@ -41,6 +41,8 @@ class FakeRunServices:
         # the twin's runtime (runtime.py): when set, a new revision starts a real instance of its image and is
         # Ready only if that instance starts; requests to it are proxied to the instance
         self.runtime: Any = None
+        # the twin's project (tests/fakes/iam.Project): whether the service agent may import an image
+        self.project: Any = None
         self.http = http
         self.lock = threading.RLock()
         self._ops = itertools.count(1)
@@ -189,6 +191,9 @@ class FakeRunServices:
             return existing
         ok = image and image not in self.broken_images
         message = "" if ok else "The user-provided container failed to start and listen on the port."
+        refusal = self.project.pull_refusal(service, image) if ok and self.project is not None else None
+        if refusal:  # Cloud Run could not import the image (tests/fakes/iam.py, 5): the revision never starts
+            ok, message = False, refusal
         if ok and self.runtime is not None:
             message = self.runtime.start_revision(full, template) or ""
             ok = not message

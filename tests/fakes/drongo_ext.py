@@ -270,6 +270,18 @@ def _location(request: Request) -> str:
     return f"projects/{p['project']}/locations/{p['location']}"
 
 
+def _images(job: dict[str, Any]) -> list[str]:
+    """The container images of a Job resource's task template (REST JSON)."""
+    containers = ((job.get("template") or {}).get("template") or {}).get("containers") or []
+    return [str(c["image"]) for c in containers if c.get("image")]
+
+
+def _image_checks(request: Request) -> list[Check]:
+    from tests.fakes.iam import image_checks
+
+    return image_checks(_images(request.json() or {}))
+
+
 def _run_job_checks(request: Request) -> list[Check]:
     # Cloud Run "Execute jobs": run.jobs.run; with overrides also run.jobs.runWithOverrides
     checks = [("run.jobs.run", _job(request))]
@@ -287,7 +299,7 @@ class JobsResponse(FaultMixin, CloudRunResponse):
         "create_job": _one("run.jobs.create", _location),
         "list_jobs": _one("run.jobs.list", _location),
         "get_job": _one("run.jobs.get", _job),
-        "update_job": _one("run.jobs.update", _job),
+        "update_job": lambda request: [("run.jobs.update", _job(request)), *_image_checks(request)],
         "delete_job": _one("run.jobs.delete", _job),
         "list_executions": _one("run.executions.list", _job),
         "get_execution": _one("run.executions.get", _execution),
@@ -299,6 +311,17 @@ class JobsResponse(FaultMixin, CloudRunResponse):
         job = backend.get_job(self._job_name(request))
         body = request.json()
         body.pop("name", None)
+        project = PROJECT[0] if PROJECT else None
+        refusal = next((why for image in _images(body) if project and (why := project.pull_refusal(job.name, image))),
+                       None)
+        if refusal is not None:
+            # Cloud Run imports the image as the job is updated (tests/fakes/iam.py, 5): the operation ends in
+            # Cloud Run's message and the job keeps its template. Google documents the message, not the code:
+            # FAILED_PRECONDITION (9) is the twin's choice.
+            name = f"{self._parent(request)}/operations/op-{backend._next()}"
+            operation = {"name": name, "done": True, "error": {"code": 9, "message": refusal}}
+            backend.operations[name] = operation
+            return json_response(operation)
         job.spec.update(body)
         return json_response(
             backend._operation(self._parent(request), "type.googleapis.com/google.cloud.run.v2.Job", job.to_resource())

@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from secrets import token_hex
 from typing import Any
 
+import grpc
 from drongo import get_backend
 from google.cloud import run_v2
 
 from deployctl import naming  # the fake applies what the program would create, under the program's names
 from deployctl.config import Release, Stack
-from deployctl.errors import DeployctlError
+from deployctl.targets.gcp.engine import command_error
 from deployctl.targets.gcp.synth import Synthesis, synthesize
 from tests.fakes.builds import FakeRegistry
 from tests.fakes.cloudrun import FakeRunServices
@@ -129,9 +130,9 @@ class FakeEngine:
         changes = self._diff(synthesis)
         try:
             self._apply(changes)
-        except FakeError as exc:  # Google refused a resource: the up fails as `pulumi up` reports it
-            raise DeployctlError(f"pulumi: error: {exc.message}", "Run `pulumi preview` in the repository for "
-                                 "details.") from None
+        except FakeError as exc:  # Google refused a resource: the up fails as `pulumi up` reports it, and
+            # deployctl reads that output as it reads the real CLI's
+            raise command_error(f"error: {exc.message}") from None
         for change in changes:
             if change.op == "delete":
                 self.state.pop(change.name)
@@ -191,6 +192,9 @@ class FakeEngine:
             max_retries=int(task.get("maxRetries", 3)), timeout=str(task.get("timeout", "600s")))
         backend = get_backend("cloudrun")[str(self.stack.project)]
         full = f"{self.parent}/jobs/{change.goal['name']}"
+        refusal = self.run.project.pull_refusal(full, template.containers[0].image) if self.run.project else None
+        if refusal:  # the provider's create/update waits on Cloud Run's operation, which ends in this error
+            raise FakeError(grpc.StatusCode.FAILED_PRECONDITION, refusal)
         if full in backend.jobs:
             backend.jobs[full].spec.update(spec)
         else:

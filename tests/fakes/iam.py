@@ -26,6 +26,17 @@ is checked in Google's order:
    after the same delay: "Changes to allow or deny policies typically propagate in 2 minutes, but could
    potentially take 7 minutes or longer" (IAM "Access change propagation"). Tests set small delays.
 
+5. **Images.** Deploying a container image (a Cloud Run service's revision, a job's task) needs it read
+   twice. The principal that creates or updates the service or job needs
+   ``artifactregistry.repositories.downloadArtifacts`` on the image's repository (Artifact Registry,
+   "Deploying to Cloud Run" > "Permissions required to deploy"; enforced since 15 January 2025, when Cloud
+   Run stopped letting run.admin/run.developer deploy images of the same project implicitly). And Cloud Run
+   imports the image as the project's Cloud Run Service Agent, ``service-<project number>@serverless-robot-
+   prod.iam.gserviceaccount.com``, which may read repositories of its own project; "If your repositories
+   are in a different project, you must grant Artifact Registry Reader permissions to the Cloud Run Service
+   Agent" (same page; Cloud Run "Deploying container images" > "Deploying images from other Google Cloud
+   projects"). :meth:`Project.pull_refusal` gives Cloud Run's message for an image the agent cannot read.
+
 Roles: :data:`ROLES` lists, per predefined role the project uses, the permissions the fakes' methods check,
 taken from Google's IAM roles reference (https://cloud.google.com/iam/docs/roles-permissions/<service>, one
 page per service, named beside each role). ``x.*`` is the reference's own notation for every permission
@@ -47,6 +58,7 @@ from google.auth import credentials as ga_credentials
 from tests.fakes.apis import DEFAULT_ENABLED, TITLES, Apis
 
 DEFAULT_IAM_DELAY_S = 120.0  # IAM "Access change propagation": typically 2 minutes (up to 7 or longer)
+PUBLIC_SAMPLES = "projects/cloudrun/locations/us/repositories/container"
 OWNER = "user:owner@example.com"  # who created the project: roles/owner from the start
 
 _RUN_DEVELOPER = (
@@ -307,8 +319,11 @@ class Project:
     def __init__(self, project_id: str, number: str = "123456789012", *, owner: str = OWNER,
                  enabled: Iterable[str] = DEFAULT_ENABLED, api_delay_s: float | None = None,
                  iam_delay_s: float = DEFAULT_IAM_DELAY_S, clock: Callable[[], float] = time.monotonic,
-                 other_ids: Iterable[str] = ()) -> None:
+                 other_ids: Iterable[str] = (), numbers: dict[str, str] | None = None) -> None:
         self.project_id, self.number, self.owner = project_id, number, owner
+        # each project id's number (Resource Manager: a project's name is projects/<number>); *other_ids* are
+        # other projects whose calls this one model serves (the owner's bindings cover them too)
+        self.numbers = {project_id: number, **(numbers or {})}
         self.name = f"projects/{project_id}"
         self.clock = clock
         self.iam_delay_s = iam_delay_s
@@ -316,20 +331,59 @@ class Project:
         self.apis = Apis(enabled, clock=clock, **kw)
         self.anonymous_is_owner = False
         self.every_api = False
-        self._ids = {project_id, number, *other_ids}
+        for other in other_ids:
+            self.numbers.setdefault(other, str(int(number) + len(self.numbers)))
+        self._ids = {project_id, number, *other_ids, *self.numbers.values()}
         self._lock = threading.Lock()
-        self.bindings: list[Binding] = [Binding(self.name, "roles/owner", owner, float("-inf"))]
+        self.bindings: list[Binding] = [
+            Binding(self.name, "roles/owner", owner, float("-inf")),
+            # Google's public sample image (Cloud Run quickstart "Deploy a sample container":
+            # us-docker.pkg.dev/cloudrun/container/hello), which anyone may pull
+            Binding(PUBLIC_SAMPLES, "roles/artifactregistry.reader", "allUsers", float("-inf")),
+        ]
         self.denials: list[tuple[str, Denial]] = []  # (method, refusal) of every call refused
 
     @classmethod
-    def legacy(cls, project_id: str, other_ids: Iterable[str] = ()) -> Project:
+    def legacy(cls, project_id: str, other_ids: Iterable[str] = (), *, agents_pull: bool = True) -> Project:
         """The pre-seeded project the ``cloud`` fixture serves (and the other stacks' projects it serves with
         it): every API answers and a call without credentials is the owner's — the tests written before the
-        twin use AnonymousCredentials. Every call still goes through the same checks."""
+        twin use AnonymousCredentials. Every call still goes through the same checks. Pre-seeded too (unless
+        not *agents_pull*): each project's Cloud Run Service Agent reads every repository, the grant
+        docs/runbook.md tells a team to make once for promotion across projects."""
         project = cls(project_id, other_ids=other_ids)
         project.anonymous_is_owner = True
         project.every_api = True
+        if agents_pull:
+            for pid in project.numbers:
+                project.grant(project.run_agent(pid), "roles/artifactregistry.reader", now=True)
         return project
+
+    def run_agent(self, project_id: str) -> str:
+        """The Cloud Run Service Agent of *project_id* (IAM "Service agents": Cloud Run Service Agent,
+        ``service-PROJECT_NUMBER@serverless-robot-prod.iam.gserviceaccount.com``)."""
+        return f"serviceAccount:service-{self.numbers[project_id]}@serverless-robot-prod.iam.gserviceaccount.com"
+
+    def pull_refusal(self, resource: str, image: str) -> str | None:
+        """Why Cloud Run cannot import *image* for *resource* (a service or job name), or None.
+
+        Images outside Artifact Registry (``<location>-docker.pkg.dev/<project>/<repository>/…``) and images
+        of the resource's own project are read by its service agent as Google sets it up; an image in another
+        project's repository needs the agent to hold downloadArtifacts there. The message is the one Cloud
+        Run gives (quoted in Cloud Run troubleshooting reports: "Google Cloud Run Service Agent … must have
+        permission to read the image, …"), naming both projects."""
+        repository = image_repository(image)
+        here = resource.split("/")[1]
+        if repository is None or repository.split("/")[1] in (here, self.numbers.get(here)):
+            return None
+        agent = self.run_agent(here)
+        if self.allowed(agent, "artifactregistry.repositories.downloadArtifacts", repository):
+            return None
+        there = repository.split("/")[1]
+        return (f"Google Cloud Run Service Agent {email(agent)} must have permission to read the image, {image}. "
+                "Ensure that the provided container image URL is correct and that the above account has permission "
+                f"to access the image. Note that the image is from project [{there}], which is not the same as "
+                f"this project [{here}]. Permission must be granted to the Google Cloud Run Service Agent from "
+                "this project.")
 
     # -- changes ------------------------------------------------------------------------------------
     def enable(self, api: str, *, now: bool = False) -> None:
@@ -477,6 +531,23 @@ def _sa(project_of: str, account: str) -> str:
     return account if account.startswith("projects/") else f"{_project_of(project_of)}/serviceAccounts/{account}"
 
 
+def image_repository(image: str) -> str | None:
+    """The Artifact Registry repository an image lives in (``projects/P/locations/L/repositories/R``), from
+    its ``<location>-docker.pkg.dev/<project>/<repository>/<image>`` name; None for other registries."""
+    host, _, path = image.partition("/")
+    parts = path.split("/")
+    if not host.endswith("-docker.pkg.dev") or len(parts) < 3:
+        return None
+    return f"projects/{parts[0]}/locations/{host.removesuffix('-docker.pkg.dev')}/repositories/{parts[1]}"
+
+
+def image_checks(images: Iterable[str]) -> list[Check]:
+    """What deploying *images* asks of the caller (module docstring, 5): downloadArtifacts on each one's
+    repository."""
+    return [("artifactregistry.repositories.downloadArtifacts", repo)
+            for repo in dict.fromkeys(image_repository(i) for i in images) if repo]
+
+
 def _update_service(request: Any) -> list[Check]:
     checks = [("run.services.update", request.service.name)]
     account = request.service.template.service_account
@@ -484,7 +555,7 @@ def _update_service(request: Any) -> list[Check]:
         # Cloud Run "Service identity": deploying a revision that runs as a user-managed service account
         # needs iam.serviceAccounts.actAs on that account
         checks.append(("iam.serviceAccounts.actAs", _sa(request.service.name, account)))
-    return checks
+    return checks + image_checks(c.image for c in request.service.template.containers)
 
 
 def _create_build(request: Any) -> list[Check]:

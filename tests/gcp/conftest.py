@@ -85,7 +85,7 @@ class Cloud:
         """Check every call that reaches the fakes against *project* (tests/fakes/iam.py). The build's own
         account is checked only in a twin project: the legacy cloud grants it nothing."""
         self.project = project
-        self.grpc.project = self.sql.project = project
+        self.grpc.project = self.sql.project = self.run.project = project
         self.cloudbuild.project = None if project.anonymous_is_owner else project
         drongo_ext.use_project(project)
 

@@ -16,7 +16,7 @@ import yaml
 
 from deployctl.config import Release
 from deployctl.errors import EXIT_PRECONDITION, DeployctlError, LockedError
-from deployctl.targets.gcp.engine import PulumiEngine, _command_error
+from deployctl.targets.gcp.engine import PulumiEngine, command_error
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_CLI = REPO / "tests" / "fakes" / "pulumi_cli.py"
@@ -63,10 +63,18 @@ def test_no_passphrase_secret_leaves_pulumi_to_its_own_secrets_provider(monkeypa
         ("gcp:cloudrunv2:ServiceIamMember (staging-api-public-invoker): error: googleapi: Error 400: One or more "
          "users named in the policy do not belong to a permitted customer,  perhaps due to an organization policy.",
          "an organization policy (domain restricted sharing", EXIT_PRECONDITION),
+        ("gcp:cloudrunv2:Job (production-api-migrate): error: Error waiting to update Job: Error code 9, message: "
+         "Google Cloud Run Service Agent service-210987654321@serverless-robot-prod.iam.gserviceaccount.com must "
+         "have permission to read the image, europe-central2-docker.pkg.dev/example-staging/staging-deployctl/"
+         "api@sha256:" + "a" * 64 + ". Ensure that the provided container image URL is correct and that the above "
+         "account has permission to access the image.",
+         "pulumi: Cloud Run's service agent service-210987654321@serverless-robot-prod.iam.gserviceaccount.com "
+         "cannot read the image europe-central2-docker.pkg.dev/example-staging/staging-deployctl/api@sha256:",
+         EXIT_PRECONDITION),
     ],
 )
 def test_cli_failures_become_one_line_errors(stderr: str, message: str, exit_code: int) -> None:
-    error = _command_error(f"code: 255\n stdout: \n stderr: {stderr}\n")
+    error = command_error(f"code: 255\n stdout: \n stderr: {stderr}\n")
     assert isinstance(error, DeployctlError)
     assert error.message.startswith(message) and "\n" not in error.message
     assert error.exit_code == exit_code and error.hint

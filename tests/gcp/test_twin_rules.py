@@ -444,3 +444,55 @@ def test_secret_manager_refuses_labels_google_would_refuse(cloud: Cloud) -> None
     made = client.create_secret(parent=PROJECT, secret_id="labelled",
                                 secret={"replication": {"automatic": {}}, "labels": {"deployctl-login-v3": "app_b"}})
     assert dict(made.labels) == {"deployctl-login-v3": "app_b"}
+
+
+# -- images ---------------------------------------------------------------------------------------------
+
+
+def test_deploying_an_image_needs_read_access_to_its_repository(twin: Cloud, clock: Clock) -> None:
+    """Since January 2025 run.developer alone no longer deploys an image: the caller reads the repository."""
+    enable(twin, "run.googleapis.com")
+    serve_api(twin)
+    project(twin).grant(DEV, "roles/run.developer", now=True)
+    clock.advance(0.2)
+    service = services(twin, DEV).get_service(name=SERVICE)
+    service.template.revision = "staging-api-r2"
+    with pytest.raises(gexc.PermissionDenied) as denied:
+        services(twin, DEV).update_service(service=service).result()
+    assert denied.value.metadata == {"permission": "artifactregistry.repositories.downloadArtifacts",
+                                     "resource": REPOSITORY}
+    project(twin).grant(DEV, "roles/artifactregistry.reader", REPOSITORY, now=True)
+    services(twin, DEV).update_service(service=service).result()
+    assert twin.run.services[SERVICE].latest_ready_revision == f"{SERVICE}/revisions/staging-api-r2"
+
+
+def test_an_image_of_another_project_needs_the_run_agent_to_read_it(twin: Cloud, clock: Clock) -> None:
+    """Cloud Run imports an image as its project's service agent: one from another project's repository
+    fails the revision until that agent may read the repository; Google's public samples need nothing."""
+    enable(twin, "run.googleapis.com")
+    serve_api(twin)
+    elsewhere = "europe-central2-docker.pkg.dev/shared-images/base/api@sha256:" + "e" * 64
+    repository = "projects/shared-images/locations/europe-central2/repositories/base"
+    project(twin).grant(OWNER, "roles/artifactregistry.reader", repository, now=True)  # the caller may read it
+    clock.advance(0.2)
+    owner = services(twin, OWNER)
+
+    def deploy(revision: str, image: str) -> None:
+        service = owner.get_service(name=SERVICE)
+        service.template.revision, service.template.containers[0].image = revision, image
+        owner.update_service(service=service).result()
+
+    with pytest.raises(gexc.GoogleAPICallError) as failed:
+        deploy("staging-api-r2", elsewhere)
+    agent = project(twin).run_agent("example-staging").removeprefix("serviceAccount:")
+    assert f"Google Cloud Run Service Agent {agent} must have permission to read the image, {elsewhere}." in \
+        failed.value.message
+    assert "image is from project [shared-images], which is not the same as this project [example-staging]" in \
+        failed.value.message
+    ready = lambda: twin.run.services[SERVICE].latest_ready_revision.rsplit("/", 1)[-1]  # noqa: E731
+    assert ready() == "staging-api-r1"
+    project(twin).grant(f"serviceAccount:{agent}", "roles/artifactregistry.reader", repository, now=True)
+    deploy("staging-api-r3", elsewhere)
+    assert ready() == "staging-api-r3"
+    deploy("staging-api-r4", "us-docker.pkg.dev/cloudrun/container/hello")  # public: any agent may pull it
+    assert ready() == "staging-api-r4"

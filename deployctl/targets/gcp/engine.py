@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from deployctl.config import Release
 from deployctl.errors import DeployctlError, LockedError, PreconditionError
 from deployctl.naming import RELEASE_ENV
+from deployctl.targets.gcp.retry import image_refusal
 
 INSTALL_HINT = "Install the Pulumi CLI: curl -fsSL https://get.pulumi.com | sh, then `pulumi login`."
 LOGIN_HINT = "Log in to the state backend: `pulumi login` (or `pulumi login gs://BUCKET`)."
@@ -131,13 +132,15 @@ class PulumiEngine:
                 f"Wait for it; if it is stuck: pulumi cancel --stack {self.stack_name}",
             ) from None
         except auto.CommandError as exc:
-            raise _command_error(str(exc)) from None
+            raise command_error(str(exc)) from None
         except FileNotFoundError:
             raise PreconditionError("the pulumi CLI is not installed", INSTALL_HINT) from None
 
 
-def _command_error(text: str) -> DeployctlError:
+def command_error(text: str) -> DeployctlError:
     lower = text.lower()
+    if (refused := image_refusal(text, "pulumi")) is not None:
+        return refused
     # an organization policy (constraints/iam.allowedPolicyMemberDomains, "domain restricted sharing") refuses
     # allUsers as the invoker of a public service: Google answers 400 "One or more users named in the policy do
     # not belong to a permitted customer, perhaps due to an organization policy"

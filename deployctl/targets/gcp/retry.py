@@ -18,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -146,10 +147,39 @@ def mutate(fn: Callable[[], T], reread: Callable[[], T | None], what: str, polic
         raise translate(exc, what, policy) from None
 
 
+# Cloud Run imports an image as the project's Cloud Run Service Agent; an image in another project's
+# repository needs that agent to hold roles/artifactregistry.reader there (Artifact Registry, "Deploying to
+# Cloud Run"; Cloud Run, "Deploying images from other Google Cloud projects"). Cloud Run's refusal:
+# "Google Cloud Run Service Agent service-N@serverless-robot-prod.iam.gserviceaccount.com must have permission
+# to read the image, IMAGE. Ensure that …"
+_AGENT_CANNOT_READ = re.compile(r"(?P<agent>service-\d+@serverless-robot-prod\.iam\.gserviceaccount\.com) must have "
+                                r"permission to read the image, (?P<image>\S+?)\.(?:\s|$)")
+_ARTIFACT_IMAGE = re.compile(r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[^/]+)/(?P<repository>[^/]+)/")
+
+
+def image_refusal(text: str, what: str = "") -> PreconditionError | None:
+    """Cloud Run's refusal to import an image its service agent may not read, as one line and the grant that
+    fixes it; None when *text* is not that refusal."""
+    found = _AGENT_CANNOT_READ.search(text)
+    if found is None:
+        return None
+    agent, image = found["agent"], found["image"]
+    repo = _ARTIFACT_IMAGE.match(image)
+    where = (f"{repo['repository']} --project {repo['project']} --location {repo['location']}" if repo
+             else "REPOSITORY --project PROJECT --location LOCATION")
+    return PreconditionError(
+        f"{what + ': ' if what else ''}Cloud Run's service agent {agent} cannot read the image {image}",
+        f"Grant it once (docs/runbook.md, Promote): gcloud artifacts repositories add-iam-policy-binding {where} "
+        f"--member serviceAccount:{agent} --role roles/artifactregistry.reader",
+    )
+
+
 def translate(exc: BaseException, what: str, policy: RetryPolicy | None = None) -> DeployctlError:
     """Turn an SDK exception into a one-line DeployctlError (no payloads, no tracebacks)."""
     if isinstance(exc, DeployctlError):
         return exc
+    if (refused := image_refusal(str(getattr(exc, "message", "")), what)) is not None:
+        return refused
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
