@@ -74,6 +74,7 @@ from google.cloud import run_v2
 
 from deployctl.config import Database
 from deployctl.errors import DeployctlError
+from deployctl.joblog import explain
 from deployctl.targets.local import build as local_build
 from deployctl.targets.local import deps
 from deployctl.targets.local import processes as procs
@@ -418,7 +419,7 @@ class Runtime:
             except DeployctlError as exc:
                 exited = "exited" in exc.message
                 self._stop(instance)
-                said = procs.explain(log.read_text(errors="replace"))
+                said = explain(log.read_text(errors="replace"))
                 what = "exited before its startup probe passed" if exited else "failed the configured startup probe"
                 raise Refused(f"The user-provided container {what}: {said}") from None
             return
@@ -432,7 +433,7 @@ class Runtime:
             time.sleep(0.1)
         self._stop(instance)
         raise Refused("The user-provided container failed to start and listen on the port defined provided by the "
-                      f"PORT={port} environment variable: {procs.explain(log.read_text(errors='replace'))}")
+                      f"PORT={port} environment variable: {explain(log.read_text(errors='replace'))}")
 
     def answer(self, revision: str, path: str) -> tuple[int, str]:
         """A request to *revision*: proxied to its instance."""
