@@ -29,7 +29,8 @@ answer as they always did. With it:
   same env rules, plus ``CLOUD_RUN_JOB``, ``CLOUD_RUN_EXECUTION``, ``CLOUD_RUN_TASK_INDEX``,
   ``CLOUD_RUN_TASK_ATTEMPT`` and ``CLOUD_RUN_TASK_COUNT`` (container contract, jobs). Exit code 0 is success;
   a failed task is retried up to the task's ``max_retries`` ("Set maximum retries for jobs"), each attempt a
-  fresh process, and stopped at the task's ``timeout``. Each attempt's output is kept as the execution's log.
+  fresh process, and stopped at the task's ``timeout``. Each attempt's output is kept as the execution's log, which
+  the fake Cloud Logging (tests/fakes/cloudlogging.py) serves as the execution's entries.
 - **Cloud SQL.** A real Postgres — the local target's embedded one (``deployctl.targets.local.postgres``) —
   stands in for each instance. The users the fake Cloud SQL Admin makes and their passwords
   (``create_user``/``users.update``) are applied to it as roles with passwords. Cloud SQL ("About PostgreSQL
@@ -209,6 +210,7 @@ class Execution:
     logs: list[Path] = field(default_factory=list)
     record: Path | None = None
     completed: str = ""
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))  # its output's entries are stamped from it
 
     @property
     def log(self) -> str:
