@@ -1,4 +1,5 @@
-"""What a job's (or any process's) output says about why it failed: one line to quote in an error.
+"""What a job's (or any process's) output says about why it failed: one line to quote in an error, with the
+secret values the process was given taken out (deployctl.errors: secret values never go into a message).
 
 Used by every target: the local one reads a process's log file, the gcp one a Cloud Run execution's entries
 in Cloud Logging (``deployctl.targets.gcp.run_logs``). Text only, standard library only, so either may import it
@@ -35,6 +36,13 @@ def cut_short(output: str) -> bool:
     lines = [ln.rstrip() for ln in output.splitlines() if ln.strip()]
     starts = [i for i, ln in enumerate(lines) if ln.startswith(_TRACEBACK)]
     return bool(starts) and _raised(lines[starts[-1] + 1 :]) is None
+
+
+def redact(text: str, values: list[str]) -> str:
+    """*text* with each of *values* (secret values, longest first) replaced by ``****``."""
+    for value in values:
+        text = text.replace(value, "****")
+    return text
 
 
 def _raised(frames: list[str]) -> str | None:
