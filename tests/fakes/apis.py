@@ -69,6 +69,7 @@ TITLES = {
     "serviceusage.googleapis.com": "Service Usage API",
     "storage.googleapis.com": "Cloud Storage API",
     "monitoring.googleapis.com": "Cloud Monitoring API",
+    "logging.googleapis.com": "Cloud Logging API",
     "containerscanning.googleapis.com": "Container Scanning API",
 }
 

@@ -6,7 +6,8 @@
 - Cloud Storage honours ``ifGenerationMatch`` on uploads and deletes (drongo 0.8 ignores it), atomically
   with the write, which the GCS lock and ledger rely on.
 - Cloud Run Jobs gains ``PATCH`` (UpdateJob), run overrides (env recorded on the execution's template),
-  executions that stay running for a number of polls, ``logUri``, and a per-job outcome.
+  executions that stay running for a number of polls, ``logUri``, a per-job outcome and the output each run
+  writes, which the fake Cloud Logging (tests/fakes/cloudlogging.py, registered here too) answers with.
 - When a :class:`tests.fakes.iam.Project` is set (:func:`use_project`), every request is checked against it
   before it is handled: the ``Authorization`` header's principal, the API, and the permission each handler
   names in its service's ``RULES`` (from the method's API reference: Cloud Storage "IAM permissions for JSON
@@ -72,6 +73,7 @@ class FaultMixin:
     _routes: list[tuple[str, Any, Callable[..., HttpResponse]]]
     API = ""
     RULES: ClassVar[Rules] = {}
+    READS: ClassVar[frozenset[str]] = frozenset()  # handlers of a POST that only reads (not recorded as mutations)
 
     def handle(self, request: Request) -> HttpResponse | None:
         for method, pattern, handler in self._routes:
@@ -90,7 +92,7 @@ class FaultMixin:
                 response = handler(self, request)
             except DrongoHttpError as exc:
                 return exc.to_response()
-            if request.method != "GET":
+            if request.method != "GET" and handler.__name__ not in self.READS:
                 RECORDER.calls.append((handler.__name__, request.path))
             return _error(504, "injected: applied, response lost") if fault == "lost" else response
         return None
@@ -247,6 +249,10 @@ class JobsState:
     env: dict[str, dict[str, str]] = field(default_factory=dict)  # execution name -> override env
     left: dict[str, int] = field(default_factory=dict)  # execution name -> polls left while running
     failed: dict[str, bool] = field(default_factory=dict)
+    # job id -> what each run writes to its output (the last one repeats), as text or as whole log entries; an
+    # execution's Cloud Logging entries (tests/fakes/cloudlogging.py) come from it
+    output: dict[str, list[str | list[str]]] = field(default_factory=dict)
+    logged: dict[str, tuple[str, str | list[str]]] = field(default_factory=dict)  # execution -> (createTime, output)
     before_run: Callable[[str], None] | None = None  # called with the job id as an execution is asked for
     # the twin's runtime (runtime.py): when set, an execution runs the job's container as a real process and
     # its state (running, succeeded, failed) is the runtime's, not ``outcomes``/``polls_running``
@@ -341,6 +347,9 @@ class JobsResponse(FaultMixin, CloudRunResponse):
             JOBS.runtime.start_execution(job.to_resource(), execution.name, JOBS.env[execution.name])
         queue = JOBS.outcomes.get(job_id) or [True]
         ok = queue.pop(0) if len(queue) > 1 else queue[0]
+        said = JOBS.output.get(job_id)
+        if said and JOBS.runtime is None:
+            JOBS.logged[execution.name] = (execution.create_time, said.pop(0) if len(said) > 1 else said[0])
         JOBS.failed[execution.name] = not ok
         JOBS.left[execution.name] = JOBS.polls_running.get(job_id, 0)
         execution.succeeded_count, execution.failed_count = (1, 0) if ok else (0, 1)
@@ -436,7 +445,8 @@ class FaultySecrets(FaultMixin, SecretManagerResponse):
 
 
 def install() -> None:
-    """Replace drongo's storage, cloudrun and secretmanager definitions with the extended ones."""
+    """Replace drongo's storage, cloudrun and secretmanager definitions with the extended ones; add Cloud Logging's
+    entries:list."""
     import drongo.services  # noqa: F401  (registers the stock services first)
 
     register_service(
@@ -458,6 +468,9 @@ def install() -> None:
             patchers=run_patchers,
         )
     )
+    from tests.fakes import cloudlogging
+
+    cloudlogging.register()
     register_service(
         ServiceDefinition(
             name="secretmanager",
@@ -469,11 +482,14 @@ def install() -> None:
 
 
 def reset() -> None:
+    from tests.fakes import cloudlogging
+
     PROJECT.clear()
     RECORDER.faults.clear()
     RECORDER.calls.clear()
     global JOBS
     JOBS.__init__()  # type: ignore[misc]
+    cloudlogging.reset()
 
 
 def object_bytes(bucket: str, name: str) -> bytes | None:

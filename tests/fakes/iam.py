@@ -1,7 +1,8 @@
 """The twin's project: who is calling, what their roles let them do, and which APIs answer.
 
 One :class:`Project` is consulted by every fake (the gRPC layer in grpcfake.py, drongo's REST services in
-drongo_ext.py, the Cloud SQL Admin server in sqladmin.py, and the build's own identity in builds.py). A call
+drongo_ext.py and cloudlogging.py, the Cloud SQL Admin server in sqladmin.py, and the build's own identity in
+builds.py). A call
 is checked in Google's order:
 
 1. **Authentication.** The real client libraries send ``authorization: Bearer <access token>`` (gRPC
@@ -123,6 +124,9 @@ ROLES: dict[str, tuple[str, ...]] = {
                                         "artifactregistry.repositories.uploadArtifacts", "artifactregistry.tags.*"),
     # Logging roles (iam/docs/roles-permissions/logging)
     "roles/logging.logWriter": ("logging.logEntries.create", "logging.logEntries.route"),
+    # "Logs Viewer … Provides access to view logs": reads entries (entries.list needs logging.logEntries.list), but
+    # not private logs, which need logging.privateLogEntries.list (the Private Logs Viewer role)
+    "roles/logging.viewer": ("logging.logEntries.list",),
     # Cloud SQL "Predefined Cloud SQL IAM roles": the editor "can't … modify users", only the admin can
     "roles/cloudsql.client": ("cloudsql.instances.connect", "cloudsql.instances.get"),
     "roles/cloudsql.editor": ("cloudsql.instances.connect", "cloudsql.instances.get", "cloudsql.instances.list",

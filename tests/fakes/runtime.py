@@ -29,7 +29,8 @@ answer as they always did. With it:
   same env rules, plus ``CLOUD_RUN_JOB``, ``CLOUD_RUN_EXECUTION``, ``CLOUD_RUN_TASK_INDEX``,
   ``CLOUD_RUN_TASK_ATTEMPT`` and ``CLOUD_RUN_TASK_COUNT`` (container contract, jobs). Exit code 0 is success;
   a failed task is retried up to the task's ``max_retries`` ("Set maximum retries for jobs"), each attempt a
-  fresh process, and stopped at the task's ``timeout``. Each attempt's output is kept as the execution's log.
+  fresh process, and stopped at the task's ``timeout``. Each attempt's output is kept as the execution's log, which
+  the fake Cloud Logging (tests/fakes/cloudlogging.py) serves as the execution's entries.
 - **Cloud SQL.** A real Postgres — the local target's embedded one (``deployctl.targets.local.postgres``) —
   stands in for each instance. The users the fake Cloud SQL Admin makes and their passwords
   (``create_user``/``users.update``) are applied to it as roles with passwords. Cloud SQL ("About PostgreSQL
@@ -74,6 +75,7 @@ from google.cloud import run_v2
 
 from deployctl.config import Database
 from deployctl.errors import DeployctlError
+from deployctl.joblog import explain
 from deployctl.targets.local import build as local_build
 from deployctl.targets.local import deps
 from deployctl.targets.local import processes as procs
@@ -208,6 +210,7 @@ class Execution:
     logs: list[Path] = field(default_factory=list)
     record: Path | None = None
     completed: str = ""
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))  # its output's entries are stamped from it
 
     @property
     def log(self) -> str:
@@ -418,7 +421,7 @@ class Runtime:
             except DeployctlError as exc:
                 exited = "exited" in exc.message
                 self._stop(instance)
-                said = procs.explain(log.read_text(errors="replace"))
+                said = explain(log.read_text(errors="replace"))
                 what = "exited before its startup probe passed" if exited else "failed the configured startup probe"
                 raise Refused(f"The user-provided container {what}: {said}") from None
             return
@@ -432,7 +435,7 @@ class Runtime:
             time.sleep(0.1)
         self._stop(instance)
         raise Refused("The user-provided container failed to start and listen on the port defined provided by the "
-                      f"PORT={port} environment variable: {procs.explain(log.read_text(errors='replace'))}")
+                      f"PORT={port} environment variable: {explain(log.read_text(errors='replace'))}")
 
     def answer(self, revision: str, path: str) -> tuple[int, str]:
         """A request to *revision*: proxied to its instance."""

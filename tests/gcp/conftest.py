@@ -1,6 +1,6 @@
 """The fake Google Cloud a GcpTarget runs against: drongo (Secret Manager, Cloud Run Jobs, GCS, extended by
-tests/fakes/drongo_ext.py), a gRPC fake of Cloud Run Services and the HTTP server its revisions answer on,
-a REST fake of Cloud SQL Admin's users,
+tests/fakes/drongo_ext.py; Cloud Logging's entries:list, tests/fakes/cloudlogging.py), a gRPC fake of Cloud Run
+Services and the HTTP server its revisions answer on, a REST fake of Cloud SQL Admin's users,
 and a fake engine that applies the release the way the Pulumi program would (every engine a test's cloud
 builds records its calls in the cloud's one PulumiBackend). Clients are the real Google
 libraries; only their endpoints differ.
@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from drongo import mock_gcp
 from google.auth.credentials import AnonymousCredentials
+from google.auth.transport.requests import AuthorizedSession
 from google.cloud import artifactregistry_v1, run_v2, secretmanager_v1, storage
 from google.cloud.artifactregistry_v1.services.artifact_registry.transports import ArtifactRegistryGrpcTransport
 from google.cloud.devtools import cloudbuild_v1
@@ -95,8 +96,10 @@ class Cloud:
         return None if self.project is None or self.project.anonymous_is_owner else self.project
 
     def target(self, stack: str = "staging", policy: RetryPolicy | None = None, engine: object = None,
-               id_token: Callable[[str], str] | None = None, credentials: Any = None) -> GcpTarget:
-        """A GcpTarget on the fakes; its clients send *credentials* (None: none, the legacy cloud's owner)."""
+               id_token: Callable[[str], str] | None = None, credentials: Any = None,
+               log_credentials: Any = None) -> GcpTarget:
+        """A GcpTarget on the fakes; its clients send *credentials* (None: none, the legacy cloud's owner), its Cloud
+        Logging reads *log_credentials* when given (another principal than the rest)."""
         config = load(stack, self.root)
         config = config.model_copy(update={"rollout": config.rollout.model_copy(update={"drain_s": 0.0})})
         channel = self.grpc.channel(credentials)
@@ -118,6 +121,7 @@ class Cloud:
                 transport=ArtifactRegistryGrpcTransport(channel=channel)
             ),
             sqladmin=sqladmin_client(creds, 5, endpoint=self.sql.endpoint),
+            logging=AuthorizedSession(log_credentials or creds),  # Cloud Logging's REST API, served by drongo
             id_token=id_token or mint_id_token,
             policy=policy or (TWIN if self.runtime else FAST),
             progress=lambda line: None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,8 @@ class _Jobs:
         self.results = list(results)
         self.runs = 0
 
-    def run(self, job_id: str, spec: object, release_id: str, deadline_s: float) -> JobRun:
+    def run(self, job_id: str, spec: object, release_id: str, deadline_s: float,
+            redact: Callable[[str], str] | None = None) -> JobRun:
         self.runs += 1
         return self.results.pop(0)
 

@@ -13,6 +13,7 @@ import requests
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import InvalidOperation
+from google.auth.transport.requests import AuthorizedSession
 from google.cloud import artifactregistry_v1, run_v2, secretmanager_v1, service_usage_v1, storage
 from google.cloud.artifactregistry_v1.services.artifact_registry.transports import ArtifactRegistryGrpcTransport
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
@@ -27,6 +28,8 @@ from deployctl.targets.gcp.sql_users import sqladmin_client
 from deployctl.targets.gcp.synth import synthesize
 from deployctl.targets.gcp.target import GcpTarget
 from tests.fakes import drongo_ext
+from tests.fakes.apis import DEFAULT_ENABLED
+from tests.fakes.cloudlogging import matches, parse
 from tests.fakes.iam import OWNER, Project, TwinCredentials
 from tests.gcp.conftest import IMAGE, SERVICE, Cloud
 
@@ -38,6 +41,7 @@ DEPLOYER = "serviceAccount:staging-deployer@example-staging.iam.gserviceaccount.
 RUNTIME = "serviceAccount:staging-api-run@example-staging.iam.gserviceaccount.com"
 BUILD = "serviceAccount:staging-build@example-staging.iam.gserviceaccount.com"
 REPOSITORY = "projects/example-staging/locations/europe-central2/repositories/staging-deployctl"
+LOGGING = "https://logging.googleapis.com/v2/entries:list"
 
 
 class Clock:
@@ -207,6 +211,45 @@ def test_each_role_grants_what_googles_reference_lists(twin: Cloud, clock: Clock
     p.grant(DEV, "roles/editor", now=True)
     assert p.allowed(DEV, "run.services.update", SERVICE)
     assert not p.allowed(DEV, "resourcemanager.projects.setIamPolicy", PROJECT)
+
+
+def test_reading_logs_needs_logging_viewer_which_bootstrap_grants_the_release(twin: Cloud, clock: Clock) -> None:
+    """entries:list needs logging.logEntries.list on the project (roles/logging.viewer), answers from a project
+    whose logging API is on by default, and refuses a request Google would refuse."""
+    body: dict[str, object] = {"resourceNames": [PROJECT], "filter": 'resource.type="cloud_run_job"'}
+
+    def entries(member: str, **extra: object) -> requests.Response:
+        return AuthorizedSession(TwinCredentials(member)).post(LOGGING, json={**body, **extra}, timeout=5)
+
+    assert requests.post(LOGGING, json=body, timeout=5).status_code == 401
+    denied = entries(DEV)
+    assert denied.status_code == 403
+    assert denied.json()["error"]["details"][0]["metadata"] == {"permission": "logging.logEntries.list",
+                                                                 "resource": PROJECT}
+    for role in RELEASE_ROLES:
+        project(twin).grant(BUILD, role)
+    clock.advance(0.2)
+    assert entries(BUILD).json() == {}  # allowed; nothing was written yet
+    assert entries(BUILD, pageSize=1001).status_code == 400
+    assert entries(BUILD, orderBy="severity").status_code == 400
+    assert entries(BUILD, filter='resource.type="cloud_run_job" AND (').status_code == 400
+
+    off = Project("example-staging", enabled=DEFAULT_ENABLED - {"logging.googleapis.com"}, clock=clock)
+    off.grant(BUILD, "roles/logging.viewer", now=True)
+    twin.use(off)
+    disabled = entries(BUILD)
+    assert disabled.status_code == 403 and disabled.json()["error"]["details"][0]["reason"] == "SERVICE_DISABLED"
+
+
+def test_the_logging_query_language_binds_not_then_or_then_and() -> None:
+    entry = {"resource": {"type": "cloud_run_job", "labels": {"job_name": "a"}},
+             "labels": {"run.googleapis.com/execution_name": "a-1"}, "timestamp": "2024-01-01T00:00:01.5Z",
+             "severity": "ERROR", "textPayload": "KeyError: x"}
+    assert matches(parse('resource.labels.job_name="b" OR resource.type="cloud_run_job" severity>=WARNING'), entry)
+    assert not matches(parse('resource.labels.job_name="b" OR NOT resource.type="cloud_run_job"'), entry)
+    assert matches(parse('labels."run.googleapis.com/execution_name"="a-1" timestamp>="2024-01-01T00:00:01Z"'), entry)
+    assert not matches(parse('timestamp>="2024-01-01T00:00:02.000000Z"'), entry)
+    assert matches(parse('textPayload:"keyerror"'), entry) and not matches(parse('jsonPayload.message:"x"'), entry)
 
 
 # -- propagation ----------------------------------------------------------------------------------------------

@@ -127,7 +127,10 @@ def test_a_broken_migration_fails_the_release_at_migrate(cloud: Cloud, runtime: 
     assert broken.state == "failed" and broken.attempts == 3  # the job's retries: 2, each a fresh process
     raised = 'sqlalchemy.exc.ProgrammingError: (psycopg.errors.UndefinedTable) relation "no_such_table" does not exist'
     assert raised in broken.log
-    # the release names the execution whose log holds it (Cloud Run keeps the output in the logs, not the status)
+    # Cloud Run keeps the output in the logs, not the status: the release quotes the exception line from the
+    # execution's entries in Cloud Logging (the last attempt's; not the SQL or the docs URL printed after it)
+    assert f"attempt(s): {raised}. Traffic stays on" in failed.value.message
+    # and names the execution whose log holds the rest
     assert broken.name.rsplit("/", 1)[-1] in (failed.value.hint or "")
     assert runtime.sql[CONNECTION].query("SELECT version_num FROM alembic_version") == [("0002",)]
 

@@ -1,5 +1,5 @@
-"""How the local target finds a service's dependency spec, what keys its venv, what counts as a package, how
-a poetry lock becomes pinned requirements, and which line of a failed process's output explains it."""
+"""How the local target finds a service's dependency spec, what keys its venv, what counts as a package, and how
+a poetry lock becomes pinned requirements."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from deployctl.errors import PreconditionError
 from deployctl.targets.local import deps
-from deployctl.targets.local.processes import explain
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -131,34 +130,3 @@ resolved_reference = "0123abc"
     lines, hashed = deps.poetry_requirements(_write(tmp_path, {"poetry.lock": lock}) / "poetry.lock")
     assert not hashed and lines[-1] == "lib @ git+https://github.com/example/lib.git@0123abc"
     assert not any("--hash" in line for line in lines)
-
-
-SQLALCHEMY_FAILURE = """\
-INFO  [alembic.runtime.migration] Context impl PostgresqlImpl.
-Traceback (most recent call last):
-  File "/venv/lib/python3.11/site-packages/psycopg/connection.py", line 119, in connect
-    raise last_ex.with_traceback(None)
-psycopg.OperationalError: connection failed: connection to server at "127.0.0.1", port 5432 failed
-
-The above exception was the direct cause of the following exception:
-
-Traceback (most recent call last):
-  File "/venv/bin/alembic", line 8, in <module>
-    sys.exit(main())
-sqlalchemy.exc.OperationalError: (psycopg.OperationalError) connection failed: server at "127.0.0.1" failed
-\tIs the server running on that host and accepting TCP/IP connections?
-(Background on this error at: https://sqlalche.me/e/20/e3q8)
-"""
-
-
-@pytest.mark.parametrize(("output", "line"), [
-    (SQLALCHEMY_FAILURE, 'sqlalchemy.exc.OperationalError: (psycopg.OperationalError) connection failed: server at '
-                         '"127.0.0.1" failed'),
-    ("Collecting x\nERROR: Could not find a version that satisfies the requirement x==1\n"
-     "ERROR: No matching distribution found for x==1\n", "ERROR: No matching distribution found for x==1"),
-    ("starting\nerror: the lockfile is broken\ncleaning up\n", "error: the lockfile is broken"),
-    ("migration 0002 failed: relation notes does not exist\n", "migration 0002 failed: relation notes does not exist"),
-    ("", ""),
-])
-def test_explain_quotes_the_line_that_says_why(output: str, line: str) -> None:
-    assert explain(output) == line

@@ -96,8 +96,9 @@ PROGRAM_ROLES: dict[str, tuple[str, ...]] = {
 }
 # What a release needs besides `pulumi up`: the state bucket holds Pulumi's state, the ledger and the lock
 # (objects only: read, create with preconditions, overwrite, delete); a build that runs as a user-specified
-# account with Cloud Logging only must be able to write its logs.
-RELEASE_ONLY_ROLES = ("roles/storage.objectAdmin", "roles/logging.logWriter")
+# account with Cloud Logging only must be able to write its logs; a failed migrate/init job is explained from its
+# execution's output in Cloud Logging (run_logs.py: entries.list needs logging.logEntries.list, read-only).
+RELEASE_ONLY_ROLES = ("roles/storage.objectAdmin", "roles/logging.logWriter", "roles/logging.viewer")
 RELEASE_ROLES = tuple(sorted({role for roles in PROGRAM_ROLES.values() for role in roles} | set(RELEASE_ONLY_ROLES)))
 
 

@@ -9,17 +9,25 @@ Rules:
 - Waiting stops at the deadline (the job's timeout times its attempts, plus slack): the execution is left alone
   (cancelling a migration half-way is worse) and the run is reported as RUNNING with its log link; the
   caller decides what that means (a blocking job that is still running has not succeeded).
+- A failed execution is explained as the local target explains a failed process: its message is the line of its
+  output that says why (``deployctl.joblog.explain``: the last traceback's exception line), read from Cloud
+  Logging (``run_logs.py``) and with the caller's secret values taken out. When the output cannot be read (no
+  ``logging.logEntries.list``, an error, nothing written) or the values cannot be, the message stays Cloud Run's
+  own (the execution's Completed condition); the log link is there either way. Reading it never fails a run.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from deployctl.errors import DeployctlError
+from deployctl.joblog import explain
 from deployctl.pipeline.model import JobRun, JobState
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
+from deployctl.targets.gcp.run_logs import ExecutionLogs
 from deployctl.targets.gcp.run_services import set_release
 
 RELEASE_ENV = "DEPLOYCTL_RELEASE"
@@ -36,7 +44,8 @@ class JobSpec:
 
 class CloudRunJobs:
     def __init__(
-        self, jobs: Any, executions: Any, project: str, region: str, policy: RetryPolicy, poll_s: float = 5.0
+        self, jobs: Any, executions: Any, project: str, region: str, policy: RetryPolicy, poll_s: float = 5.0,
+        logs: ExecutionLogs | None = None,
     ) -> None:
         self.jobs = jobs
         self.executions = executions
@@ -44,18 +53,26 @@ class CloudRunJobs:
         self.parent = f"projects/{project}/locations/{region}"
         self.policy = policy
         self.poll_s = poll_s
+        self.logs = logs  # None: a failed run says only what Cloud Run says
 
     def job_name(self, job_id: str) -> str:
         return f"{self.parent}/jobs/{job_id}"
 
     def run(
         self, job_id: str, spec: JobSpec, release_id: str, deadline_s: float,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = time.sleep, redact: Callable[[str], str] | None = None,
     ) -> JobRun:
+        """Run the job (or attach to the release's running execution) and wait. *redact* takes the secret values
+        out of a line of output; without it a failed run quotes none."""
         name = self.job_name(job_id)
         self._ensure_spec(name, spec)
         execution = self._running_for(name, release_id) or self._start(name, release_id)
-        return self._wait(job_id, execution, deadline_s, sleep)
+        run, execution = self._wait(job_id, execution, deadline_s, sleep)
+        if run.state is JobState.FAILED and redact is not None:
+            said = self._said(job_id, execution, sleep, redact)
+            if said:
+                run = replace(run, message=said)
+        return run
 
     def _ensure_spec(self, name: str, spec: JobSpec) -> None:
         short = name.rsplit("/", 1)[-1]
@@ -111,19 +128,38 @@ class CloudRunJobs:
 
         return mutate(send, applied, f"run job {name.rsplit('/', 1)[-1]}", self.policy)
 
-    def _wait(self, job_id: str, execution: Any, deadline_s: float, sleep: Callable[[float], None]) -> JobRun:
+    def _wait(self, job_id: str, execution: Any, deadline_s: float,
+              sleep: Callable[[float], None]) -> tuple[JobRun, Any]:
         end = time.monotonic() + deadline_s
         name = str(execution.name)
         while not _finished(execution):
             if time.monotonic() >= end:
-                return self._result(job_id, execution, f"still running after {deadline_s:g}s; left running")
+                why = f"still running after {deadline_s:g}s; left running"
+                return self._result(job_id, execution, why), execution
             sleep(self.poll_s)
             execution = read(
                 lambda: self.executions.get_execution(name=name, retry=None, timeout=self.policy.call_timeout_s),
                 f"read execution {name.rsplit('/', 1)[-1]}",
                 self.policy,
             )
-        return self._result(job_id, execution, "")
+        return self._result(job_id, execution, ""), execution
+
+    def _said(self, job_id: str, execution: Any, sleep: Callable[[float], None],
+              redact: Callable[[str], str]) -> str:
+        """The line of the failed execution's output that says why, without secret values; "" when unknown."""
+        if self.logs is None:
+            return ""
+        created = execution.create_time or None
+        # short waits for entries still on their way: the poll interval, at most a second (run_logs.py)
+        output = self.logs.output(job_id, str(execution.name).rsplit("/", 1)[-1], created,
+                                  wait_s=min(self.poll_s, 1.0), sleep=sleep)
+        said = explain(output or "")
+        if not said:
+            return ""
+        try:
+            return redact(said)
+        except DeployctlError:  # a value that cannot be read cannot be taken out: quote nothing (see the rules)
+            return ""
 
     def _result(self, job_id: str, execution: Any, why: str) -> JobRun:
         short = str(execution.name).rsplit("/", 1)[-1]

@@ -4,10 +4,11 @@ Stage mapping: build → Artifact Registry lookup / Cloud Build (on a stack's ve
 ``infra`` apply that creates the image repository); secrets → Secret Manager; prepare → only when the
 infrastructure fingerprint (the stack's settings and the program's version) differs from the last apply's,
 an ``infra`` ``pulumi up`` (everything but new revisions: jobs, secrets, database, identities); migrate/init
-→ Cloud Run Jobs, each first set to the release's image and pins; deploy → when prepare applied, a
-``release`` ``pulumi up`` whose templates are the candidate revisions (after the migrations, so no code
-runs on a schema it does not expect), else the candidate through the Cloud Run API; promote and rollback →
-Cloud Run traffic updates; ledger, lock and the infrastructure record → the stack's GCS state bucket.
+→ Cloud Run Jobs, each first set to the release's image and pins (a failed one is explained from its output in
+Cloud Logging); deploy → when prepare applied, a ``release`` ``pulumi up`` whose templates are the candidate
+revisions (after the migrations, so no code runs on a schema it does not expect), else the candidate through
+the Cloud Run API; promote and rollback → Cloud Run traffic updates; ledger, lock and the infrastructure
+record → the stack's GCS state bucket.
 No command writes a stack file: the boundary is in docs/gcp.md.
 
 Rules: every client is a constructor argument (tests pass clients bound to fakes; ``open_target`` builds
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from deployctl import __version__, naming
+from deployctl import __version__, joblog, naming
 from deployctl.config import Job, Release, Stack, TrafficTarget
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.pipeline import dblogins
@@ -36,6 +37,7 @@ from deployctl.targets.gcp.builds import Builds, source_hash
 from deployctl.targets.gcp.engine import Engine, PulumiEngine
 from deployctl.targets.gcp.retry import CREDENTIALS_HINT, IAM_PROPAGATION_S, RetryPolicy, translate
 from deployctl.targets.gcp.run_jobs import CloudRunJobs, JobSpec
+from deployctl.targets.gcp.run_logs import ExecutionLogs
 from deployctl.targets.gcp.run_services import CANDIDATE_TAG, CloudRunServices, Spec
 from deployctl.targets.gcp.secrets import SecretManager
 from deployctl.targets.gcp.sql_users import CloudSqlUsers, sqladmin_client
@@ -62,6 +64,7 @@ class GcpTarget:
         builds: Any,
         registry: Any,
         sqladmin: Any = None,
+        logging: Any = None,
         id_token: Callable[[str], str] | None = None,
         policy: RetryPolicy | None = None,
         progress: Callable[[str], None] | None = None,
@@ -82,7 +85,10 @@ class GcpTarget:
             services, revisions, project, region, self.policy, cloud_name=lambda svc: self.names.service(stack, svc),
             poll_s=min(poll_s, 1.0),
         )
-        self.jobs = CloudRunJobs(jobs, executions, project, region, self.policy, poll_s=poll_s)
+        # a failed job's output is read from Cloud Logging through *logging* (an authorized requests session);
+        # without one, a failed job says only what Cloud Run says
+        logs = ExecutionLogs(logging, project, region, min(self.policy.call_timeout_s, 10.0)) if logging else None
+        self.jobs = CloudRunJobs(jobs, executions, project, region, self.policy, poll_s=poll_s, logs=logs)
         self.secret_prefix = self.names.secret(stack, "")
         self.secrets = SecretManager(secrets, project, self.policy, prefix=self.secret_prefix)
         self.builds = Builds(
@@ -358,7 +364,8 @@ class GcpTarget:
         if not job.blocking:  # started and left to run; the pipeline reports it as not awaited
             return self.jobs.run(job_id, spec, release_id, deadline_s=0)
         deadline = job.timeout_s * (job.retries + 1) + 120
-        result = self.jobs.run(job_id, spec, release_id, deadline_s=deadline)
+        redact = self._redactor(secret_versions)
+        result = self.jobs.run(job_id, spec, release_id, deadline_s=deadline, redact=redact)
         wait = self.policy.initial_s
         # Cloud Run resolves a task's secrets as the job's identity when the task starts; right after `pulumi up`
         # granted that identity its secrets, the grant may not have reached Secret Manager yet (IAM: "typically
@@ -369,8 +376,18 @@ class GcpTarget:
                           f"{self.policy.propagation.what} to propagate, then running it again")
             time.sleep(wait)
             wait = min(wait * 2, self.policy.maximum_s)
-            result = self.jobs.run(job_id, spec, release_id, deadline_s=deadline)
+            result = self.jobs.run(job_id, spec, release_id, deadline_s=deadline, redact=redact)
         return result
+
+    def _redactor(self, secret_versions: dict[str, str]) -> Callable[[str], str]:
+        """Takes the values of the release's pinned secret versions out of a line a job wrote (read only when a
+        failed job's line is quoted). A job's env holds its service's secrets, and a composed one (DATABASE_URL)
+        holds the others' values, so every pinned version counts."""
+        def redact(text: str) -> str:
+            values = {self.secrets.value(name, version) for name, version in secret_versions.items()}
+            return joblog.redact(text, sorted((v for v in values if len(v) >= 6), key=len, reverse=True))
+
+        return redact
 
     def _secret_env(self, service: str, secret_versions: dict[str, str]) -> dict[str, tuple[str, str]]:
         """ENV -> (secret id, pinned version) of *service* (and of the jobs that run its image)."""
@@ -463,6 +480,7 @@ def open_target(stack: Stack, root: Path) -> GcpTarget:
     except Exception as exc:
         error = translate(exc, "Google Cloud credentials")
         raise PreconditionError(error.message, CREDENTIALS_HINT) from None
+    from google.auth.transport.requests import AuthorizedSession
     from google.cloud import artifactregistry_v1, run_v2, secretmanager_v1
     from google.cloud.devtools import cloudbuild_v1
     from google.cloud.storage import Client as StorageClient  # type: ignore[import-untyped]
@@ -481,6 +499,7 @@ def open_target(stack: Stack, root: Path) -> GcpTarget:
         builds=cloudbuild_v1.CloudBuildClient(credentials=credentials),
         registry=artifactregistry_v1.ArtifactRegistryClient(credentials=credentials),
         sqladmin=sqladmin_client(credentials, RetryPolicy().call_timeout_s),
+        logging=AuthorizedSession(credentials),
     )
     from deployctl.targets.gcp.bootstrap import read_passphrase
 

@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.joblog import explain
 from deployctl.pipeline.model import Artifact
 from deployctl.targets.local import deps
-from deployctl.targets.local.processes import explain
 
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache", "node_modules"}
 MANIFEST = ".deployctl-artifact.json"

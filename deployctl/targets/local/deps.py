@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deployctl.errors import DeployctlError, PreconditionError
-from deployctl.targets.local.processes import explain
+from deployctl.joblog import explain
 
 Kind = Literal["uv", "poetry", "requirements", "pyproject"]
 _FILES: tuple[tuple[str, Kind], ...] = (

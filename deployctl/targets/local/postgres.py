@@ -27,9 +27,9 @@ from typing import Any
 from deployctl import naming
 from deployctl.config import Database
 from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.joblog import explain
 from deployctl.pipeline import dblogins
 from deployctl.targets.local import providers
-from deployctl.targets.local.processes import explain
 from deployctl.targets.local.providers import Provider
 
 _HBA = """# written by deployctl: superuser over the local socket only, every other role by password

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -24,6 +23,7 @@ import psutil
 
 from deployctl import interrupts
 from deployctl.errors import DeployctlError
+from deployctl.joblog import explain
 from deployctl.pipeline.fs import atomic_write
 from deployctl.pipeline.liveness import alive
 
@@ -207,24 +207,3 @@ def running_jobs(executions: Path, owner_pid: int, owner_started: float | None) 
         if same_owner and data.get("state") == "running" and alive(data.get("pid"), data.get("pid_started")):
             found.append(f"{path.stem} (pid {data['pid']})")
     return found
-
-
-_EXPLAINS = re.compile(r"Error|error:|ERROR:|Exception")
-
-
-def explain(output: str) -> str:
-    """The line of a process's output that says why it failed, not merely its last line (often a docs URL).
-
-    The final exception line of the last Python traceback (``sqlalchemy.exc.OperationalError: …``), else
-    the last line that names an error, else the last line."""
-    lines = [ln.rstrip() for ln in output.splitlines() if ln.strip()]
-    starts = [i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call last):")]
-    if starts:
-        # the frames are indented; the first line after them that is not is the exception and its message
-        raised = next((ln for ln in lines[starts[-1] + 1 :] if not ln.startswith((" ", "\t"))), None)
-        if raised is not None:
-            return raised[:300]
-    named = [ln.strip() for ln in lines if _EXPLAINS.search(ln)]
-    if named:
-        return named[-1][:300]
-    return lines[-1].strip()[:240] if lines else ""

@@ -81,9 +81,3 @@ class SecretStore:
         """Every value ever stored (for redacting process output), longest first."""
         values = {str(v["value"]) for s in self._load().values() for v in s.get("versions", [])}
         return sorted((v for v in values if len(v) >= 6), key=len, reverse=True)
-
-
-def redact(text: str, values: list[str]) -> str:
-    for value in values:
-        text = text.replace(value, "****")
-    return text

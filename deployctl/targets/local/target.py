@@ -20,6 +20,7 @@ from pathlib import Path
 from deployctl import interrupts, naming
 from deployctl.config import Job, Stack
 from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.joblog import redact
 from deployctl.pipeline import dblogins
 from deployctl.pipeline.fs import atomic_write
 from deployctl.pipeline.ledger import SqliteLedger
@@ -29,7 +30,7 @@ from deployctl.targets.local import build as builder
 from deployctl.targets.local import processes as procs
 from deployctl.targets.local.paths import StatePaths, cache_dir
 from deployctl.targets.local.postgres import LocalDatabase
-from deployctl.targets.local.secrets import SecretStore, redact
+from deployctl.targets.local.secrets import SecretStore
 
 
 class LocalTarget:
