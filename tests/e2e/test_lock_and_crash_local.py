@@ -52,6 +52,11 @@ def _jobs_running(project: Project) -> list[dict]:  # type: ignore[type-arg]
     return found
 
 
+def _running_job(project: Project) -> bool:
+    """The migrate job runs and its execution record names it (kill -9 lands after the record, not before)."""
+    return bool(_migrate_processes(project)) and bool(_jobs_running(project))
+
+
 def _migrate_processes(project: Project) -> list[int]:
     import psutil
 
@@ -80,14 +85,16 @@ def test_a_signal_during_migrate_stops_the_job_and_records_it(project: Project, 
 
 def test_a_dead_holders_running_job_keeps_the_lock(project: Project) -> None:
     project.run("up", "local")
-    project.variant(VERSION=2, MIGRATE_SLEEP_S=4)
+    gate = project.root.parent / "migrate-gate"
+    project.variant(VERSION=2, MIGRATE_GATE=str(gate))
     proc = project.start("up", "local")
-    _wait_for(lambda: _stage_running(project, "migrate") and _migrate_processes(project))
+    _wait_for(lambda: _stage_running(project, "migrate") and _running_job(project))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     held = project.run("up", "local", "--lock-timeout", "0.3", rc=4)  # not taken over: the job still runs
     assert "the holder is gone but its job migrate-r0002 (pid " in project.error(held)
     assert len(_migrate_processes(project)) == 1  # and no second migration was started
+    gate.touch()  # the orphaned migration may finish now
     project.variant(VERSION=2)
     out = project.run("up", "local", "--lock-timeout", "60")  # waits for the job, then takes over
     assert "recovered a stale deploy lock" in out.stderr
@@ -97,7 +104,8 @@ def test_a_dead_holders_running_job_keeps_the_lock(project: Project) -> None:
 
 def test_a_second_up_waits_then_names_the_holder(project: Project) -> None:
     project.run("up", "local")
-    project.variant(VERSION=2, MIGRATE_SLEEP_S=4)
+    gate = project.root.parent / "migrate-gate"
+    project.variant(VERSION=2, MIGRATE_GATE=str(gate))
     first = project.start("up", "local")
     _wait_for(lambda: (project.state / "lock.json").exists())
     holder = json.loads((project.state / "lock.json").read_text())
@@ -105,6 +113,7 @@ def test_a_second_up_waits_then_names_the_holder(project: Project) -> None:
     expected = f"Error: stack 'local' is locked: lock {holder['id']} held by pid {first.pid}"
     assert project.error(second).startswith(expected)
     assert f"deployctl unlock local --force {holder['id']}" in second.stderr
+    gate.touch()
     assert first.wait(timeout=60) == 0
     ids = [r["id"] for r in project.ledger()]
     assert ids == ["r0002", "r0001"]  # the waiting command never started a release
@@ -126,13 +135,15 @@ def test_concurrent_ups_never_interleave(project: Project) -> None:
 def test_kill_9_during_migrate_then_rerun_converges(project: Project) -> None:
     project.run("up", "local")
     good = project.serving()
-    project.variant(VERSION=2, MIGRATE_SLEEP_S=3)
+    gate = project.root.parent / "migrate-gate"
+    project.variant(VERSION=2, MIGRATE_GATE=str(gate))
     proc = project.start("up", "local")
-    _wait_for(lambda: _stage_running(project, "migrate") and _migrate_processes(project))
+    _wait_for(lambda: _stage_running(project, "migrate") and _running_job(project))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert project.serving() == good
     assert project.status()["lock"]["stale"] is False  # its migrate job outlived it and still runs
+    gate.touch()  # and now finishes
     _wait_for(lambda: not _jobs_running(project), timeout=30)
     status = project.status()
     assert status["lock"]["stale"] is True  # now nothing of it runs
