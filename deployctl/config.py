@@ -334,6 +334,9 @@ class Gcp(_Model):
     trigger: Trigger | None = None
     monitoring: Monitoring = Monitoring()
     accept_risks: list[str] = []  # policy rule ids this stack knowingly accepts
+    # the stacks whose images `deployctl promote SRC <this stack>` deploys here: bootstrap lets this project's
+    # Cloud Run Service Agent read their image repositories, and doctor checks it (docs/runbook.md, Promote)
+    promote_from: list[Annotated[str, Field(pattern=f"^{STACK_NAME.pattern}$")]] = []
 
 
 class TrafficTarget(_Model):

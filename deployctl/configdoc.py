@@ -121,6 +121,9 @@ D = {
     "Gcp.trigger": "The Cloud Build trigger on push.",
     "Gcp.monitoring": "Uptime check and alert thresholds.",
     "Gcp.accept_risks": "Policy rule ids this stack knowingly accepts.",
+    "Gcp.promote_from": "Stacks whose images `deployctl promote SRC` deploys here (e.g. [staging]): `deployctl "
+                        "bootstrap` lets this project's Cloud Run Service Agent read their image repositories when "
+                        "they live in another project, and `deployctl doctor` checks it.",
     "Trigger.branch": "Regex of the branch whose pushes release (set this or tag).",
     "Trigger.tag": "Regex of the tags whose pushes release, e.g. ^v[0-9]+\\.[0-9]+\\.[0-9]+$ (set this or branch).",
     "Trigger.approval": "Require approval before the build runs (production).",

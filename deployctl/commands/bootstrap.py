@@ -20,8 +20,10 @@ def bootstrap(stack: str, dry_run: bool, as_json: bool) -> None:
     Enables the APIs, creates the state bucket (uniform access, public access prevented, versioned),
     creates the build service account (<stack>-build: the identity the stack's Cloud Build trigger runs
     `deployctl up` as) with the roles a release needs, creates the Pulumi passphrase secret, logs Pulumi
-    in to the bucket and creates the Pulumi stack. Steps already done are skipped, so running it again
-    changes nothing. Needs the pulumi CLI and Application Default Credentials.
+    in to the bucket and creates the Pulumi stack. For each stack in gcp.promote_from that lives in
+    another project, lets this project's Cloud Run read that stack's images (once its repository exists:
+    until then the step says `later`). Steps already done are skipped, so running it again changes
+    nothing. Needs the pulumi CLI and Application Default Credentials.
 
     \b
     Example:

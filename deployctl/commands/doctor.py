@@ -17,7 +17,8 @@ def doctor(stack: str, as_json: bool) -> None:
     `deployctl up`) or note: the pulumi CLI, the APIs, your identity's and the trigger identity's
     (<stack>-build) roles, the state bucket, the Pulumi passphrase, the image repository, the trigger's
     repository connection, each declared secret's enabled version, the Cloud SQL instance and the
-    database connection budget for its real tier. Changes nothing. Exit code 5 when anything is missing.
+    database connection budget for its real tier, and whether Cloud Run here may read the images of
+    each stack in gcp.promote_from. Changes nothing. Exit code 5 when anything is missing.
     A local stack has nothing to check in the cloud.
 
     \b
@@ -27,7 +28,8 @@ def doctor(stack: str, as_json: bool) -> None:
     from deployctl import config
     from deployctl.output import emit_json, line
 
-    spec = config.load(stack, project_root())
+    root = project_root()
+    spec = config.load(stack, root)
     if spec.target != "gcp":
         message = f"stack {stack} runs on this machine: nothing to check in Google Cloud (deployctl up {stack})"
         if as_json:
@@ -37,7 +39,7 @@ def doctor(stack: str, as_json: bool) -> None:
         return
     from deployctl.targets.gcp.doctor import open_doctor
 
-    runner = open_doctor(spec)
+    runner = open_doctor(spec, root)
     if not as_json:
         line(f"Checking stack {stack} in {spec.project} (read-only)")
     report = runner.run(progress=(lambda text: None) if as_json else line)

@@ -175,7 +175,9 @@ def _stack(d: Detection, stack: str) -> dict[str, Any]:
         config["deployctl:gcp"] = {"repository": "deployctl",
                                    "trigger": {"repository": trigger_repository(stack, d),
                                                "tag": r"^v[0-9]+\.[0-9]+\.[0-9]+$", "approval": True},
-                                   "monitoring": {"latency_p95_ms": 500}}
+                                   "monitoring": {"latency_p95_ms": 500},
+                                   # promote staging production: bootstrap lets Cloud Run here read staging's images
+                                   "promote_from": ["staging"]}
     return config
 
 

@@ -24,6 +24,7 @@ from tests.fakes.bootstrap import (
     FakeProject,
     FakeProjects,
     FakePulumi,
+    FakeRepositories,
     FakeSecrets,
     FakeServiceUsage,
     FakeStorage,
@@ -43,7 +44,7 @@ def project() -> Iterator[Project]:
     fake = GrpcFake()
     owner = {"roles/owner": ["user:alice@example.com"], "roles/run.admin": ["group:ops@example.com"]}
     p = Project(fake, FakeServiceUsage(fake, {"serviceusage.googleapis.com"}), FakeIam(fake),
-                FakeProjects(fake, owner), FakeStorage(), FakePulumi(), FakeSecrets())
+                FakeProjects(fake, owner), FakeStorage(), FakePulumi(), FakeSecrets(), FakeRepositories(fake))
     fake.start()
     yield p
     fake.stop()
@@ -203,3 +204,50 @@ def test_the_program_does_not_create_the_account_bootstrap_creates():
     build = [a for a in accounts if a.inputs["accountId"] == naming.account(stack, "build")]
     # IAM answers 409 to a second projects.serviceAccounts.create of one id: the program looks the account up
     assert build == []
+
+
+STAGING_IMAGES = "projects/example-staging/locations/europe-central2/repositories/staging-deployctl"
+PRODUCTION_AGENT = "serviceAccount:service-123456789013@serverless-robot-prod.iam.gserviceaccount.com"
+
+
+def test_a_stack_promoted_from_another_project_lets_its_run_agent_read_those_images(project):
+    """stacks/Pulumi.production.yaml: gcp.promote_from [staging], another project. The grant needs staging's
+    repository, which staging's first `up` makes: until then the step waits and says what to run."""
+    production = load("production", ROOT)
+    assert production.gcp.promote_from == ["staging"]
+    first = project.bootstrap(production).run()
+    pull = first.steps[-1]
+    assert pull["step"] == "pull:staging" and pull["state"] == "later"
+    assert pull["message"].endswith("run `deployctl up staging` first, then `deployctl bootstrap production` again")
+    assert [s["state"] for s in first.steps[:-1]] == ["applied"] * 6  # the rest of production is ready
+
+    project.repositories.names.add(STAGING_IMAGES)  # `deployctl up staging` made it
+    planned = project.bootstrap(production).run(dry_run=True)
+    assert [s["state"] for s in planned.steps] == ["done"] * 6 + ["planned"]
+    second = project.bootstrap(production).run()
+    assert [s["state"] for s in second.steps] == ["done"] * 6 + ["applied"]
+    assert project.repositories.members(STAGING_IMAGES, "roles/artifactregistry.reader") == {PRODUCTION_AGENT}
+    before = len(project.mutations())
+    third = project.bootstrap(production).run()
+    assert [s["state"] for s in third.steps] == ["done"] * 7 and len(project.mutations()) == before
+
+
+def test_a_stack_promoted_from_the_same_project_needs_no_grant(project):
+    production = load("production", ROOT).model_copy(update={"project": "example-staging"})
+    steps = [s["step"] for s in project.bootstrap(production).run(dry_run=True).steps]
+    assert not any(step.startswith("pull:") for step in steps)  # Cloud Run reads its own project's images
+
+
+def test_a_bootstrapper_who_cannot_change_the_source_repository_is_told_who_can(project):
+    project.repositories.names.add(STAGING_IMAGES)
+    project.repositories.lacking.add("artifactregistry.repositories.setIamPolicy")
+    with pytest.raises(PreconditionError) as denied:
+        project.bootstrap(load("production", ROOT)).run()
+    assert denied.value.message.startswith(f"let {PRODUCTION_AGENT.removeprefix('serviceAccount:')} read "
+                                           f"{STAGING_IMAGES}: ")
+    assert "artifactregistry.repositories.setIamPolicy" in denied.value.message
+    assert denied.value.hint == (
+        "Run it as an admin of example-staging (its repository's IAM policy), or have one run: gcloud artifacts "
+        "repositories add-iam-policy-binding staging-deployctl --project example-staging --location europe-central2 "
+        f"--member {PRODUCTION_AGENT} --role roles/artifactregistry.reader")
+    assert project.repositories.members(STAGING_IMAGES, "roles/artifactregistry.reader") == set()

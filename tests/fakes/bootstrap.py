@@ -26,6 +26,7 @@ import grpc
 from google.api_core import exceptions as gexc
 from google.cloud import artifactregistry_v1 as ar
 from google.cloud import iam_admin_v1 as ia
+from google.cloud import resourcemanager_v3 as rm
 from google.cloud import service_usage_v1 as su
 from google.cloud.devtools import cloudbuild_v2 as cb2
 from google.iam.v1 import iam_policy_pb2, policy_pb2
@@ -37,6 +38,8 @@ from tests.fakes.grpcfake import FakeError, GrpcFake, done_operation
 from tests.fakes.sqladmin import FakeSqlAdmin, _error, _send
 
 MUTATING = {"BatchEnableServices", "CreateServiceAccount", "SetIamPolicy"}
+# the projects of the shipped stacks, by number (what Resource Manager answers outside a twin)
+PROJECT_NUMBERS = {"example-staging": "123456789012", "example-production": "123456789013"}
 ROOT = Path(__file__).resolve().parents[2]
 # IAM: an account id is 6-30 characters, a lowercase letter first, no hyphen last (API reference:
 # projects.serviceAccounts.create, accountId: "[a-z]([-a-z0-9]*[a-z0-9])")
@@ -103,6 +106,16 @@ class FakeProjects:
         service = "google.cloud.resourcemanager.v3.Projects"
         fake.add(service, "GetIamPolicy", lambda request: self.policy, iam_policy_pb2.GetIamPolicyRequest)
         fake.add(service, "SetIamPolicy", self._set, iam_policy_pb2.SetIamPolicyRequest)
+        fake.add(service, "GetProject", self._project, rm.GetProjectRequest)
+
+    def _project(self, request: rm.GetProjectRequest) -> rm.Project:
+        """Resource Manager v3 projects.get: the project's ``name`` is ``projects/<number>`` (a project it
+        does not know is PERMISSION_DENIED, as Google answers for a project the caller cannot see)."""
+        pid = request.name.removeprefix("projects/")
+        number = (self.twin.numbers if self.twin is not None else PROJECT_NUMBERS).get(pid)
+        if number is None:
+            raise FakeError(grpc.StatusCode.PERMISSION_DENIED, f"Permission denied on resource project {pid}.")
+        return rm.Project(name=f"projects/{number}", project_id=pid)
 
     def _set(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
         if request.policy.etag != self.policy.etag:
@@ -269,17 +282,60 @@ class FakeSecrets:
 
 class FakeRepositories:
     """Artifact Registry repositories (``GetRepository``: NOT_FOUND for one that does not exist; API reference,
-    projects.locations.repositories.get)."""
+    projects.locations.repositories.get) and their IAM policies (``GetIamPolicy``/``SetIamPolicy`` on a
+    repository, API reference projects.locations.repositories.getIamPolicy/setIamPolicy: NOT_FOUND for a
+    repository that does not exist, ABORTED for a stale etag as every IAM policy). In a twin (``twin`` set)
+    what SetIamPolicy adds takes effect on that repository after the twin's propagation delay."""
 
-    def __init__(self, fake: GrpcFake) -> None:
+    def __init__(self, fake: GrpcFake, twin: Any = None) -> None:
         self.names: set[str] = set()  # projects/P/locations/L/repositories/R
-        fake.add("google.devtools.artifactregistry.v1.ArtifactRegistry", "GetRepository", self._get,
-                 ar.GetRepositoryRequest)
+        self.policies: dict[str, policy_pb2.Policy] = {}
+        self.twin = twin
+        # outside a twin the caller owns everything; a test names the permissions it lacks here (the twin's own
+        # refusal, tests/fakes/iam.py: PERMISSION_DENIED "Permission 'P' denied on resource 'R' …")
+        self.lacking: set[str] = set()
+        self._etags = itertools.count(2)
+        service = "google.devtools.artifactregistry.v1.ArtifactRegistry"
+        fake.add(service, "GetRepository", self._get, ar.GetRepositoryRequest)
+        fake.add(service, "GetIamPolicy", self._get_policy, iam_policy_pb2.GetIamPolicyRequest)
+        fake.add(service, "SetIamPolicy", self._set_policy, iam_policy_pb2.SetIamPolicyRequest)
 
     def _get(self, request: ar.GetRepositoryRequest) -> ar.Repository:
         if request.name not in self.names:
             raise FakeError(grpc.StatusCode.NOT_FOUND, f"Repository {request.name} not found")
         return ar.Repository(name=request.name, format_=ar.Repository.Format.DOCKER)
+
+    def policy(self, name: str) -> policy_pb2.Policy:
+        if name not in self.names:
+            raise FakeError(grpc.StatusCode.NOT_FOUND, f"Repository {name} not found")
+        return self.policies.setdefault(name, policy_pb2.Policy(version=1, etag=b"1"))
+
+    def _refuse(self, permission: str, resource: str) -> None:
+        if permission in self.lacking:
+            raise FakeError(grpc.StatusCode.PERMISSION_DENIED,
+                            f"Permission '{permission}' denied on resource '{resource}' (or it may not exist).")
+
+    def _get_policy(self, request: iam_policy_pb2.GetIamPolicyRequest) -> policy_pb2.Policy:
+        self._refuse("artifactregistry.repositories.getIamPolicy", request.resource)
+        return self.policy(request.resource)
+
+    def _set_policy(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
+        self._refuse("artifactregistry.repositories.setIamPolicy", request.resource)
+        current = self.policy(request.resource)
+        if request.policy.etag != current.etag:
+            raise FakeError(grpc.StatusCode.ABORTED, "concurrent policy change")
+        before = {(b.role, m) for b in current.bindings for m in b.members}
+        new = policy_pb2.Policy()
+        new.CopyFrom(request.policy)
+        new.etag = str(next(self._etags)).encode()
+        self.policies[request.resource] = new
+        if self.twin is not None:
+            for role, member in {(b.role, m) for b in new.bindings for m in b.members} - before:
+                self.twin.grant(member, role, request.resource, source="policy")
+        return new
+
+    def members(self, name: str, role: str) -> set[str]:
+        return {m for b in self.policies.get(name, policy_pb2.Policy()).bindings if b.role == role for m in b.members}
 
 
 class FakeConnections:
@@ -354,9 +410,13 @@ class FakeProject:
     storage: FakeStorage
     pulumi: FakePulumi
     secrets: FakeSecrets
+    repositories: FakeRepositories  # Artifact Registry: doctor reads them; bootstrap grants a promotion's pull
 
     def clients(self) -> dict[str, Any]:
         from google.cloud import iam_admin_v1, resourcemanager_v3, service_usage_v1
+        from google.cloud.artifactregistry_v1.services.artifact_registry.transports import (
+            ArtifactRegistryGrpcTransport,
+        )
         from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
         from google.cloud.resourcemanager_v3.services.projects.transports import ProjectsGrpcTransport
         from google.cloud.service_usage_v1.services.service_usage.transports import ServiceUsageGrpcTransport
@@ -368,6 +428,7 @@ class FakeProject:
             "projects": resourcemanager_v3.ProjectsClient(transport=ProjectsGrpcTransport(channel=channel)),
             "storage": self.storage,
             "secrets": self.secrets,
+            "registry": ar.ArtifactRegistryClient(transport=ArtifactRegistryGrpcTransport(channel=channel)),
         }
 
     def bootstrap(self, stack: Stack | None = None) -> Bootstrap:

@@ -607,6 +607,13 @@ GRPC_RULES: dict[str, Rule] = {
     "google.devtools.cloudbuild.v1.CloudBuild/CreateBuild": Rule(_BUILD, _create_build),
     "google.devtools.cloudbuild.v1.CloudBuild/GetBuild": Rule(_BUILD, _get_build),
     "google.devtools.artifactregistry.v1.ArtifactRegistry/GetTag": Rule(_AR, _one("artifactregistry.tags.get", "name")),
+    "google.devtools.artifactregistry.v1.ArtifactRegistry/GetRepository":
+        Rule(_AR, _one("artifactregistry.repositories.get", "name")),
+    "google.devtools.artifactregistry.v1.ArtifactRegistry/GetIamPolicy":
+        Rule(_AR, _one("artifactregistry.repositories.getIamPolicy", "resource")),
+    "google.devtools.artifactregistry.v1.ArtifactRegistry/SetIamPolicy":
+        Rule(_AR, _one("artifactregistry.repositories.setIamPolicy", "resource")),
+    "google.cloud.resourcemanager.v3.Projects/GetProject": Rule(_CRM, _one("resourcemanager.projects.get", "name")),
     "google.devtools.artifactregistry.v1.ArtifactRegistry/ListTags":
         Rule(_AR, _one("artifactregistry.tags.list", "parent")),
     _USAGE + "BatchGetServices": Rule(_SU, _one("serviceusage.services.get", "parent")),

@@ -18,14 +18,12 @@ from typing import Any
 import pytest
 import yaml
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import artifactregistry_v1
-from google.cloud.artifactregistry_v1.services.artifact_registry.transports import ArtifactRegistryGrpcTransport
 from google.cloud.devtools import cloudbuild_v2
 from google.cloud.devtools.cloudbuild_v2.services.repository_manager.transports import RepositoryManagerGrpcTransport
 
 from deployctl.config import Stack, load, parse
 from deployctl.errors import EXIT_PRECONDITION
-from deployctl.targets.gcp.bootstrap import APIS, RELEASE_ROLES
+from deployctl.targets.gcp.bootstrap import APIS, RELEASE_ROLES, promotion_sources
 from deployctl.targets.gcp.doctor import Doctor, Report
 from deployctl.targets.gcp.retry import CREDENTIALS_HINT
 from deployctl.targets.gcp.sql_users import sqladmin_client
@@ -57,7 +55,6 @@ FIX_BOOTSTRAP = "deployctl bootstrap staging"
 
 @dataclass
 class Project(FakeProject):
-    registry: FakeRepositories
     connections: FakeConnections
     sql: FakeSqlInstances
 
@@ -67,8 +64,6 @@ class Project(FakeProject):
         return Doctor(
             stack or load("staging", ROOT),
             **self.clients(),
-            registry=artifactregistry_v1.ArtifactRegistryClient(
-                transport=ArtifactRegistryGrpcTransport(channel=channel)),
             repositories=cloudbuild_v2.RepositoryManagerClient(
                 transport=RepositoryManagerGrpcTransport(channel=channel)),
             sqladmin=sqladmin_client(AnonymousCredentials(), 5, endpoint=self.sql.endpoint),
@@ -84,7 +79,7 @@ class Project(FakeProject):
         synthesis = synthesize(stack)
         for r in synthesis.of_type("gcp:artifactregistry/repository:Repository"):
             i = r.inputs
-            self.registry.names.add(f"projects/{i['project']}/locations/{i['location']}/repositories/{i['repositoryId']}")
+            self.repositories.names.add(f"projects/{i['project']}/locations/{i['location']}/repositories/{i['repositoryId']}")
         for r in synthesis.of_type("gcp:secretmanager/secret:Secret"):
             parent = f"projects/{r.inputs['project']}"
             self.secrets.create_secret(parent, r.inputs["secretId"])
@@ -272,7 +267,7 @@ def test_each_broken_piece_is_one_missing_line_with_its_fix(project, case):
 
 
 def test_what_the_program_would_recreate_is_pending_after_a_release(project):
-    project.registry.names.clear()
+    project.repositories.names.clear()
     del project.sql.instances["staging-db"]
 
     report, _ = run(project)
@@ -408,3 +403,28 @@ def test_the_callers_identity_comes_from_the_credentials_when_they_name_it():
     robot = service_account.Credentials(signer=None, service_account_email=BUILD, token_uri="https://oauth2.invalid")
     assert caller_identity(robot) == BUILD
     assert caller_identity(type("Metadata", (), {"service_account_email": "default"})()) is None  # not yet resolved
+
+
+def test_a_promotion_from_another_project_is_checked_until_its_pull_is_granted():
+    """production (another project) is promoted into from staging (gcp.promote_from): doctor production says
+    whether production's Cloud Run Service Agent reads staging's images, and bootstrap production fixes it."""
+    staging_images = "projects/example-staging/locations/europe-central2/repositories/staging-deployctl"
+    agent = "service-123456789013@serverless-robot-prod.iam.gserviceaccount.com"
+    production = load("production", ROOT)
+    with bootstrapped(released=False) as p:
+        def check() -> str:
+            doctor = p.doctor(production)
+            doctor.sources = promotion_sources(production, ROOT)
+            return line(doctor.run(), "promotion from staging")
+
+        assert check() == (f"note    promotion from staging: {staging_images} does not exist yet (the first "
+                           "`deployctl up staging` makes it); the grant comes after it — fix: deployctl up staging, "
+                           "then deployctl bootstrap production")
+        p.repositories.names.add(staging_images)
+        assert check() == (f"missing promotion from staging: {agent} (Cloud Run in example-production) cannot read "
+                           f"{staging_images}: a promoted image would not import — fix: deployctl bootstrap production")
+        p.bootstrap(production).run()  # its pull step grants it
+        assert check() == f"ok      promotion from staging: {agent} reads {staging_images}"
+        p.repositories.lacking.add("artifactregistry.repositories.getIamPolicy")  # another project's admins'
+        assert check().startswith(f"note    promotion from staging: could not read who may read {staging_images} "
+                                  "(read the IAM policy of")

@@ -14,7 +14,11 @@ mutating ``apply()``:
 4. create the secret ``<stack>-pulumi-passphrase`` (Secret Manager) with a generated passphrase, which
    encrypts the stack's secrets in Pulumi state; deployctl reads it when ``PULUMI_CONFIG_PASSPHRASE`` is
    unset, so laptops and Cloud Build need no copy of it;
-5. ``pulumi login gs://BUCKET`` and create the Pulumi stack with that passphrase (Automation API).
+5. ``pulumi login gs://BUCKET`` and create the Pulumi stack with that passphrase (Automation API);
+6. for each stack in ``deployctl:gcp.promote_from`` that lives in another project: let this project's Cloud
+   Run Service Agent read that stack's image repository (roles/artifactregistry.reader on the repository),
+   which Cloud Run needs to import a promoted image. The repository is the other stack's program's, made by
+   its first ``deployctl up``; until then the step waits ("later") and a rerun of bootstrap makes it.
 
 Rules:
 - Preconditions come first: without the ``pulumi`` CLI a real run raises PreconditionError before any
@@ -27,10 +31,11 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import secrets as pysecrets
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +50,7 @@ from deployctl.targets.gcp.retry import (
     RetryPolicy,
     mutate,
     read,
+    reader_grant,
 )
 from deployctl.targets.gcp.secrets import SecretManager
 
@@ -120,11 +126,12 @@ class Step:
     message: str
     is_done: Callable[[], bool]
     apply: Callable[[], None]
+    later: Callable[[], str | None] = lambda: None  # why it cannot be made yet (nothing to grant on), if so
 
 
 @dataclass
 class Outcome:
-    """What a run did: per step, "done" (already so), "applied", or "planned" (dry run)."""
+    """What a run did: per step, "done" (already so), "applied", "planned" (dry run) or "later" (see Step)."""
 
     stack: str
     dry_run: bool
@@ -161,10 +168,13 @@ class PulumiBackend:
 
 class Bootstrap:
     def __init__(self, stack: Stack, root: Path, *, service_usage: Any, storage: Any, iam: Any, projects: Any,
-                 secrets: Any, pulumi: PulumiBackend | None = None, policy: RetryPolicy | None = None) -> None:
+                 secrets: Any, registry: Any = None, pulumi: PulumiBackend | None = None,
+                 policy: RetryPolicy | None = None) -> None:
         assert stack.project and stack.region  # config validation guarantees both for gcp stacks
         self.stack, self.project, self.region = stack, stack.project, stack.region
         self.service_usage, self.storage, self.iam, self.projects = service_usage, storage, iam, projects
+        self.registry = registry
+        self.sources = promotion_sources(stack, root)
         self.pulumi = pulumi or PulumiBackend(root, stack.name)
         self.policy = policy or RetryPolicy()
         self.bucket = stack.state_bucket
@@ -186,6 +196,7 @@ class Bootstrap:
             Step("pulumi", f"pulumi login gs://{self.bucket} and create stack {self.stack.name}",
                  lambda: self.pulumi.has_stack(f"gs://{self.bucket}"),
                  lambda: self.pulumi.login_and_init(f"gs://{self.bucket}", self._passphrase())),
+            *(self._pull_step(source) for source in self.sources),
         ]
 
     def run(self, dry_run: bool = False, progress: Callable[[str], None] = lambda line: None) -> Outcome:
@@ -195,6 +206,10 @@ class Bootstrap:
             raise pulumi_missing(self.stack.name)
         outcome = Outcome(self.stack.name, dry_run)
         for step in self.plan():
+            if (why := step.later()) is not None:
+                outcome.steps.append({"step": step.name, "state": "later", "message": f"{step.message}: {why}"})
+                progress(f"  {'later':<8} {step.message}: {why}")
+                continue
             if step.is_done():
                 state = "done"
             elif dry_run:
@@ -205,6 +220,19 @@ class Bootstrap:
             outcome.steps.append({"step": step.name, "state": state, "message": step.message})
             progress(f"  {state:<8} {step.message}")
         return outcome
+
+    # -- promotion: this project's Cloud Run Service Agent reads another project's images -------------
+    def _pull_step(self, source: Stack) -> Step:
+        repository = image_repository(source)
+        pull = RepositoryPull(self.registry, repository, lambda: run_agent(self.projects, self.project, self.policy),
+                              self.policy)
+        return Step(f"pull:{source.name}",
+                    f"let {self.project}'s Cloud Run Service Agent read {source.name}'s images "
+                    f"(roles/artifactregistry.reader on {repository})",
+                    pull.granted, pull.grant,
+                    lambda: None if pull.exists() else
+                    f"the repository does not exist yet; run `deployctl up {source.name}` first, then "
+                    f"`deployctl bootstrap {self.stack.name}` again")
 
     # -- APIs -------------------------------------------------------------------------------------
     def _disabled_apis(self) -> list[str]:
@@ -281,31 +309,134 @@ class Bootstrap:
         return not self._missing_roles(self._policy())
 
     def _grant_roles(self) -> None:
+        member = f"serviceAccount:{self.email}"
+        add_bindings(self._policy,
+                     lambda policy: self.projects.set_iam_policy(request={"resource": f"projects/{self.project}",
+                                                                          "policy": policy},
+                                                                 timeout=self.policy.call_timeout_s),
+                     lambda policy: [(role, member) for role in self._missing_roles(policy)],
+                     f"grant roles to {self.email}", self.policy)
+
+
+def add_bindings(get: Callable[[], Any], put: Callable[[Any], Any],
+                 missing: Callable[[Any], list[tuple[str, str]]], what: str, policy: RetryPolicy) -> None:
+    """Add the (role, member) pairs *missing* finds to an IAM policy: read, add, write under the policy's
+    etag; a concurrent change (ABORTED) means read again. The grant then propagates (IAM: minutes)."""
+    from google.api_core import exceptions as gexc
+
+    for _ in range(5):
+        current = get()
+        wanted = missing(current)
+        if not wanted:
+            return
+        for role, member in wanted:
+            binding = next((b for b in current.bindings if b.role == role and not b.condition.expression), None)
+            if binding is None:
+                binding = current.bindings.add(role=role)
+            binding.members.append(member)
+        try:
+            put(current)
+        except gexc.Aborted:
+            continue
+        except Exception as exc:
+            from deployctl.targets.gcp.retry import translate
+
+            raise translate(exc, what, policy) from None
+        policy.propagation.begin(f"the roles just granted to {', '.join(sorted({m for _, m in wanted}))}"
+                                 .replace("serviceAccount:", ""), IAM_PROPAGATION_S)
+        return
+    raise DeployctlError(f"{what}: the IAM policy kept changing meanwhile", "Rerun deployctl bootstrap; it only "
+                         "adds what is missing.")
+
+
+def promotion_sources(stack: Stack, root: Path) -> list[Stack]:
+    """The stacks of ``gcp.promote_from`` whose images live in another project than *stack*'s."""
+    from deployctl.config import ConfigError, load
+
+    sources = []
+    for name in stack.gcp.promote_from:
+        source = load(name, root)
+        if source.target != "gcp":
+            raise ConfigError(f"stacks/Pulumi.{stack.name}.yaml: deployctl:gcp.promote_from names {name!r}, "
+                              f"which is not a gcp stack", "Promotion copies an image digest between gcp stacks.")
+        if source.project != stack.project:
+            sources.append(source)
+    return sources
+
+
+def image_repository(stack: Stack) -> str:
+    """The resource name of *stack*'s image repository (the program's, ``naming.repository``)."""
+    return f"projects/{stack.project}/locations/{stack.region}/repositories/{naming.repository(stack)}"
+
+
+def run_agent(projects: Any, project: str, policy: RetryPolicy) -> str:
+    """*project*'s Cloud Run Service Agent (IAM "Service agents": service-PROJECT_NUMBER@serverless-robot-prod
+    .iam.gserviceaccount.com); the number comes from Resource Manager (a project's name is projects/NUMBER)."""
+    found = read(lambda: projects.get_project(name=f"projects/{project}", timeout=policy.call_timeout_s),
+                 f"read project {project}", policy)
+    number = str(found.name).rsplit("/", 1)[-1]
+    return f"serviceAccount:service-{number}@serverless-robot-prod.iam.gserviceaccount.com"
+
+
+READER = "roles/artifactregistry.reader"
+
+
+class RepositoryPull:
+    """Whether, and the grant by which, a Cloud Run Service Agent reads one Artifact Registry repository."""
+
+    def __init__(self, registry: Any, repository: str, agent: Callable[[], str], policy: RetryPolicy) -> None:
+        self.registry, self.repository, self.policy = registry, repository, policy
+        self._agent, self._member = agent, ""
+
+    @property
+    def member(self) -> str:
+        self._member = self._member or self._agent()
+        return self._member
+
+    def exists(self) -> bool:
         from google.api_core import exceptions as gexc
 
-        for _ in range(5):  # read-modify-write under the policy's etag; a concurrent change means read again
-            policy = self._policy()
-            missing = self._missing_roles(policy)
-            if not missing:
-                return
-            for role in missing:
-                binding = next((b for b in policy.bindings if b.role == role and not b.condition.expression), None)
-                if binding is None:
-                    binding = policy.bindings.add(role=role)
-                binding.members.append(f"serviceAccount:{self.email}")
-            request = {"resource": f"projects/{self.project}", "policy": policy}
+        def get() -> bool:
             try:
-                self.projects.set_iam_policy(request=request, timeout=self.policy.call_timeout_s)
-            except gexc.Aborted:
-                continue
-            except Exception as exc:
-                from deployctl.targets.gcp.retry import translate
+                self.registry.get_repository(name=self.repository, timeout=self.policy.call_timeout_s)
+            except gexc.NotFound:
+                return False
+            return True
 
-                raise translate(exc, f"grant roles to {self.email}", self.policy) from None
-            self.policy.propagation.begin(f"the roles just granted to {self.email}", IAM_PROPAGATION_S)
-            return
-        raise DeployctlError(f"the IAM policy of {self.project} kept changing while roles were granted",
-                             "Rerun deployctl bootstrap; it only adds what is missing.")
+        return read(get, f"read {self.repository}", self.policy)
+
+    def _policy(self) -> Any:
+        return read(lambda: self.registry.get_iam_policy(request={"resource": self.repository},
+                                                         timeout=self.policy.call_timeout_s),
+                    f"read the IAM policy of {self.repository}", self.policy)
+
+    def granted(self) -> bool:
+        with self._denied():
+            return READER in held_roles(self._policy(), self.member)
+
+    def grant(self) -> None:
+        with self._denied():
+            add_bindings(self._policy,
+                         lambda policy: self.registry.set_iam_policy(request={"resource": self.repository,
+                                                                              "policy": policy},
+                                                                     timeout=self.policy.call_timeout_s),
+                         lambda policy: [] if READER in held_roles(policy, self.member) else [(READER, self.member)],
+                         f"let {self.member.removeprefix('serviceAccount:')} read {self.repository}", self.policy)
+
+    @contextlib.contextmanager
+    def _denied(self) -> Iterator[None]:
+        """A refusal to read or change the repository's policy: the caller administers this project, not the
+        other; say who can make the grant, and how."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            yield
+        except DeployctlError as exc:
+            if not isinstance(exc.__context__, gexc.Forbidden):
+                raise
+            raise PreconditionError(exc.message, f"Run it as an admin of {self.repository.split('/')[1]} (its "
+                                    "repository's IAM policy), or have one run: "
+                                    f"{reader_grant(self.repository, self.member)}") from None
 
 
 # -- reads, shared with `deployctl doctor` ----------------------------------------------------------
@@ -360,8 +491,8 @@ def _secure(bucket: Any) -> None:
     bucket.versioning_enabled = True
 
 
-def open_bootstrap(stack: Stack, root: Path) -> Bootstrap:
-    """A Bootstrap with the real Google clients, using Application Default Credentials."""
+def project_clients(stack: Stack) -> tuple[Any, dict[str, Any]]:
+    """Application Default Credentials and the Google clients bootstrap and doctor both read a project with."""
     import google.auth
     from google.auth import exceptions as auth_exc
 
@@ -369,14 +500,26 @@ def open_bootstrap(stack: Stack, root: Path) -> Bootstrap:
         credentials, _ = google.auth.default()
     except auth_exc.DefaultCredentialsError:
         raise PreconditionError("no Google Cloud credentials found", CREDENTIALS_HINT) from None
-    from google.cloud import iam_admin_v1, resourcemanager_v3, secretmanager_v1, service_usage_v1, storage
-
-    return Bootstrap(
-        stack,
-        root,
-        service_usage=service_usage_v1.ServiceUsageClient(credentials=credentials),
-        storage=storage.Client(project=stack.project, credentials=credentials),
-        iam=iam_admin_v1.IAMClient(credentials=credentials),
-        projects=resourcemanager_v3.ProjectsClient(credentials=credentials),
-        secrets=secretmanager_v1.SecretManagerServiceClient(credentials=credentials),
+    from google.cloud import (
+        artifactregistry_v1,
+        iam_admin_v1,
+        resourcemanager_v3,
+        secretmanager_v1,
+        service_usage_v1,
+        storage,
     )
+
+    return credentials, {
+        "service_usage": service_usage_v1.ServiceUsageClient(credentials=credentials),
+        "storage": storage.Client(project=stack.project, credentials=credentials),
+        "iam": iam_admin_v1.IAMClient(credentials=credentials),
+        "projects": resourcemanager_v3.ProjectsClient(credentials=credentials),
+        "secrets": secretmanager_v1.SecretManagerServiceClient(credentials=credentials),
+        "registry": artifactregistry_v1.ArtifactRegistryClient(credentials=credentials),
+    }
+
+
+def open_bootstrap(stack: Stack, root: Path) -> Bootstrap:
+    """A Bootstrap with the real Google clients, using Application Default Credentials."""
+    _, clients = project_clients(stack)
+    return Bootstrap(stack, root, **clients)

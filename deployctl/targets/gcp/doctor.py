@@ -21,8 +21,9 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from deployctl import naming
@@ -74,12 +75,13 @@ class Doctor:
     def __init__(self, stack: Stack, *, service_usage: Any, iam: Any, projects: Any, storage: Any, secrets: Any,
                  registry: Any, repositories: Any, sqladmin: Any, caller: str | None,
                  policy: RetryPolicy | None = None, environ: Mapping[str, str] | None = None,
-                 which: Callable[[str], str | None] = shutil.which) -> None:
+                 which: Callable[[str], str | None] = shutil.which, sources: Sequence[Stack] = ()) -> None:
         assert stack.project and stack.region  # config validation guarantees both for gcp stacks
         self.stack, self.project, self.region = stack, stack.project, stack.region
         self.service_usage, self.iam, self.projects, self.storage = service_usage, iam, projects, storage
         self.registry, self.repositories, self.sqladmin = registry, repositories, sqladmin
         self.caller = caller
+        self.sources = list(sources)  # boot.promotion_sources: the stacks promoted here from another project
         self.policy = policy or RetryPolicy()
         self.environ = os.environ if environ is None else environ
         self.which = which
@@ -98,6 +100,8 @@ class Doctor:
             ("passphrase", self._passphrase), ("image repository", self._registry),
             ("trigger repository", self._trigger_repository), ("secrets", self._secrets),
             ("database", self._database), ("connection budget", self._budget),
+            *((f"promotion from {source.name}", lambda source=source: self._pull(source))
+              for source in self.sources),
         ]
         for subject, check in checks:
             try:
@@ -164,6 +168,26 @@ class Doctor:
                                                          f"{self.project}", self._bootstrap)]
         return [Check("ok", "trigger identity", f"{self.build_email} holds the {len(boot.RELEASE_ROLES)} "
                                                 "release roles")]
+
+    def _pull(self, source: Stack) -> list[Check]:
+        """`deployctl promote SOURCE <this>` needs this project's Cloud Run Service Agent to read SOURCE's images."""
+        subject = f"promotion from {source.name}"
+        repository = boot.image_repository(source)
+        pull = boot.RepositoryPull(self.registry, repository,
+                                   lambda: boot.run_agent(self.projects, self.project, self.policy), self.policy)
+        if not pull.exists():
+            return [Check("note", subject, f"{repository} does not exist yet (the first `deployctl up "
+                                           f"{source.name}` makes it); the grant comes after it",
+                          f"deployctl up {source.name}, then {self._bootstrap}")]
+        agent = pull.member.removeprefix("serviceAccount:")
+        try:
+            granted = pull.granted()
+        except PreconditionError as exc:  # the policy of another project's repository: often not ours to read
+            return [Check("note", subject, f"could not read who may read {repository} ({exc.message})", exc.hint)]
+        if not granted:
+            return [Check("missing", subject, f"{agent} (Cloud Run in {self.project}) cannot read {repository}: "
+                                              "a promoted image would not import", self._bootstrap)]
+        return [Check("ok", subject, f"{agent} reads {repository}")]
 
     # -- state: bucket and passphrase ------------------------------------------------------------------
     def _state_bucket(self) -> list[Check]:
@@ -356,40 +380,22 @@ class Doctor:
         return [Check("ok", "connection budget", f"workloads may open {needed} of {limit} connections ({source})")]
 
 
-def open_doctor(stack: Stack) -> Doctor:
+def open_doctor(stack: Stack, root: Path) -> Doctor:
     """A Doctor with the real Google clients, using Application Default Credentials."""
-    import google.auth
-    from google.auth import exceptions as auth_exc
-
-    try:
-        credentials, _ = google.auth.default()
-    except auth_exc.DefaultCredentialsError:
-        raise PreconditionError("no Google Cloud credentials found", CREDENTIALS_HINT) from None
-    from google.cloud import (
-        artifactregistry_v1,
-        iam_admin_v1,
-        resourcemanager_v3,
-        secretmanager_v1,
-        service_usage_v1,
-        storage,
-    )
     from google.cloud.devtools import cloudbuild_v2
 
     from deployctl.targets.gcp.sql_users import sqladmin_client
 
+    credentials, clients = boot.project_clients(stack)
     policy = RetryPolicy()
     return Doctor(
         stack,
-        service_usage=service_usage_v1.ServiceUsageClient(credentials=credentials),
-        iam=iam_admin_v1.IAMClient(credentials=credentials),
-        projects=resourcemanager_v3.ProjectsClient(credentials=credentials),
-        storage=storage.Client(project=stack.project, credentials=credentials),
-        secrets=secretmanager_v1.SecretManagerServiceClient(credentials=credentials),
-        registry=artifactregistry_v1.ArtifactRegistryClient(credentials=credentials),
+        **clients,
         repositories=cloudbuild_v2.RepositoryManagerClient(credentials=credentials),
         sqladmin=sqladmin_client(credentials, policy.call_timeout_s),
         caller=caller_identity(credentials),
         policy=policy,
+        sources=boot.promotion_sources(stack, root),
     )
 
 

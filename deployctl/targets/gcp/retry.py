@@ -165,13 +165,19 @@ def image_refusal(text: str, what: str = "") -> PreconditionError | None:
         return None
     agent, image = found["agent"], found["image"]
     repo = _ARTIFACT_IMAGE.match(image)
-    where = (f"{repo['repository']} --project {repo['project']} --location {repo['location']}" if repo
-             else "REPOSITORY --project PROJECT --location LOCATION")
+    resource = (f"projects/{repo['project']}/locations/{repo['location']}/repositories/{repo['repository']}" if repo
+                else "projects/PROJECT/locations/LOCATION/repositories/REPOSITORY")
     return PreconditionError(
         f"{what + ': ' if what else ''}Cloud Run's service agent {agent} cannot read the image {image}",
-        f"Grant it once (docs/runbook.md, Promote): gcloud artifacts repositories add-iam-policy-binding {where} "
-        f"--member serviceAccount:{agent} --role roles/artifactregistry.reader",
+        f"Grant it once (docs/runbook.md, Promote): {reader_grant(resource, f'serviceAccount:{agent}')}",
     )
+
+
+def reader_grant(repository: str, member: str) -> str:
+    """The gcloud command that lets *member* read the Artifact Registry *repository* (its resource name)."""
+    _, project, _, location, _, name = repository.split("/")
+    return (f"gcloud artifacts repositories add-iam-policy-binding {name} --project {project} --location {location} "
+            f"--member {member} --role roles/artifactregistry.reader")
 
 
 def translate(exc: BaseException, what: str, policy: RetryPolicy | None = None) -> DeployctlError:
