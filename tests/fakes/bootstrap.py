@@ -287,10 +287,11 @@ class FakeRepositories:
     repository that does not exist, ABORTED for a stale etag as every IAM policy). In a twin (``twin`` set)
     what SetIamPolicy adds takes effect on that repository after the twin's propagation delay."""
 
-    def __init__(self, fake: GrpcFake, twin: Any = None) -> None:
+    def __init__(self, fake: GrpcFake, twin: Any = None, registry: Any = None) -> None:
         self.names: set[str] = set()  # projects/P/locations/L/repositories/R
         self.policies: dict[str, policy_pb2.Policy] = {}
         self.twin = twin
+        self.registry = registry  # tests/fakes/builds.FakeRegistry: the repositories the fake engine created
         # outside a twin the caller owns everything; a test names the permissions it lacks here (the twin's own
         # refusal, tests/fakes/iam.py: PERMISSION_DENIED "Permission 'P' denied on resource 'R' …")
         self.lacking: set[str] = set()
@@ -300,13 +301,16 @@ class FakeRepositories:
         fake.add(service, "GetIamPolicy", self._get_policy, iam_policy_pb2.GetIamPolicyRequest)
         fake.add(service, "SetIamPolicy", self._set_policy, iam_policy_pb2.SetIamPolicyRequest)
 
+    def exists(self, name: str) -> bool:
+        return name in self.names or (self.registry is not None and self.registry.holds(name))
+
     def _get(self, request: ar.GetRepositoryRequest) -> ar.Repository:
-        if request.name not in self.names:
+        if not self.exists(request.name):
             raise FakeError(grpc.StatusCode.NOT_FOUND, f"Repository {request.name} not found")
         return ar.Repository(name=request.name, format_=ar.Repository.Format.DOCKER)
 
     def policy(self, name: str) -> policy_pb2.Policy:
-        if name not in self.names:
+        if not self.exists(name):
             raise FakeError(grpc.StatusCode.NOT_FOUND, f"Repository {name} not found")
         return self.policies.setdefault(name, policy_pb2.Policy(version=1, etag=b"1"))
 

@@ -40,6 +40,10 @@ class FakeRegistry:
         self.lock = threading.Lock()
         fake.add("google.devtools.artifactregistry.v1.ArtifactRegistry", "GetTag", self._get_tag, ar.GetTagRequest)
 
+    def holds(self, name: str) -> bool:
+        """Whether the repository ``projects/P/locations/L/repositories/R`` exists (the engine made R)."""
+        return name.rsplit("/", 1)[-1] in self.repositories
+
     def _get_tag(self, request: ar.GetTagRequest) -> ar.Tag:
         package, _, tag = request.name.removeprefix(self.prefix).partition("/tags/")
         with self.lock:

@@ -2,14 +2,15 @@
 until enabled, every call checked against the caller's roles, both propagating with a delay).
 
 1. an empty project (only the APIs Google enables on a new one; only its owner holds a role);
-2. `deployctl bootstrap` of staging and of production (one project holds both stacks here);
+2. `deployctl bootstrap` of staging and of production, each in its own project (production's waits to grant
+   its Cloud Run read access to staging's images until staging's repository exists);
 3. `deployctl up staging` from a laptop, as the project's owner;
 4. a release from inside Cloud Build, as the trigger's service account, running cloudbuild.yaml's release
    step (the image its build and push steps would make is built through Cloud Build by deployctl);
 5. a code change;
 6. `secrets rotate` of SECRET_KEY and of the database password (DATABASE_URL follows);
 7. `rollback`;
-8. `promote staging production`;
+8. `bootstrap production` again (the grant), then `promote staging production` across the projects;
 9. `up` of the working tree (rolling forward), and a second `up` with nothing changed: a no-op.
 
 Each step asserts what the twin holds and what serves; stacks/ is never written, and a hand-run
@@ -23,12 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from google.cloud import iam_admin_v1, secretmanager_v1, service_usage_v1, storage
+from google.cloud import artifactregistry_v1, iam_admin_v1, secretmanager_v1, service_usage_v1, storage
+from google.cloud.artifactregistry_v1.services.artifact_registry.transports import ArtifactRegistryGrpcTransport
 from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
 from google.cloud.resourcemanager_v3.services.projects.transports import ProjectsGrpcTransport
 from google.cloud.service_usage_v1.services.service_usage.transports import ServiceUsageGrpcTransport
@@ -43,26 +46,21 @@ from deployctl.pipeline.run import Options
 from deployctl.targets.gcp.bootstrap import APIS, RELEASE_ROLES, Bootstrap
 from deployctl.targets.gcp.retry import RetryPolicy
 from deployctl.targets.gcp.synth import synthesize
-from tests.fakes.bootstrap import FakeIam, FakeProjects, FakePulumi
+from tests.fakes.bootstrap import FakeIam, FakeProjects, FakePulumi, FakeRepositories
 from tests.fakes.iam import OWNER, TwinCredentials
 from tests.gcp.conftest import Cloud
 
 pytestmark = pytest.mark.twin
 
 STAGING = "projects/example-staging/locations/europe-central2/services/staging-api"
-PRODUCTION = "projects/example-staging/locations/europe-central2/services/production-api"
+PRODUCTION = "projects/example-production/locations/europe-central2/services/production-api"
+STAGING_IMAGES = "projects/example-staging/locations/europe-central2/repositories/staging-deployctl"
 # a release waits out the twin's 0.2 s propagation delays well within this
 POLICY = RetryPolicy(deadline_s=5.0, initial_s=0.02, maximum_s=0.1, call_timeout_s=5)
 
 
 def _stack_files(root: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((root / "stacks").iterdir())}
-
-
-def _one_project(root: Path) -> None:
-    """Production lives in the staging project here: the twin models one project (names are per stack)."""
-    path = root / "stacks" / "Pulumi.production.yaml"
-    path.write_text(path.read_text().replace("example-production", "example-staging"))
 
 
 class _Projects:
@@ -77,6 +75,11 @@ class _Projects:
             iam_policy_pb2.GetIamPolicyRequest(**request)
         return self.transport.get_iam_policy(message)
 
+    def get_project(self, name: str, **_: Any) -> Any:
+        from google.cloud import resourcemanager_v3
+
+        return self.transport.get_project(resourcemanager_v3.GetProjectRequest(name=name))
+
     def set_iam_policy(self, request: Any, **_: Any) -> Any:
         message = request if isinstance(request, iam_policy_pb2.SetIamPolicyRequest) else \
             iam_policy_pb2.SetIamPolicyRequest(**request)
@@ -84,7 +87,7 @@ class _Projects:
 
 
 def _bootstrap(cloud: Cloud, stack: str, iam: FakeIam, projects: FakeProjects, pulumi: FakePulumi) -> Any:
-    """The real Bootstrap, as the project's owner, through the real client libraries on the twin."""
+    """The real Bootstrap, as the owner of both projects, through the real client libraries on the twin."""
     owner = TwinCredentials(OWNER)
     channel = cloud.grpc.channel(owner)
     pulumi.stack = stack
@@ -95,6 +98,7 @@ def _bootstrap(cloud: Cloud, stack: str, iam: FakeIam, projects: FakeProjects, p
         projects=_Projects(channel),
         storage=storage.Client(project="example-staging", credentials=owner),
         secrets=secretmanager_v1.SecretManagerServiceClient(credentials=owner),
+        registry=artifactregistry_v1.ArtifactRegistryClient(transport=ArtifactRegistryGrpcTransport(channel=channel)),
         pulumi=pulumi, policy=POLICY,  # type: ignore[arg-type]
     )
     return boot.run()
@@ -122,7 +126,6 @@ def test_a_fresh_project_from_bootstrap_to_promotion(cloud: Cloud, reporter, req
     from tests.fakes.iam import Project
 
     root = cloud.root
-    _one_project(root)
     policy = POLICY
     runtime: Any = None
     if real_code:
@@ -141,8 +144,11 @@ def test_a_fresh_project_from_bootstrap_to_promotion(cloud: Cloud, reporter, req
     (root / "cloudbuild.yaml").write_text((Path(__file__).resolve().parents[2] / "cloudbuild.yaml").read_text())
     for name in ("example-staging-deployctl", "example-production-deployctl"):  # 1. nothing in it yet
         cloud.storage.bucket(name).delete()
-    project = Project("example-staging", api_delay_s=0.2, iam_delay_s=0.2)
+    # production is its own project: the twin serves both ids (its owner's bindings and the APIs are one
+    # model's), each with its own number, so each has its own Cloud Run Service Agent (tests/fakes/iam.py)
+    project = Project("example-staging", api_delay_s=0.2, iam_delay_s=0.2, other_ids=("example-production",))
     cloud.use(project)
+    repositories = FakeRepositories(cloud.grpc, twin=project, registry=cloud.registry)
     stacks_before = _stack_files(root)
     laptop = TwinCredentials(OWNER)
     assert not project.apis.answers("run.googleapis.com") and not project.apis.answers("secretmanager.googleapis.com")
@@ -152,14 +158,18 @@ def test_a_fresh_project_from_bootstrap_to_promotion(cloud: Cloud, reporter, req
     projects = FakeProjects(cloud.grpc, {"roles/owner": [OWNER]}, twin=project)
     for stack in ("staging", "production"):
         outcome = _bootstrap(cloud, stack, iam, projects, pulumi)
-        assert {s["state"] for s in outcome.steps} <= {"applied", "done"}
+        assert {s["state"] for s in outcome.steps if s["step"] != "pull:staging"} <= {"applied", "done"}
+    # production's Cloud Run may read staging's images once staging's first up has made the repository
+    assert outcome.steps[-1]["step"] == "pull:staging" and outcome.steps[-1]["state"] == "later"
     assert all(project.apis.recorded(api) for api in APIS)
     for stack in ("staging", "production"):
-        account = f"serviceAccount:{naming.account(load(stack, root), 'build')}@example-staging.iam.gserviceaccount.com"
+        spec = load(stack, root)
+        account = f"serviceAccount:{naming.account(spec, 'build')}@{spec.project}.iam.gserviceaccount.com"
         assert set(RELEASE_ROLES) <= projects.roles_of(account)
     owner_storage = storage.Client(project="example-staging", credentials=TwinCredentials(OWNER))
     assert owner_storage.lookup_bucket("example-staging-deployctl") is not None
-    assert ("gs://example-staging-deployctl", "production") in pulumi.stacks
+    assert pulumi.stacks >= {("gs://example-staging-deployctl", "staging"),
+                             ("gs://example-production-deployctl", "production")}
 
     # 3. the first release, from a laptop: the infrastructure, the build, migrations, one revision that serves
     first = orchestrator.release(cloud.target(credentials=laptop, policy=policy), _options(cloud, "up staging"),
@@ -224,7 +234,17 @@ def test_a_fresh_project_from_bootstrap_to_promotion(cloud: Cloud, reporter, req
     assert cloud.run.revisions[f"{STAGING}/revisions/{serving}"].containers[0].image == image
     assert cloud.pulumi.methods("staging").count("up") == ups_before
 
-    # 8. promote what staging serves to production: the same digest, no build
+    # 8. bootstrap production again: staging's repository exists now, so production's Cloud Run Service Agent
+    # is granted read access to it; once that has propagated, promote what staging serves to production
+    # (another project): the same digest, no build
+    regrant = _bootstrap(cloud, "production", iam, projects, pulumi)
+    states = {s["step"]: s["state"] for s in regrant.steps}
+    assert states.pop("pull:staging") == "applied"
+    states.pop("bucket")  # drongo keeps no bucket's iamConfiguration, so bootstrap secures it again each time
+    assert set(states.values()) == {"done"}
+    agent = project.run_agent("example-production")
+    assert repositories.members(STAGING_IMAGES, "roles/artifactregistry.reader") == {agent}
+    time.sleep(project.iam_delay_s)  # IAM "Access change propagation"
     builds = len(cloud.cloudbuild.builds)
     promoted = promote_release(cloud.target(credentials=laptop, policy=policy),
                                cloud.target("production", credentials=laptop, policy=policy),
