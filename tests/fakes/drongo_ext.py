@@ -249,6 +249,9 @@ class JobsState:
     env: dict[str, dict[str, str]] = field(default_factory=dict)  # execution name -> override env
     left: dict[str, int] = field(default_factory=dict)  # execution name -> polls left while running
     failed: dict[str, bool] = field(default_factory=dict)
+    # execution name -> its task template's maxRetries (Cloud Run Admin API v2: an Execution's ``template`` is
+    # the TaskTemplate its tasks were made from; TaskTemplate.max_retries defaults to 3)
+    max_retries: dict[str, int] = field(default_factory=dict)
     # job id -> what each run writes to its output (the last one repeats), as text or as whole log entries; an
     # execution's Cloud Logging entries (tests/fakes/cloudlogging.py) come from it
     output: dict[str, list[str | list[str]]] = field(default_factory=dict)
@@ -343,6 +346,8 @@ class JobsResponse(FaultMixin, CloudRunResponse):
         execution = Execution(name=f"{name}/executions/{job_id}-{backend._next():05d}", job=name)
         overrides = (request.json().get("overrides") or {}).get("containerOverrides") or [{}]
         JOBS.env[execution.name] = {e["name"]: e.get("value", "") for e in overrides[0].get("env", [])}
+        task = (job.spec.get("template") or {}).get("template") or {}
+        JOBS.max_retries[execution.name] = int(task.get("maxRetries", task.get("max_retries", 3)))
         if JOBS.runtime is not None:
             JOBS.runtime.start_execution(job.to_resource(), execution.name, JOBS.env[execution.name])
         queue = JOBS.outcomes.get(job_id) or [True]
@@ -369,7 +374,8 @@ class JobsResponse(FaultMixin, CloudRunResponse):
 def _resource(execution: Execution, poll: bool) -> dict[str, Any]:
     resource = execution.to_resource()
     env = JOBS.env.get(execution.name, {})
-    resource["template"] = {"containers": [{"env": [{"name": k, "value": v} for k, v in env.items()]}]}
+    resource["template"] = {"containers": [{"env": [{"name": k, "value": v} for k, v in env.items()]}],
+                            "maxRetries": JOBS.max_retries.get(execution.name, 3)}
     resource["logUri"] = f"https://console.cloud.google.com/logs/fake?execution={execution.name.rsplit('/', 1)[-1]}"
     ran = JOBS.runtime.execution_status(execution.name) if JOBS.runtime is not None else None
     if ran is not None:

@@ -69,6 +69,8 @@ def test_migration_failure_deploys_nothing(cloud: Cloud, reporter) -> None:
     with pytest.raises(StageFailed) as failed:
         _up(cloud, reporter, IMAGE2)
     assert failed.value.stage == "migrate"
+    # its one task failed once its 2 retries (stacks/Pulumi.staging.yaml) were spent: 3 attempts
+    assert "migration failed after 3 attempt(s)" in failed.value.message
     assert cloud.run.serving(SERVICE) == {first.revisions["api"]: 100}
     assert "candidate" not in cloud.run.tags(SERVICE) or cloud.run.tags(SERVICE)["candidate"] == first.revisions["api"]
     assert len(cloud.http.hits) == hits  # no smoke check ran: nothing was deployed to check

@@ -129,7 +129,7 @@ def test_a_broken_migration_fails_the_release_at_migrate(cloud: Cloud, runtime: 
     assert raised in broken.log
     # Cloud Run keeps the output in the logs, not the status: the release quotes the exception line from the
     # execution's entries in Cloud Logging (the last attempt's; not the SQL or the docs URL printed after it)
-    assert f"attempt(s): {raised}. Traffic stays on" in failed.value.message
+    assert f"migration failed after 3 attempt(s): {raised}. Traffic stays on" in failed.value.message
     # and names the execution whose log holds the rest
     assert broken.name.rsplit("/", 1)[-1] in (failed.value.hint or "")
     assert runtime.sql[CONNECTION].query("SELECT version_num FROM alembic_version") == [("0002",)]

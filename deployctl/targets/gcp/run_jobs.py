@@ -174,7 +174,13 @@ class CloudRunJobs:
             f"https://console.cloud.google.com/run/jobs/executions/details/{self.region}/{short}/logs"
             f"?project={self.project}"
         )
-        attempts = max(1, int(execution.succeeded_count) + int(execution.failed_count) + int(execution.retried_count))
+        # the Execution counts tasks, not attempts: a task is marked failed only once its retries are spent
+        # (TaskTemplate.max_retries, "Number of retries allowed per Task, before marking this Task failed"),
+        # so a failed one ran max_retries + 1 times; a succeeded one ran once, or more if it retried
+        if state is JobState.FAILED and execution.failed_count:
+            attempts = int(execution.template.max_retries) + 1
+        else:
+            attempts = 2 if execution.retried_count else 1
         return JobRun(job=job_id, execution=short, state=state, attempts=attempts, message=message, log=log)
 
 
