@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
+from deployctl import interrupts
 from deployctl.errors import DeployctlError, StageFailed
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.model import ReleaseRecord, StageResult, StageStatus
@@ -102,16 +103,17 @@ class Executor:
         a failure, and then the run is settled by what serves, as a dead run is
         (``runmod.settle``): its traffic switch done → succeeded; otherwise interrupted."""
         ctx.cancelled.set()
-        self._record(ctx, StageResult(stage.name, "failed", 0.0, "stopped by a signal"))
-        for undo in stage.undo:
-            undo(ctx)
-        runmod.settle(ctx.target, ctx.record)
-        job = ""
-        if stage.name in ("migrate", "init"):
-            job = (f"; its {stage.name} job was left running where it runs (a rerun's job waits for it)"
-                   if ctx.target.jobs_outlive_the_cli else f"; its {stage.name} job was stopped")
-        ctx.record.message = f"stopped by a signal during {stage.name}{job}; {ctx.record.message}"
-        ctx.target.ledger.save(ctx.record)
+        with interrupts.held():  # a second Ctrl-C waits until the undo is done and recorded
+            self._record(ctx, StageResult(stage.name, "failed", 0.0, "stopped by a signal"))
+            for undo in stage.undo:
+                undo(ctx)
+            runmod.settle(ctx.target, ctx.record)
+            job = ""
+            if stage.name in ("migrate", "init"):
+                job = (f"; its {stage.name} job was left running where it runs (a rerun's job waits for it)"
+                       if ctx.target.jobs_outlive_the_cli else f"; its {stage.name} job was stopped")
+            ctx.record.message = f"stopped by a signal during {stage.name}{job}; {ctx.record.message}"
+            ctx.target.ledger.save(ctx.record)
 
     def _record(self, ctx: Context, result: StageResult) -> None:
         ctx.record.stages.append(result)

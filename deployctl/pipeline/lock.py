@@ -76,6 +76,7 @@ class StoredLock(Generic[V]):
         poll_s: float = 0.2,
         warn: Callable[[str], None] | None = None,
         working: Callable[[LockInfo], list[str]] | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         # what a holder started that still runs (a job); a holder whose process died keeps the lock until then
@@ -85,6 +86,7 @@ class StoredLock(Generic[V]):
         self.stale_after_s = stale_after_s
         self.poll_s = poll_s
         self.warn = warn or (lambda msg: print(f"Warning: {msg}", file=sys.stderr))
+        self.say = say or (lambda msg: print(msg, file=sys.stderr))  # progress: why a command is waiting
         self._beat: tuple[threading.Event, threading.Thread] | None = None
         self._version: V | None = None  # of the document we last wrote, for the heartbeat
 
@@ -106,6 +108,7 @@ class StoredLock(Generic[V]):
     # -- mutating ---------------------------------------------------------------------------------
     def acquire(self, command: str, timeout_s: float) -> LockInfo:
         deadline = time.monotonic() + timeout_s
+        waiting = False
         while True:
             data, version = self.store.read()
             current = _parse(data)
@@ -119,6 +122,9 @@ class StoredLock(Generic[V]):
                 return mine
             if time.monotonic() >= deadline:
                 raise self._locked(current)
+            if not waiting and timeout_s >= 1:  # said once, so a command that waits is not a silent one
+                waiting = True
+                self.say(f"Waiting up to {timeout_s:g}s for the deploy lock of {self.stack!r}: {current.describe()}")
             time.sleep(max(0.01, min(self.poll_s, deadline - time.monotonic())))
 
     def release(self, info: LockInfo) -> None:

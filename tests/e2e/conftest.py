@@ -75,6 +75,9 @@ def free_port() -> int:
 class Project:
     def __init__(self, root: Path, cache: Path) -> None:
         self.root = root
+        # a migration started with MIGRATE_GATE=str(project.gate) runs until the file exists (the fixture
+        # opens it at teardown, so a failed test leaves no migration behind)
+        self.gate = root.parent / "migrate-gate"
         self.port = free_port()
         self.env = {**os.environ, "DEPLOYCTL_CACHE_DIR": str(cache), "COLUMNS": "200"}
         self.env.pop("DEPLOYCTL_STATE_DIR", None)
@@ -152,4 +155,5 @@ def project(tmp_path: Path, venv_cache: Path) -> Any:
     proj = Project(tmp_path / "proj", venv_cache)
     proj.variant()
     yield proj
+    proj.gate.touch()
     proj.run("down", "local", "--purge", "--yes", rc=None)

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -85,7 +86,7 @@ def test_a_signal_during_migrate_stops_the_job_and_records_it(project: Project, 
 
 def test_a_dead_holders_running_job_keeps_the_lock(project: Project) -> None:
     project.run("up", "local")
-    gate = project.root.parent / "migrate-gate"
+    gate = project.gate
     project.variant(VERSION=2, MIGRATE_GATE=str(gate))
     proc = project.start("up", "local")
     _wait_for(lambda: _stage_running(project, "migrate") and _running_job(project))
@@ -94,17 +95,23 @@ def test_a_dead_holders_running_job_keeps_the_lock(project: Project) -> None:
     held = project.run("up", "local", "--lock-timeout", "0.3", rc=4)  # not taken over: the job still runs
     assert "the holder is gone but its job migrate-r0002 (pid " in project.error(held)
     assert len(_migrate_processes(project)) == 1  # and no second migration was started
-    gate.touch()  # the orphaned migration may finish now
     project.variant(VERSION=2)
-    out = project.run("up", "local", "--lock-timeout", "60")  # waits for the job, then takes over
-    assert "recovered a stale deploy lock" in out.stderr
+    rerun = project.start("up", "local", "--lock-timeout", "60")
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(rerun.stderr or []), daemon=True)
+    reader.start()
+    _wait_for(lambda: any(line.startswith("Waiting up to 60s for the deploy lock") for line in said))
+    gate.touch()  # only now does the orphaned migration finish: the rerun waited for it, then takes over
+    assert rerun.wait(timeout=60) == 0
+    reader.join(10)
+    assert any("recovered a stale deploy lock" in line for line in said)
     outcomes = {r["id"]: r["outcome"] for r in project.ledger()}
     assert outcomes == {"r0003": "succeeded", "r0002": "interrupted", "r0001": "succeeded"}
 
 
 def test_a_second_up_waits_then_names_the_holder(project: Project) -> None:
     project.run("up", "local")
-    gate = project.root.parent / "migrate-gate"
+    gate = project.gate
     project.variant(VERSION=2, MIGRATE_GATE=str(gate))
     first = project.start("up", "local")
     _wait_for(lambda: (project.state / "lock.json").exists())
@@ -135,7 +142,7 @@ def test_concurrent_ups_never_interleave(project: Project) -> None:
 def test_kill_9_during_migrate_then_rerun_converges(project: Project) -> None:
     project.run("up", "local")
     good = project.serving()
-    gate = project.root.parent / "migrate-gate"
+    gate = project.gate
     project.variant(VERSION=2, MIGRATE_GATE=str(gate))
     proc = project.start("up", "local")
     _wait_for(lambda: _stage_running(project, "migrate") and _running_job(project))
@@ -229,3 +236,32 @@ def test_kill_9_during_a_canary_switch_goes_back_to_the_revision_that_served(pro
     r3 = project.ledger()[0]
     assert r3["previous"] == {"api": good}  # the revision that served fully, not the interrupted candidate
     assert _traffic(project) == [(r3["revisions"]["api"], 100)]
+
+
+def test_a_signal_while_a_candidate_starts_stops_it(project: Project) -> None:
+    """The candidate is not yet deploy's to return (its startup probe has not passed), so the stage's undo
+    does not know it: the target stops it itself before the interruption goes on."""
+    project.run("up", "local")
+    good = project.serving()
+    project.variant(VERSION=2, START_DELAY_S=30)
+    proc = project.start("up", "local")
+
+    def candidate() -> dict | None:  # type: ignore[type-arg]
+        for path in (project.state / "revisions").glob("*.json"):
+            data = json.loads(path.read_text())
+            if data["name"] != good and data.get("pid"):
+                return data  # type: ignore[no-any-return]
+        return None
+
+    _wait_for(lambda: _stage_running(project, "deploy") and candidate() is not None)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+    started = candidate()
+    assert started is not None and started["state"] == "failed"
+    import psutil
+
+    alive = psutil.pid_exists(started["pid"]) and psutil.Process(started["pid"]).status() != psutil.STATUS_ZOMBIE
+    if alive:  # not left behind for the rest of the suite, whatever the outcome
+        os.killpg(started["pid"], signal.SIGKILL)
+    assert not alive
+    assert project.serving() == good and project.ledger()[0]["outcome"] == "interrupted"

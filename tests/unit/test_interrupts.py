@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,9 +51,51 @@ def test_a_signal_while_a_job_is_recorded_stops_the_job(handlers: None, tmp_path
 
     monkeypatch.setattr(processes, "_note", note_then_signal)
     record = tmp_path / "executions" / "migrate-r0002.json"
-    with pytest.raises(KeyboardInterrupt):
-        processes.run_job([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path, dict(os.environ),
-                          tmp_path / "job.log", 120, record)
-    data = json.loads(record.read_text())
-    assert data["state"] == "stopped"
-    assert not psutil.pid_exists(data["pid"])
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            processes.run_job([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path, dict(os.environ),
+                              tmp_path / "job.log", 120, record)
+        data = json.loads(record.read_text())
+        assert data["state"] == "stopped"
+        assert not psutil.pid_exists(data["pid"])
+    finally:  # whatever failed above, the job is not left to the rest of the run
+        pid = json.loads(record.read_text()).get("pid") if record.exists() else None
+        if pid and psutil.pid_exists(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_worker_thread_holds_nothing_the_main_thread_is_interrupted_at_once(handlers: None) -> None:
+    """Signals interrupt the main thread only; a worker's held() must not defer the main thread's interrupt
+    (pipeline/executor.py waits for its workers and then undoes the stage)."""
+    inside, release, ended = threading.Event(), threading.Event(), []
+
+    def worker() -> None:
+        with interrupts.held():
+            inside.set()
+            release.wait(10)
+        ended.append("without an interrupt")
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    inside.wait(10)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                time.sleep(0.001)
+    finally:
+        release.set()
+        thread.join(10)
+    assert ended == ["without an interrupt"]
+
+
+def test_a_sigint_the_shell_ignores_stays_ignored() -> None:
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `cmd &` in a non-interactive shell leaves
+        interrupts.install()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is interrupts.handler
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

@@ -148,6 +148,7 @@ def run_job(command: list[str], cwd: Path, env: dict[str, str], log: Path, timeo
     stopped before the interruption goes on, and the record says so."""
     log.parent.mkdir(parents=True, exist_ok=True)
     proc: subprocess.Popen[bytes] | None = None
+    started: float | None = None
     with open(log, "wb") as out:
         try:
             with interrupts.held():  # a signal while the job starts is raised once it is recorded, below
@@ -156,22 +157,24 @@ def run_job(command: list[str], cwd: Path, env: dict[str, str], log: Path, timeo
                                             stdin=subprocess.DEVNULL, start_new_session=True)
                 except OSError as exc:
                     return False, f"could not start {command[0]!r}: {exc.strerror}"
-                job = psutil.Process(proc.pid)
-                _note(record, state="running", pid=proc.pid, pid_started=job.create_time(), owner=os.getpid(),
+                started = psutil.Process(proc.pid).create_time()
+                _note(record, state="running", pid=proc.pid, pid_started=started, owner=os.getpid(),
                       owner_started=psutil.Process().create_time(), log=str(log))
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             assert proc is not None  # only its wait can time out
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            _note(record, state="timed out")
+            with interrupts.held():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                _note(record, state="timed out")
             return False, f"timed out after {timeout_s:.0f}s"
         except KeyboardInterrupt:
-            if proc is not None:  # our unreaped child: its pid cannot have been reused
-                stop(proc.pid, None)
-                proc.wait()
-                _note(record, state="stopped")
+            if proc is not None:
+                with interrupts.held():  # a second Ctrl-C does not cut the stop short
+                    stop(proc.pid, started)
+                    proc.wait()
+                    _note(record, state="stopped")
             raise
     _note(record, state="succeeded" if code == 0 else "failed", exit_code=code)
     if code == 0:

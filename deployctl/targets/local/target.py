@@ -205,18 +205,22 @@ class LocalTarget:
         env = self._env(rev.service, rev.artifact, rev.secret_versions)
         env.update(PORT=str(rev.port), HOST=host, K_REVISION=rev.name)
         log = self.paths.logs / f"{rev.name}.log"
-        with interrupts.held():  # recorded before a signal can unwind past it, so the undo finds it
-            proc = procs.spawn(svc.command, self._cwd(rev.service, rev.artifact), env, log)
-            rev.pid, rev.pid_started, rev.state, rev.log = proc.pid, proc.create_time(), "starting", str(log)
-            self.revisions.save(rev)
         probe = svc.probes.startup
         try:
+            with interrupts.held():  # recorded before a signal can unwind past it (raised here, once it is)
+                proc = procs.spawn(svc.command, self._cwd(rev.service, rev.artifact), env, log)
+                rev.pid, rev.pid_started, rev.state, rev.log = proc.pid, proc.create_time(), "starting", str(log)
+                self.revisions.save(rev)
             budget = probe.period_s * probe.failure_threshold
             procs.wait_ready(f"http://{host}:{rev.port}{probe.path}", proc, budget, log)
-        except DeployctlError:
-            procs.stop(rev.pid, rev.pid_started)
-            rev.state = "failed"
-            self.revisions.save(rev)
+        except (DeployctlError, KeyboardInterrupt):
+            # a revision that never got ready is stopped here: the stage's undo knows only the candidates
+            # that deploy returned; a signal (KeyboardInterrupt) goes on once it is stopped
+            if rev.pid is not None:
+                with interrupts.held():
+                    procs.stop(rev.pid, rev.pid_started)
+                    rev.state = "failed"
+                    self.revisions.save(rev)
             raise
         rev.state = "ready"
         self.revisions.save(rev)
