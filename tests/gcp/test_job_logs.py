@@ -123,3 +123,18 @@ def test_secret_values_in_the_quoted_line_are_taken_out(cloud: Cloud, reporter) 
     failed = _fail_migration(cloud, reporter, f"Traceback (most recent call last):\n  File \"x\"\n{said}\n")
     assert url not in failed.message
     assert _quoted(failed) == "sqlalchemy.exc.ArgumentError: Could not parse SQLAlchemy URL from string '****'"
+
+
+def test_a_secret_value_cut_by_the_quoted_lines_end_is_taken_out_whole(cloud: Cloud, reporter) -> None:
+    """The quoted line is cut to 300 characters: the output is redacted before, so a value straddling the cut
+    leaves no beginning behind, in the message or in the ledger."""
+    _up(cloud, reporter)
+    url = drongo_ext.secret_values("example-staging", "staging-DATABASE_URL")["1"][1].decode()
+    head = "sqlalchemy.exc.ArgumentError: Could not parse SQLAlchemy URL from string "
+    said = head + "." * (300 - len(head) - len(url) // 2) + url + "'"
+    assert said.index(url) < 300 < said.index(url) + len(url)
+    failed = _fail_migration(cloud, reporter, f"Traceback (most recent call last):\n  File \"x\"\n{said}\n")
+    assert _quoted(failed).startswith(head) and "****" in _quoted(failed)
+    record = repr(cloud.target().ledger.history()[0])
+    assert _quoted(failed) in record
+    assert not [url[:n] for n in range(4, len(url) + 1) if url[:n] in failed.message + record]
