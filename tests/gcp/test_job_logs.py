@@ -107,6 +107,29 @@ def test_entries_that_arrive_late_are_waited_for_briefly(cloud: Cloud, reporter,
     assert len(cloudlogging.LOGS.requests) - before == 3  # a first read and two more, never more
 
 
+
+def test_output_whose_traceback_has_not_arrived_is_read_again(cloud: Cloud, reporter) -> None:
+    """The first read finds only the migration's first line (``INFO … Running upgrade``), which says nothing of
+    why: it is not quoted, and a later read finds the traceback."""
+    _up(cloud, reporter)
+    before = len(cloudlogging.LOGS.requests)
+    cloudlogging.LOGS.arrived = [1]
+    failed = _fail_migration(cloud, reporter, OUTPUT)
+    assert _quoted(failed) == RAISED
+    assert len(cloudlogging.LOGS.requests) - before == 2
+
+
+def test_output_that_never_says_why_keeps_cloud_runs_message(cloud: Cloud, reporter) -> None:
+    """When every read finds only lines that say nothing of why, Cloud Run's own message stays, not the INFO
+    line that merely came last."""
+    _up(cloud, reporter)
+    before = len(cloudlogging.LOGS.requests)
+    cloudlogging.LOGS.arrived = [1, 1, 1]
+    failed = _fail_migration(cloud, reporter, OUTPUT)
+    assert _quoted(failed) == "Task failed"
+    assert len(cloudlogging.LOGS.requests) - before == 3  # a first read and two more, never more
+    assert cloudlogging.LOGS.arrived == []
+
 def test_a_logging_error_is_not_retried_and_changes_nothing(cloud: Cloud, reporter) -> None:
     _up(cloud, reporter)
     before = len(cloudlogging.LOGS.requests)

@@ -38,6 +38,18 @@ def test_explain_quotes_the_line_that_says_why(output: str, line: str) -> None:
     assert explain(output) == line
 
 
+
+@pytest.mark.parametrize(("output", "line"), [
+    ("INFO  [alembic.runtime.migration] Running upgrade 0002 -> 0003\n", ""),  # it merely came last
+    ("starting\nerror: the lockfile is broken\ncleaning up\n", "error: the lockfile is broken"),
+    (SQLALCHEMY_FAILURE, 'sqlalchemy.exc.OperationalError: (psycopg.OperationalError) connection failed: server at '
+                         '"127.0.0.1" failed'),
+    ("", ""),
+])
+def test_strict_explain_quotes_only_a_line_that_says_why(output: str, line: str) -> None:
+    assert explain(output, strict=True) == line
+    assert quote(output, [], strict=True) == line
+
 @pytest.mark.parametrize(("output", "short"), [
     ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n    main()\n", True),
     ("Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: no\n", False),

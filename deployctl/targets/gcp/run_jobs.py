@@ -10,10 +10,11 @@ Rules:
   (cancelling a migration half-way is worse) and the run is reported as RUNNING with its log link; the
   caller decides what that means (a blocking job that is still running has not succeeded).
 - A failed execution is explained as the local target explains a failed process: its message is the line of its
-  output that says why (``deployctl.joblog.explain``: the last traceback's exception line), read from Cloud
+  output that says why (``deployctl.joblog.explain``: the last traceback's exception line, else the last line
+  naming an error; never merely the last line, which Cloud Run's own message says better), read from Cloud
   Logging (``run_logs.py``) and with the caller's secret values taken out of the whole output before that line
   is picked and cut (``deployctl.joblog.quote``). When the output cannot be read (no
-  ``logging.logEntries.list``, an error, nothing written) or the values cannot be, the message stays Cloud Run's
+  ``logging.logEntries.list``, an error, no line that says why) or the values cannot be, the message stays Cloud Run's
   own (the execution's Completed condition); the log link is there either way. Reading it never fails a run.
 """
 
@@ -154,13 +155,14 @@ class CloudRunJobs:
         # short waits for entries still on their way: the poll interval, at most a second (run_logs.py)
         output = self.logs.output(job_id, str(execution.name).rsplit("/", 1)[-1], created,
                                   wait_s=min(self.poll_s, 1.0), sleep=sleep)
-        if not output or not explain(output):  # nothing to quote: the values are not read
+        # only a line that says why replaces Cloud Run's message ("Task failed"), not one that merely came last
+        if not output or not explain(output, strict=True):  # nothing to quote: the values are not read
             return ""
         try:
             values = secret_values()
         except DeployctlError:  # a value that cannot be read cannot be taken out: quote nothing (see the rules)
             return ""
-        return quote(output, values)  # the whole output redacted, then the line picked and cut
+        return quote(output, values, strict=True)  # the whole output redacted, then the line picked and cut
 
     def _result(self, job_id: str, execution: Any, why: str) -> JobRun:
         short = str(execution.name).rsplit("/", 1)[-1]

@@ -12,8 +12,9 @@ Rules:
 - An entry is its ``textPayload``, or the ``message`` of a structured entry's ``jsonPayload``; one entry may hold
   several lines (a whole traceback) or one line each. Joined in order, they read as the process's output did.
 - Entries reach Cloud Logging a little after they are written (Logging's own tail waits 2 s for "late arriving
-  log entries"): a read that finds nothing, or output that stops inside a traceback, is read again after
-  *wait_s*, at most twice. Never longer: the release has failed already and waits on nothing else.
+  log entries"): a read whose output has no line that says why (nothing yet, only its first lines such as
+  ``INFO Running upgrade …``, or output that stops inside a traceback) is read again after *wait_s*, at most
+  twice. Never longer: the release has failed already and waits on nothing else.
 - Best effort: a refusal (403 without ``logging.logEntries.list``, which ``roles/logging.viewer`` grants), another
   error, an answer that is not JSON or a timeout returns None and the caller says what it said before. Nothing is
   retried for long and nothing raises.
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from deployctl.joblog import cut_short
+from deployctl.joblog import cut_short, explain
 
 ENDPOINT = "https://logging.googleapis.com"
 PAGE = 1000  # entries.list: "If the value is negative or exceeds 1000, the request is rejected"
@@ -47,7 +48,7 @@ class ExecutionLogs:
         cannot be read."""
         text = self._read(job_id, execution, since)
         for _ in range(REREADS):
-            if text is None or (text and not cut_short(text)):
+            if text is None or (explain(text, strict=True) and not cut_short(text)):
                 break
             sleep(wait_s)
             text = self._read(job_id, execution, since)
