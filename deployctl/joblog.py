@@ -12,23 +12,35 @@ import re
 
 _EXPLAINS = re.compile(r"Error|error:|ERROR:|Exception")
 _TRACEBACK = "Traceback (most recent call last):"
+LINE_MAX = 300  # the longest line quoted
 
 
-def explain(output: str) -> str:
+def explain(output: str, strict: bool = False) -> str:
     """The line of a process's output that says why it failed, not merely its last line (often a docs URL).
 
     The final exception line of the last Python traceback (``sqlalchemy.exc.OperationalError: …``), else
-    the last line that names an error, else the last line."""
+    the last line that names an error, else the last line; *strict*: else "" (a line that merely came last,
+    ``INFO Running upgrade …``, does not say why). The line is cut to ``LINE_MAX`` characters, so a secret
+    value it holds may be cut too and no longer match: take secret values out of the whole output before
+    (``quote``), never out of what this returns."""
     lines = [ln.rstrip() for ln in output.splitlines() if ln.strip()]
     starts = [i for i, ln in enumerate(lines) if ln.startswith(_TRACEBACK)]
     if starts:
         raised = _raised(lines[starts[-1] + 1 :])
         if raised is not None:
-            return raised[:300]
+            return raised[:LINE_MAX]
     named = [ln.strip() for ln in lines if _EXPLAINS.search(ln)]
     if named:
-        return named[-1][:300]
-    return lines[-1].strip()[:240] if lines else ""
+        return named[-1][:LINE_MAX]
+    return lines[-1].strip()[:240] if lines and not strict else ""
+
+
+def quote(output: str, values: list[str], strict: bool = False) -> str:
+    """The line of *output* that explains it (``explain``), without *values* (secret values, longest first).
+
+    The whole output is redacted before the line is picked and cut: a value that straddles the cut would no
+    longer match once cut, and its beginning would stay in the message."""
+    return explain(redact(output, values), strict)
 
 
 def cut_short(output: str) -> bool:

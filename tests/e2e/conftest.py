@@ -21,7 +21,7 @@ DEPLOYCTL = [sys.executable, "-m", "deployctl"]
 VARIANT_DEFAULTS: dict[str, Any] = {
     "VERSION": 1, "STARTUP_STATUS": 200, "DOCS_STATUS": 200, "START_DELAY_S": 0.0,
     "MIGRATE_EXIT": 0, "MIGRATE_SLEEP_S": 0.0, "MIGRATE_PRINTS_URL": False, "INIT_EXIT": 0,
-    "DOCS_DELAY_S": 0.0, "INIT_SLEEP_S": 0.0, "MIGRATE_RAISES": False, "MIGRATE_GATE": "",
+    "DOCS_DELAY_S": 0.0, "INIT_SLEEP_S": 0.0, "MIGRATE_RAISES": False, "MIGRATE_GATE": "", "MIGRATE_SAYS_KEY_AT": 0,
 }
 
 STACK = """\

@@ -154,6 +154,21 @@ def test_a_canary_secret_never_leaks(project: Project) -> None:
     assert leaked == [project.state / "secrets.json"]
 
 
+
+def test_a_secret_cut_by_the_quoted_lines_end_is_taken_out_whole(project: Project) -> None:
+    """A failed job's quoted line is cut to 300 characters: its log is redacted before, so a value straddling the
+    cut leaves no beginning behind, in the error or in the ledger."""
+    project.run("up", "local")
+    key = _value(project, "SECRET_KEY", "1")
+    project.variant(VERSION=2, MIGRATE_SAYS_KEY_AT=300)  # the key's middle at the line's 300th character
+    out = project.run("up", "local", rc=1)
+    quoted = project.error(out).split("attempt(s): exit code 1: ", 1)[1].split(". Traffic stays on ")[0]
+    # redacted before the cut, the line is short enough to be quoted whole
+    assert quoted.startswith("error: the signing key was refused: ...") and quoted.endswith("**** (SECRET_KEY)")
+    migrate = next(s for s in project.ledger()[0]["stages"] if s["name"] == "migrate")
+    assert quoted in migrate["detail"]
+    assert not [key[:n] for n in range(4, len(key) + 1) if key[:n] in quoted + migrate["detail"]]
+
 def _files(root: Path) -> list[Path]:
     skip = {"postgres", "artifacts"}  # the database's own files, and copies of the source
     return [p for p in root.rglob("*") if p.is_file() and not skip.intersection(p.relative_to(root).parts)]

@@ -40,7 +40,9 @@ What is logged (the entries Cloud Run would have written):
   an entry lacks matches no comparison. ``timestamp`` compares as a time, ``severity`` by level.
 - Entries may arrive late: Cloud Logging's own live tail buffers entries "to prevent out of order results due to
   late arriving log entries" (2 seconds by default; Logging API v2, TailLogEntriesRequest.buffer_window). A test
-  sets ``LOGS.late_reads`` to make that many reads find nothing yet.
+  sets ``LOGS.late_reads`` to make that many reads find nothing yet, or ``LOGS.arrived`` to make each next read
+  find only that many of the matching entries, the oldest (the first lines of a failing job, its traceback still
+  on its way).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ _SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITIC
 @dataclass
 class LogState:
     late_reads: int = 0  # entries:list calls that find nothing yet (entries still on their way)
+    arrived: list[int] = field(default_factory=list)  # per next entries:list call: how many entries, oldest first
     requests: list[dict[str, Any]] = field(default_factory=list)  # the bodies entries:list was sent
 
 
@@ -329,15 +332,23 @@ class EntriesResponse(FaultMixin, BaseResponse):
             found = [e for e in entries() if e["resource"]["labels"]["project_id"] in projects and matches(query, e)]
         except FilterError as exc:
             return _invalid(f"Unparseable filter: {exc}")
-        if LOGS.late_reads > 0:
-            LOGS.late_reads -= 1
-            found = []
-        found.sort(key=lambda e: (_time(e["timestamp"]), e["insertId"]), reverse=order == "timestamp desc")
+        found = _arrived(sorted(found, key=lambda e: (_time(e["timestamp"]), e["insertId"])))
+        if order == "timestamp desc":
+            found.reverse()
         page = found[start:start + size]
         answer: dict[str, Any] = {"entries": page} if page else {}
         if start + size < len(found):
             answer["nextPageToken"] = str(start + size)
         return json_response(answer)
+
+
+def _arrived(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of the matching entries, oldest first, those that have reached Cloud Logging (see ``LOGS.late_reads``,
+    ``LOGS.arrived``)."""
+    if LOGS.late_reads > 0:
+        LOGS.late_reads -= 1
+        return []
+    return found[:LOGS.arrived.pop(0)] if LOGS.arrived else found
 
 
 def register() -> None:

@@ -130,7 +130,7 @@ class _Jobs:
         self.runs = 0
 
     def run(self, job_id: str, spec: object, release_id: str, deadline_s: float,
-            redact: Callable[[str], str] | None = None) -> JobRun:
+            secret_values: Callable[[float], list[str]] | None = None) -> JobRun:
         self.runs += 1
         return self.results.pop(0)
 

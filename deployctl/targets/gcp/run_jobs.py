@@ -10,10 +10,14 @@ Rules:
   (cancelling a migration half-way is worse) and the run is reported as RUNNING with its log link; the
   caller decides what that means (a blocking job that is still running has not succeeded).
 - A failed execution is explained as the local target explains a failed process: its message is the line of its
-  output that says why (``deployctl.joblog.explain``: the last traceback's exception line), read from Cloud
-  Logging (``run_logs.py``) and with the caller's secret values taken out. When the output cannot be read (no
-  ``logging.logEntries.list``, an error, nothing written) or the values cannot be, the message stays Cloud Run's
-  own (the execution's Completed condition); the log link is there either way. Reading it never fails a run.
+  output that says why (``deployctl.joblog.explain``: the last traceback's exception line, else the last line
+  naming an error; never merely the last line, which Cloud Run's own message says better), read from Cloud
+  Logging (``run_logs.py``) and with the caller's secret values taken out of the whole output before that line
+  is picked and cut (``deployctl.joblog.quote``). When the output cannot be read (no
+  ``logging.logEntries.list``, an error, no line that says why) or the values cannot be, the message stays Cloud Run's
+  own (the execution's Completed condition); the log link is there either way. Reading it never fails a run,
+  and takes at most the log read's deadline (``run_logs.BUDGET_S``, 10 s) and ``SECRETS_S`` (5 s) more: the
+  values are read within what remains of both, or not quoted.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deployctl.errors import DeployctlError
-from deployctl.joblog import explain
+from deployctl.joblog import explain, quote
 from deployctl.pipeline.model import JobRun, JobState
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
 from deployctl.targets.gcp.run_logs import ExecutionLogs
 from deployctl.targets.gcp.run_services import set_release
 
 RELEASE_ENV = "DEPLOYCTL_RELEASE"
+SECRETS_S = 5.0  # reading the secret values to take out of a failed run's output, after its log read
 
 
 @dataclass(frozen=True)
@@ -60,16 +65,17 @@ class CloudRunJobs:
 
     def run(
         self, job_id: str, spec: JobSpec, release_id: str, deadline_s: float,
-        sleep: Callable[[float], None] = time.sleep, redact: Callable[[str], str] | None = None,
+        sleep: Callable[[float], None] = time.sleep, secret_values: Callable[[float], list[str]] | None = None,
     ) -> JobRun:
-        """Run the job (or attach to the release's running execution) and wait. *redact* takes the secret values
-        out of a line of output; without it a failed run quotes none."""
+        """Run the job (or attach to the release's running execution) and wait. *secret_values* reads the values
+        (longest first) to take out of a failed run's output, within the seconds it is given; without it a failed
+        run quotes none."""
         name = self.job_name(job_id)
         self._ensure_spec(name, spec)
         execution = self._running_for(name, release_id) or self._start(name, release_id)
         run, execution = self._wait(job_id, execution, deadline_s, sleep)
-        if run.state is JobState.FAILED and redact is not None:
-            said = self._said(job_id, execution, sleep, redact)
+        if run.state is JobState.FAILED and secret_values is not None:
+            said = self._said(job_id, execution, sleep, secret_values)
             if said:
                 run = replace(run, message=said)
         return run
@@ -145,21 +151,24 @@ class CloudRunJobs:
         return self._result(job_id, execution, ""), execution
 
     def _said(self, job_id: str, execution: Any, sleep: Callable[[float], None],
-              redact: Callable[[str], str]) -> str:
-        """The line of the failed execution's output that says why, without secret values; "" when unknown."""
+              secret_values: Callable[[float], list[str]]) -> str:
+        """The line of the failed execution's output that says why, without secret values; "" when unknown. All
+        of it within the log read's budget and SECRETS_S more (see the rules)."""
         if self.logs is None:
             return ""
+        end = self.logs.clock() + self.logs.budget_s + SECRETS_S
         created = execution.create_time or None
         # short waits for entries still on their way: the poll interval, at most a second (run_logs.py)
         output = self.logs.output(job_id, str(execution.name).rsplit("/", 1)[-1], created,
                                   wait_s=min(self.poll_s, 1.0), sleep=sleep)
-        said = explain(output or "")
-        if not said:
+        # only a line that says why replaces Cloud Run's message ("Task failed"), not one that merely came last
+        if not output or not explain(output, strict=True):  # nothing to quote: the values are not read
             return ""
         try:
-            return redact(said)
+            values = secret_values(end - self.logs.clock())
         except DeployctlError:  # a value that cannot be read cannot be taken out: quote nothing (see the rules)
             return ""
+        return quote(output, values, strict=True)  # the whole output redacted, then the line picked and cut
 
     def _result(self, job_id: str, execution: Any, why: str) -> JobRun:
         short = str(execution.name).rsplit("/", 1)[-1]

@@ -2,8 +2,10 @@
 
 Rules:
 - Releases pin version *numbers*; nothing here ever returns or accepts ``latest`` for a deploy.
-- Payloads are read only to compose secrets (DATABASE_URL from DB_PASSWORD); they are never logged, put in
-  an exception, or returned to the pipeline.
+- Payloads are read only to compose secrets (DATABASE_URL from DB_PASSWORD) and to take them out of a failed
+  job's output; they are never logged, put in an exception, or returned to the pipeline.
+- ``within(seconds)`` reads under a deadline instead of the stage's: each call's timeout and the retries' deadline
+  are what remains, and a 403 fails at once rather than wait out a grant still propagating.
 - Adding a version is not idempotent, so before a retry the newest version is re-read and compared with
   the payload that was sent (a lost response must not add the same value twice).
 """
@@ -11,9 +13,10 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Any
 
-from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
+from deployctl.targets.gcp.retry import Propagation, RetryPolicy, mutate, read
 
 
 class SecretManager:
@@ -22,6 +25,12 @@ class SecretManager:
         self.client = client
         self.project = project
         self.policy = policy
+
+    def within(self, seconds: float) -> SecretManager:
+        """These secrets, read within *seconds* (see the rules)."""
+        policy = replace(self.policy, deadline_s=seconds, call_timeout_s=min(self.policy.call_timeout_s, seconds),
+                         propagation=Propagation())
+        return SecretManager(self.client, self.project, policy, self.prefix)
 
     def _name(self, secret: str) -> str:
         return f"projects/{self.project}/secrets/{self.prefix}{secret}"

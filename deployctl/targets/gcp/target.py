@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from deployctl import __version__, joblog, naming
+from deployctl import __version__, naming
 from deployctl.config import Job, Release, Stack, TrafficTarget
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.pipeline import dblogins
@@ -37,7 +37,7 @@ from deployctl.targets.gcp.builds import Builds, source_hash
 from deployctl.targets.gcp.engine import Engine, PulumiEngine
 from deployctl.targets.gcp.retry import CREDENTIALS_HINT, IAM_PROPAGATION_S, RetryPolicy, translate
 from deployctl.targets.gcp.run_jobs import CloudRunJobs, JobSpec
-from deployctl.targets.gcp.run_logs import ExecutionLogs
+from deployctl.targets.gcp.run_logs import BUDGET_S, ExecutionLogs
 from deployctl.targets.gcp.run_services import CANDIDATE_TAG, CloudRunServices, Spec
 from deployctl.targets.gcp.secrets import SecretManager
 from deployctl.targets.gcp.sql_users import CloudSqlUsers, sqladmin_client
@@ -87,7 +87,7 @@ class GcpTarget:
         )
         # a failed job's output is read from Cloud Logging through *logging* (an authorized requests session);
         # without one, a failed job says only what Cloud Run says
-        logs = ExecutionLogs(logging, project, region, min(self.policy.call_timeout_s, 10.0)) if logging else None
+        logs = ExecutionLogs(logging, project, region, min(self.policy.call_timeout_s, BUDGET_S)) if logging else None
         self.jobs = CloudRunJobs(jobs, executions, project, region, self.policy, poll_s=poll_s, logs=logs)
         self.secret_prefix = self.names.secret(stack, "")
         self.secrets = SecretManager(secrets, project, self.policy, prefix=self.secret_prefix)
@@ -364,8 +364,8 @@ class GcpTarget:
         if not job.blocking:  # started and left to run; the pipeline reports it as not awaited
             return self.jobs.run(job_id, spec, release_id, deadline_s=0)
         deadline = job.timeout_s * (job.retries + 1) + 120
-        redact = self._redactor(secret_versions)
-        result = self.jobs.run(job_id, spec, release_id, deadline_s=deadline, redact=redact)
+        values = self._secret_values(secret_versions)
+        result = self.jobs.run(job_id, spec, release_id, deadline_s=deadline, secret_values=values)
         wait = self.policy.initial_s
         # Cloud Run resolves a task's secrets as the job's identity when the task starts; right after `pulumi up`
         # granted that identity its secrets, the grant may not have reached Secret Manager yet (IAM: "typically
@@ -376,18 +376,24 @@ class GcpTarget:
                           f"{self.policy.propagation.what} to propagate, then running it again")
             time.sleep(wait)
             wait = min(wait * 2, self.policy.maximum_s)
-            result = self.jobs.run(job_id, spec, release_id, deadline_s=deadline, redact=redact)
+            result = self.jobs.run(job_id, spec, release_id, deadline_s=deadline, secret_values=values)
         return result
 
-    def _redactor(self, secret_versions: dict[str, str]) -> Callable[[str], str]:
-        """Takes the values of the release's pinned secret versions out of a line a job wrote (read only when a
-        failed job's line is quoted). A job's env holds its service's secrets, and a composed one (DATABASE_URL)
-        holds the others' values, so every pinned version counts."""
-        def redact(text: str) -> str:
-            values = {self.secrets.value(name, version) for name, version in secret_versions.items()}
-            return joblog.redact(text, sorted((v for v in values if len(v) >= 6), key=len, reverse=True))
+    def _secret_values(self, secret_versions: dict[str, str]) -> Callable[[float], list[str]]:
+        """Reads the values of the release's pinned secret versions, longest first, to take out of a failed job's
+        output (read only when a line of it is quoted), all within the seconds it is given. A job's env holds its
+        service's secrets, and a composed one (DATABASE_URL) holds the others' values, so every pinned version
+        counts."""
+        def values(within_s: float) -> list[str]:
+            end, read = time.monotonic() + within_s, set()
+            for name, version in secret_versions.items():
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise DeployctlError("no time left to read the secret values to take out of the job's output")
+                read.add(self.secrets.within(left).value(name, version))
+            return sorted((v for v in read if len(v) >= 6), key=len, reverse=True)
 
-        return redact
+        return values
 
     def _secret_env(self, service: str, secret_versions: dict[str, str]) -> dict[str, tuple[str, str]]:
         """ENV -> (secret id, pinned version) of *service* (and of the jobs that run its image)."""

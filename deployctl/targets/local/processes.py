@@ -23,7 +23,7 @@ import psutil
 
 from deployctl import interrupts
 from deployctl.errors import DeployctlError
-from deployctl.joblog import explain
+from deployctl.joblog import quote
 from deployctl.pipeline.fs import atomic_write
 from deployctl.pipeline.liveness import alive
 
@@ -139,8 +139,10 @@ def _exit_code(proc: psutil.Process) -> str:
 
 
 def run_job(command: list[str], cwd: Path, env: dict[str, str], log: Path, timeout_s: float,
-            record: Path | None = None) -> tuple[bool, str]:
-    """Run one attempt of a job in its own process group; (succeeded, what happened).
+            record: Path | None = None, secret_values: list[str] | None = None) -> tuple[bool, str]:
+    """Run one attempt of a job in its own process group; (succeeded, what happened). What happened quotes the
+    line of a failed job's log that says why, with *secret_values* (longest first) taken out of the whole log
+    before that line is picked and cut.
 
     The job belongs to the command that runs it: *record* (``executions/<execution>.json``) names its
     process and this one while it runs, so a next command can tell that a dead command's job is still at
@@ -180,7 +182,7 @@ def run_job(command: list[str], cwd: Path, env: dict[str, str], log: Path, timeo
     if code == 0:
         return True, "exit code 0"
     try:
-        said = explain(log.read_text(errors="replace"))
+        said = quote(log.read_text(errors="replace"), secret_values or [])
     except FileNotFoundError:
         said = ""
     return False, f"exit code {code}: {said}"

@@ -185,8 +185,9 @@ class LocalTarget:
             env["CLOUD_RUN_TASK_ATTEMPT"] = str(attempt - 1)
             log = self.paths.logs / "jobs" / f"{execution}-{attempt}.log"
             record = self.paths.root / "executions" / f"{execution}.json"
-            ok, message = procs.run_job(job.command, cwd, env, log, job.timeout_s, record)
-            _redact_file(log, self.secrets.all_values())
+            values = self.secrets.all_values()
+            ok, message = procs.run_job(job.command, cwd, env, log, job.timeout_s, record, values)
+            _redact_file(log, values)
             if ok:
                 return JobRun(name, execution, JobState.SUCCEEDED, attempt, message, str(log))
         safe = redact(message, self.secrets.all_values())
