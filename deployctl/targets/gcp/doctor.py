@@ -11,7 +11,8 @@ Rules:
   ``repositories.get``, Cloud SQL Admin ``instances.get``, and an offline synthesis of the program (the
   connection budget). No secret payload is read.
 - A check whose read fails (403, an API that answers nothing) is a ``missing`` line with the error's own
-  hint; the other checks still run.
+  hint; the other checks still run. Except another project's repository (promotion): not reading it or its
+  policy is a ``note`` with the grant for that project's admins.
 - The roles checked are bootstrap's (:data:`bootstrap.RELEASE_ROLES`), the APIs bootstrap's (``APIS``): one
   list each, so doctor and bootstrap cannot disagree about what a project needs.
 """
@@ -175,15 +176,15 @@ class Doctor:
         repository = boot.image_repository(source)
         pull = boot.RepositoryPull(self.registry, repository,
                                    lambda: boot.run_agent(self.projects, self.project, self.policy), self.policy)
-        if not pull.exists():
-            return [Check("note", subject, f"{repository} does not exist yet (the first `deployctl up "
-                                           f"{source.name}` makes it); the grant comes after it",
-                          f"deployctl up {source.name}, then {self._bootstrap}")]
-        agent = pull.member.removeprefix("serviceAccount:")
         try:
+            if not pull.exists():
+                return [Check("note", subject, f"{repository} does not exist yet (the first `deployctl up "
+                                               f"{source.name}` makes it); the grant comes after it",
+                              f"deployctl up {source.name}, then {self._bootstrap}")]
             granted = pull.granted()
-        except PreconditionError as exc:  # the policy of another project's repository: often not ours to read
-            return [Check("note", subject, f"could not read who may read {repository} ({exc.message})", exc.hint)]
+        except boot.UncheckedError as exc:  # another project's repository, or its policy: often not ours to read
+            return [Check("note", subject, exc.message, exc.hint)]
+        agent = pull.member.removeprefix("serviceAccount:")
         if not granted:
             return [Check("missing", subject, f"{agent} (Cloud Run in {self.project}) cannot read {repository}: "
                                               "a promoted image would not import", self._bootstrap)]

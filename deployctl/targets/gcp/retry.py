@@ -80,6 +80,11 @@ class RetryPolicy:
     def with_deadline(self, deadline_s: float) -> RetryPolicy:
         return replace(self, deadline_s=deadline_s)
 
+    def elsewhere(self) -> RetryPolicy:
+        """This policy for calls on another project's resources: what this command changed propagates in its own
+        project, so a 403 there is not "not yet" and fails at once (a copy with its own, closed window)."""
+        return replace(self, propagation=Propagation())
+
 
 def is_transient(exc: BaseException) -> bool:
     from google.api_core import exceptions as gexc
@@ -171,6 +176,15 @@ def image_refusal(text: str, what: str = "") -> PreconditionError | None:
         f"{what + ': ' if what else ''}Cloud Run's service agent {agent} cannot read the image {image}",
         f"Grant it once (docs/runbook.md, Promote): {reader_grant(resource, f'serviceAccount:{agent}')}",
     )
+
+
+def forbidden(exc: BaseException | None) -> bool:
+    """Whether *exc* is a 403, also when one ended a retry (google-api-core's RetryError names it as its cause)."""
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.RetryError):
+        exc = exc.cause
+    return isinstance(exc, gexc.Forbidden)
 
 
 def reader_grant(repository: str, member: str) -> str:
