@@ -16,7 +16,7 @@ import yaml
 
 from deployctl import naming
 from deployctl.config import load, parse
-from deployctl.errors import EXIT_PRECONDITION, PreconditionError
+from deployctl.errors import EXIT_CONFIG, EXIT_PRECONDITION, ConfigError, PreconditionError
 from deployctl.targets.gcp import bootstrap as boot
 from deployctl.targets.gcp.bootstrap import APIS, PROGRAM_ROLES, RELEASE_ROLES
 from deployctl.targets.gcp.retry import CREDENTIALS_HINT
@@ -171,12 +171,12 @@ def test_missing_pulumi_stops_before_any_change(project):
     assert project.mutations() == []
 
 
-def _deployctl(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _deployctl(tmp_path: Path, *args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
     empty = tmp_path / "bin"
     empty.mkdir(exist_ok=True)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))}
     base |= {"PATH": str(empty), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "HOME": str(tmp_path), **env}
-    return subprocess.run([sys.executable, "-m", "deployctl", *args], cwd=ROOT, env=base,
+    return subprocess.run([sys.executable, "-m", "deployctl", *args], cwd=cwd, env=base,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -312,6 +312,44 @@ def test_a_denied_grant_during_the_first_runs_propagation_window_fails_at_once(p
     assert time.monotonic() - started < 15
     assert "(still, after waiting" not in denied.value.message
     assert denied.value.hint.endswith(f"or have one run: {STAGING_GRANT}")
+
+
+def _production_promoted_from(root: Path, names: str) -> None:
+    """*root* with the shipped stack files, production's gcp.promote_from set to *names* (YAML flow list)."""
+    (root / "stacks").mkdir(parents=True)
+    for name in ("local", "staging", "production"):
+        text = (ROOT / "stacks" / f"Pulumi.{name}.yaml").read_text()
+        if name == "production":
+            assert "promote_from: [staging]" in text
+            text = text.replace("promote_from: [staging]", f"promote_from: {names}")
+        (root / "stacks" / f"Pulumi.{name}.yaml").write_text(text)
+
+
+@pytest.mark.parametrize(("names", "says", "hint"), [
+    ("[stagign]", "names 'stagign', which has no stack file", "Known stacks: local, production, staging."),
+    ("[local]", "names 'local', which is not a gcp stack", "Promotion copies an image digest between gcp stacks."),
+])
+def test_a_bad_promote_from_names_the_destinations_file_and_key_before_any_step(project, tmp_path, names, says,
+                                                                                hint):
+    _production_promoted_from(tmp_path, names)
+    production = load("production", tmp_path)
+    with pytest.raises(ConfigError) as bad:
+        boot.Bootstrap(production, tmp_path, **project.clients(), pulumi=project.pulumi)  # type: ignore[arg-type]
+    assert bad.value.message == f"stacks/Pulumi.production.yaml: deployctl:gcp.promote_from {says}"
+    assert bad.value.hint == hint
+    assert project.grpc.calls == [] and project.mutations() == []  # not a read, not a change
+
+
+def test_cli_a_typo_in_promote_from_exits_with_the_config_error_before_credentials(tmp_path):
+    _production_promoted_from(tmp_path / "repo", "[stagign]")
+    result = _deployctl(tmp_path, "bootstrap", "production", "--dry-run", cwd=tmp_path / "repo",
+                        GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "missing.json"), PYTHONPATH=str(ROOT))
+
+    assert result.returncode == EXIT_CONFIG, result.stderr
+    assert result.stderr.splitlines() == [
+        "Error: stacks/Pulumi.production.yaml: deployctl:gcp.promote_from names 'stagign', which has no stack file",
+        "Hint: Known stacks: local, production, staging.",
+    ]
 
 
 def test_a_403_that_ended_a_retry_is_still_a_403():

@@ -179,12 +179,12 @@ class PulumiBackend:
 class Bootstrap:
     def __init__(self, stack: Stack, root: Path, *, service_usage: Any, storage: Any, iam: Any, projects: Any,
                  secrets: Any, registry: Any = None, pulumi: PulumiBackend | None = None,
-                 policy: RetryPolicy | None = None) -> None:
+                 policy: RetryPolicy | None = None, sources: list[Stack] | None = None) -> None:
         assert stack.project and stack.region  # config validation guarantees both for gcp stacks
         self.stack, self.project, self.region = stack, stack.project, stack.region
         self.service_usage, self.storage, self.iam, self.projects = service_usage, storage, iam, projects
         self.registry = registry
-        self.sources = promotion_sources(stack, root)
+        self.sources = promotion_sources(stack, root) if sources is None else sources
         self.pulumi = pulumi or PulumiBackend(root, stack.name)
         self.policy = policy or RetryPolicy()
         self.bucket = stack.state_bucket
@@ -362,15 +362,20 @@ def add_bindings(get: Callable[[], Any], put: Callable[[Any], Any],
 
 
 def promotion_sources(stack: Stack, root: Path) -> list[Stack]:
-    """The stacks of ``gcp.promote_from`` whose images live in another project than *stack*'s."""
-    from deployctl.config import ConfigError, load
+    """The stacks of ``gcp.promote_from`` whose images live in another project than *stack*'s. A name without a
+    stack file, or of a stack that is not gcp, is a ConfigError naming *stack*'s file and the key."""
+    from deployctl.config import ConfigError, known_stacks, load, stack_file
 
+    key = "deployctl:gcp.promote_from"
     sources = []
     for name in stack.gcp.promote_from:
+        if not stack_file(name, root).is_file():
+            raise ConfigError(f"{stack.file}: {key} names {name!r}, which has no stack file",
+                              f"Known stacks: {', '.join(known_stacks(root))}.")
         source = load(name, root)
         if source.target != "gcp":
-            raise ConfigError(f"stacks/Pulumi.{stack.name}.yaml: deployctl:gcp.promote_from names {name!r}, "
-                              f"which is not a gcp stack", "Promotion copies an image digest between gcp stacks.")
+            raise ConfigError(f"{stack.file}: {key} names {name!r}, which is not a gcp stack",
+                              "Promotion copies an image digest between gcp stacks.")
         if source.project != stack.project:
             sources.append(source)
     return sources
@@ -545,6 +550,8 @@ def project_clients(stack: Stack) -> tuple[Any, dict[str, Any]]:
 
 
 def open_bootstrap(stack: Stack, root: Path) -> Bootstrap:
-    """A Bootstrap with the real Google clients, using Application Default Credentials."""
+    """A Bootstrap with the real Google clients, using Application Default Credentials (the stack's promotion
+    sources are read first: a config error comes before any credentials)."""
+    sources = promotion_sources(stack, root)
     _, clients = project_clients(stack)
-    return Bootstrap(stack, root, **clients)
+    return Bootstrap(stack, root, sources=sources, **clients)

@@ -387,6 +387,7 @@ def open_doctor(stack: Stack, root: Path) -> Doctor:
 
     from deployctl.targets.gcp.sql_users import sqladmin_client
 
+    sources = boot.promotion_sources(stack, root)  # a config error before any credentials
     credentials, clients = boot.project_clients(stack)
     policy = RetryPolicy()
     return Doctor(
@@ -396,7 +397,7 @@ def open_doctor(stack: Stack, root: Path) -> Doctor:
         sqladmin=sqladmin_client(credentials, policy.call_timeout_s),
         caller=caller_identity(credentials),
         policy=policy,
-        sources=boot.promotion_sources(stack, root),
+        sources=sources,
     )
 
 
