@@ -193,7 +193,8 @@ class FakeEngine:
         backend = get_backend("cloudrun")[str(self.stack.project)]
         full = f"{self.parent}/jobs/{change.goal['name']}"
         refusal = self.run.project.pull_refusal(full, template.containers[0].image) if self.run.project else None
-        if refusal:  # the provider's create/update waits on Cloud Run's operation, which ends in this error
+        if refusal:  # the provider's create/update waits on Cloud Run's operation, which ends in this error.
+            # Google documents the message, not the code: FAILED_PRECONDITION is the twin's choice (as drongo_ext.py's)
             raise FakeError(grpc.StatusCode.FAILED_PRECONDITION, refusal)
         if full in backend.jobs:
             backend.jobs[full].spec.update(spec)

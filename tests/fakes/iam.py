@@ -31,7 +31,14 @@ is checked in Google's order:
    twice. The principal that creates or updates the service or job needs
    ``artifactregistry.repositories.downloadArtifacts`` on the image's repository (Artifact Registry,
    "Deploying to Cloud Run" > "Permissions required to deploy"; enforced since 15 January 2025, when Cloud
-   Run stopped letting run.admin/run.developer deploy images of the same project implicitly). And Cloud Run
+   Run stopped letting run.admin/run.developer deploy images of the same project implicitly: Google's notice
+   "Ensure read access on container images deployed to Cloud Run" covers principals "creating or updating
+   Cloud Run resources"). The shape of that refusal is the twin's: a 403 IAM_PERMISSION_DENIED naming
+   downloadArtifacts on the repository, as every other permission (3.). Google's notice names only a "User
+   does not have access to image" error (in audit logs), and the refusal users report reads "User must have
+   permission to read the image, IMAGE. …" with the registry's 'Permission
+   "artifactregistry.repositories.downloadArtifacts" denied on resource "projects/…/repositories/…"' as its
+   cause. And Cloud Run
    imports the image as the project's Cloud Run Service Agent, ``service-<project number>@serverless-robot-
    prod.iam.gserviceaccount.com``, which may read repositories of its own project; "If your repositories
    are in a different project, you must grant Artifact Registry Reader permissions to the Cloud Run Service
