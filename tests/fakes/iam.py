@@ -38,8 +38,9 @@ is checked in Google's order:
    does not have access to image" error (in audit logs), and the refusal users report reads "User must have
    permission to read the image, IMAGE. …" with the registry's 'Permission
    "artifactregistry.repositories.downloadArtifacts" denied on resource "projects/…/repositories/…"' as its
-   cause. The twin checks it on every create and update: CreateService and UpdateService (GRPC_RULES), the
-   REST jobs.create and jobs.patch (drongo_ext.py) and the fake engine's ``pulumi up`` (engine.py), whose
+   cause (deployctl reads both that and the twin's shape: deployctl/targets/gcp/retry.py, download_refusal).
+   The twin checks it on every create and update: CreateService and UpdateService (GRPC_RULES), the REST
+   jobs.create and jobs.patch (drongo_ext.py) and the fake engine's ``pulumi up`` (engine.py), whose
    provider calls Cloud Run as the up's caller. And Cloud Run imports the image as the project's Cloud Run
    Service Agent, ``service-<project number>@serverless-robot-prod.iam.gserviceaccount.com``, which may read
    repositories of its own project; "If your repositories are in a different project, you must grant Artifact

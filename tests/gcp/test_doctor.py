@@ -396,13 +396,14 @@ def test_the_callers_identity_comes_from_the_credentials_when_they_name_it():
     from google.oauth2 import credentials as user
     from google.oauth2 import service_account
 
-    from deployctl.targets.gcp.doctor import caller_identity
+    from deployctl.targets.gcp.retry import caller_identity, member
 
     assert caller_identity(user.Credentials(token="t", account=CALLER)) == CALLER
     assert caller_identity(user.Credentials(token="t")) is None  # an ADC file without its account
     robot = service_account.Credentials(signer=None, service_account_email=BUILD, token_uri="https://oauth2.invalid")
     assert caller_identity(robot) == BUILD
     assert caller_identity(type("Metadata", (), {"service_account_email": "default"})()) is None  # not yet resolved
+    assert (member(CALLER), member(BUILD), member(None)) == (f"user:{CALLER}", f"serviceAccount:{BUILD}", "")
 
 
 def test_a_promotion_from_another_project_is_checked_until_its_pull_is_granted():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import googleapiclient.errors
 import pytest
@@ -25,6 +26,8 @@ from deployctl.config import Release, load
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.targets.gcp.bootstrap import RELEASE_ROLES
 from deployctl.targets.gcp.retry import RetryPolicy
+from deployctl.targets.gcp.run_jobs import JobSpec
+from deployctl.targets.gcp.run_services import Spec
 from deployctl.targets.gcp.sql_users import sqladmin_client
 from deployctl.targets.gcp.synth import synthesize
 from deployctl.targets.gcp.target import GcpTarget
@@ -32,8 +35,8 @@ from tests.fakes import drongo_ext
 from tests.fakes.apis import DEFAULT_ENABLED
 from tests.fakes.cloudlogging import matches, parse
 from tests.fakes.engine import FakeEngine
-from tests.fakes.iam import OWNER, Project, TwinCredentials, access_token, check_grpc
-from tests.gcp.conftest import IMAGE, SERVICE, Cloud
+from tests.fakes.iam import OWNER, Project, TwinCredentials, access_token, check_grpc, email
+from tests.gcp.conftest import FAST, IMAGE, IMAGE2, SERVICE, Cloud
 
 pytestmark = pytest.mark.twin
 
@@ -604,10 +607,54 @@ def test_a_pulumi_up_whose_caller_may_not_read_the_image_is_refused(twin: Cloud,
     release = Release(phase="infra", images={"api": IMAGE})
     with pytest.raises(DeployctlError) as refused:
         engine.up(release)
-    assert (f"Permission 'artifactregistry.repositories.downloadArtifacts' denied on resource '{REPOSITORY}'"
-            in refused.value.message)
+    assert refused.value.message.startswith(f"pulumi: the account deployctl runs as may not read the images of "
+                                            f"{REPOSITORY} (artifactregistry.repositories.downloadArtifacts)")
     p.grant(DEV, "roles/artifactregistry.reader", REPOSITORY, now=True)
     engine.up(release)
     job = get_backend("cloudrun")["example-staging"].jobs[
         f"projects/example-staging/locations/europe-central2/jobs/{naming.job(engine.stack, 'api', 'migrate')}"]
     assert job.spec["template"]["template"]["containers"][0]["image"] == IMAGE
+
+
+def test_a_deployer_that_may_not_read_the_image_is_given_the_grant_for_itself(twin: Cloud, clock: Clock) -> None:
+    """A principal with run.developer and actAs on the runtime account but no read of the image's repository
+    (production's build account promoting staging's image is one): Cloud Run refuses the deploy, and the hint
+    is the grant of that repository to it, not the credentials hint."""
+    enable(twin, "run.googleapis.com")
+    p = project(twin)
+    template = run_v2.RevisionTemplate(revision="staging-api-r1", service_account=email(RUNTIME),
+                                       containers=[run_v2.Container(image=IMAGE)])
+    twin.run.apply(SERVICE, template, [run_v2.TrafficTarget(
+        type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION, revision="staging-api-r1",
+        percent=100)])
+    get_backend("cloudrun")["example-staging"].create_job(
+        "projects/example-staging/locations/europe-central2", "staging-api-migrate",
+        {"template": {"template": {"containers": [{"image": IMAGE}]}}})
+    for role in ("roles/run.developer", "roles/iam.serviceAccountUser"):
+        p.grant(DEPLOYER, role, now=True)
+    clock.advance(0.2)
+
+    def grant(member: str) -> str:
+        return ("Grant it read access (docs/runbook.md, Promote): gcloud artifacts repositories "
+                "add-iam-policy-binding staging-deployctl --project example-staging --location europe-central2 "
+                f"--member {member} --role roles/artifactregistry.reader")
+
+    # deployctl knows whom it runs as (open_target: the credentials' account): the grant names it
+    named = twin.target(credentials=TwinCredentials(DEPLOYER), policy=replace(FAST, caller=DEPLOYER))
+    with pytest.raises(PreconditionError) as refused:
+        named.run.deploy("api", Spec("staging-api-r2", IMAGE2, {}, {}))
+    assert refused.value.message.endswith(
+        f": {email(DEPLOYER)} may not read the images of {REPOSITORY} (artifactregistry.repositories."
+        "downloadArtifacts), which Cloud Run requires of whoever deploys them")
+    assert refused.value.hint == grant(DEPLOYER)
+    # credentials that do not name their account: the same grant for the account deployctl runs as; the job
+    # the migrations run is updated over REST
+    unnamed = twin.target(credentials=TwinCredentials(DEPLOYER))
+    with pytest.raises(PreconditionError) as refused:
+        unnamed.jobs.run("staging-api-migrate", JobSpec(IMAGE2), "r-2", deadline_s=5)
+    assert refused.value.message.startswith("set job staging-api-migrate to the release's image and secret "
+                                            "versions: the account deployctl runs as may not read the images of ")
+    assert refused.value.hint == grant("PRINCIPAL") + (", PRINCIPAL being user:EMAIL or serviceAccount:EMAIL of "
+                                                       "the account deployctl runs as")
+    p.grant(DEPLOYER, "roles/artifactregistry.reader", REPOSITORY, now=True)  # what the hint says
+    assert named.run.deploy("api", Spec("staging-api-r2", IMAGE2, {}, {})).ready

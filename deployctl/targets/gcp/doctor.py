@@ -31,7 +31,7 @@ from deployctl import naming
 from deployctl.config import Stack
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.targets.gcp import bootstrap as boot
-from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy, read
+from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy, caller_identity, member, read
 from deployctl.targets.gcp.secrets import SecretManager
 
 OWNER = "roles/owner"  # holds every permission of RELEASE_ROLES
@@ -146,8 +146,7 @@ class Doctor:
         if not self.caller:
             return [Check("note", "deployer", "the active credentials do not name their account; its roles "
                                               "were not checked")]
-        kind = "serviceAccount" if self.caller.endswith(".gserviceaccount.com") else "user"
-        held = boot.held_roles(self._project_policy(), f"{kind}:{self.caller}")
+        held = boot.held_roles(self._project_policy(), member(self.caller))
         if OWNER in held:
             return [Check("ok", "deployer", f"{self.caller} holds {OWNER} on {self.project}")]
         lacking = [r for r in boot.RELEASE_ROLES if r not in held]
@@ -219,9 +218,7 @@ class Doctor:
         return [Check("ok", "state bucket", f"gs://{name} exists, is secured and readable")]
 
     def _member(self) -> str | None:
-        if not self.caller:
-            return None
-        return f"{'serviceAccount' if self.caller.endswith('.gserviceaccount.com') else 'user'}:{self.caller}"
+        return member(self.caller) or None
 
     def _passphrase(self) -> list[Check]:
         set_here = [v for v in PASSPHRASE_VARS if self.environ.get(v)]
@@ -399,13 +396,3 @@ def open_doctor(stack: Stack, root: Path) -> Doctor:
         policy=policy,
         sources=sources,
     )
-
-
-def caller_identity(credentials: Any) -> str | None:
-    """The account the credentials act as, when they name it: a service account's email, or the account of
-    user credentials that carry one (``gcloud auth application-default login`` records it)."""
-    for attribute in ("service_account_email", "account"):
-        value = getattr(credentials, attribute, None)
-        if isinstance(value, str) and "@" in value:
-            return value
-    return None
