@@ -517,12 +517,18 @@ def stack_file(stack: str, root: Path | None = None) -> Path:
     return (root or Path.cwd()) / STACKS_DIR / f"Pulumi.{stack}.yaml"
 
 
+def known_stacks(root: Path | None = None) -> list[str]:
+    """The stacks that have a file under *root* (default: the working directory), sorted."""
+    files = ((root or Path.cwd()) / STACKS_DIR).glob("Pulumi.*.yaml")
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in files)
+
+
 def load(stack: str, root: Path | None = None) -> Stack:
     """Read and validate ``stacks/Pulumi.<stack>.yaml`` under *root* (default: the working directory)."""
     path = stack_file(stack, root)
     shown = f"{STACKS_DIR}/{path.name}"
     if not path.is_file():
-        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in path.parent.glob("Pulumi.*.yaml"))
+        known = known_stacks(root)
         hint = f"Known stacks: {', '.join(known)}." if known else f"Create {shown} (see docs/configuration.md)."
         raise ConfigError(f"{shown}: no such stack file", hint)
     try:

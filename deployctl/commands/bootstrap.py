@@ -22,8 +22,9 @@ def bootstrap(stack: str, dry_run: bool, as_json: bool) -> None:
     `deployctl up` as) with the roles a release needs, creates the Pulumi passphrase secret, logs Pulumi
     in to the bucket and creates the Pulumi stack. For each stack in gcp.promote_from that lives in
     another project, lets this project's Cloud Run read that stack's images (once its repository exists:
-    until then the step says `later`). Steps already done are skipped, so running it again changes
-    nothing. Needs the pulumi CLI and Application Default Credentials.
+    until then the step says `later`; one who may not read that repository or its policy gets `unchecked`
+    and the command for its admins, not a failure). Steps already done are skipped, so running it again
+    changes nothing. Needs the pulumi CLI and Application Default Credentials.
 
     \b
     Example:

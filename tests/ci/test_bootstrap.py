@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import yaml
 
 from deployctl import naming
 from deployctl.config import load, parse
-from deployctl.errors import EXIT_PRECONDITION, PreconditionError
+from deployctl.errors import EXIT_CONFIG, EXIT_PRECONDITION, ConfigError, PreconditionError
+from deployctl.targets.gcp import bootstrap as boot
 from deployctl.targets.gcp.bootstrap import APIS, PROGRAM_ROLES, RELEASE_ROLES
 from deployctl.targets.gcp.retry import CREDENTIALS_HINT
 from tests.fakes.bootstrap import (
@@ -169,12 +171,12 @@ def test_missing_pulumi_stops_before_any_change(project):
     assert project.mutations() == []
 
 
-def _deployctl(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _deployctl(tmp_path: Path, *args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
     empty = tmp_path / "bin"
     empty.mkdir(exist_ok=True)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))}
     base |= {"PATH": str(empty), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "HOME": str(tmp_path), **env}
-    return subprocess.run([sys.executable, "-m", "deployctl", *args], cwd=ROOT, env=base,
+    return subprocess.run([sys.executable, "-m", "deployctl", *args], cwd=cwd, env=base,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -251,3 +253,110 @@ def test_a_bootstrapper_who_cannot_change_the_source_repository_is_told_who_can(
         "repositories add-iam-policy-binding staging-deployctl --project example-staging --location europe-central2 "
         f"--member {PRODUCTION_AGENT} --role roles/artifactregistry.reader")
     assert project.repositories.members(STAGING_IMAGES, "roles/artifactregistry.reader") == set()
+
+
+STAGING_GRANT = ("gcloud artifacts repositories add-iam-policy-binding staging-deployctl --project example-staging "
+                 f"--location europe-central2 --member {PRODUCTION_AGENT} --role roles/artifactregistry.reader")
+
+
+@pytest.mark.parametrize("refused", ["artifactregistry.repositories.get",
+                                     "artifactregistry.repositories.getIamPolicy"])
+def test_a_first_bootstrap_that_may_not_read_the_source_repository_is_unchecked_at_once(project, monkeypatch,
+                                                                                        refused):
+    """Production's admin, who may not read staging's repository or its policy: the APIs and roles this run
+    changed open a propagation window, but a 403 in another project is not theirs to wait out. The step cannot
+    tell whether the grant is made, so it is `unchecked` with staging's admins' command, and the run goes on."""
+    monkeypatch.setattr(boot, "API_PROPAGATION_S", 30.0)
+    monkeypatch.setattr(boot, "IAM_PROPAGATION_S", 30.0)
+    project.repositories.names.add(STAGING_IMAGES)
+    project.repositories.lacking.add(refused)
+    said: list[str] = []
+    started = time.monotonic()
+    outcome = project.bootstrap(load("production", ROOT)).run(progress=said.append)
+
+    assert time.monotonic() - started < 15  # not the 30 s window of this run's own changes
+    assert [s["state"] for s in outcome.steps] == ["applied"] * 6 + ["unchecked"]
+    pull = outcome.steps[-1]["message"]
+    assert f"could not check (read {'the IAM policy of ' if refused.endswith('Policy') else ''}{STAGING_IMAGES}: " \
+           f"403 Permission '{refused}' denied" in pull
+    assert pull.endswith(f"If it is not granted yet, an admin of example-staging runs: {STAGING_GRANT}")
+    assert not any("waiting" in line for line in said)
+    assert project.repositories.members(STAGING_IMAGES, "roles/artifactregistry.reader") == set()
+
+
+def test_once_staging_granted_it_a_production_only_admin_reruns_bootstrap_without_failing(project):
+    """Staging's admin ran the command; production's admin (no rights in staging) reruns bootstrap: it cannot
+    read the grant, says so, and exits as a run that changed nothing."""
+    project.repositories.names.add(STAGING_IMAGES)
+    production = load("production", ROOT)
+    project.bootstrap(production).run()  # as one who may: granted
+    project.repositories.lacking.add("artifactregistry.repositories.getIamPolicy")
+    before = len(project.mutations())
+
+    for dry_run in (True, False):
+        again = project.bootstrap(production).run(dry_run=dry_run)
+        assert [s["state"] for s in again.steps] == ["done"] * 6 + ["unchecked"]
+    assert len(project.mutations()) == before
+
+
+def test_a_denied_grant_during_the_first_runs_propagation_window_fails_at_once(project, monkeypatch):
+    """The policy is readable and lacks the grant, the caller may not set it: an error with the command, and
+    without waiting for this run's own changes to propagate."""
+    monkeypatch.setattr(boot, "API_PROPAGATION_S", 30.0)
+    monkeypatch.setattr(boot, "IAM_PROPAGATION_S", 30.0)
+    project.repositories.names.add(STAGING_IMAGES)
+    project.repositories.lacking.add("artifactregistry.repositories.setIamPolicy")
+    started = time.monotonic()
+    with pytest.raises(PreconditionError) as denied:
+        project.bootstrap(load("production", ROOT)).run()
+    assert time.monotonic() - started < 15
+    assert "(still, after waiting" not in denied.value.message
+    assert denied.value.hint.endswith(f"or have one run: {STAGING_GRANT}")
+
+
+def _production_promoted_from(root: Path, names: str) -> None:
+    """*root* with the shipped stack files, production's gcp.promote_from set to *names* (YAML flow list)."""
+    (root / "stacks").mkdir(parents=True)
+    for name in ("local", "staging", "production"):
+        text = (ROOT / "stacks" / f"Pulumi.{name}.yaml").read_text()
+        if name == "production":
+            assert "promote_from: [staging]" in text
+            text = text.replace("promote_from: [staging]", f"promote_from: {names}")
+        (root / "stacks" / f"Pulumi.{name}.yaml").write_text(text)
+
+
+@pytest.mark.parametrize(("names", "says", "hint"), [
+    ("[stagign]", "names 'stagign', which has no stack file", "Known stacks: local, production, staging."),
+    ("[local]", "names 'local', which is not a gcp stack", "Promotion copies an image digest between gcp stacks."),
+])
+def test_a_bad_promote_from_names_the_destinations_file_and_key_before_any_step(project, tmp_path, names, says,
+                                                                                hint):
+    _production_promoted_from(tmp_path, names)
+    production = load("production", tmp_path)
+    with pytest.raises(ConfigError) as bad:
+        boot.Bootstrap(production, tmp_path, **project.clients(), pulumi=project.pulumi)  # type: ignore[arg-type]
+    assert bad.value.message == f"stacks/Pulumi.production.yaml: deployctl:gcp.promote_from {says}"
+    assert bad.value.hint == hint
+    assert project.grpc.calls == [] and project.mutations() == []  # not a read, not a change
+
+
+def test_cli_a_typo_in_promote_from_exits_with_the_config_error_before_credentials(tmp_path):
+    _production_promoted_from(tmp_path / "repo", "[stagign]")
+    result = _deployctl(tmp_path, "bootstrap", "production", "--dry-run", cwd=tmp_path / "repo",
+                        GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "missing.json"), PYTHONPATH=str(ROOT))
+
+    assert result.returncode == EXIT_CONFIG, result.stderr
+    assert result.stderr.splitlines() == [
+        "Error: stacks/Pulumi.production.yaml: deployctl:gcp.promote_from names 'stagign', which has no stack file",
+        "Hint: Known stacks: local, production, staging.",
+    ]
+
+
+def test_a_403_that_ended_a_retry_is_still_a_403():
+    from google.api_core import exceptions as gexc
+
+    from deployctl.targets.gcp.retry import forbidden
+
+    assert forbidden(gexc.RetryError("window closed", cause=gexc.PermissionDenied("denied")))
+    assert not forbidden(gexc.RetryError("deadline", cause=gexc.ServiceUnavailable("down")))
+    assert forbidden(gexc.Forbidden("denied")) and not forbidden(None)

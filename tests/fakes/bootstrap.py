@@ -305,6 +305,8 @@ class FakeRepositories:
         return name in self.names or (self.registry is not None and self.registry.holds(name))
 
     def _get(self, request: ar.GetRepositoryRequest) -> ar.Repository:
+        # API reference, projects.locations.repositories.get: artifactregistry.repositories.get on the repository
+        self._refuse("artifactregistry.repositories.get", request.name)
         if not self.exists(request.name):
             raise FakeError(grpc.StatusCode.NOT_FOUND, f"Repository {request.name} not found")
         return ar.Repository(name=request.name, format_=ar.Repository.Format.DOCKER)

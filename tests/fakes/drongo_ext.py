@@ -305,7 +305,7 @@ class JobsResponse(FaultMixin, CloudRunResponse):
     RULES: ClassVar[Rules] = {
         "get_operation": _one("run.operations.get", _location),
         "run_job": _run_job_checks,
-        "create_job": _one("run.jobs.create", _location),
+        "create_job": lambda request: [("run.jobs.create", _location(request)), *_image_checks(request)],
         "list_jobs": _one("run.jobs.list", _location),
         "get_job": _one("run.jobs.get", _job),
         "update_job": lambda request: [("run.jobs.update", _job(request)), *_image_checks(request)],
@@ -315,22 +315,31 @@ class JobsResponse(FaultMixin, CloudRunResponse):
         "delete_execution": _one("run.executions.delete", _execution),
     }
 
+    def _refused(self, request: Request, job: str, body: dict[str, Any]) -> HttpResponse | None:
+        """Cloud Run imports the image as the job is created or updated (tests/fakes/iam.py, 5): when its service
+        agent may not read it, the operation ends in Cloud Run's message and the job is left as it was (not
+        made). Google documents the message, not the code: FAILED_PRECONDITION (9) is the twin's choice."""
+        project = PROJECT[0] if PROJECT else None
+        refusal = next((why for image in _images(body) if project and (why := project.pull_refusal(job, image))), None)
+        if refusal is None:
+            return None
+        backend = self.backend_for(request)
+        name = f"{self._parent(request)}/operations/op-{backend._next()}"
+        operation = {"name": name, "done": True, "error": {"code": 9, "message": refusal}}
+        backend.operations[name] = operation
+        return json_response(operation)
+
+    def create_job(self, request: Request) -> HttpResponse:
+        job = f"{self._parent(request)}/jobs/{request.param('jobId')}"
+        return self._refused(request, job, request.json() or {}) or super().create_job(request)
+
     def update_job(self, request: Request) -> HttpResponse:
         backend = self.backend_for(request)
         job = backend.get_job(self._job_name(request))
         body = request.json()
         body.pop("name", None)
-        project = PROJECT[0] if PROJECT else None
-        refusal = next((why for image in _images(body) if project and (why := project.pull_refusal(job.name, image))),
-                       None)
-        if refusal is not None:
-            # Cloud Run imports the image as the job is updated (tests/fakes/iam.py, 5): the operation ends in
-            # Cloud Run's message and the job keeps its template. Google documents the message, not the code:
-            # FAILED_PRECONDITION (9) is the twin's choice.
-            name = f"{self._parent(request)}/operations/op-{backend._next()}"
-            operation = {"name": name, "done": True, "error": {"code": 9, "message": refusal}}
-            backend.operations[name] = operation
-            return json_response(operation)
+        if (refused := self._refused(request, job.name, body)) is not None:
+            return refused
         job.spec.update(body)
         return json_response(
             backend._operation(self._parent(request), "type.googleapis.com/google.cloud.run.v2.Job", job.to_resource())

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from secrets import token_hex
 from typing import Any
@@ -39,7 +40,7 @@ from deployctl.targets.gcp.synth import Synthesis, synthesize
 from tests.fakes.builds import FakeRegistry
 from tests.fakes.cloudrun import FakeRunServices
 from tests.fakes.grpcfake import FakeError
-from tests.fakes.iam import Project
+from tests.fakes.iam import Project, image_checks, unauthenticated
 from tests.fakes.sqladmin import FakeSqlAdmin
 
 
@@ -177,7 +178,9 @@ class FakeEngine:
         if change.op == "delete":
             raise AssertionError(f"this up would delete the Cloud Run service {change.name}")
         traffic = [_traffic(t) for t in goal.get("traffics") or []]
-        self.run.apply(f"{self.parent}/services/{goal['name']}", _template(goal["template"]), traffic)
+        template = _template(goal["template"])
+        self._caller_reads(c.image for c in template.containers)
+        self.run.apply(f"{self.parent}/services/{goal['name']}", template, traffic)
 
     def _apply_job(self, change: Change) -> None:
         if change.op == "delete":
@@ -190,15 +193,31 @@ class FakeEngine:
             service_account=str(task.get("serviceAccount") or ""),
             volumes=[run_v2.Volume.to_dict(v) for v in template.volumes],
             max_retries=int(task.get("maxRetries", 3)), timeout=str(task.get("timeout", "600s")))
+        self._caller_reads(c.image for c in template.containers)
         backend = get_backend("cloudrun")[str(self.stack.project)]
         full = f"{self.parent}/jobs/{change.goal['name']}"
         refusal = self.run.project.pull_refusal(full, template.containers[0].image) if self.run.project else None
-        if refusal:  # the provider's create/update waits on Cloud Run's operation, which ends in this error
+        if refusal:  # the provider's create/update waits on Cloud Run's operation, which ends in this error.
+            # Google documents the message, not the code: FAILED_PRECONDITION is the twin's choice (as drongo_ext.py's)
             raise FakeError(grpc.StatusCode.FAILED_PRECONDITION, refusal)
         if full in backend.jobs:
             backend.jobs[full].spec.update(spec)
         else:
             backend.create_job(self.parent, change.goal["name"], spec)
+
+    def _caller_reads(self, images: Iterable[str]) -> None:
+        """Cloud Run checks that whoever creates or updates a service or job may read its images (tests/fakes/iam.py,
+        5); the provider calls it as the up's caller, whose credentials the engine holds. Checked in a twin
+        project (the legacy cloud's owner may read everything); the refusal is the twin's 403 for that call."""
+        if self.project is None:
+            return
+        member = getattr(self.credentials, "member", None)
+        if member is None:  # no twin credentials: Google would not know who calls (tests/fakes/iam.py, 1)
+            denial = unauthenticated("run.googleapis.com", "pulumi up", missing=True)
+            raise FakeError(grpc.StatusCode.UNAUTHENTICATED, denial.message)
+        denial = self.project.deny(member, "run.googleapis.com", image_checks(images))
+        if denial is not None:
+            raise FakeError(grpc.StatusCode.PERMISSION_DENIED, denial.message)
 
     def _secrets(self) -> dict[str, str]:
         """Like the program's Secrets component: each declared secret exists with a first version (generated,

@@ -31,12 +31,22 @@ is checked in Google's order:
    twice. The principal that creates or updates the service or job needs
    ``artifactregistry.repositories.downloadArtifacts`` on the image's repository (Artifact Registry,
    "Deploying to Cloud Run" > "Permissions required to deploy"; enforced since 15 January 2025, when Cloud
-   Run stopped letting run.admin/run.developer deploy images of the same project implicitly). And Cloud Run
-   imports the image as the project's Cloud Run Service Agent, ``service-<project number>@serverless-robot-
-   prod.iam.gserviceaccount.com``, which may read repositories of its own project; "If your repositories
-   are in a different project, you must grant Artifact Registry Reader permissions to the Cloud Run Service
-   Agent" (same page; Cloud Run "Deploying container images" > "Deploying images from other Google Cloud
-   projects"). :meth:`Project.pull_refusal` gives Cloud Run's message for an image the agent cannot read.
+   Run stopped letting run.admin/run.developer deploy images of the same project implicitly: Google's notice
+   "Ensure read access on container images deployed to Cloud Run" covers principals "creating or updating
+   Cloud Run resources"). The shape of that refusal is the twin's: a 403 IAM_PERMISSION_DENIED naming
+   downloadArtifacts on the repository, as every other permission (3.). Google's notice names only a "User
+   does not have access to image" error (in audit logs), and the refusal users report reads "User must have
+   permission to read the image, IMAGE. …" with the registry's 'Permission
+   "artifactregistry.repositories.downloadArtifacts" denied on resource "projects/…/repositories/…"' as its
+   cause (deployctl reads both that and the twin's shape: deployctl/targets/gcp/retry.py, download_refusal).
+   The twin checks it on every create and update: CreateService and UpdateService (GRPC_RULES), the REST
+   jobs.create and jobs.patch (drongo_ext.py) and the fake engine's ``pulumi up`` (engine.py), whose
+   provider calls Cloud Run as the up's caller. And Cloud Run imports the image as the project's Cloud Run
+   Service Agent, ``service-<project number>@serverless-robot-prod.iam.gserviceaccount.com``, which may read
+   repositories of its own project; "If your repositories are in a different project, you must grant Artifact
+   Registry Reader permissions to the Cloud Run Service Agent" (same page; Cloud Run "Deploying container
+   images" > "Deploying images from other Google Cloud projects"). :meth:`Project.pull_refusal` gives Cloud
+   Run's message for an image the agent cannot read.
 
 Roles: :data:`ROLES` lists, per predefined role the project uses, the permissions the fakes' methods check,
 taken from Google's IAM roles reference (https://cloud.google.com/iam/docs/roles-permissions/<service>, one
@@ -552,14 +562,23 @@ def image_checks(images: Iterable[str]) -> list[Check]:
             for repo in dict.fromkeys(image_repository(i) for i in images) if repo]
 
 
-def _update_service(request: Any) -> list[Check]:
-    checks = [("run.services.update", request.service.name)]
-    account = request.service.template.service_account
+def _deploy_checks(permission: str, resource: str, service: Any) -> list[Check]:
+    """Creating or updating a service: *permission* on *resource*, then what its revision template asks."""
+    checks = [(permission, resource)]
+    account = service.template.service_account
     if account:
         # Cloud Run "Service identity": deploying a revision that runs as a user-managed service account
         # needs iam.serviceAccounts.actAs on that account
-        checks.append(("iam.serviceAccounts.actAs", _sa(request.service.name, account)))
-    return checks + image_checks(c.image for c in request.service.template.containers)
+        checks.append(("iam.serviceAccounts.actAs", _sa(resource, account)))
+    return checks + image_checks(c.image for c in service.template.containers)
+
+
+def _create_service(request: Any) -> list[Check]:
+    return _deploy_checks("run.services.create", request.parent, request.service)
+
+
+def _update_service(request: Any) -> list[Check]:
+    return _deploy_checks("run.services.update", request.service.name, request.service)
 
 
 def _create_build(request: Any) -> list[Check]:
@@ -598,7 +617,7 @@ GRPC_RULES: dict[str, Rule] = {
     # the long-running operation of an update (Cloud Run "IAM permissions": run.operations.get)
     "google.longrunning.Operations/GetOperation": Rule(_RUN, _one("run.operations.get", "name")),
     _SERVICES + "ListServices": Rule(_RUN, _one("run.services.list", "parent")),
-    _SERVICES + "CreateService": Rule(_RUN, _one("run.services.create", "parent")),
+    _SERVICES + "CreateService": Rule(_RUN, _create_service),
     _SERVICES + "UpdateService": Rule(_RUN, _update_service),
     _SERVICES + "DeleteService": Rule(_RUN, _one("run.services.delete", "name")),
     _REVISIONS + "GetRevision": Rule(_RUN, _one("run.revisions.get", "name")),

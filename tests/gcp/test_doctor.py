@@ -396,13 +396,14 @@ def test_the_callers_identity_comes_from_the_credentials_when_they_name_it():
     from google.oauth2 import credentials as user
     from google.oauth2 import service_account
 
-    from deployctl.targets.gcp.doctor import caller_identity
+    from deployctl.targets.gcp.retry import caller_identity, member
 
     assert caller_identity(user.Credentials(token="t", account=CALLER)) == CALLER
     assert caller_identity(user.Credentials(token="t")) is None  # an ADC file without its account
     robot = service_account.Credentials(signer=None, service_account_email=BUILD, token_uri="https://oauth2.invalid")
     assert caller_identity(robot) == BUILD
     assert caller_identity(type("Metadata", (), {"service_account_email": "default"})()) is None  # not yet resolved
+    assert (member(CALLER), member(BUILD), member(None)) == (f"user:{CALLER}", f"serviceAccount:{BUILD}", "")
 
 
 def test_a_promotion_from_another_project_is_checked_until_its_pull_is_granted():
@@ -425,6 +426,13 @@ def test_a_promotion_from_another_project_is_checked_until_its_pull_is_granted()
                            f"{staging_images}: a promoted image would not import — fix: deployctl bootstrap production")
         p.bootstrap(production).run()  # its pull step grants it
         assert check() == f"ok      promotion from staging: {agent} reads {staging_images}"
-        p.repositories.lacking.add("artifactregistry.repositories.getIamPolicy")  # another project's admins'
-        assert check().startswith(f"note    promotion from staging: could not read who may read {staging_images} "
-                                  "(read the IAM policy of")
+        # production's admin, who may not read staging's repository or its policy: a note, with the grant for
+        # staging's admins (not `missing` with the credentials hint)
+        grant = ("gcloud artifacts repositories add-iam-policy-binding staging-deployctl --project example-staging "
+                 f"--location europe-central2 --member serviceAccount:{agent} --role roles/artifactregistry.reader")
+        for refused, read in (("artifactregistry.repositories.getIamPolicy", f"the IAM policy of {staging_images}"),
+                              ("artifactregistry.repositories.get", staging_images)):
+            p.repositories.lacking = {refused}
+            assert check() == (f"note    promotion from staging: could not check (read {read}: 403 Permission "
+                               f"'{refused}' denied on resource '{staging_images}' (or it may not exist)) — fix: If "
+                               f"it is not granted yet, an admin of example-staging runs: {grant}")

@@ -71,6 +71,23 @@ def test_no_passphrase_secret_leaves_pulumi_to_its_own_secrets_provider(monkeypa
          "pulumi: Cloud Run's service agent service-210987654321@serverless-robot-prod.iam.gserviceaccount.com "
          "cannot read the image europe-central2-docker.pkg.dev/example-staging/staging-deployctl/api@sha256:",
          EXIT_PRECONDITION),
+        # the deployer may not read the image (Cloud Run since January 2025), as users report Cloud Run's words
+        ("gcp:cloudrunv2:Service (production-api): error: googleapi: Error 403: User must have permission to read "
+         "the image, europe-central2-docker.pkg.dev/example-staging/staging-deployctl/api@sha256:" + "a" * 64 + ". "
+         "Ensure that the provided container image URL is correct and that the above account has permission to "
+         "access the image. Permission must be granted to the User from this project. Cause: 403 Forbidden "
+         "{\"errors\":[{\"code\":\"DENIED\",\"message\":\"Permission \\\"artifactregistry.repositories."
+         "downloadArtifacts\\\" denied on resource \\\"projects/example-staging/locations/europe-central2/"
+         "repositories/staging-deployctl\\\" (or it may not exist)\"}]}",
+         "pulumi: the account deployctl runs as may not read the images of projects/example-staging/locations/"
+         "europe-central2/repositories/staging-deployctl (artifactregistry.repositories.downloadArtifacts)",
+         EXIT_PRECONDITION),
+        # and as the twin words it (tests/fakes/iam.py, 5)
+        ("gcp:cloudrunv2:Job (production-api-migrate): error: Permission 'artifactregistry.repositories."
+         "downloadArtifacts' denied on resource 'projects/example-staging/locations/europe-central2/repositories/"
+         "staging-deployctl' (or it may not exist).",
+         "pulumi: the account deployctl runs as may not read the images of projects/example-staging/locations/"
+         "europe-central2/repositories/staging-deployctl (", EXIT_PRECONDITION),
     ],
 )
 def test_cli_failures_become_one_line_errors(stderr: str, message: str, exit_code: int) -> None:
@@ -78,6 +95,21 @@ def test_cli_failures_become_one_line_errors(stderr: str, message: str, exit_cod
     assert isinstance(error, DeployctlError)
     assert error.message.startswith(message) and "\n" not in error.message
     assert error.exit_code == exit_code and error.hint
+
+
+def test_a_deployer_that_may_not_read_the_image_is_given_the_grant_for_the_account_pulumi_ran_as() -> None:
+    stderr = ("error: User must have permission to read the image, europe-central2-docker.pkg.dev/example-staging/"
+              "staging-deployctl/api@sha256:" + "a" * 64 + ". Ensure that the provided container image URL is correct")
+    grant = ("gcloud artifacts repositories add-iam-policy-binding staging-deployctl --project example-staging "
+             "--location europe-central2 --member {} --role roles/artifactregistry.reader")
+    named = command_error(stderr, "serviceAccount:production-build@example-production.iam.gserviceaccount.com")
+    assert named.message.startswith("pulumi: production-build@example-production.iam.gserviceaccount.com may not "
+                                    "read the images of projects/example-staging/locations/europe-central2/")
+    assert named.hint == ("Grant it read access (docs/runbook.md, Promote): " + grant.format(
+        "serviceAccount:production-build@example-production.iam.gserviceaccount.com"))
+    assert command_error(stderr).hint == ("Grant it read access (docs/runbook.md, Promote): "
+                                          + grant.format("PRINCIPAL") + ", PRINCIPAL being user:EMAIL or "
+                                          "serviceAccount:EMAIL of the account deployctl runs as")
 
 
 # -- the real Automation API against a stand-in `pulumi` executable ------------------------------------

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import googleapiclient.errors
 import pytest
 import requests
+from drongo import get_backend
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import InvalidOperation
@@ -20,18 +22,21 @@ from google.cloud.run_v2.services.services.transports import ServicesGrpcTranspo
 from google.cloud.service_usage_v1.services.service_usage.transports import ServiceUsageGrpcTransport
 
 from deployctl import naming
-from deployctl.config import load
+from deployctl.config import Release, load
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.targets.gcp.bootstrap import RELEASE_ROLES
 from deployctl.targets.gcp.retry import RetryPolicy
+from deployctl.targets.gcp.run_jobs import JobSpec
+from deployctl.targets.gcp.run_services import Spec
 from deployctl.targets.gcp.sql_users import sqladmin_client
 from deployctl.targets.gcp.synth import synthesize
 from deployctl.targets.gcp.target import GcpTarget
 from tests.fakes import drongo_ext
 from tests.fakes.apis import DEFAULT_ENABLED
 from tests.fakes.cloudlogging import matches, parse
-from tests.fakes.iam import OWNER, Project, TwinCredentials
-from tests.gcp.conftest import IMAGE, SERVICE, Cloud
+from tests.fakes.engine import FakeEngine
+from tests.fakes.iam import OWNER, Project, TwinCredentials, access_token, check_grpc, email
+from tests.gcp.conftest import FAST, IMAGE, IMAGE2, SERVICE, Cloud
 
 pytestmark = pytest.mark.twin
 
@@ -539,3 +544,117 @@ def test_an_image_of_another_project_needs_the_run_agent_to_read_it(twin: Cloud,
     assert ready() == "staging-api-r3"
     deploy("staging-api-r4", "us-docker.pkg.dev/cloudrun/container/hello")  # public: any agent may pull it
     assert ready() == "staging-api-r4"
+
+
+def test_creating_a_service_needs_read_access_to_its_image_too(twin: Cloud, clock: Clock) -> None:
+    """Google's notice covers principals "creating or updating Cloud Run resources": CreateService as
+    UpdateService (the fake Cloud Run serves no CreateService, so its rule is asked directly)."""
+    enable(twin, "run.googleapis.com")
+    p = project(twin)
+    p.grant(DEV, "roles/run.developer", now=True)
+    clock.advance(0.2)
+    request = run_v2.CreateServiceRequest(parent="projects/example-staging/locations/europe-central2",
+                                          service_id="staging-web", service=run_v2.Service(
+                                              template=run_v2.RevisionTemplate(containers=[run_v2.Container(image=IMAGE)])))
+    caller = [("authorization", f"Bearer {access_token(DEV)}")]
+    denial = check_grpc(p, "google.cloud.run.v2.Services/CreateService", request, caller)
+    assert denial is not None and (denial.permission, denial.resource) == (
+        "artifactregistry.repositories.downloadArtifacts", REPOSITORY)
+    p.grant(DEV, "roles/artifactregistry.reader", REPOSITORY, now=True)
+    assert check_grpc(p, "google.cloud.run.v2.Services/CreateService", request, caller) is None
+
+
+def test_creating_a_job_needs_its_image_read_by_the_caller_and_by_the_run_agent(twin: Cloud, clock: Clock) -> None:
+    enable(twin, "run.googleapis.com")
+    p = project(twin)
+    p.grant(DEV, "roles/run.developer", now=True)
+    clock.advance(0.2)
+    jobs = run_v2.JobsClient(credentials=TwinCredentials(DEV))
+    location = "projects/example-staging/locations/europe-central2"
+
+    def create(job_id: str, image: str) -> None:
+        task = run_v2.TaskTemplate(containers=[run_v2.Container(image=image)])
+        jobs.create_job(parent=location, job_id=job_id,
+                        job=run_v2.Job(template=run_v2.ExecutionTemplate(template=task))).result()
+
+    with pytest.raises(gexc.Forbidden) as denied:  # REST: 403 is Forbidden
+        create("staging-migrate", IMAGE)
+    assert denied.value.metadata == {"permission": "artifactregistry.repositories.downloadArtifacts",
+                                     "resource": REPOSITORY}
+    p.grant(DEV, "roles/artifactregistry.reader", REPOSITORY, now=True)
+    create("staging-migrate", IMAGE)
+    assert jobs.get_job(name=f"{location}/jobs/staging-migrate").template.template.containers[0].image == IMAGE
+
+    elsewhere = "europe-central2-docker.pkg.dev/shared-images/base/api@sha256:" + "e" * 64
+    p.grant(DEV, "roles/artifactregistry.reader", "projects/shared-images/locations/europe-central2/repositories/base",
+            now=True)  # the caller may read it; this project's Cloud Run Service Agent may not
+    with pytest.raises(gexc.GoogleAPICallError) as failed:
+        create("staging-init", elsewhere)
+    assert f"must have permission to read the image, {elsewhere}." in failed.value.message
+    with pytest.raises(gexc.NotFound):
+        jobs.get_job(name=f"{location}/jobs/staging-init")  # not made
+
+
+def test_a_pulumi_up_whose_caller_may_not_read_the_image_is_refused(twin: Cloud, clock: Clock) -> None:
+    """The provider creates and updates services and jobs as the up's caller: Cloud Run checks their read of
+    the images as it does for deployctl's own calls."""
+    p = project(twin)
+    for api in ("run.googleapis.com", "secretmanager.googleapis.com"):
+        p.enable(api, now=True)
+    for role in ("roles/run.developer", "roles/iam.serviceAccountUser", "roles/secretmanager.admin"):
+        p.grant(DEV, role, now=True)
+    engine = FakeEngine(load("staging", twin.root), twin.run, twin.pulumi, project=p, credentials=TwinCredentials(DEV))
+    release = Release(phase="infra", images={"api": IMAGE})
+    with pytest.raises(DeployctlError) as refused:
+        engine.up(release)
+    assert refused.value.message.startswith(f"pulumi: the account deployctl runs as may not read the images of "
+                                            f"{REPOSITORY} (artifactregistry.repositories.downloadArtifacts)")
+    p.grant(DEV, "roles/artifactregistry.reader", REPOSITORY, now=True)
+    engine.up(release)
+    job = get_backend("cloudrun")["example-staging"].jobs[
+        f"projects/example-staging/locations/europe-central2/jobs/{naming.job(engine.stack, 'api', 'migrate')}"]
+    assert job.spec["template"]["template"]["containers"][0]["image"] == IMAGE
+
+
+def test_a_deployer_that_may_not_read_the_image_is_given_the_grant_for_itself(twin: Cloud, clock: Clock) -> None:
+    """A principal with run.developer and actAs on the runtime account but no read of the image's repository
+    (production's build account promoting staging's image is one): Cloud Run refuses the deploy, and the hint
+    is the grant of that repository to it, not the credentials hint."""
+    enable(twin, "run.googleapis.com")
+    p = project(twin)
+    template = run_v2.RevisionTemplate(revision="staging-api-r1", service_account=email(RUNTIME),
+                                       containers=[run_v2.Container(image=IMAGE)])
+    twin.run.apply(SERVICE, template, [run_v2.TrafficTarget(
+        type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION, revision="staging-api-r1",
+        percent=100)])
+    get_backend("cloudrun")["example-staging"].create_job(
+        "projects/example-staging/locations/europe-central2", "staging-api-migrate",
+        {"template": {"template": {"containers": [{"image": IMAGE}]}}})
+    for role in ("roles/run.developer", "roles/iam.serviceAccountUser"):
+        p.grant(DEPLOYER, role, now=True)
+    clock.advance(0.2)
+
+    def grant(member: str) -> str:
+        return ("Grant it read access (docs/runbook.md, Promote): gcloud artifacts repositories "
+                "add-iam-policy-binding staging-deployctl --project example-staging --location europe-central2 "
+                f"--member {member} --role roles/artifactregistry.reader")
+
+    # deployctl knows whom it runs as (open_target: the credentials' account): the grant names it
+    named = twin.target(credentials=TwinCredentials(DEPLOYER), policy=replace(FAST, caller=DEPLOYER))
+    with pytest.raises(PreconditionError) as refused:
+        named.run.deploy("api", Spec("staging-api-r2", IMAGE2, {}, {}))
+    assert refused.value.message.endswith(
+        f": {email(DEPLOYER)} may not read the images of {REPOSITORY} (artifactregistry.repositories."
+        "downloadArtifacts), which Cloud Run requires of whoever deploys them")
+    assert refused.value.hint == grant(DEPLOYER)
+    # credentials that do not name their account: the same grant for the account deployctl runs as; the job
+    # the migrations run is updated over REST
+    unnamed = twin.target(credentials=TwinCredentials(DEPLOYER))
+    with pytest.raises(PreconditionError) as refused:
+        unnamed.jobs.run("staging-api-migrate", JobSpec(IMAGE2), "r-2", deadline_s=5)
+    assert refused.value.message.startswith("set job staging-api-migrate to the release's image and secret "
+                                            "versions: the account deployctl runs as may not read the images of ")
+    assert refused.value.hint == grant("PRINCIPAL") + (", PRINCIPAL being user:EMAIL or serviceAccount:EMAIL of "
+                                                       "the account deployctl runs as")
+    p.grant(DEPLOYER, "roles/artifactregistry.reader", REPOSITORY, now=True)  # what the hint says
+    assert named.run.deploy("api", Spec("staging-api-r2", IMAGE2, {}, {})).ready

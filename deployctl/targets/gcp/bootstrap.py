@@ -18,7 +18,10 @@ mutating ``apply()``:
 6. for each stack in ``deployctl:gcp.promote_from`` that lives in another project: let this project's Cloud
    Run Service Agent read that stack's image repository (roles/artifactregistry.reader on the repository),
    which Cloud Run needs to import a promoted image. The repository is the other stack's program's, made by
-   its first ``deployctl up``; until then the step waits ("later") and a rerun of bootstrap makes it.
+   its first ``deployctl up``; until then the step waits ("later") and a rerun of bootstrap makes it. Whoever
+   may not read that repository or its policy (an admin of this project only) cannot tell whether the grant
+   is there: the step is "unchecked", with the gcloud command for the other project's admins, and does not
+   fail the run; a grant that is readably missing but may not be made is an error with that command.
 
 Rules:
 - Preconditions come first: without the ``pulumi`` CLI a real run raises PreconditionError before any
@@ -48,6 +51,7 @@ from deployctl.targets.gcp.retry import (
     CREDENTIALS_HINT,
     IAM_PROPAGATION_S,
     RetryPolicy,
+    forbidden,
     mutate,
     read,
     reader_grant,
@@ -129,9 +133,15 @@ class Step:
     later: Callable[[], str | None] = lambda: None  # why it cannot be made yet (nothing to grant on), if so
 
 
+class UncheckedError(PreconditionError):
+    """A step whose state this caller may not read (another project's resource): not a failure of the run. The
+    message says what was refused, the hint what someone who may does."""
+
+
 @dataclass
 class Outcome:
-    """What a run did: per step, "done" (already so), "applied", "planned" (dry run) or "later" (see Step)."""
+    """What a run did: per step, "done" (already so), "applied", "planned" (dry run), "later" (see Step) or
+    "unchecked" (see UncheckedError)."""
 
     stack: str
     dry_run: bool
@@ -169,12 +179,12 @@ class PulumiBackend:
 class Bootstrap:
     def __init__(self, stack: Stack, root: Path, *, service_usage: Any, storage: Any, iam: Any, projects: Any,
                  secrets: Any, registry: Any = None, pulumi: PulumiBackend | None = None,
-                 policy: RetryPolicy | None = None) -> None:
+                 policy: RetryPolicy | None = None, sources: list[Stack] | None = None) -> None:
         assert stack.project and stack.region  # config validation guarantees both for gcp stacks
         self.stack, self.project, self.region = stack, stack.project, stack.region
         self.service_usage, self.storage, self.iam, self.projects = service_usage, storage, iam, projects
         self.registry = registry
-        self.sources = promotion_sources(stack, root)
+        self.sources = promotion_sources(stack, root) if sources is None else sources
         self.pulumi = pulumi or PulumiBackend(root, stack.name)
         self.policy = policy or RetryPolicy()
         self.bucket = stack.state_bucket
@@ -206,19 +216,21 @@ class Bootstrap:
             raise pulumi_missing(self.stack.name)
         outcome = Outcome(self.stack.name, dry_run)
         for step in self.plan():
-            if (why := step.later()) is not None:
-                outcome.steps.append({"step": step.name, "state": "later", "message": f"{step.message}: {why}"})
-                progress(f"  {'later':<8} {step.message}: {why}")
-                continue
-            if step.is_done():
-                state = "done"
-            elif dry_run:
-                state = "planned"
-            else:
-                step.apply()
-                state = "applied"
-            outcome.steps.append({"step": step.name, "state": state, "message": step.message})
-            progress(f"  {state:<8} {step.message}")
+            message = step.message
+            try:
+                if (why := step.later()) is not None:
+                    state, message = "later", f"{step.message}: {why}"
+                elif step.is_done():
+                    state = "done"
+                elif dry_run:
+                    state = "planned"
+                else:
+                    step.apply()
+                    state = "applied"
+            except UncheckedError as exc:
+                state, message = "unchecked", f"{step.message}: {exc.message}. {exc.hint}"
+            outcome.steps.append({"step": step.name, "state": state, "message": message})
+            progress(f"  {state:<8} {message}")
         return outcome
 
     # -- promotion: this project's Cloud Run Service Agent reads another project's images -------------
@@ -350,15 +362,20 @@ def add_bindings(get: Callable[[], Any], put: Callable[[Any], Any],
 
 
 def promotion_sources(stack: Stack, root: Path) -> list[Stack]:
-    """The stacks of ``gcp.promote_from`` whose images live in another project than *stack*'s."""
-    from deployctl.config import ConfigError, load
+    """The stacks of ``gcp.promote_from`` whose images live in another project than *stack*'s. A name without a
+    stack file, or of a stack that is not gcp, is a ConfigError naming *stack*'s file and the key."""
+    from deployctl.config import ConfigError, known_stacks, load, stack_file
 
+    key = "deployctl:gcp.promote_from"
     sources = []
     for name in stack.gcp.promote_from:
+        if not stack_file(name, root).is_file():
+            raise ConfigError(f"{stack.file}: {key} names {name!r}, which has no stack file",
+                              f"Known stacks: {', '.join(known_stacks(root))}.")
         source = load(name, root)
         if source.target != "gcp":
-            raise ConfigError(f"stacks/Pulumi.{stack.name}.yaml: deployctl:gcp.promote_from names {name!r}, "
-                              f"which is not a gcp stack", "Promotion copies an image digest between gcp stacks.")
+            raise ConfigError(f"{stack.file}: {key} names {name!r}, which is not a gcp stack",
+                              "Promotion copies an image digest between gcp stacks.")
         if source.project != stack.project:
             sources.append(source)
     return sources
@@ -382,10 +399,15 @@ READER = "roles/artifactregistry.reader"
 
 
 class RepositoryPull:
-    """Whether, and the grant by which, a Cloud Run Service Agent reads one Artifact Registry repository."""
+    """Whether, and the grant by which, a Cloud Run Service Agent reads one Artifact Registry repository.
+
+    The repository is another project's: what this command changed (APIs, roles) propagates in its own project,
+    so a 403 there is not waited on (``RetryPolicy.elsewhere``). A refused read (``exists``, ``granted``) is
+    :class:`UncheckedError`; a refused grant is a PreconditionError. Both carry the gcloud grant for that project's
+    admins."""
 
     def __init__(self, registry: Any, repository: str, agent: Callable[[], str], policy: RetryPolicy) -> None:
-        self.registry, self.repository, self.policy = registry, repository, policy
+        self.registry, self.repository, self.policy = registry, repository, policy.elsewhere()
         self._agent, self._member = agent, ""
 
     @property
@@ -403,7 +425,8 @@ class RepositoryPull:
                 return False
             return True
 
-        return read(get, f"read {self.repository}", self.policy)
+        with self._denied(reading=True):
+            return read(get, f"read {self.repository}", self.policy)
 
     def _policy(self) -> Any:
         return read(lambda: self.registry.get_iam_policy(request={"resource": self.repository},
@@ -411,32 +434,39 @@ class RepositoryPull:
                     f"read the IAM policy of {self.repository}", self.policy)
 
     def granted(self) -> bool:
-        with self._denied():
-            return READER in held_roles(self._policy(), self.member)
+        member = self.member
+        with self._denied(reading=True):
+            return READER in held_roles(self._policy(), member)
 
     def grant(self) -> None:
-        with self._denied():
+        member = self.member
+        with self._denied(reading=False):
             add_bindings(self._policy,
                          lambda policy: self.registry.set_iam_policy(request={"resource": self.repository,
                                                                               "policy": policy},
                                                                      timeout=self.policy.call_timeout_s),
-                         lambda policy: [] if READER in held_roles(policy, self.member) else [(READER, self.member)],
-                         f"let {self.member.removeprefix('serviceAccount:')} read {self.repository}", self.policy)
+                         lambda policy: [] if READER in held_roles(policy, member) else [(READER, member)],
+                         f"let {member.removeprefix('serviceAccount:')} read {self.repository}", self.policy)
+
+    def command(self) -> str:
+        """The grant, for an admin of the repository's project."""
+        return reader_grant(self.repository, self.member)
 
     @contextlib.contextmanager
-    def _denied(self) -> Iterator[None]:
-        """A refusal to read or change the repository's policy: the caller administers this project, not the
-        other; say who can make the grant, and how."""
-        from google.api_core import exceptions as gexc
-
+    def _denied(self, reading: bool) -> Iterator[None]:
+        """A 403 on the repository or its policy: the caller administers this project, not the other. What was
+        refused, and who can make the grant, and how: UncheckedError when *reading*, else PreconditionError."""
         try:
             yield
         except DeployctlError as exc:
-            if not isinstance(exc.__context__, gexc.Forbidden):
+            if not forbidden(exc.__context__):
                 raise
-            raise PreconditionError(exc.message, f"Run it as an admin of {self.repository.split('/')[1]} (its "
-                                    "repository's IAM policy), or have one run: "
-                                    f"{reader_grant(self.repository, self.member)}") from None
+            there = self.repository.split("/")[1]
+            if reading:
+                raise UncheckedError(f"could not check ({exc.message.rstrip('.')})",
+                                     f"If it is not granted yet, an admin of {there} runs: {self.command()}") from None
+            raise PreconditionError(exc.message, f"Run it as an admin of {there} (its repository's IAM policy), or "
+                                    f"have one run: {self.command()}") from None
 
 
 # -- reads, shared with `deployctl doctor` ----------------------------------------------------------
@@ -520,6 +550,8 @@ def project_clients(stack: Stack) -> tuple[Any, dict[str, Any]]:
 
 
 def open_bootstrap(stack: Stack, root: Path) -> Bootstrap:
-    """A Bootstrap with the real Google clients, using Application Default Credentials."""
+    """A Bootstrap with the real Google clients, using Application Default Credentials (the stack's promotion
+    sources are read first: a config error comes before any credentials)."""
+    sources = promotion_sources(stack, root)
     _, clients = project_clients(stack)
-    return Bootstrap(stack, root, **clients)
+    return Bootstrap(stack, root, sources=sources, **clients)

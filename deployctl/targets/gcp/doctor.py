@@ -11,7 +11,8 @@ Rules:
   ``repositories.get``, Cloud SQL Admin ``instances.get``, and an offline synthesis of the program (the
   connection budget). No secret payload is read.
 - A check whose read fails (403, an API that answers nothing) is a ``missing`` line with the error's own
-  hint; the other checks still run.
+  hint; the other checks still run. Except another project's repository (promotion): not reading it or its
+  policy is a ``note`` with the grant for that project's admins.
 - The roles checked are bootstrap's (:data:`bootstrap.RELEASE_ROLES`), the APIs bootstrap's (``APIS``): one
   list each, so doctor and bootstrap cannot disagree about what a project needs.
 """
@@ -30,7 +31,7 @@ from deployctl import naming
 from deployctl.config import Stack
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.targets.gcp import bootstrap as boot
-from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy, read
+from deployctl.targets.gcp.retry import CREDENTIALS_HINT, RetryPolicy, caller_identity, member, read
 from deployctl.targets.gcp.secrets import SecretManager
 
 OWNER = "roles/owner"  # holds every permission of RELEASE_ROLES
@@ -145,8 +146,7 @@ class Doctor:
         if not self.caller:
             return [Check("note", "deployer", "the active credentials do not name their account; its roles "
                                               "were not checked")]
-        kind = "serviceAccount" if self.caller.endswith(".gserviceaccount.com") else "user"
-        held = boot.held_roles(self._project_policy(), f"{kind}:{self.caller}")
+        held = boot.held_roles(self._project_policy(), member(self.caller))
         if OWNER in held:
             return [Check("ok", "deployer", f"{self.caller} holds {OWNER} on {self.project}")]
         lacking = [r for r in boot.RELEASE_ROLES if r not in held]
@@ -175,15 +175,15 @@ class Doctor:
         repository = boot.image_repository(source)
         pull = boot.RepositoryPull(self.registry, repository,
                                    lambda: boot.run_agent(self.projects, self.project, self.policy), self.policy)
-        if not pull.exists():
-            return [Check("note", subject, f"{repository} does not exist yet (the first `deployctl up "
-                                           f"{source.name}` makes it); the grant comes after it",
-                          f"deployctl up {source.name}, then {self._bootstrap}")]
-        agent = pull.member.removeprefix("serviceAccount:")
         try:
+            if not pull.exists():
+                return [Check("note", subject, f"{repository} does not exist yet (the first `deployctl up "
+                                               f"{source.name}` makes it); the grant comes after it",
+                              f"deployctl up {source.name}, then {self._bootstrap}")]
             granted = pull.granted()
-        except PreconditionError as exc:  # the policy of another project's repository: often not ours to read
-            return [Check("note", subject, f"could not read who may read {repository} ({exc.message})", exc.hint)]
+        except boot.UncheckedError as exc:  # another project's repository, or its policy: often not ours to read
+            return [Check("note", subject, exc.message, exc.hint)]
+        agent = pull.member.removeprefix("serviceAccount:")
         if not granted:
             return [Check("missing", subject, f"{agent} (Cloud Run in {self.project}) cannot read {repository}: "
                                               "a promoted image would not import", self._bootstrap)]
@@ -218,9 +218,7 @@ class Doctor:
         return [Check("ok", "state bucket", f"gs://{name} exists, is secured and readable")]
 
     def _member(self) -> str | None:
-        if not self.caller:
-            return None
-        return f"{'serviceAccount' if self.caller.endswith('.gserviceaccount.com') else 'user'}:{self.caller}"
+        return member(self.caller) or None
 
     def _passphrase(self) -> list[Check]:
         set_here = [v for v in PASSPHRASE_VARS if self.environ.get(v)]
@@ -386,6 +384,7 @@ def open_doctor(stack: Stack, root: Path) -> Doctor:
 
     from deployctl.targets.gcp.sql_users import sqladmin_client
 
+    sources = boot.promotion_sources(stack, root)  # a config error before any credentials
     credentials, clients = boot.project_clients(stack)
     policy = RetryPolicy()
     return Doctor(
@@ -395,15 +394,5 @@ def open_doctor(stack: Stack, root: Path) -> Doctor:
         sqladmin=sqladmin_client(credentials, policy.call_timeout_s),
         caller=caller_identity(credentials),
         policy=policy,
-        sources=boot.promotion_sources(stack, root),
+        sources=sources,
     )
-
-
-def caller_identity(credentials: Any) -> str | None:
-    """The account the credentials act as, when they name it: a service account's email, or the account of
-    user credentials that carry one (``gcloud auth application-default login`` records it)."""
-    for attribute in ("service_account_email", "account"):
-        value = getattr(credentials, attribute, None)
-        if isinstance(value, str) and "@" in value:
-            return value
-    return None

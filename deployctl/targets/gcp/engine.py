@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from deployctl.config import Release
 from deployctl.errors import DeployctlError, LockedError, PreconditionError
 from deployctl.naming import RELEASE_ENV
-from deployctl.targets.gcp.retry import image_refusal
+from deployctl.targets.gcp.retry import download_refusal, image_refusal
 
 INSTALL_HINT = "Install the Pulumi CLI: curl -fsSL https://get.pulumi.com | sh, then `pulumi login`."
 LOGIN_HINT = "Log in to the state backend: `pulumi login` (or `pulumi login gs://BUCKET`)."
@@ -60,6 +60,7 @@ class PulumiEngine:
         self.progress = progress or (lambda line: print(line, file=sys.stderr))
         # where the stack's passphrase comes from when the environment has none (bootstrap's secret)
         self.passphrase = passphrase
+        self.caller = ""  # the IAM member Pulumi's provider calls Google as, when known (for a refusal's grant)
         self._stack: Any = None
 
     def workspace_env(self) -> dict[str, str]:
@@ -132,14 +133,15 @@ class PulumiEngine:
                 f"Wait for it; if it is stuck: pulumi cancel --stack {self.stack_name}",
             ) from None
         except auto.CommandError as exc:
-            raise command_error(str(exc)) from None
+            raise command_error(str(exc), self.caller) from None
         except FileNotFoundError:
             raise PreconditionError("the pulumi CLI is not installed", INSTALL_HINT) from None
 
 
-def command_error(text: str) -> DeployctlError:
+def command_error(text: str, caller: str = "") -> DeployctlError:
+    """The one line a failed pulumi command becomes; *caller* is the IAM member it ran as, when known."""
     lower = text.lower()
-    if (refused := image_refusal(text, "pulumi")) is not None:
+    if (refused := image_refusal(text, "pulumi") or download_refusal(text, "pulumi", caller)) is not None:
         return refused
     # an organization policy (constraints/iam.allowedPolicyMemberDomains, "domain restricted sharing") refuses
     # allUsers as the invoker of a public service: Google answers 400 "One or more users named in the policy do

@@ -13,7 +13,10 @@ Rules:
   enabled this API recently, wait a few minutes"). After this command itself granted roles or enabled APIs
   (bootstrap, or a `pulumi up` that applies IAM bindings), a 403 is retried for a bounded window, with a
   line naming what is propagating. Outside such a window a 403 fails at once: a disabled API with the
-  command that enables it, a missing permission with the credentials hint.
+  command that enables it, a deployer's missing read of the image it deploys with the grant of that
+  repository (``download_refusal``; the policy's ``caller`` names the account when known), any other missing
+  permission with the credentials hint. Calls on another project's resources use ``RetryPolicy.elsewhere``:
+  what this command changed does not propagate there.
 """
 
 from __future__ import annotations
@@ -76,9 +79,15 @@ class RetryPolicy:
     multiplier: float = 2.0
     call_timeout_s: float = 30.0  # per request, passed to the client as ``timeout=``
     propagation: Propagation = field(default_factory=Propagation, compare=False)  # shared by every copy
+    caller: str = ""  # the IAM member the calls are made as (user:… or serviceAccount:…), when known: for hints
 
     def with_deadline(self, deadline_s: float) -> RetryPolicy:
         return replace(self, deadline_s=deadline_s)
+
+    def elsewhere(self) -> RetryPolicy:
+        """This policy for calls on another project's resources: what this command changed propagates in its own
+        project, so a 403 there is not "not yet" and fails at once (a copy with its own, closed window)."""
+        return replace(self, propagation=Propagation())
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -164,13 +173,73 @@ def image_refusal(text: str, what: str = "") -> PreconditionError | None:
     if found is None:
         return None
     agent, image = found["agent"], found["image"]
-    repo = _ARTIFACT_IMAGE.match(image)
-    resource = (f"projects/{repo['project']}/locations/{repo['location']}/repositories/{repo['repository']}" if repo
-                else "projects/PROJECT/locations/LOCATION/repositories/REPOSITORY")
+    resource = _repository_of(image) or "projects/PROJECT/locations/LOCATION/repositories/REPOSITORY"
     return PreconditionError(
         f"{what + ': ' if what else ''}Cloud Run's service agent {agent} cannot read the image {image}",
         f"Grant it once (docs/runbook.md, Promote): {reader_grant(resource, f'serviceAccount:{agent}')}",
     )
+
+
+def forbidden(exc: BaseException | None) -> bool:
+    """Whether *exc* is a 403, also when one ended a retry (google-api-core's RetryError names it as its cause)."""
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.RetryError):
+        exc = exc.cause
+    return isinstance(exc, gexc.Forbidden)
+
+
+# Cloud Run checks that whoever creates or updates a service or job may read its image (Google's notice "Ensure read
+# access on container images deployed to Cloud Run", enforced since 15 January 2025): a refusal names
+# artifactregistry.repositories.downloadArtifacts on the image's repository, in IAM's ErrorInfo metadata or in the
+# text Cloud Run quotes ("User must have permission to read the image, IMAGE. …" with the registry's 'Permission
+# "artifactregistry.repositories.downloadArtifacts" denied on resource "projects/…/repositories/…"').
+DOWNLOAD = "artifactregistry.repositories.downloadArtifacts"
+_REPOSITORY = r"projects/[^/\s\\\"']+/locations/[^/\s\\\"']+/repositories/[^/\s\\\"']+"
+_DOWNLOAD_DENIED = re.compile(r"Permission \\?[\"']" + re.escape(DOWNLOAD) + r"\\?[\"'] denied on resource \\?[\"']"
+                              rf"(?P<resource>{_REPOSITORY})")
+_USER_CANNOT_READ = re.compile(r"User must have permission to read the image, (?P<image>\S+?)\.(?:\s|$)")
+
+
+def download_refusal(text: str, what: str = "", caller: str = "",
+                     metadata: dict[str, str] | None = None) -> PreconditionError | None:
+    """The refusal to deploy an image its deployer may not read, as one line and the grant that fixes it for
+    *caller* (the IAM member deployctl runs as; a placeholder when unknown); None when it is not that refusal."""
+    resource = _denied_repository(text, metadata or {})
+    if resource is None:
+        return None
+    who = caller.split(":", 1)[-1] if caller else "the account deployctl runs as"
+    grant = reader_grant(resource, caller or "PRINCIPAL")
+    unknown = "" if caller else ", PRINCIPAL being user:EMAIL or serviceAccount:EMAIL of the account deployctl runs as"
+    return PreconditionError(
+        f"{what + ': ' if what else ''}{who} may not read the images of {resource} ({DOWNLOAD}), which Cloud Run "
+        "requires of whoever deploys them",
+        f"Grant it read access (docs/runbook.md, Promote): {grant}{unknown}",
+    )
+
+
+def _denied_repository(text: str, metadata: dict[str, str]) -> str | None:
+    if metadata.get("permission") == DOWNLOAD and re.fullmatch(_REPOSITORY, metadata.get("resource", "")):
+        return metadata["resource"]
+    if (found := _DOWNLOAD_DENIED.search(text)) is not None:
+        return found["resource"]
+    said = _USER_CANNOT_READ.search(text)
+    return _repository_of(said["image"]) if said else None
+
+
+def _repository_of(image: str) -> str | None:
+    """The resource name of an Artifact Registry image's repository; None for an image elsewhere."""
+    repo = _ARTIFACT_IMAGE.match(image)
+    if repo is None:
+        return None
+    return f"projects/{repo['project']}/locations/{repo['location']}/repositories/{repo['repository']}"
+
+
+def _image_unreadable(exc: BaseException, what: str, policy: RetryPolicy | None) -> PreconditionError | None:
+    """Cloud Run's refusal of an image its service agent, or the deployer, may not read; else None."""
+    message = str(getattr(exc, "message", ""))
+    return image_refusal(message, what) or download_refusal(message, what, policy.caller if policy else "",
+                                                            _metadata(exc))
 
 
 def reader_grant(repository: str, member: str) -> str:
@@ -184,7 +253,7 @@ def translate(exc: BaseException, what: str, policy: RetryPolicy | None = None) 
     """Turn an SDK exception into a one-line DeployctlError (no payloads, no tracebacks)."""
     if isinstance(exc, DeployctlError):
         return exc
-    if (refused := image_refusal(str(getattr(exc, "message", "")), what)) is not None:
+    if (refused := _image_unreadable(exc, what, policy)) is not None:
         return refused
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
@@ -192,7 +261,7 @@ def translate(exc: BaseException, what: str, policy: RetryPolicy | None = None) 
     if isinstance(exc, gexc.RetryError) and isinstance(exc.cause, gexc.Forbidden):
         exc = exc.cause  # the window closed while a 403 was being waited on
     if isinstance(exc, gexc.Forbidden) and policy and policy.propagation.retried:
-        denied = translate(exc, what)  # still denied once the propagation window closed
+        denied = translate(exc, what, policy.elsewhere())  # still denied once the window closed (no window here)
         return PreconditionError(f"{denied.message} (still, after waiting for {policy.propagation.what} to "
                                  "propagate)", denied.hint)
     if isinstance(exc, gexc.RetryError):
@@ -220,6 +289,23 @@ def translate(exc: BaseException, what: str, policy: RetryPolicy | None = None) 
 
 
 CREDENTIALS_HINT = "Run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS)."
+
+
+def caller_identity(credentials: Any) -> str | None:
+    """The account the credentials act as, when they name it: a service account's email, or the account of
+    user credentials that carry one (``gcloud auth application-default login`` records it)."""
+    for attribute in ("service_account_email", "account"):
+        value = getattr(credentials, attribute, None)
+        if isinstance(value, str) and "@" in value:
+            return value
+    return None
+
+
+def member(email: str | None) -> str:
+    """The IAM member of an account's email (``serviceAccount:…`` or ``user:…``); "" for none."""
+    if not email:
+        return ""
+    return f"{'serviceAccount' if email.endswith('.gserviceaccount.com') else 'user'}:{email}"
 
 
 def _metadata(exc: Any) -> dict[str, str]:

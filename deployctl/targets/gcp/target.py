@@ -35,7 +35,14 @@ from deployctl.pipeline import dblogins
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
 from deployctl.targets.gcp.builds import Builds, source_hash
 from deployctl.targets.gcp.engine import Engine, PulumiEngine
-from deployctl.targets.gcp.retry import CREDENTIALS_HINT, IAM_PROPAGATION_S, RetryPolicy, translate
+from deployctl.targets.gcp.retry import (
+    CREDENTIALS_HINT,
+    IAM_PROPAGATION_S,
+    RetryPolicy,
+    caller_identity,
+    member,
+    translate,
+)
 from deployctl.targets.gcp.run_jobs import CloudRunJobs, JobSpec
 from deployctl.targets.gcp.run_logs import BUDGET_S, ExecutionLogs
 from deployctl.targets.gcp.run_services import CANDIDATE_TAG, CloudRunServices, Spec
@@ -506,7 +513,9 @@ def open_target(stack: Stack, root: Path) -> GcpTarget:
         registry=artifactregistry_v1.ArtifactRegistryClient(credentials=credentials),
         sqladmin=sqladmin_client(credentials, RetryPolicy().call_timeout_s),
         logging=AuthorizedSession(credentials),
+        policy=RetryPolicy(caller=member(caller_identity(credentials))),  # who a refusal's grant is for
     )
+    engine.caller = target.policy.caller
     from deployctl.targets.gcp.bootstrap import read_passphrase
 
     # the target's own Secret Manager facade: same project and <stack>- prefix as bootstrap's secret
