@@ -51,4 +51,8 @@ def bootstrap(stack: str, dry_run: bool, as_json: bool) -> None:
     elif dry_run:
         say(f"Run `deployctl bootstrap {stack}` to apply the planned steps.")
     else:
-        say(f"Project ready. Next: deployctl plan {stack}, then deployctl up {stack}")
+        open_steps = [s["step"] for s in outcome.steps if s["state"] in ("later", "unchecked")]
+        ready = f"Project ready. Next: deployctl plan {stack}, then deployctl up {stack}"
+        say(ready if not open_steps else
+            f"{ready}. Left open: {', '.join(open_steps)} (see above; `deployctl bootstrap {stack}` again finishes "
+            "it when it can)")

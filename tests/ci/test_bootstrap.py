@@ -360,3 +360,17 @@ def test_a_403_that_ended_a_retry_is_still_a_403():
     assert forbidden(gexc.RetryError("window closed", cause=gexc.PermissionDenied("denied")))
     assert not forbidden(gexc.RetryError("deadline", cause=gexc.ServiceUnavailable("down")))
     assert forbidden(gexc.Forbidden("denied")) and not forbidden(None)
+
+
+def test_cli_says_which_steps_are_left_open(project, run_cli, monkeypatch):
+    """production's pull step waits for staging's repository: the run ends ready, and says what is left."""
+    from deployctl.targets.gcp import bootstrap as boot
+
+    monkeypatch.setattr("shutil.which", lambda name: f"/opt/bin/{name}")
+    monkeypatch.setattr(boot, "open_bootstrap", lambda stack, root: project.bootstrap(stack))
+    result = run_cli(["bootstrap", "production"], cwd=ROOT)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-2].startswith("  later    let example-production's Cloud Run Service Agent read staging's images")
+    assert lines[-1] == ("Project ready. Next: deployctl plan production, then deployctl up production. Left open: "
+                         "pull:staging (see above; `deployctl bootstrap production` again finishes it when it can)")
