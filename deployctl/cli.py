@@ -87,14 +87,28 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _print_error(exc.message, exc.hint)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
         click.echo("Aborted.", err=True)
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _exit_interrupted()
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+
+
+def _exit_interrupted() -> None:
+    """Exit 130 after a signal, everything already stopped, recorded and unlocked.
+
+    Not through sys.exit: CPython (3.11) marks a KeyboardInterrupt that passes through code run by exec() of
+    a string (dataclasses and namedtuples are made so, during any lazy import) as unhandled even once it is
+    caught, and under `python -m deployctl` then ends the process by SIGINT whatever the exit status
+    (Py_RunMain, _Py_UnhandledKeyboardInterrupt): a parent saw "killed by SIGINT" (-2) after a SIGTERM."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(130)
 
 
 def _print_error(message: str, hint: str | None) -> None:

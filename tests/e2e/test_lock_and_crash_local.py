@@ -255,7 +255,8 @@ def test_a_signal_while_a_candidate_starts_stops_it(project: Project) -> None:
 
     _wait_for(lambda: _stage_running(project, "deploy") and candidate() is not None)
     os.kill(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=30) == 130
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
     started = candidate()
     assert started is not None and started["state"] == "failed"
     import psutil

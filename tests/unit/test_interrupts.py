@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -99,3 +100,21 @@ def test_a_sigint_the_shell_ignores_stays_ignored() -> None:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+def test_an_interrupted_command_exits_130_even_through_code_run_by_exec(tmp_path: Path) -> None:
+    """CPython marks a KeyboardInterrupt that passed through exec()'d code (a dataclass being made during a
+    lazy import) as unhandled, and `python -m deployctl` would then end by SIGINT (-2) after deployctl caught
+    it and asked for 130 (a console script exits through another path, with 130)."""
+    (tmp_path / "boom.py").write_text(
+        "import click\n"
+        "from deployctl import cli\n"
+        "@click.command('boom')\n"
+        "def boom():\n"
+        "    exec('raise KeyboardInterrupt')\n"
+        "cli.cli.get_command = lambda ctx, name: boom\n"
+        "cli.main(['boom'])\n"
+    )
+    done = subprocess.run([sys.executable, "-m", "boom"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip().endswith("Aborted.")
