@@ -17,7 +17,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from google.cloud.run_v2.services.services.transports import ServicesGrpcTranspo
 from deployctl import naming
 from deployctl.config import load
 from deployctl.pipeline.run import Options, QuietReporter
-from deployctl.targets.gcp.retry import RetryPolicy
+from deployctl.targets.gcp.retry import Propagation, RetryPolicy
 from deployctl.targets.gcp.sql_users import sqladmin_client
 from deployctl.targets.gcp.target import GcpTarget
 from tests.fakes import drongo_ext
@@ -123,7 +123,10 @@ class Cloud:
             sqladmin=sqladmin_client(creds, 5, endpoint=self.sql.endpoint),
             logging=AuthorizedSession(log_credentials or creds),  # Cloud Logging's REST API, served by drongo
             id_token=id_token or mint_id_token,
-            policy=policy or (TWIN if self.runtime else FAST),
+            # each target is one command: by default it starts with no propagation window (the module-level
+            # policy's window would otherwise carry over from one test, or command, to the next); a test that
+            # passes a policy passes its window too
+            policy=policy or replace(TWIN if self.runtime else FAST, propagation=Propagation()),
             progress=lambda line: None,
             poll_s=0.01,
         )

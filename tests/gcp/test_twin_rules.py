@@ -25,7 +25,7 @@ from deployctl import naming
 from deployctl.config import Release, load
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.targets.gcp.bootstrap import RELEASE_ROLES
-from deployctl.targets.gcp.retry import RetryPolicy
+from deployctl.targets.gcp.retry import Propagation, RetryPolicy
 from deployctl.targets.gcp.run_jobs import JobSpec
 from deployctl.targets.gcp.run_services import Spec
 from deployctl.targets.gcp.sql_users import sqladmin_client
@@ -640,7 +640,8 @@ def test_a_deployer_that_may_not_read_the_image_is_given_the_grant_for_itself(tw
                 f"--member {member} --role roles/artifactregistry.reader")
 
     # deployctl knows whom it runs as (open_target: the credentials' account): the grant names it
-    named = twin.target(credentials=TwinCredentials(DEPLOYER), policy=replace(FAST, caller=DEPLOYER))
+    named = twin.target(credentials=TwinCredentials(DEPLOYER),
+                        policy=replace(FAST, caller=DEPLOYER, propagation=Propagation()))  # no window of others
     with pytest.raises(PreconditionError) as refused:
         named.run.deploy("api", Spec("staging-api-r2", IMAGE2, {}, {}))
     assert refused.value.message.endswith(

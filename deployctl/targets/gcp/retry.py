@@ -47,8 +47,9 @@ class Propagation:
     _told: str = ""
 
     def begin(self, what: str, window_s: float) -> None:
+        named = self.what.split(" and ") if self.what and self.active() else []
         self.until = max(self.until, time.monotonic() + window_s)
-        self.what = f"{self.what} and {what}" if self.what and self.active() else what
+        self.what = " and ".join(named if what in named else [*named, what])
 
     def active(self) -> bool:
         return time.monotonic() < self.until
