@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import USER_ENV, Result, report, timed, timed_call
+from bench.common import USER_ENV, Result, report, timed_call, timed_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -39,8 +39,7 @@ def run() -> bool:
     import subprocess
 
     results = []
-    click_s = timed([PY, "-c", "import click"], runs=10)
-    help_s = timed([PY, "-m", "deployctl", "--help"], runs=10)
+    click_s, help_s = timed_pair([PY, "-c", "import click"], [PY, "-m", "deployctl", "--help"])
     results.append(Result("deployctl --help", help_s, 1.3 * click_s, f"1.3 x import click ({click_s:.3f}s)"))
     with tempfile.TemporaryDirectory() as tmp:
         proj = _project(Path(tmp))

@@ -41,6 +41,21 @@ def timed(cmd: list[str], runs: int = 5, **kwargs: object) -> float:
     return statistics.median(samples)
 
 
+def timed_pair(first: list[str], second: list[str], runs: int = 15, **kwargs: object) -> tuple[float, float]:
+    """Median wall times of *first* and *second*, their runs interleaved (after one untimed run of each): a
+    machine whose speed drifts during the measurement slows both alike, so their ratio stays honest."""
+    kwargs.setdefault("env", USER_ENV)
+    samples: tuple[list[float], list[float]] = ([], [])
+    for cmd in (first, second):
+        subprocess.run(cmd, check=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    for _ in range(runs):
+        for cmd, into in zip((first, second), samples, strict=True):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+            into.append(time.perf_counter() - start)
+    return statistics.median(samples[0]), statistics.median(samples[1])
+
+
 def timed_call(func: Callable[[], object], runs: int = 3) -> float:
     samples = []
     for _ in range(runs):
