@@ -55,6 +55,7 @@ from deployctl.targets.gcp.retry import (
     mutate,
     read,
     reader_grant,
+    translate,
 )
 from deployctl.targets.gcp.secrets import SecretManager
 
@@ -351,8 +352,6 @@ def add_bindings(get: Callable[[], Any], put: Callable[[Any], Any],
         except gexc.Aborted:
             continue
         except Exception as exc:
-            from deployctl.targets.gcp.retry import translate
-
             raise translate(exc, what, policy) from None
         policy.propagation.begin(f"the roles just granted to {', '.join(sorted({m for _, m in wanted}))}"
                                  .replace("serviceAccount:", ""), IAM_PROPAGATION_S)
@@ -395,6 +394,20 @@ def run_agent(projects: Any, project: str, policy: RetryPolicy) -> str:
     return f"serviceAccount:service-{number}@serverless-robot-prod.iam.gserviceaccount.com"
 
 
+def repository_exists(registry: Any, name: str, policy: RetryPolicy) -> bool:
+    """Whether the Artifact Registry repository *name* (its resource name) exists (repositories.get: NOT_FOUND)."""
+    from google.api_core import exceptions as gexc
+
+    def get() -> bool:
+        try:
+            registry.get_repository(name=name, timeout=policy.call_timeout_s)
+        except gexc.NotFound:
+            return False
+        return True
+
+    return read(get, f"read {name}", policy)
+
+
 READER = "roles/artifactregistry.reader"
 
 
@@ -416,17 +429,8 @@ class RepositoryPull:
         return self._member
 
     def exists(self) -> bool:
-        from google.api_core import exceptions as gexc
-
-        def get() -> bool:
-            try:
-                self.registry.get_repository(name=self.repository, timeout=self.policy.call_timeout_s)
-            except gexc.NotFound:
-                return False
-            return True
-
         with self._denied(reading=True):
-            return read(get, f"read {self.repository}", self.policy)
+            return repository_exists(self.registry, self.repository, self.policy)
 
     def _policy(self) -> Any:
         return read(lambda: self.registry.get_iam_policy(request={"resource": self.repository},

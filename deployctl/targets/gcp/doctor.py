@@ -210,15 +210,12 @@ class Doctor:
             return True
 
         if not read(readable, f"list gs://{name}/{prefix}", self.policy):
-            member = self._member()
-            fix = (f"gcloud storage buckets add-iam-policy-binding gs://{name} --member={member} "
-                   "--role=roles/storage.objectAdmin") if member else CREDENTIALS_HINT
+            who = member(self.caller)
+            fix = (f"gcloud storage buckets add-iam-policy-binding gs://{name} --member={who} "
+                   "--role=roles/storage.objectAdmin") if who else CREDENTIALS_HINT
             return [Check("missing", "state bucket", f"gs://{name} exists, but {self.caller or 'the caller'} "
                                                      "cannot list its objects", fix)]
         return [Check("ok", "state bucket", f"gs://{name} exists, is secured and readable")]
-
-    def _member(self) -> str | None:
-        return member(self.caller) or None
 
     def _passphrase(self) -> list[Check]:
         set_here = [v for v in PASSPHRASE_VARS if self.environ.get(v)]
@@ -242,19 +239,8 @@ class Doctor:
 
     # -- what the program creates ----------------------------------------------------------------------
     def _registry(self) -> list[Check]:
-        from google.api_core import exceptions as gexc
-
         repo = naming.repository(self.stack)
-        name = f"projects/{self.project}/locations/{self.region}/repositories/{repo}"
-
-        def call() -> bool:
-            try:
-                self.registry.get_repository(name=name, timeout=self.policy.call_timeout_s)
-            except gexc.NotFound:
-                return False
-            return True
-
-        if not read(call, f"read repository {repo}", self.policy):
+        if not boot.repository_exists(self.registry, boot.image_repository(self.stack), self.policy):
             return [Check("pending", "image repository", f"{self.region}/{repo} not yet created — {self._up} "
                                                          "creates it")]
         return [Check("ok", "image repository", f"{self.region}/{repo} exists")]

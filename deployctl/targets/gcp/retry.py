@@ -42,14 +42,20 @@ class Propagation:
 
     say: Callable[[str], None] = lambda line: None
     until: float = 0.0
-    what: str = ""
+    changes: list[str] = field(default_factory=list)  # what propagates in the open window, each named once
     retried: bool = False  # a 403 was waited on: if one still ends the call, say what it waited for
     _told: str = ""
 
+    @property
+    def what(self) -> str:
+        return " and ".join(self.changes)
+
     def begin(self, what: str, window_s: float) -> None:
-        named = self.what.split(" and ") if self.what and self.active() else []
+        if not self.active():
+            self.changes = []  # a closed window's changes have propagated
         self.until = max(self.until, time.monotonic() + window_s)
-        self.what = " and ".join(named if what in named else [*named, what])
+        if what not in self.changes:
+            self.changes.append(what)
 
     def active(self) -> bool:
         return time.monotonic() < self.until
