@@ -47,7 +47,8 @@ SUPPORTED_POSTGRES = (13, 14, 15, 16, 17)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN passes every bound (each comparison is false) and .inf is YAML for a number too: neither is a setting
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _HintedError(ValueError):
@@ -601,6 +602,8 @@ def _message(err: Any) -> tuple[str, str | None]:
         return "unknown key", None
     if kind == "missing":
         return "missing", "This key is required (see docs/configuration.md)."
+    if kind == "finite_number":
+        return "must be a finite number (not .nan or .inf)", None
     if kind == "string_pattern_mismatch":
         return f"{err['input']!r} does not match {err['ctx']['pattern']}", None
     if msg.startswith("Value error, "):

@@ -1,0 +1,40 @@
+"""The last bad inputs (issue 17): each is one line with a fixed exit code, and changes nothing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.cli_runner import RunCli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the repository's local stack (commands find the project from the working directory)."""
+    (tmp_path / "project" / "stacks").mkdir(parents=True)
+    shutil.copy(ROOT / "stacks" / "Pulumi.local.yaml", tmp_path / "project" / "stacks")
+    return tmp_path / "project"
+
+
+def _touched(project: Path) -> list[str]:
+    return sorted(p.name for p in project.iterdir() if p.name != "stacks")
+
+
+@pytest.mark.parametrize(("key", "value", "path"), [
+    ("rollout", "{steps: [100], drain_s: .nan}", "rollout.drain_s"),
+    ("rollout", "{steps: [100], drain_s: .inf}", "rollout.drain_s"),
+    ("smoke", "[{path: /, timeout_s: .NaN}]", "smoke.0.timeout_s"),
+    ("smoke", "[{path: /, timeout_s: -.inf}]", "smoke.0.timeout_s"),
+])
+def test_a_stack_number_must_be_finite(project: Path, run_cli: RunCli, key: str, value: str, path: str) -> None:
+    stack = project / "stacks" / "Pulumi.local.yaml"
+    stack.write_text(stack.read_text() + f"  deployctl:{key}: {value}\n")
+    result = run_cli(["status", "local"], project)
+    assert (result.exit_code, result.stdout) == (3, "")
+    assert result.stderr.splitlines()[0] == \
+        f"Error: stacks/Pulumi.local.yaml: deployctl:{path}: must be a finite number (not .nan or .inf)"
+    assert _touched(project) == []
