@@ -533,7 +533,10 @@ def load(stack: str, root: Path | None = None) -> Stack:
         hint = f"Known stacks: {', '.join(known)}." if known else f"Create {shown} (see docs/configuration.md)."
         raise ConfigError(f"{shown}: no such stack file", hint)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:  # YAML is UTF-8 here (Pulumi reads it so), whatever the locale says
+        raise ConfigError(f"{shown}: not valid UTF-8 (byte {exc.start}: 0x{exc.object[exc.start]:02x})",
+                          "Save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

@@ -24,6 +24,18 @@ def _touched(project: Path) -> list[str]:
     return sorted(p.name for p in project.iterdir() if p.name != "stacks")
 
 
+def test_a_stack_file_that_is_not_utf8_is_one_line_naming_the_byte(project: Path, run_cli: RunCli) -> None:
+    stack = project / "stacks" / "Pulumi.local.yaml"
+    text = stack.read_bytes()
+    at = text.index(b"LOG_LEVEL: info") + len(b"LOG_LEVEL: ")
+    stack.write_bytes(text[:at] + "caf\u00e9".encode("latin-1") + text[at + 4:])  # é as Latin-1: 0xE9
+    result = run_cli(["status", "local"], project)
+    assert (result.exit_code, result.stdout) == (3, "")
+    assert result.stderr == (f"Error: stacks/Pulumi.local.yaml: not valid UTF-8 (byte {at + 3}: 0xe9)\n"
+                             "Hint: Save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).\n")
+    assert _touched(project) == []
+
+
 @pytest.mark.parametrize(("key", "value", "path"), [
     ("rollout", "{steps: [100], drain_s: .nan}", "rollout.drain_s"),
     ("rollout", "{steps: [100], drain_s: .inf}", "rollout.drain_s"),
