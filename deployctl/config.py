@@ -415,6 +415,15 @@ class Stack(_Model):
     def job_service(self, job: Job) -> str:
         return job.service or self.primary
 
+    def secret(self, name: str) -> Secret:
+        """The declared secret *name*; a name the stack does not declare is a ConfigError (exit 3) from every
+        command that takes one (``secrets set`` said exit 1 and ``secrets rotate`` 3)."""
+        if name not in self.secrets:
+            known = ", ".join(sorted(self.secrets)) or "none"
+            raise ConfigError(f"{self.file}: deployctl:secrets: no secret named {name!r}",
+                              f"Declared secrets: {known}.")
+        return self.secrets[name]
+
     def fingerprint(self) -> str:
         """A hash of everything in the stack that changes what a release deploys."""
         data = self.model_dump(mode="json", exclude={"file", "release"})

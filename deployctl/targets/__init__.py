@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deployctl.config import Stack
-from deployctl.errors import DeployctlError
+from deployctl.errors import UsageError
 from deployctl.pipeline.target import Target
 
 
@@ -36,8 +36,8 @@ def preflight(stack: Stack, accept_risks: tuple[str, ...]) -> None:
 def preview(stack: Stack, root: Path, on_output: Callable[[str], None]) -> str:
     """A live infrastructure diff (gcp: ``pulumi preview --diff``); returns its summary line."""
     if stack.target != "gcp":
-        raise DeployctlError(f"stack {stack.name} is a {stack.target} stack: it has no infrastructure to preview",
-                             f"See its release plan: deployctl plan {stack.name}")
+        raise UsageError(f"stack {stack.name} is a {stack.target} stack: it has no infrastructure to preview",
+                         f"See its release plan: deployctl plan {stack.name}")
     from deployctl.targets.gcp.engine import preview as pulumi_preview
 
     return pulumi_preview(stack.name, root, on_output)
@@ -49,5 +49,5 @@ def check_down(stack: Stack) -> None:
     Offline: ``deployctl down`` runs it before opening the target, so a cloud stack is refused without
     needing pulumi or credentials."""
     if stack.target != "local":
-        raise DeployctlError(f"`down` only stops local stacks; {stack.name} is a {stack.target} stack",
-                             "Cloud resources are removed with `pulumi destroy` on purpose, not by deployctl.")
+        raise UsageError(f"`down` only stops local stacks; {stack.name} is a {stack.target} stack",
+                         "Cloud resources are removed with `pulumi destroy` on purpose, not by deployctl.")

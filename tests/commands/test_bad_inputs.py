@@ -50,3 +50,21 @@ def test_a_stack_number_must_be_finite(project: Path, run_cli: RunCli, key: str,
     assert result.stderr.splitlines()[0] == \
         f"Error: stacks/Pulumi.local.yaml: deployctl:{path}: must be a finite number (not .nan or .inf)"
     assert _touched(project) == []
+
+
+@pytest.mark.parametrize("command", [["secrets", "set", "local", "NOPE"], ["secrets", "rotate", "local", "NOPE"]])
+def test_an_unknown_secret_is_a_config_error_from_every_command(
+    project: Path, run_cli: RunCli, command: list[str]
+) -> None:
+    result = run_cli(command, project, input="value")
+    assert (result.exit_code, result.stdout) == (3, "")
+    assert result.stderr == ("Error: stacks/Pulumi.local.yaml: deployctl:secrets: no secret named 'NOPE'\n"
+                             "Hint: Declared secrets: DATABASE_URL, DB_PASSWORD, SECRET_KEY.\n")
+
+
+def test_bootstrap_of_a_local_stack_is_a_usage_error_like_down_of_a_gcp_one(project: Path, run_cli: RunCli) -> None:
+    result = run_cli(["bootstrap", "local"], project)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == ("Error: stacks/Pulumi.local.yaml: stack local has target local; only gcp stacks are "
+                             "bootstrapped\nHint: Local stacks need no bootstrap: deployctl up local\n")
+    assert _touched(project) == []
