@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,10 +47,25 @@ def json_option(func: Any) -> Any:
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
 
 
+class Seconds(click.FloatRange):
+    """A non-negative, finite number of seconds: ``nan`` passes every range check (and waited forever)."""
+
+    name = "seconds"
+
+    def __init__(self) -> None:
+        super().__init__(min=0)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds.", param, ctx)
+        return seconds
+
+
 def lock_timeout_option(func: Any) -> Any:
     return click.option(
         "--lock-timeout",
-        type=click.FloatRange(min=0),
+        type=Seconds(),
         default=30.0,
         show_default=True,
         metavar="SECONDS",

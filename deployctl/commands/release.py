@@ -68,7 +68,7 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
 
 @click.command()
 @click.argument("stack")
-@click.option("--to", "to", metavar="RELEASE",
+@click.option("--to", "to", metavar="RELEASE", callback=lambda ctx, param, value: _release_id(value),
               help="The release to go to (default: what served before the serving release).")
 @click.option("--repin/--no-repin", default=None,
               help="Deploy the release's code again as new revisions pinned to the current secret versions "
@@ -110,6 +110,13 @@ def rollback(stack: str, to: str | None, repin: bool | None, accept_schema: bool
         emit_json(record.to_dict())
     else:
         line(f"Rollback {record.id} succeeded in {reporter.elapsed():.1f}s: {record.message}")
+
+
+def _release_id(value: str | None) -> str | None:
+    """``--to ""`` is not "no --to": an empty name rolled back one release instead of refusing."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("must name a release, e.g. r0012", param_hint="'--to'")
+    return value
 
 
 @click.command()

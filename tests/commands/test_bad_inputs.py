@@ -36,6 +36,25 @@ def test_a_stack_file_that_is_not_utf8_is_one_line_naming_the_byte(project: Path
     assert _touched(project) == []
 
 
+@pytest.mark.parametrize("to", ["", "  "])
+def test_an_empty_rollback_target_is_a_usage_error(project: Path, run_cli: RunCli, to: str) -> None:
+    result = run_cli(["rollback", "local", "--to", to], project)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == "Error: Invalid value for '--to': must name a release, e.g. r0012"
+    assert _touched(project) == []  # refused before the stack was opened
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "NaN", "infinity"])  # -inf is below the range
+@pytest.mark.parametrize("command", [["up", "local"], ["rollback", "local"], ["secrets", "rotate", "local", "X"],
+                                     ["promote", "local", "local"], ["ledger", "repair", "local"]])
+def test_a_lock_timeout_must_be_finite(project: Path, run_cli: RunCli, command: list[str], value: str) -> None:
+    result = run_cli([*command, "--lock-timeout", value], project)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == \
+        f"Error: Invalid value for '--lock-timeout': {value!r} is not a finite number of seconds."
+    assert _touched(project) == []
+
+
 @pytest.mark.parametrize(("key", "value", "path"), [
     ("rollout", "{steps: [100], drain_s: .nan}", "rollout.drain_s"),
     ("rollout", "{steps: [100], drain_s: .inf}", "rollout.drain_s"),
