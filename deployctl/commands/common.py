@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,22 @@ def open_stacks(
         for stack in stacks:
             before_open(stack)
     return [(stack, open_target(stack, root)) for stack in stacks]
+
+
+@contextlib.contextmanager
+def stack_to_plan(
+    name: str, before_open: Callable[[config.Stack], None] | None = None
+) -> Iterator[tuple[config.Stack, Target]]:
+    """``open_stack`` for a command that only plans (``plan``, ``up --dry-run``): it writes nothing, not even
+    a new stack's state directory (deployctl.targets.for_planning)."""
+    from deployctl.targets import for_planning
+
+    root = project_root()
+    stack = config.load(name, root)
+    if before_open:
+        before_open(stack)
+    with for_planning(stack, root) as target:
+        yield stack, target
 
 
 def command_line() -> str:

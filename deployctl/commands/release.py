@@ -7,7 +7,14 @@ import time
 
 import click
 
-from deployctl.commands.common import command_line, json_option, lock_timeout_option, open_stack, project_root
+from deployctl.commands.common import (
+    command_line,
+    json_option,
+    lock_timeout_option,
+    open_stack,
+    project_root,
+    stack_to_plan,
+)
 from deployctl.errors import StageFailed
 
 _DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
@@ -43,13 +50,14 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
     if image and not _DIGEST.match(image):
         raise click.BadParameter("must be pinned by digest: REGISTRY/IMAGE@sha256:<64 hex>", param_hint="--image")
     # the policy gate is offline: it runs before the target is opened (a gcp target needs pulumi and credentials)
-    spec, target = open_stack(stack, before_open=lambda s: preflight(s, accept_risks))
     options = Options(command=command_line(), force=force, lock_timeout_s=lock_timeout, image=image,
                       accept_risks=accept_risks, root=project_root())
     if dry_run:
-        plan = orchestrator.plan_release(target, options)
+        with stack_to_plan(stack, before_open=lambda s: preflight(s, accept_risks)) as (_, target):
+            plan = orchestrator.plan_release(target, options)
         show_plan(plan, as_json, f"Plan for {stack} ({target.name}): nothing will be changed by this command.")
         return
+    spec, target = open_stack(stack, before_open=lambda s: preflight(s, accept_risks))
     reporter = ConsoleReporter(quiet=as_json)
     try:
         record = orchestrator.release(target, options, reporter)

@@ -5,7 +5,9 @@ Rule: the gcp target (and its Google and Pulumi imports) loads only when a gcp s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from deployctl.config import Stack
@@ -22,6 +24,24 @@ def open_target(stack: Stack, root: Path) -> Target:
 
     target: Target = open_gcp(stack, root)
     return target
+
+
+@contextlib.contextmanager
+def for_planning(stack: Stack, root: Path) -> Iterator[Target]:
+    """A target to plan against that writes nothing (``plan``, ``up --dry-run``).
+
+    Opening a local stack makes its state directory and its ledger (the ledger exists before any other
+    state, so a lost one is told from a new stack). A stack never used has no state to read, so its plan is
+    made against an empty scratch directory that goes away with the plan."""
+    if stack.target == "local":
+        from deployctl.targets.local.paths import StatePaths
+        from deployctl.targets.local.target import LocalTarget
+
+        if not StatePaths.for_stack(root, stack.name).root.exists():
+            with tempfile.TemporaryDirectory(prefix="deployctl-plan-") as scratch:
+                yield LocalTarget(stack, root, StatePaths(Path(scratch) / stack.name))
+            return
+    yield open_target(stack, root)
 
 
 def preflight(stack: Stack, accept_risks: tuple[str, ...]) -> None:

@@ -13,15 +13,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A copy of the repository's local stack (commands find the project from the working directory)."""
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the repository's local stack (commands find the project from the working directory); its
+    state goes in the project's .deployctl/, where _touched sees it."""
+    monkeypatch.delenv("DEPLOYCTL_STATE_DIR", raising=False)
     (tmp_path / "project" / "stacks").mkdir(parents=True)
     shutil.copy(ROOT / "stacks" / "Pulumi.local.yaml", tmp_path / "project" / "stacks")
     return tmp_path / "project"
 
 
 def _touched(project: Path) -> list[str]:
-    return sorted(p.name for p in project.iterdir() if p.name != "stacks")
+    return sorted(p.name for p in project.iterdir() if p.name not in ("stacks", "app"))
 
 
 def test_a_stack_file_that_is_not_utf8_is_one_line_naming_the_byte(project: Path, run_cli: RunCli) -> None:
@@ -87,3 +89,12 @@ def test_bootstrap_of_a_local_stack_is_a_usage_error_like_down_of_a_gcp_one(proj
     assert result.stderr == ("Error: stacks/Pulumi.local.yaml: stack local has target local; only gcp stacks are "
                              "bootstrapped\nHint: Local stacks need no bootstrap: deployctl up local\n")
     assert _touched(project) == []
+
+
+@pytest.mark.parametrize("command", [["plan", "local"], ["plan", "local", "--json"], ["up", "local", "--dry-run"]])
+def test_planning_a_new_stack_writes_nothing(project: Path, run_cli: RunCli, command: list[str]) -> None:
+    shutil.copytree(ROOT / "app", project / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    result = run_cli(command, project)
+    assert result.exit_code == 0, result.stderr
+    assert "create v1" in result.stdout  # planned as a new stack: every secret is still to be made
+    assert _touched(project) == []  # no state directory, lock or ledger file
