@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from deployctl import __version__, interrupts
+from deployctl import __version__, interrupts, streams
 
 # command name -> (module, attribute, one-line help shown by `deployctl --help` without importing it)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 
     debug = "--debug" in (argv or sys.argv[1:]) or bool(os.environ.get("DEPLOYCTL_DEBUG"))
     interrupts.install()
+    streams.survive_closed_pipes()  # `deployctl … | head -1` must not stop a rotation half-way
     try:
         # without standalone mode click returns ctx.exit(code)'s code instead of raising it
         code = cli.main(args=argv, prog_name="deployctl", standalone_mode=False)

@@ -13,8 +13,11 @@ WIDTH = 100  # fixed, so the rendering does not depend on the terminal it runs i
 EXIT_CODES = [
     (errors.EXIT_OK, "success (also: nothing changed)"),
     (errors.EXIT_FAILED, "the command ran and failed (a release was rolled back or left on the last good revision)"),
-    (errors.EXIT_USAGE, "bad command-line usage, including a stack name that cannot be one; nothing was touched"),
-    (errors.EXIT_CONFIG, "the stack file is invalid"),
+    (errors.EXIT_USAGE, "bad command-line usage: a stack name that cannot be one, an empty `--to`, a number that "
+                        "is not finite (`--lock-timeout nan`), or a command the stack's target does not have (`down` "
+                        "of a gcp stack, `bootstrap` of a local one); nothing was touched"),
+    (errors.EXIT_CONFIG, "the stack file is invalid (not UTF-8, a bad key or value, `.nan`), or does not declare a "
+                         "name the command was given (`secrets set` or `rotate` of an unknown secret)"),
     (errors.EXIT_LOCKED, "another deploy holds the stack's lock (`unlock` without --force: the stack is locked)"),
     (errors.EXIT_PRECONDITION, "a tool, credential or state the command needs is missing, or the ledger is damaged "
                                "(`ledger repair`); nothing was changed"),

@@ -47,7 +47,8 @@ SUPPORTED_POSTGRES = (13, 14, 15, 16, 17)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN passes every bound (each comparison is false) and .inf is YAML for a number too: neither is a setting
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _HintedError(ValueError):
@@ -414,6 +415,15 @@ class Stack(_Model):
     def job_service(self, job: Job) -> str:
         return job.service or self.primary
 
+    def secret(self, name: str) -> Secret:
+        """The declared secret *name*; a name the stack does not declare is a ConfigError (exit 3) from every
+        command that takes one (``secrets set`` said exit 1 and ``secrets rotate`` 3)."""
+        if name not in self.secrets:
+            known = ", ".join(sorted(self.secrets)) or "none"
+            raise ConfigError(f"{self.file}: deployctl:secrets: no secret named {name!r}",
+                              f"Declared secrets: {known}.")
+        return self.secrets[name]
+
     def fingerprint(self) -> str:
         """A hash of everything in the stack that changes what a release deploys."""
         data = self.model_dump(mode="json", exclude={"file", "release"})
@@ -532,7 +542,10 @@ def load(stack: str, root: Path | None = None) -> Stack:
         hint = f"Known stacks: {', '.join(known)}." if known else f"Create {shown} (see docs/configuration.md)."
         raise ConfigError(f"{shown}: no such stack file", hint)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:  # YAML is UTF-8 here (Pulumi reads it so), whatever the locale says
+        raise ConfigError(f"{shown}: not valid UTF-8 (byte {exc.start}: 0x{exc.object[exc.start]:02x})",
+                          "Save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -601,6 +614,8 @@ def _message(err: Any) -> tuple[str, str | None]:
         return "unknown key", None
     if kind == "missing":
         return "missing", "This key is required (see docs/configuration.md)."
+    if kind == "finite_number":
+        return "must be a finite number (not .nan or .inf)", None
     if kind == "string_pattern_mismatch":
         return f"{err['input']!r} does not match {err['ctx']['pattern']}", None
     if msg.startswith("Value error, "):

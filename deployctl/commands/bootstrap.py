@@ -7,7 +7,7 @@ import shutil
 import click
 
 from deployctl.commands.common import json_option, project_root
-from deployctl.errors import ConfigError
+from deployctl.errors import UsageError
 
 
 @click.command()
@@ -38,8 +38,8 @@ def bootstrap(stack: str, dry_run: bool, as_json: bool) -> None:
     root = project_root()
     spec = config.load(stack, root)
     if spec.target != "gcp":
-        raise ConfigError(f"{spec.file}: stack {stack} has target {spec.target}; only gcp stacks are bootstrapped",
-                          "Local stacks need no bootstrap: deployctl up local")
+        raise UsageError(f"{spec.file}: stack {stack} has target {spec.target}; only gcp stacks are bootstrapped",
+                         "Local stacks need no bootstrap: deployctl up local")
     if not dry_run and shutil.which("pulumi") is None:  # before credentials and before any change
         raise pulumi_missing(stack)
     runner = open_bootstrap(spec, root)

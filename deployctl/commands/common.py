@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,22 @@ def open_stacks(
     return [(stack, open_target(stack, root)) for stack in stacks]
 
 
+@contextlib.contextmanager
+def stack_to_plan(
+    name: str, before_open: Callable[[config.Stack], None] | None = None
+) -> Iterator[tuple[config.Stack, Target]]:
+    """``open_stack`` for a command that only plans (``plan``, ``up --dry-run``): it writes nothing, not even
+    a new stack's state directory (deployctl.targets.for_planning)."""
+    from deployctl.targets import for_planning
+
+    root = project_root()
+    stack = config.load(name, root)
+    if before_open:
+        before_open(stack)
+    with for_planning(stack, root) as target:
+        yield stack, target
+
+
 def command_line() -> str:
     return " ".join(["deployctl", *sys.argv[1:]])[:200]
 
@@ -46,10 +64,25 @@ def json_option(func: Any) -> Any:
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
 
 
+class Seconds(click.FloatRange):
+    """A non-negative, finite number of seconds: ``nan`` passes every range check (and waited forever)."""
+
+    name = "seconds"
+
+    def __init__(self) -> None:
+        super().__init__(min=0)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds.", param, ctx)
+        return seconds
+
+
 def lock_timeout_option(func: Any) -> Any:
     return click.option(
         "--lock-timeout",
-        type=click.FloatRange(min=0),
+        type=Seconds(),
         default=30.0,
         show_default=True,
         metavar="SECONDS",

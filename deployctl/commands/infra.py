@@ -109,12 +109,12 @@ def _spare_exit_collection() -> None:
 
 
 def _plan_local(stack: str, as_json: bool) -> None:
-    from deployctl.commands.common import open_stack
+    from deployctl.commands.common import stack_to_plan
     from deployctl.output import show_plan
     from deployctl.pipeline.orchestrator import plan_release
     from deployctl.pipeline.run import Options
 
-    _, target = open_stack(stack)
-    plan = plan_release(target, Options(command=f"deployctl plan {stack}", root=project_root()))
+    with stack_to_plan(stack) as (_, target):
+        plan = plan_release(target, Options(command=f"deployctl plan {stack}", root=project_root()))
     note = f"Stack {stack} is a local stack: it has no cloud infrastructure; this is its release plan."
     show_plan(plan, as_json, note)

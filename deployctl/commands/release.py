@@ -7,7 +7,14 @@ import time
 
 import click
 
-from deployctl.commands.common import command_line, json_option, lock_timeout_option, open_stack, project_root
+from deployctl.commands.common import (
+    command_line,
+    json_option,
+    lock_timeout_option,
+    open_stack,
+    project_root,
+    stack_to_plan,
+)
 from deployctl.errors import StageFailed
 
 _DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
@@ -43,13 +50,14 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
     if image and not _DIGEST.match(image):
         raise click.BadParameter("must be pinned by digest: REGISTRY/IMAGE@sha256:<64 hex>", param_hint="--image")
     # the policy gate is offline: it runs before the target is opened (a gcp target needs pulumi and credentials)
-    spec, target = open_stack(stack, before_open=lambda s: preflight(s, accept_risks))
     options = Options(command=command_line(), force=force, lock_timeout_s=lock_timeout, image=image,
                       accept_risks=accept_risks, root=project_root())
     if dry_run:
-        plan = orchestrator.plan_release(target, options)
+        with stack_to_plan(stack, before_open=lambda s: preflight(s, accept_risks)) as (_, target):
+            plan = orchestrator.plan_release(target, options)
         show_plan(plan, as_json, f"Plan for {stack} ({target.name}): nothing will be changed by this command.")
         return
+    spec, target = open_stack(stack, before_open=lambda s: preflight(s, accept_risks))
     reporter = ConsoleReporter(quiet=as_json)
     try:
         record = orchestrator.release(target, options, reporter)
@@ -68,7 +76,7 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
 
 @click.command()
 @click.argument("stack")
-@click.option("--to", "to", metavar="RELEASE",
+@click.option("--to", "to", metavar="RELEASE", callback=lambda ctx, param, value: _release_id(value),
               help="The release to go to (default: what served before the serving release).")
 @click.option("--repin/--no-repin", default=None,
               help="Deploy the release's code again as new revisions pinned to the current secret versions "
@@ -110,6 +118,13 @@ def rollback(stack: str, to: str | None, repin: bool | None, accept_schema: bool
         emit_json(record.to_dict())
     else:
         line(f"Rollback {record.id} succeeded in {reporter.elapsed():.1f}s: {record.message}")
+
+
+def _release_id(value: str | None) -> str | None:
+    """``--to ""`` is not "no --to": an empty name rolled back one release instead of refusing."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("must name a release, e.g. r0012", param_hint="'--to'")
+    return value
 
 
 @click.command()

@@ -50,10 +50,7 @@ def set_(stack: str, name: str) -> None:
     from deployctl.output import line
 
     spec, target = open_stack(stack)
-    if name not in spec.secrets:
-        raise DeployctlError(f"{spec.file}: deployctl:secrets: no secret named {name!r}",
-                             f"Declared secrets: {', '.join(sorted(spec.secrets)) or 'none'}.")
-    if spec.secrets[name].source == "composed":
+    if spec.secret(name).source == "composed":
         raise DeployctlError(f"{name} is composed from other values and cannot be set")
     value = _read_stdin()
     version = target.add_secret_version(name, value)

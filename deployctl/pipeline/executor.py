@@ -60,7 +60,7 @@ class Executor:
             notes = [note for undo in stage.undo if (note := undo(ctx))]
             raise self._failure(plan, stage.name, failed.cause, ctx, notes) from failed.cause
         except KeyboardInterrupt:  # SIGINT, or SIGTERM (deployctl.cli turns it into one)
-            self._interrupted(stage, ctx)
+            self._interrupted(stage, ctx, time.monotonic() - start)
             raise
         status: StageStatus = "warning" if any(o.status == "warning" for o in outcomes) else "ok"
         detail = "; ".join(o.detail for o in outcomes if o.detail)
@@ -97,14 +97,14 @@ class Executor:
                                         outcome.detail)
         return outcome
 
-    def _interrupted(self, stage: Stage, ctx: Context) -> None:
+    def _interrupted(self, stage: Stage, ctx: Context, elapsed_s: float) -> None:
         """Stopped by a signal: the stage's running job was stopped where it ran (its process group) or, on a
         target whose jobs run on their own (Cloud Run), left running and said so; the stage's undo runs as for
         a failure, and then the run is settled by what serves, as a dead run is
         (``runmod.settle``): its traffic switch done → succeeded; otherwise interrupted."""
         ctx.cancelled.set()
         with interrupts.held():  # a second Ctrl-C waits until the undo is done and recorded
-            self._record(ctx, StageResult(stage.name, "failed", 0.0, "stopped by a signal"))
+            self._record(ctx, StageResult(stage.name, "failed", elapsed_s, "stopped by a signal"))
             for undo in stage.undo:
                 undo(ctx)
             runmod.settle(ctx.target, ctx.record)

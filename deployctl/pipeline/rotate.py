@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from deployctl.config import Stack
-from deployctl.errors import ConfigError, DeployctlError
+from deployctl.errors import DeployctlError
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
 from deployctl.pipeline.model import ReleaseRecord
@@ -24,11 +24,7 @@ from deployctl.pipeline.target import Target
 
 def check_rotatable(target: Target, name: str, value: str | None) -> None:
     stack = target.stack
-    secret = stack.secrets.get(name)
-    where = f"{stack.file}: deployctl:secrets"
-    if secret is None:
-        known = ", ".join(sorted(stack.secrets)) or "none"
-        raise ConfigError(f"{where}: no secret named {name!r}", f"Declared secrets: {known}.")
+    secret = stack.secret(name)
     if secret.source == "composed":
         parts = ", ".join(r for r in secret.references() if r in stack.secrets)
         raise DeployctlError(f"{name} is composed from other values", f"Rotate what it is made of: {parts}.")

@@ -5,11 +5,13 @@ Rule: the gcp target (and its Google and Pulumi imports) loads only when a gcp s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from deployctl.config import Stack
-from deployctl.errors import DeployctlError
+from deployctl.errors import UsageError
 from deployctl.pipeline.target import Target
 
 
@@ -24,6 +26,24 @@ def open_target(stack: Stack, root: Path) -> Target:
     return target
 
 
+@contextlib.contextmanager
+def for_planning(stack: Stack, root: Path) -> Iterator[Target]:
+    """A target to plan against that writes nothing (``plan``, ``up --dry-run``).
+
+    Opening a local stack makes its state directory and its ledger (the ledger exists before any other
+    state, so a lost one is told from a new stack). A stack never used has no state to read, so its plan is
+    made against an empty scratch directory that goes away with the plan."""
+    if stack.target == "local":
+        from deployctl.targets.local.paths import StatePaths
+        from deployctl.targets.local.target import LocalTarget
+
+        if not StatePaths.for_stack(root, stack.name).root.exists():
+            with tempfile.TemporaryDirectory(prefix="deployctl-plan-") as scratch:
+                yield LocalTarget(stack, root, StatePaths(Path(scratch) / stack.name))
+            return
+    yield open_target(stack, root)
+
+
 def preflight(stack: Stack, accept_risks: tuple[str, ...]) -> None:
     """Offline checks a stack passes before its target is opened for a release: a gcp stack must pass the
     policy pack's mandatory rules or accept a rule's risk explicitly (no cloud, no pulumi needed)."""
@@ -36,8 +56,8 @@ def preflight(stack: Stack, accept_risks: tuple[str, ...]) -> None:
 def preview(stack: Stack, root: Path, on_output: Callable[[str], None]) -> str:
     """A live infrastructure diff (gcp: ``pulumi preview --diff``); returns its summary line."""
     if stack.target != "gcp":
-        raise DeployctlError(f"stack {stack.name} is a {stack.target} stack: it has no infrastructure to preview",
-                             f"See its release plan: deployctl plan {stack.name}")
+        raise UsageError(f"stack {stack.name} is a {stack.target} stack: it has no infrastructure to preview",
+                         f"See its release plan: deployctl plan {stack.name}")
     from deployctl.targets.gcp.engine import preview as pulumi_preview
 
     return pulumi_preview(stack.name, root, on_output)
@@ -49,5 +69,5 @@ def check_down(stack: Stack) -> None:
     Offline: ``deployctl down`` runs it before opening the target, so a cloud stack is refused without
     needing pulumi or credentials."""
     if stack.target != "local":
-        raise DeployctlError(f"`down` only stops local stacks; {stack.name} is a {stack.target} stack",
-                             "Cloud resources are removed with `pulumi destroy` on purpose, not by deployctl.")
+        raise UsageError(f"`down` only stops local stacks; {stack.name} is a {stack.target} stack",
+                         "Cloud resources are removed with `pulumi destroy` on purpose, not by deployctl.")

@@ -87,7 +87,7 @@ def project(tmp_path: Path) -> Path:
 @pytest.mark.usefixtures("no_pulumi")
 def test_down_refuses_cloud_stacks(project: Path, run_cli: RunCli) -> None:
     result = run_cli(["down", "staging"], project)
-    assert result.exit_code in (1, 5)  # 5 when the gcp target cannot open (no credentials/CLI) before the check
+    assert result.exit_code in (2, 5)  # 5 when the gcp target cannot open (no credentials/CLI) before the check
     assert result.stderr.startswith("Error: ")
     assert "Traceback" not in result.stderr
 
@@ -95,7 +95,7 @@ def test_down_refuses_cloud_stacks(project: Path, run_cli: RunCli) -> None:
 @pytest.mark.usefixtures("no_pulumi")
 def test_down_refuses_cloud_stacks_before_opening_them(project: Path, run_cli: RunCli) -> None:
     result = run_cli(["down", "staging"], project)
-    assert (result.exit_code, result.stdout) == (1, "")
+    assert (result.exit_code, result.stdout) == (2, "")  # usage: the command does not apply to this stack
     assert result.stderr.splitlines() == [
         "Error: `down` only stops local stacks; staging is a gcp stack",
         "Hint: Cloud resources are removed with `pulumi destroy` on purpose, not by deployctl.",

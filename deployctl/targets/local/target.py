@@ -38,10 +38,10 @@ class LocalTarget:
     ordered_by_commit = False  # one developer's machine: an older checkout may be released (bisecting)
     jobs_outlive_the_cli = False  # its processes are this command's: a stopped command stops them
 
-    def __init__(self, stack: Stack, root: Path) -> None:
+    def __init__(self, stack: Stack, root: Path, paths: StatePaths | None = None) -> None:
         self.stack = stack
         self.root = root
-        self.paths = StatePaths.for_stack(root, stack.name)
+        self.paths = paths or StatePaths.for_stack(root, stack.name)
         self.paths.root.mkdir(parents=True, exist_ok=True)
         # an empty ledger beside secrets or revisions is a lost one, not a new stack
         self.ledger = SqliteLedger(self.paths.ledger, (self.paths.secrets, self.paths.revisions), stack.name)
