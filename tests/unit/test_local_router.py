@@ -123,6 +123,8 @@ def backend() -> Iterator[Backend]:
 class Router:
     url: str
     traffic: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
 
     @property
     def ws(self) -> str:
@@ -132,10 +134,8 @@ class Router:
         atomic_write(self.traffic, json.dumps({"splits": [{"revision": revision, "percent": 100, "port": port}]}))
 
 
-@pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
-    """One router for the module (its imports take seconds on a loaded machine); each test sets its traffic."""
-    state = tmp_path_factory.mktemp("router")
+def _start_router(state: Path) -> Router:
+    """The router as deployctl starts it: ``python -m deployctl.targets.local.router TRAFFIC HOST PORT``."""
     traffic, log = state / "traffic.json", state / "router.log"
     for _ in range(3):  # a port picked free may be taken by another process before the router binds it
         with socket.socket() as sock:
@@ -145,15 +145,20 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
             proc = subprocess.Popen([sys.executable, "-m", "deployctl.targets.local.router", str(traffic),
                                      "127.0.0.1", str(port)], stderr=out)
         if _listening(port, proc):
-            break
+            return Router(f"http://127.0.0.1:{port}", traffic, proc, log)
         proc.kill()
         proc.wait()
-    else:
-        raise AssertionError(f"the router did not start: {log.read_text()}")
-    yield Router(f"http://127.0.0.1:{port}", traffic)
-    proc.terminate()
-    proc.wait(WAIT)
-    assert "Traceback" not in log.read_text()  # nothing above failed inside the router either
+    raise AssertionError(f"the router did not start: {log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
+    """One router for the module (its imports take seconds on a loaded machine); each test sets its traffic."""
+    started = _start_router(tmp_path_factory.mktemp("router"))
+    yield started
+    started.proc.terminate()
+    started.proc.wait(WAIT)
+    assert "Traceback" not in started.log.read_text()  # nothing above failed inside the router either
 
 
 def _listening(port: int, proc: subprocess.Popen[bytes]) -> bool:
@@ -268,3 +273,18 @@ def test_without_a_revision_the_router_answers_503_itself(router: Router) -> Non
     response = httpx.get(f"{router.url}/hello", timeout=WAIT)
     assert (response.status_code, response.json()) == (503, {"error": "no revision serves this service yet"})
     assert len(response.headers.get_list("date")) == 1 and "server" not in response.headers
+
+
+def test_a_stream_left_open_does_not_keep_the_router_from_stopping(tmp_path: Path, backend: Backend) -> None:
+    own = _start_router(tmp_path)
+    try:
+        own.switch("api-00001", backend.port)
+        backend.client_left.clear()
+        with httpx.stream("GET", f"{own.url}/forever", timeout=WAIT) as response:
+            assert next(response.iter_lines()) == "data: hello"
+            own.proc.terminate()  # what processes.stop sends first (a down, a router on a new port)
+            own.proc.wait(WAIT)  # uvicorn's shutdown tells the relay its client left, so it ends the stream
+        assert backend.client_left.wait(WAIT)  # and the revision's end of it was closed, not left hanging
+    finally:
+        own.proc.kill()
+        own.proc.wait()
