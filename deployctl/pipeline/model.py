@@ -123,11 +123,6 @@ class ReleaseRecord:
     def is_placeholder(self) -> bool:
         return not self.stack
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ReleaseRecord:
-        """A record from a dict made by ``to_dict`` (validated; raises pydantic.ValidationError)."""
-        return _record_adapter().validate_python(data)
-
 
 class RecordError(ValueError):
     """A stored record that cannot be read: ``reason`` says why, in one line."""

@@ -12,9 +12,6 @@ The shape (after chalice's planner/executor split):
 - A stage may carry ``undo`` actions: what makes a failure of that stage safe (discard the candidates,
   route traffic back). They run after the failing wave has stopped, before the failure is reported.
 
-``critical_path(plan, duration)`` is the shortest time the plan can take, given how long each step takes:
-the waves run one after another and a wave lasts as long as its longest step.
-
 ``Plan.to_dict()`` is the one JSON shape of every plan (docs/architecture.md describes it):
 ``{"kind", "stack", "target", "noop", "reason", "facts", "stages": [{"name", "skipped", "steps":
 [{"stage", "service", "action", "message"}]}], "warnings"}``.
@@ -32,7 +29,7 @@ from deployctl.pipeline.model import STAGES, Artifact, ReleaseRecord, Revision, 
 from deployctl.pipeline.run import Options
 from deployctl.pipeline.target import Target
 
-PlanKind = Literal["release", "rollback", "rotate", "promote"]
+PlanKind = Literal["release", "rollback", "rotate"]
 
 
 class Action(StrEnum):
@@ -150,30 +147,3 @@ class Plan:
                 rows.append((stage.name, f"skip: {stage.skip_reason}"))
             rows.extend((stage.name, step.describe()) for step in stage.steps)
         return rows
-
-
-@dataclass(frozen=True)
-class CriticalPath:
-    """The steps a plan's wall time is made of: the longest step of each wave, in execution order.
-
-    ``total_s`` is the plan's shortest wall time with as many workers as a wave has steps (the executor
-    overlaps nothing across waves); ``sequential_s`` is every step one after another, for contrast."""
-
-    steps: tuple[tuple[Step, float], ...]
-    total_s: float
-    sequential_s: float
-
-
-def critical_path(plan: Plan, duration: Callable[[Step], float]) -> CriticalPath:
-    """The longest chain of steps that must run one after another in *plan*, when each step takes
-    ``duration(step)`` seconds. A wave waits for every step of the wave before it, so the chain holds one
-    step per wave, its longest (the first of equals); skipped stages add nothing."""
-    path: list[tuple[Step, float]] = []
-    sequential = 0.0
-    for stage in plan.stages:
-        for wave in stage.waves:
-            timed = [(step, duration(step)) for step in wave]
-            if timed:
-                path.append(max(timed, key=lambda pair: pair[1]))
-                sequential += sum(seconds for _, seconds in timed)
-    return CriticalPath(tuple(path), sum(seconds for _, seconds in path), sequential)

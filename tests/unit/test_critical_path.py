@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_critical import TYPICAL, google_latency
+from bench.bench_critical import TYPICAL, critical_path, google_latency
 from deployctl.pipeline import orchestrator
-from deployctl.pipeline.plan import Plan, Stage, Step, critical_path
-from deployctl.pipeline.run import Options, QuietReporter
+from deployctl.pipeline.plan import Plan, Stage, Step
+from deployctl.pipeline.run import Options
 from deployctl.pipeline.steps import Build, Deploy, PinSecrets, Promote
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server, step_latency
+from tests.fakes.reporter import QuietReporter
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "development.md"
 

@@ -12,8 +12,9 @@ from deployctl.errors import StageFailed
 from deployctl.pipeline import orchestrator, rollback
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.model import ReleaseRecord, Split
-from deployctl.pipeline.run import Options, QuietReporter
+from deployctl.pipeline.run import Options
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
+from tests.fakes.reporter import QuietReporter
 
 FAST = Latency(build_s=0.05, job_s=0.0, deploy_s=0.2, smoke_s=0.0)
 

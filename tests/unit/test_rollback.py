@@ -15,8 +15,9 @@ from deployctl.errors import DeployctlError
 from deployctl.pipeline import orchestrator, rollback
 from deployctl.pipeline.model import ReleaseRecord
 from deployctl.pipeline.rollback_guards import Guard
-from deployctl.pipeline.run import Options, QuietReporter, serving_release, serving_revisions
+from deployctl.pipeline.run import Options, serving_release, serving_revisions
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
+from tests.fakes.reporter import QuietReporter
 
 FAST = Latency(build_s=0.0, job_s=0.0, deploy_s=0.0, smoke_s=0.0)
 
