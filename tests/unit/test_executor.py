@@ -38,6 +38,9 @@ def test_the_dry_run_and_the_ledger_show_the_plan_that_runs(target: LatencyTarge
     plan = orchestrator.plan_release(target, options())
     assert target.calls == {}  # planning is read-only
     shown = plan.to_dict()
+    assert shown["kind"] == "release" and shown["facts"] == {  # docs/architecture.md: the plan's JSON shape
+        "source_hashes": plan.facts.source_hashes, "secret_versions": plan.facts.secret_versions,
+        "fingerprint": plan.facts.fingerprint, "serving_release": None, "previous": {}}
     assert [s["name"] for s in shown["stages"]] == ["build", "migrate", "deploy", "smoke", "promote", "init"]
     deploys = [step for step in shown["stages"][2]["steps"]]
     assert [(d["service"], d["action"]) for d in deploys] == [("svc0", "run"), ("svc1", "run"), ("svc2", "run")]
@@ -91,9 +94,12 @@ def test_a_failing_service_url_rolls_every_service_back(target: LatencyTarget, f
 
 def test_rollback_is_one_switch_per_service_and_is_a_plan_too(target: LatencyTarget) -> None:
     first = orchestrator.release(target, options(), QuietReporter())
-    orchestrator.release(target, options(force=True), QuietReporter())
+    second = orchestrator.release(target, options(force=True), QuietReporter())
     plan, goal = rollback.plan_rollback(target, None)
     assert goal.id == first.id and [s.name for s in plan.stages] == ["promote"]
+    assert plan.to_dict()["kind"] == "rollback" and plan.to_dict()["facts"] == {
+        "to": first.id, "revisions": first.revisions, "previous": second.revisions, "repin": False,
+        "unusable_versions": [], "migrations_crossed": [], "accepted_schema": []}
     before = target.calls["traffic"]
     record = rollback.rollback(target, None, options(command="deployctl rollback bench"), QuietReporter())
     assert target.calls["traffic"] - before == 3
