@@ -72,7 +72,7 @@ def _one_back(target: Target) -> ReleaseRecord:
                              f"Release it first: deployctl up {stack}")
     history = target.ledger.history(limit=_HISTORY)  # newest first
     at = _deployed(history, 0, serving, stack)
-    if history[at].kind == "rollback":  # a repinned rollback deployed what serves: walk on from what it restored
+    if history[at].repinned:  # a repinned rollback deployed what serves: walk on from what it restored
         at = next((i for i in range(at, len(history)) if history[i].id == history[at].restored), at)
     while True:
         if not history[at].previous:
@@ -88,17 +88,12 @@ def _one_back(target: Target) -> ReleaseRecord:
 def _deployed(history: list[ReleaseRecord], start: int, revisions: dict[str, str], stack: str) -> int:
     """The index, from *start* on, of the newest release or rotation whose revisions are *revisions*."""
     for i in range(start, len(history)):
-        if (history[i].kind != "rollback" or _repinned(history[i])) and history[i].revisions == revisions:
+        if (history[i].kind != "rollback" or history[i].repinned) and history[i].revisions == revisions:
             return i
     raise DeployctlError(
         f"no release in the last {_HISTORY} records of the {stack} ledger deployed {', '.join(revisions.values())}",
         f"Pick a release from `deployctl releases {stack}` with --to.",
     )
-
-
-def _repinned(record: ReleaseRecord) -> bool:
-    """A rollback that deployed new revisions of the release's code (``--repin``) instead of routing back."""
-    return any(step.get("stage") == "deploy" for step in record.plan)
 
 
 @dataclass(frozen=True)
@@ -151,7 +146,7 @@ def rollback(target: Target, to: str | None, options: Options, reporter: Reporte
         plan, goal = plan_rollback(target, to, guard, options.root)
         record = runmod.new_record(target, "rollback", options, lock_id)
         record.previous = dict(plan.facts.previous)
-        record.restored = goal.id
+        record.restored, record.repinned = goal.id, plan.facts.repin
         record.accepted_risks += [f"schema:{name}" for name in plan.facts.accepted_schema]
         record.artifacts = dict(goal.artifacts)
         record.source_hash, record.fingerprint = goal.source_hash, goal.fingerprint
