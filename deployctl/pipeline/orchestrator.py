@@ -47,6 +47,7 @@ from deployctl.pipeline.steps import (
     RunJob,
     Smoke,
     checks_for,
+    pins_of,
 )
 from deployctl.pipeline.target import Target
 
@@ -86,9 +87,9 @@ def plan_release(target: Target, options: Options) -> Plan[ReleaseFacts]:
     builds = []
     for svc, source_hash in hashes.items():
         found = None if options.image else target.find_artifact(svc, source_hash)
-        builds.append(Build(svc, source_hash, existing=found.ref if found else None, image=options.image))
+        builds.append(Build(svc, source_hash, existing=found, image=options.image))
     plan.stages = [
-        Stage("build", [builds, [PinSecrets(tuple(sorted(versions.items())))]]),
+        Stage("build", [builds, [PinSecrets(pins_of(stack, versions))]]),
         job_stage(stack, "migrate"),
         *candidate_stages(target, list(stack.services), previous),
         job_stage(stack, "init"),

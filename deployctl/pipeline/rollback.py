@@ -32,7 +32,7 @@ from deployctl.pipeline.orchestrator import candidate_stages, recorded_artifacts
 from deployctl.pipeline.plan import Context, Facts, Plan, PlanKind, Stage
 from deployctl.pipeline.rollback_guards import Guard
 from deployctl.pipeline.run import Options, Reporter
-from deployctl.pipeline.steps import CheckDatabaseLogin, PinSecrets, Reactivate
+from deployctl.pipeline.steps import CheckDatabaseLogin, PinSecrets, Reactivate, pins_of
 from deployctl.pipeline.target import Target
 
 _SERVED = ("succeeded",)
@@ -129,8 +129,8 @@ def plan_rollback(target: Target, to: str | None, guard: Guard | None = None,
     )
     plan = Plan(target.stack.name, target.name, facts)
     if repin:
-        now = tuple(sorted((k, v) for k, v in target.current_secret_versions().items() if v))
-        plan.stages = [Stage("build", [[PinSecrets(now)]]), *candidate_stages(target, list(goal.revisions), previous)]
+        pins = PinSecrets(pins_of(target.stack, target.current_secret_versions()))
+        plan.stages = [Stage("build", [[pins]]), *candidate_stages(target, list(goal.revisions), previous)]
         return plan, goal
     db = target.stack.database
     pinned = goal.secret_versions.get(db.password_secret) if db else None
