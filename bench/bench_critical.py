@@ -3,7 +3,7 @@
 A staging-like stack (three services, a blocking migrate job, a non-blocking init job, a 10 → 50 → 100 %
 rollout) is released through the real orchestrator and executor against the latency target
 (tests/fakes/latency.py), whose every operation sleeps the latency below for its kind. The critical path of
-the release's plan (``deployctl.pipeline.plan.critical_path``: the longest step of each wave) is the
+the release's plan (``critical_path`` below: the longest step of each wave) is the
 shortest wall time the plan allows with a worker per step; the measured wall time of ``release()`` (lock,
 planning, ledger and all) is compared with it.
 
@@ -30,10 +30,15 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.common import Result, report
+
+if TYPE_CHECKING:
+    from deployctl.pipeline.plan import Plan, Step
 
 SCALE = 0.05  # bench seconds per second of Google's time
 RUNS = 3
@@ -93,6 +98,33 @@ def parse_overrides(text: str) -> dict[str, float]:
     return {name: float(seconds) for name, seconds in pairs}
 
 
+@dataclass(frozen=True)
+class CriticalPath:
+    """The steps a plan's wall time is made of: the longest step of each wave, in execution order.
+
+    ``total_s`` is the plan's shortest wall time with as many workers as a wave has steps (the executor
+    overlaps nothing across waves); ``sequential_s`` is every step one after another, for contrast."""
+
+    steps: tuple[tuple[Step, float], ...]
+    total_s: float
+    sequential_s: float
+
+
+def critical_path(plan: Plan, duration: Callable[[Step], float]) -> CriticalPath:
+    """The longest chain of steps that must run one after another in *plan*, when each step takes
+    ``duration(step)`` seconds. A wave waits for every step of the wave before it, so the chain holds one
+    step per wave, its longest (the first of equals); skipped stages add nothing."""
+    path: list[tuple[Step, float]] = []
+    sequential = 0.0
+    for stage in plan.stages:
+        for wave in stage.waves:
+            timed = [(step, duration(step)) for step in wave]
+            if timed:
+                path.append(max(timed, key=lambda pair: pair[1]))
+                sequential += sum(seconds for _, seconds in timed)
+    return CriticalPath(tuple(path), sum(seconds for _, seconds in path), sequential)
+
+
 @dataclass
 class Figures:
     path: list[tuple[str, str, float]]  # (stage, step, Google seconds) of each critical-path step
@@ -105,9 +137,9 @@ class Figures:
 
 def measure(latency: dict[str, float], scale: float, runs: int) -> Figures:
     from deployctl.pipeline import orchestrator
-    from deployctl.pipeline.plan import critical_path
-    from deployctl.pipeline.run import Options, QuietReporter
+    from deployctl.pipeline.run import Options
     from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server, step_latency
+    from tests.fakes.reporter import QuietReporter
 
     scaled = Latency(**{name: seconds * scale for name, seconds in latency.items()})
     seen: list[tuple[str, float]] = []

@@ -92,8 +92,9 @@ def local_fan_out(runs: int = 3) -> Result:
 
 def latency_fan_out(runs: int = 3) -> Result:
     from deployctl.pipeline import orchestrator
-    from deployctl.pipeline.run import Options, QuietReporter
+    from deployctl.pipeline.run import Options
     from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
+    from tests.fakes.reporter import QuietReporter
 
     latency = Latency()  # build 2 s, job 1 s, deploy 1 s, smoke 0.2 s
     with tempfile.TemporaryDirectory() as tmp, smoke_server(latency.smoke_s, set()) as url:

@@ -13,8 +13,6 @@ from packaging.requirements import Requirement
 
 from deployctl.errors import PreconditionError
 
-TARGET_EXTRAS = ("local", "gcp")
-
 
 def missing(extra: str) -> list[str]:
     """The distributions of *extra* that are not installed (or are at a version it does not allow)."""

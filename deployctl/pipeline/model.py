@@ -108,6 +108,7 @@ class ReleaseRecord:
     finished: float | None = None
     holder: str | None = None  # the lock id of the process that ran it
     restored: str | None = None  # a rollback: the release whose code it serves again
+    repinned: bool = False  # a rollback that deployed new revisions of that code (--repin), not routed back
     schema: int = RECORD_SCHEMA  # the shape this record was written in (see RECORD_SCHEMA)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,11 +123,6 @@ class ReleaseRecord:
     @property
     def is_placeholder(self) -> bool:
         return not self.stack
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ReleaseRecord:
-        """A record from a dict made by ``to_dict`` (validated; raises pydantic.ValidationError)."""
-        return _record_adapter().validate_python(data)
 
 
 class RecordError(ValueError):
@@ -167,7 +163,15 @@ def decode_record(text: str | bytes, release_id: str) -> ReleaseRecord:
         raise RecordError(f"schema: {record.schema} is not a record schema")
     if record.id != release_id:
         raise RecordError(f"it holds the record of {record.id}")
+    if "repinned" not in data:
+        record.repinned = _repinned_before_it_was_recorded(record)
     return record
+
+
+def _repinned_before_it_was_recorded(record: ReleaseRecord) -> bool:
+    """A record written before ``repinned`` was: a repinned rollback is the one rollback whose planned
+    steps deploy (a plain one only routes traffic). The one place that reads a rendered plan, to load it."""
+    return record.kind == "rollback" and any(step.get("stage") == "deploy" for step in record.plan)
 
 
 def _first_error(exc: Any) -> str:

@@ -27,13 +27,15 @@ code may not survive.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import ClassVar
 
 from deployctl.config import Stack
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
 from deployctl.pipeline.migrations import pending_findings
 from deployctl.pipeline.model import Artifact, ReleaseRecord, combined_hash, fingerprint_of
-from deployctl.pipeline.plan import Context, Plan, Stage, Step
+from deployctl.pipeline.plan import Context, Facts, Plan, PlanKind, Stage, Step
 from deployctl.pipeline.run import Options, Reporter
 from deployctl.pipeline.steps import (
     Build,
@@ -45,11 +47,29 @@ from deployctl.pipeline.steps import (
     RunJob,
     Smoke,
     checks_for,
+    pins_of,
 )
 from deployctl.pipeline.target import Target
 
 
-def plan_release(target: Target, options: Options) -> Plan:
+@dataclass(frozen=True)
+class ReleaseFacts(Facts):
+    """What a release plan was made from: the record of the release takes its fingerprint, source hash and
+    what served before from here."""
+
+    kind: ClassVar[PlanKind] = "release"
+    source_hashes: dict[str, str]  # service -> the hash of its source
+    secret_versions: dict[str, str | None]  # the versions a release would pin now (None: created by this run)
+    fingerprint: str
+    serving_release: str | None  # the release that serves now
+    previous: dict[str, str]  # service -> the revision that serves now
+
+    @property
+    def source_hash(self) -> str:
+        return combined_hash(self.source_hashes)
+
+
+def plan_release(target: Target, options: Options) -> Plan[ReleaseFacts]:
     """Everything ``release`` would do, computed without a single mutating call."""
     stack = target.stack
     hashes = {svc: target.source_hash(svc) for svc in stack.services}
@@ -57,9 +77,8 @@ def plan_release(target: Target, options: Options) -> Plan:
     fingerprint = fingerprint_of(stack.fingerprint(), hashes, versions, options.image)
     serving = runmod.serving_release(target)
     previous = runmod.serving_revisions(target)
-    facts = {"source_hashes": hashes, "secret_versions": versions, "fingerprint": fingerprint,
-             "serving_release": serving.id if serving else None, "previous": previous}
-    plan = Plan("release", stack.name, target.name, facts=facts)
+    facts = ReleaseFacts(hashes, versions, fingerprint, serving.id if serving else None, previous)
+    plan = Plan(stack.name, target.name, facts)
     unchanged = bool(serving and serving.fingerprint == fingerprint and all(versions.values()))
     if unchanged and serving and not options.force and _healthy(target, serving):
         plan.noop, plan.reason = True, f"nothing changed: release {serving.id} serves"
@@ -68,9 +87,9 @@ def plan_release(target: Target, options: Options) -> Plan:
     builds = []
     for svc, source_hash in hashes.items():
         found = None if options.image else target.find_artifact(svc, source_hash)
-        builds.append(Build(svc, source_hash, existing=found.ref if found else None, image=options.image))
+        builds.append(Build(svc, source_hash, existing=found, image=options.image))
     plan.stages = [
-        Stage("build", [builds, [PinSecrets(tuple(sorted(versions.items())))]]),
+        Stage("build", [builds, [PinSecrets(pins_of(stack, versions))]]),
         job_stage(stack, "migrate"),
         *candidate_stages(target, list(stack.services), previous),
         job_stage(stack, "init"),
@@ -129,14 +148,14 @@ def release(target: Target, options: Options, reporter: Reporter) -> ReleaseReco
     with runmod.locked(target, options, reporter) as lock_id:
         plan = plan_release(target, options)  # again, under the lock: another release may just have run
         if plan.noop:
-            serving = target.ledger.get(plan.facts["serving_release"] or "")
+            serving = target.ledger.get(plan.facts.serving_release or "")
             assert serving is not None
             return _noop(serving)
         record = runmod.new_record(target, "release", options, lock_id)
         runmod.refuse_older_commit(target, record, options.root)
-        record.fingerprint = plan.facts["fingerprint"]
-        record.source_hash = combined_hash(plan.facts["source_hashes"])
-        record.previous = dict(plan.facts["previous"])
+        record.fingerprint = plan.facts.fingerprint
+        record.source_hash = plan.facts.source_hash
+        record.previous = dict(plan.facts.previous)
         target.ledger.save(record)
         ctx = Context(target, record, options, previous=dict(record.previous))
         for warning in plan.warnings:

@@ -12,8 +12,9 @@ The shape (after chalice's planner/executor split):
 - A stage may carry ``undo`` actions: what makes a failure of that stage safe (discard the candidates,
   route traffic back). They run after the failing wave has stopped, before the failure is reported.
 
-``critical_path(plan, duration)`` is the shortest time the plan can take, given how long each step takes:
-the waves run one after another and a wave lasts as long as its longest step.
+A plan's ``facts`` are what it was made from and what it decided, typed per plan kind (``ReleaseFacts``,
+``RollbackFacts``, ``RotateFacts``, each beside its planner). Control flow reads their attributes; nothing
+decides from a rendered plan.
 
 ``Plan.to_dict()`` is the one JSON shape of every plan (docs/architecture.md describes it):
 ``{"kind", "stack", "target", "noop", "reason", "facts", "stages": [{"name", "skipped", "steps":
@@ -24,15 +25,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from deployctl.pipeline.model import STAGES, Artifact, ReleaseRecord, Revision, StageStatus
 from deployctl.pipeline.run import Options
 from deployctl.pipeline.target import Target
 
-PlanKind = Literal["release", "rollback", "rotate", "promote"]
+PlanKind = Literal["release", "rollback", "rotate"]
 
 
 class Action(StrEnum):
@@ -111,19 +112,36 @@ class Stage:
         return {"name": self.name, "skipped": self.skip_reason or None, "steps": [s.to_dict() for s in self.steps]}
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What a plan was made from and what it decided (hashes, versions, what serves). Each plan kind has its
+    own frozen dataclass of them; their fields, by name, are the ``facts`` of the plan's JSON."""
+
+    kind: ClassVar[PlanKind]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+F = TypeVar("F", bound=Facts)
+
+
 @dataclass
-class Plan:
-    kind: PlanKind
+class Plan(Generic[F]):
     stack: str
     target: str
+    facts: F
     stages: list[Stage] = field(default_factory=list)
     noop: bool = False
     reason: str = ""  # why a no-op plan does nothing
-    facts: dict[str, Any] = field(default_factory=dict)  # what the plan was made from (hashes, versions…)
     warnings: list[str] = field(default_factory=list)  # what the plan may break (the migration lint)
 
     def __post_init__(self) -> None:
         assert all(stage.name in STAGES for stage in self.stages), [s.name for s in self.stages]
+
+    @property
+    def kind(self) -> PlanKind:
+        return self.facts.kind
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)
@@ -135,7 +153,7 @@ class Plan:
             "target": self.target,
             "noop": self.noop,
             "reason": self.reason or None,
-            "facts": self.facts,
+            "facts": self.facts.to_dict(),
             "stages": [s.to_dict() for s in self.stages],
             "warnings": list(self.warnings),
         }
@@ -150,30 +168,3 @@ class Plan:
                 rows.append((stage.name, f"skip: {stage.skip_reason}"))
             rows.extend((stage.name, step.describe()) for step in stage.steps)
         return rows
-
-
-@dataclass(frozen=True)
-class CriticalPath:
-    """The steps a plan's wall time is made of: the longest step of each wave, in execution order.
-
-    ``total_s`` is the plan's shortest wall time with as many workers as a wave has steps (the executor
-    overlaps nothing across waves); ``sequential_s`` is every step one after another, for contrast."""
-
-    steps: tuple[tuple[Step, float], ...]
-    total_s: float
-    sequential_s: float
-
-
-def critical_path(plan: Plan, duration: Callable[[Step], float]) -> CriticalPath:
-    """The longest chain of steps that must run one after another in *plan*, when each step takes
-    ``duration(step)`` seconds. A wave waits for every step of the wave before it, so the chain holds one
-    step per wave, its longest (the first of equals); skipped stages add nothing."""
-    path: list[tuple[Step, float]] = []
-    sequential = 0.0
-    for stage in plan.stages:
-        for wave in stage.waves:
-            timed = [(step, duration(step)) for step in wave]
-            if timed:
-                path.append(max(timed, key=lambda pair: pair[1]))
-                sequential += sum(seconds for _, seconds in timed)
-    return CriticalPath(tuple(path), sum(seconds for _, seconds in path), sequential)

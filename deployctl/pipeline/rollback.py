@@ -18,7 +18,9 @@ and no migration.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from deployctl.errors import DeployctlError
 from deployctl.pipeline import rollback_guards as guards
@@ -27,10 +29,10 @@ from deployctl.pipeline.executor import Executor, finish
 from deployctl.pipeline.migrations import database_head
 from deployctl.pipeline.model import ReleaseRecord
 from deployctl.pipeline.orchestrator import candidate_stages, recorded_artifacts, route_back
-from deployctl.pipeline.plan import Context, Plan, Stage
+from deployctl.pipeline.plan import Context, Facts, Plan, PlanKind, Stage
 from deployctl.pipeline.rollback_guards import Guard
 from deployctl.pipeline.run import Options, Reporter
-from deployctl.pipeline.steps import CheckDatabaseLogin, PinSecrets, Reactivate
+from deployctl.pipeline.steps import CheckDatabaseLogin, PinSecrets, Reactivate, pins_of
 from deployctl.pipeline.target import Target
 
 _SERVED = ("succeeded",)
@@ -70,7 +72,7 @@ def _one_back(target: Target) -> ReleaseRecord:
                              f"Release it first: deployctl up {stack}")
     history = target.ledger.history(limit=_HISTORY)  # newest first
     at = _deployed(history, 0, serving, stack)
-    if history[at].kind == "rollback":  # a repinned rollback deployed what serves: walk on from what it restored
+    if history[at].repinned:  # a repinned rollback deployed what serves: walk on from what it restored
         at = next((i for i in range(at, len(history)) if history[i].id == history[at].restored), at)
     while True:
         if not history[at].previous:
@@ -86,7 +88,7 @@ def _one_back(target: Target) -> ReleaseRecord:
 def _deployed(history: list[ReleaseRecord], start: int, revisions: dict[str, str], stack: str) -> int:
     """The index, from *start* on, of the newest release or rotation whose revisions are *revisions*."""
     for i in range(start, len(history)):
-        if (history[i].kind != "rollback" or _repinned(history[i])) and history[i].revisions == revisions:
+        if (history[i].kind != "rollback" or history[i].repinned) and history[i].revisions == revisions:
             return i
     raise DeployctlError(
         f"no release in the last {_HISTORY} records of the {stack} ledger deployed {', '.join(revisions.values())}",
@@ -94,13 +96,22 @@ def _deployed(history: list[ReleaseRecord], start: int, revisions: dict[str, str
     )
 
 
-def _repinned(record: ReleaseRecord) -> bool:
-    """A rollback that deployed new revisions of the release's code (``--repin``) instead of routing back."""
-    return any(step.get("stage") == "deploy" for step in record.plan)
+@dataclass(frozen=True)
+class RollbackFacts(Facts):
+    """What a rollback plan was made from and decided."""
+
+    kind: ClassVar[PlanKind] = "rollback"
+    to: str  # the release rolled back to
+    revisions: dict[str, str]  # its revisions
+    previous: dict[str, str]  # service -> the revision that serves now
+    repin: bool  # deploy its artifacts again, pinned to the current versions, instead of routing back
+    unusable_versions: list[str]  # its pins that cannot serve ("KEY v1 (disabled)")
+    migrations_crossed: list[str]
+    accepted_schema: list[str]  # the crossed migrations not marked rollback-safe (--accept-schema)
 
 
 def plan_rollback(target: Target, to: str | None, guard: Guard | None = None,
-                  root: Path | None = None) -> tuple[Plan, ReleaseRecord]:
+                  root: Path | None = None) -> tuple[Plan[RollbackFacts], ReleaseRecord]:
     """Read-only: the plan that routes every service back to *to*'s revisions (or the release before), or,
     repinning, deploys its artifacts again pinned to the current secret versions. Refuses (changing
     nothing) to cross a migration that is not rollback-safe, or to restore revisions pinned to a disabled
@@ -111,13 +122,15 @@ def plan_rollback(target: Target, to: str | None, guard: Guard | None = None,
     crossing = guards.schema_crossing(target, goal, root or Path.cwd(), guard.accept_schema)
     unusable = guards.unusable_pins(target, goal)
     repin = guards.decide_repin(target, goal, unusable, guard.repin)
-    facts = {"to": goal.id, "revisions": dict(goal.revisions), "previous": previous, "repin": repin,
-             "unusable_versions": [f"{name} v{version} ({state})" for name, version, state in unusable],
-             "migrations_crossed": crossing.names, "accepted_schema": crossing.accepted}
-    plan = Plan("rollback", target.stack.name, target.name, facts=facts)
+    facts = RollbackFacts(
+        to=goal.id, revisions=dict(goal.revisions), previous=previous, repin=repin,
+        unusable_versions=[f"{name} v{version} ({state})" for name, version, state in unusable],
+        migrations_crossed=crossing.names, accepted_schema=crossing.accepted,
+    )
+    plan = Plan(target.stack.name, target.name, facts)
     if repin:
-        now = tuple(sorted((k, v) for k, v in target.current_secret_versions().items() if v))
-        plan.stages = [Stage("build", [[PinSecrets(now)]]), *candidate_stages(target, list(goal.revisions), previous)]
+        pins = PinSecrets(pins_of(target.stack, target.current_secret_versions()))
+        plan.stages = [Stage("build", [[pins]]), *candidate_stages(target, list(goal.revisions), previous)]
         return plan, goal
     db = target.stack.database
     pinned = goal.secret_versions.get(db.password_secret) if db else None
@@ -132,14 +145,14 @@ def rollback(target: Target, to: str | None, options: Options, reporter: Reporte
     with runmod.locked(target, options, reporter) as lock_id:
         plan, goal = plan_rollback(target, to, guard, options.root)
         record = runmod.new_record(target, "rollback", options, lock_id)
-        record.previous = dict(plan.facts["previous"])
-        record.restored = goal.id
-        record.accepted_risks += [f"schema:{name}" for name in plan.facts["accepted_schema"]]
+        record.previous = dict(plan.facts.previous)
+        record.restored, record.repinned = goal.id, plan.facts.repin
+        record.accepted_risks += [f"schema:{name}" for name in plan.facts.accepted_schema]
         record.artifacts = dict(goal.artifacts)
         record.source_hash, record.fingerprint = goal.source_hash, goal.fingerprint
         record.migration_before = record.migration_after = database_head(target)
         ctx = Context(target, record, options, previous=dict(record.previous))
-        if plan.facts["repin"]:  # Deploy records the new revisions, PinSecrets the versions
+        if plan.facts.repin:  # Deploy records the new revisions, PinSecrets the versions
             ctx.artifacts = recorded_artifacts(goal)
         else:
             record.revisions = dict(goal.revisions)
@@ -147,7 +160,7 @@ def rollback(target: Target, to: str | None, options: Options, reporter: Reporte
         target.ledger.save(record)
         Executor(reporter).execute(plan, ctx)
         revisions = ", ".join(record.revisions.values())
-        how = f"; new revisions of its code, pinned to {_pins(ctx.versions)}" if plan.facts["repin"] else ""
+        how = f"; new revisions of its code, pinned to {_pins(ctx.versions)}" if plan.facts.repin else ""
         return finish(target, record, "succeeded", f"rolled back to release {goal.id} ({revisions}){how}")
 
 

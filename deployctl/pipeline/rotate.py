@@ -9,6 +9,7 @@ that use the rotated one (DATABASE_URL over DB_PASSWORD) get a new version in th
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from deployctl.config import Stack
 from deployctl.errors import DeployctlError
@@ -16,7 +17,7 @@ from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
 from deployctl.pipeline.model import ReleaseRecord
 from deployctl.pipeline.orchestrator import candidate_stages, plan_release, recorded_artifacts
-from deployctl.pipeline.plan import Context, Plan, Stage, Step, StepOutcome
+from deployctl.pipeline.plan import Context, Facts, Plan, PlanKind, Stage, Step, StepOutcome
 from deployctl.pipeline.run import Options, Reporter
 from deployctl.pipeline.steps import AddSecretVersion, DisableOldVersions
 from deployctl.pipeline.target import Target
@@ -44,16 +45,25 @@ def rotated_with(stack: Stack, name: str) -> set[str]:
     return changed
 
 
-def plan_rotation(target: Target, name: str, value: str | None) -> Plan:
+@dataclass(frozen=True)
+class RotateFacts(Facts):
+    """What a rotation plan was made from."""
+
+    kind: ClassVar[PlanKind] = "rotate"
+    secret: str  # the secret rotated
+    changed: list[str]  # it and the composed secrets made from it, which get a new version too
+    versions_before: dict[str, str]  # the versions pinned now (what a failed rotation goes back to)
+    serving_release: str | None  # the release that serves now (None: nothing to deploy again)
+
+
+def plan_rotation(target: Target, name: str, value: str | None) -> Plan[RotateFacts]:
     """Read-only: new version → candidates pinned to it → smoke → switch → old versions disabled."""
     check_rotatable(target, name, value)
     stack = target.stack
     serving = runmod.serving_release(target)
     old = {k: v for k, v in target.current_secret_versions().items() if v}
     changed = sorted(rotated_with(stack, name))
-    facts = {"secret": name, "changed": changed, "versions_before": old,
-             "serving_release": serving.id if serving else None}
-    plan = Plan("rotate", stack.name, target.name, facts=facts)
+    plan = Plan(stack.name, target.name, RotateFacts(name, changed, old, serving.id if serving else None))
     add = Stage("build", [[AddSecretVersion(name, value)]])
     if serving is None:  # nothing runs on the old version: the backing services take the new one, done
         plan.stages = [add, Stage("deploy", [[PrepareBacking()]])]
@@ -75,7 +85,7 @@ def rotate(target: Target, name: str, value: str | None, options: Options, repor
     check_rotatable(target, name, value)
     with runmod.locked(target, options, reporter) as lock_id:
         plan = plan_rotation(target, name, value)
-        serving = target.ledger.get(plan.facts["serving_release"] or "")
+        serving = target.ledger.get(plan.facts.serving_release or "")
         # what serves is what `up` would release now (code, settings): only then may the rotation's record say
         # so, else the next `up` would find "nothing changed" and never apply what is pending
         up_to_date = serving is not None and plan_release(target, Options()).noop
@@ -92,7 +102,7 @@ def rotate(target: Target, name: str, value: str | None, options: Options, repor
             return finish(target, record, "succeeded", f"{name} is now v{ctx.versions[name]}; no release serves yet")
         record.revisions = {**serving.revisions, **{svc: rev.name for svc, rev in ctx.candidates.items()}}
         record.artifacts, record.source_hash = serving.artifacts, serving.source_hash
-        record.fingerprint = plan_release(target, Options()).facts["fingerprint"] if up_to_date else None
+        record.fingerprint = plan_release(target, Options()).facts.fingerprint if up_to_date else None
         done = f"{name} rotated to v{ctx.versions[name]}"
         if ctx.disabled:
             done += f"; disabled {', '.join(ctx.disabled)}"

@@ -37,28 +37,6 @@ class Reporter(Protocol):
     def info(self, message: str) -> None: ...
 
 
-class QuietReporter:
-    """A reporter that keeps what it is told (library use and tests)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def stage_started(self, name: str) -> None:
-        pass
-
-    def stage_finished(self, result: StageResult) -> None:
-        self.lines.append(f"{result.name} {result.status} {result.detail}")
-
-    def step_finished(self, stage: str, service: str, status: StageStatus, elapsed_s: float, detail: str) -> None:
-        self.lines.append(f"{stage} {service} {status} {detail}")
-
-    def warn(self, message: str) -> None:
-        self.lines.append(f"warning: {message}")
-
-    def info(self, message: str) -> None:
-        self.lines.append(message)
-
-
 @dataclass(frozen=True)
 class Options:
     command: str = "deployctl up"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from deployctl.config import Job, SmokeCheck
+from deployctl.config import Job, SmokeCheck, Stack
 from deployctl.errors import DeployctlError
 from deployctl.pipeline import migrations
 from deployctl.pipeline import run as runmod
@@ -35,9 +35,19 @@ def check_service(target: Target, service: str, url: str) -> tuple[bool, str]:
 # -- build ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Build(Step):
+    """Reuse the artifact the plan found for this source, deploy the image given, or build one.
+
+    The step runs what the plan found and looks nothing up again: ``release`` makes the plan under the
+    stack's lock, moments before it runs, and no run under that lock deletes an artifact. One removed
+    outside deployctl's lock in that moment (by hand, or a racing ``down --purge``) fails the first stage
+    that uses it, the migrate job or the deploy (local: "artifact … is gone from this machine"), before any
+    traffic moves, as when an artifact vanishes just after its build. Rebuilding here instead would hide
+    that something else is changing the target's state.
+    """
+
     service: str
     source_hash: str
-    existing: str | None = None  # an artifact already built from this source
+    existing: Artifact | None = None  # the artifact already built from this source, found by the plan
     image: str | None = None  # --image / promote: deploy this digest, build nothing
     stage: str = "build"
 
@@ -49,7 +59,7 @@ class Build(Step):
         if self.image:
             return f"use image {self.image} for {self.service}"
         if self.existing:
-            return f"reuse {self.existing}"
+            return f"reuse {self.existing.ref}"
         return f"build {self.service} from source {self.source_hash[:12]}"
 
     def run(self, ctx: Context) -> StepOutcome:
@@ -59,37 +69,69 @@ class Build(Step):
             ctx.artifacts[self.service] = artifact
             ctx.record.artifacts[self.service] = artifact.ref
             return StepOutcome(f"{self.service}: image {self.image}")
-        found = target.find_artifact(self.service, self.source_hash)
-        artifact = found or target.build(self.service, self.source_hash)
+        artifact = self.existing or target.build(self.service, self.source_hash)
         ctx.artifacts[self.service] = artifact
         ctx.record.artifacts[self.service] = artifact.ref
-        return StepOutcome(f"{self.service}: {'reused' if found else 'built'} {artifact.ref}")
+        return StepOutcome(f"{self.service}: {'reused' if self.existing else 'built'} {artifact.ref}")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One secret a release pins, as the plan found it."""
+
+    secret: str
+    version: str | None  # the version that exists now; None: this run creates v1
+    composed: bool = False  # made from other values: gets a new version if one of them changed
+
+    def describe(self) -> str:
+        if self.version is None:
+            return f"{self.secret} (create v1)"
+        return f"{self.secret} v{self.version}" + (" (a new version if its parts changed)" if self.composed else "")
+
+
+def pins_of(stack: Stack, versions: dict[str, str | None]) -> tuple[Pin, ...]:
+    """The pins of *versions* (secret -> the version that exists now), in name order."""
+    return tuple(Pin(name, version, stack.secrets[name].source == "composed")
+                 for name, version in sorted(versions.items()))
 
 
 @dataclass(frozen=True)
 class PinSecrets(Step):
-    """Create what is missing (generated, composed), prepare the backing services, pin the versions."""
+    """Create the secrets the plan found missing (generated, composed), prepare the backing services, and pin
+    the versions the plan shows: a version planned is pinned as planned, even if another was added since;
+    one planned as "create v1" is pinned once it exists (gcp: the infrastructure creates it in prepare); a
+    composed secret whose parts changed is pinned at its new version, as its line says."""
 
-    now: tuple[tuple[str, str | None], ...]  # secret -> the version a release would pin when planned
+    pins: tuple[Pin, ...]
     stage: str = "build"
 
     def describe(self) -> str:
-        pins = [f"{name} " + (f"v{version}" if version else "(create v1)") for name, version in self.now]
-        return "pin secrets " + ", ".join(pins) if pins else "no secrets to pin"
+        return "pin secrets " + ", ".join(pin.describe() for pin in self.pins) if self.pins else "no secrets to pin"
 
     def run(self, ctx: Context) -> StepOutcome:
         target = ctx.target
-        versions = target.ensure_secrets()
+        made = target.ensure_secrets()
+        versions = {pin.secret: version for pin in self.pins if (version := self._version(pin, made))}
         target.prepare(ctx.artifacts, versions)
-        # secrets the infrastructure creates on its first apply (gcp: the Pulumi program) are pinned once they exist
-        ctx.versions = {**{k: v for k, v in target.current_secret_versions().items() if v}, **versions}
+        if missing := [pin.secret for pin in self.pins if pin.secret not in versions]:
+            now = target.current_secret_versions()  # what the infrastructure created on its first apply
+            versions |= {name: version for name in missing if (version := now.get(name))}
+        ctx.versions = dict(sorted(versions.items()))
         ctx.record.secret_versions = dict(ctx.versions)
         # the plan's fingerprint predates secrets this step created: take it again with the pinned versions
         hashes = {svc: a.source_hash for svc, a in ctx.artifacts.items()}
         pinned_now: dict[str, str | None] = dict(ctx.versions)
         ctx.record.fingerprint = fingerprint_of(target.stack.fingerprint(), hashes, pinned_now, ctx.options.image)
-        pinned = ", ".join(f"{name} v{v}" for name, v in sorted(ctx.versions.items()))
+        pinned = ", ".join(f"{name} v{v}" for name, v in ctx.versions.items())
         return StepOutcome(f"secrets {pinned}" if pinned else "")
+
+    @staticmethod
+    def _version(pin: Pin, made: dict[str, str]) -> str | None:
+        """The version to pin, once what was missing is created: the planned one, unless the plan could not
+        know it (created by this step, or recomposed)."""
+        if pin.version is None or pin.composed:
+            return made.get(pin.secret, pin.version)
+        return pin.version
 
 
 # -- jobs -----------------------------------------------------------------------------------------------

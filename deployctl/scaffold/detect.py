@@ -14,7 +14,6 @@ from deployctl.scaffold import apps, deps, envvars, migrations, routes
 from deployctl.scaffold.repo import Repo
 
 SERVICE = "web"  # the service's name in the stacks (Cloud Run: <stack>-web)
-DB_VARS = ("db_host", "db_port", "db_user", "password", "db_name")  # the order the parts are listed in
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,11 @@ class Latency:
     retire_s: float = 0.0  # retiring one service's old revisions
 
 
-def stack_file(services: int | dict[str, list[str]], rollout: list[int] | None = None) -> str:
-    """A local-target stack with a migrate and an init job, no database, no secrets: *services* services
-    checked at /health each, or the services given with their smoke paths; *rollout* its traffic steps."""
+def stack_file(services: int | dict[str, list[str]], rollout: list[int] | None = None,
+               secrets: tuple[str, ...] = ()) -> str:
+    """A local-target stack with a migrate and an init job, no database: *services* services checked at
+    /health each, or the services given with their smoke paths; *rollout* its traffic steps; *secrets* the
+    names of its generated secrets (none by default)."""
     checks = services if isinstance(services, dict) else {f"svc{i}": ["/health"] for i in range(services)}
     lines = ["config:", "  deployctl:target: local", "  deployctl:services:"]
     for name in checks:
@@ -73,13 +75,16 @@ def stack_file(services: int | dict[str, list[str]], rollout: list[int] | None =
     lines += [f"    - {{path: {path}, service: {name}}}" for name, paths in checks.items() for path in paths]
     if rollout:
         lines += ["  deployctl:rollout:", f"    steps: {rollout}"]
+    if secrets:
+        lines += ["  deployctl:secrets:", *(f"    {name}: {{source: generated}}" for name in secrets)]
     return "\n".join(lines) + "\n"
 
 
-def make_stack(root: Path, services: int | dict[str, list[str]], rollout: list[int] | None = None) -> Stack:
+def make_stack(root: Path, services: int | dict[str, list[str]], rollout: list[int] | None = None,
+               secrets: tuple[str, ...] = ()) -> Stack:
     (root / "stacks").mkdir(parents=True, exist_ok=True)
     (root / "app").mkdir(exist_ok=True)
-    (root / "stacks" / "Pulumi.bench.yaml").write_text(stack_file(services, rollout))
+    (root / "stacks" / "Pulumi.bench.yaml").write_text(stack_file(services, rollout, secrets))
     return config.load("bench", root)
 
 
@@ -126,6 +131,7 @@ class LatencyTarget:
     peak: Counter[str] = field(default_factory=Counter)  # the most calls of a kind that were in flight at once
     discarded: list[str] = field(default_factory=list)
     secret_states: dict[str, dict[str, str]] = field(default_factory=dict)  # secret -> version -> state
+    secrets: dict[str, list[str]] = field(default_factory=dict)  # secret -> its versions, oldest first
     log: list[tuple[str, float]] = field(default_factory=list)  # (kind, seconds) of every operation, in order
     sleep: Callable[[float], None] = time.sleep  # how an operation waits its latency (tests record it instead)
 
@@ -161,7 +167,7 @@ class LatencyTarget:
         return Artifact(service, source_hash, f"{service}@1", "sha256:1") if source_hash in self._built else None
 
     def current_secret_versions(self) -> dict[str, str | None]:
-        return {}
+        return {name: (self.secrets.get(name) or [None])[-1] for name in self.stack.secrets}
 
     def secret_version_states(self, name: str) -> dict[str, str]:
         return dict(self.secret_states.get(name, {}))
@@ -197,8 +203,12 @@ class LatencyTarget:
         return Artifact(service, source_hash, f"{service}@1", "sha256:1")
 
     def ensure_secrets(self) -> dict[str, str]:
+        """Every declared secret gets a v1 if it has none (they are all generated)."""
         self._timed("secrets", self.latency.secrets_s)
-        return {}
+        for name in self.stack.secrets:
+            if not self.secrets.setdefault(name, []):
+                self.secrets[name].append("1")
+        return {name: versions[-1] for name, versions in self.secrets.items() if name in self.stack.secrets}
 
     def add_secret_version(self, name: str, value: str | None) -> str:
         raise DeployctlError("no secrets here")

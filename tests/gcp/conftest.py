@@ -34,7 +34,7 @@ from google.cloud.run_v2.services.services.transports import ServicesGrpcTranspo
 
 from deployctl import naming
 from deployctl.config import load
-from deployctl.pipeline.run import Options, QuietReporter
+from deployctl.pipeline.run import Options
 from deployctl.targets.gcp.retry import Propagation, RetryPolicy
 from deployctl.targets.gcp.sql_users import sqladmin_client
 from deployctl.targets.gcp.target import GcpTarget
@@ -45,6 +45,7 @@ from tests.fakes.cloudrun import FakeRunServices, RevisionHttp
 from tests.fakes.engine import FakeEngine, PulumiBackend
 from tests.fakes.grpcfake import GrpcFake
 from tests.fakes.iam import Project
+from tests.fakes.reporter import QuietReporter
 from tests.fakes.runtime import Runtime
 from tests.fakes.sqladmin import FakeSqlAdmin
 

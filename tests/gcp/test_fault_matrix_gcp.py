@@ -31,8 +31,9 @@ from typing import Any
 import pytest
 
 from deployctl.pipeline import orchestrator, rotate
-from deployctl.pipeline.run import QuietReporter, serving_release
+from deployctl.pipeline.run import serving_release
 from tests.fakes import drongo_ext
+from tests.fakes.reporter import QuietReporter
 from tests.gcp.conftest import IMAGE, IMAGE2, SERVICE, Cloud
 
 pytestmark = pytest.mark.twin

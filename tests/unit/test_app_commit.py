@@ -3,12 +3,13 @@ one deployctl or the stacks live in) and says whether the work tree differed; ol
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from deployctl.pipeline.model import ReleaseRecord
+from deployctl.pipeline.model import decode_record
 from deployctl.pipeline.run import app_commit
 
 
@@ -53,6 +54,6 @@ def test_outside_git_nothing_is_known(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_records_written_before_git_dirty_existed_still_load() -> None:
     old = {"id": "r0001", "stack": "local", "kind": "release", "started": 1.0, "command": "deployctl up local",
            "git_sha": "abc", "stages": [{"name": "build", "status": "ok", "elapsed_s": 1.0, "detail": ""}]}
-    record = ReleaseRecord.from_dict(old)
+    record = decode_record(json.dumps(old), "r0001")  # the ledgers' own loader
     assert (record.git_sha, record.git_dirty) == ("abc", None)
-    assert ReleaseRecord.from_dict(record.to_dict()) == record
+    assert decode_record(json.dumps(record.to_dict()), "r0001") == record

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_critical import TYPICAL, google_latency
+from bench.bench_critical import TYPICAL, critical_path, google_latency
 from deployctl.pipeline import orchestrator
-from deployctl.pipeline.plan import Plan, Stage, Step, critical_path
-from deployctl.pipeline.run import Options, QuietReporter
+from deployctl.pipeline.orchestrator import ReleaseFacts
+from deployctl.pipeline.plan import Plan, Stage, Step
+from deployctl.pipeline.run import Options
 from deployctl.pipeline.steps import Build, Deploy, PinSecrets, Promote
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server, step_latency
+from tests.fakes.reporter import QuietReporter
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "development.md"
 
@@ -28,7 +30,8 @@ def test_the_critical_path_is_the_longest_step_of_each_wave_in_order() -> None:
     promotes = [Promote("a", (100,), "url-a"), Promote("b", (100,), "url-b")]
     seconds: dict[Step, float] = {builds[0]: 3, builds[1]: 5, builds[2]: 4, pin: 1, deploys[0]: 2, deploys[1]: 7,
                                   promotes[0]: 1.5, promotes[1]: 1.5}  # the promotes are equal: the first counts
-    plan = Plan("release", "s", "latency", stages=[
+    facts = ReleaseFacts({"a": "ha", "b": "hb", "c": "hc"}, {}, "fp", None, {})
+    plan = Plan("s", "latency", facts, stages=[
         Stage("build", [builds, [pin]]),
         Stage("migrate", skip_reason="no migrate job configured"),
         Stage("deploy", [deploys]),

@@ -11,9 +11,12 @@ import pytest
 from deployctl.errors import StageFailed
 from deployctl.pipeline import orchestrator, rollback
 from deployctl.pipeline import run as runmod
+from deployctl.pipeline.executor import Executor
 from deployctl.pipeline.model import ReleaseRecord, Split
-from deployctl.pipeline.run import Options, QuietReporter
+from deployctl.pipeline.plan import Context
+from deployctl.pipeline.run import Options
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
+from tests.fakes.reporter import QuietReporter
 
 FAST = Latency(build_s=0.05, job_s=0.0, deploy_s=0.2, smoke_s=0.0)
 
@@ -37,6 +40,9 @@ def test_the_dry_run_and_the_ledger_show_the_plan_that_runs(target: LatencyTarge
     plan = orchestrator.plan_release(target, options())
     assert target.calls == {}  # planning is read-only
     shown = plan.to_dict()
+    assert shown["kind"] == "release" and shown["facts"] == {  # docs/architecture.md: the plan's JSON shape
+        "source_hashes": plan.facts.source_hashes, "secret_versions": plan.facts.secret_versions,
+        "fingerprint": plan.facts.fingerprint, "serving_release": None, "previous": {}}
     assert [s["name"] for s in shown["stages"]] == ["build", "migrate", "deploy", "smoke", "promote", "init"]
     deploys = [step for step in shown["stages"][2]["steps"]]
     assert [(d["service"], d["action"]) for d in deploys] == [("svc0", "run"), ("svc1", "run"), ("svc2", "run")]
@@ -47,6 +53,25 @@ def test_the_dry_run_and_the_ledger_show_the_plan_that_runs(target: LatencyTarge
     assert record.outcome == "succeeded"
     assert {svc: target.traffic(svc) for svc in record.revisions} == {
         svc: [Split(rev, 100)] for svc, rev in record.revisions.items()}
+
+
+def test_a_release_runs_the_artifacts_and_secret_versions_its_plan_shows(tmp_path: Path) -> None:
+    with smoke_server(0.0, set()) as url:
+        target = LatencyTarget(make_stack(tmp_path, 2, secrets=("NEW", "OLD")), tmp_path / "state", url,
+                               latency=FAST, secrets={"OLD": ["1"]})
+        orchestrator.release(target, options(), QuietReporter())  # builds svc0 and svc1; NEW gets v1
+        target.secrets = {"OLD": ["1"]}  # NEW is gone again: the next plan creates it
+        plan = orchestrator.plan_release(target, options(force=True))
+        assert plan.lines()[:3] == [("build", "reuse svc0@1"), ("build", "reuse svc1@1"),
+                                    ("build", "pin secrets NEW (create v1), OLD v1")]
+        target.secrets["OLD"].append("2")  # added after the plan was shown
+        target._built.clear()  # a lookup now would find no artifact and build again
+        builds = target.calls["build"]
+        record = runmod.new_record(target, "release", options(), "test")
+        Executor(QuietReporter()).execute(plan, Context(target, record, options(), previous=plan.facts.previous))
+
+    assert target.calls["build"] == builds and record.artifacts == {"svc0": "svc0@1", "svc1": "svc1@1"}
+    assert record.secret_versions == {"NEW": "1", "OLD": "1"}  # as planned, not the newer OLD v2
 
 
 def test_per_service_steps_run_at_the_same_time(target: LatencyTarget) -> None:
@@ -90,9 +115,12 @@ def test_a_failing_service_url_rolls_every_service_back(target: LatencyTarget, f
 
 def test_rollback_is_one_switch_per_service_and_is_a_plan_too(target: LatencyTarget) -> None:
     first = orchestrator.release(target, options(), QuietReporter())
-    orchestrator.release(target, options(force=True), QuietReporter())
+    second = orchestrator.release(target, options(force=True), QuietReporter())
     plan, goal = rollback.plan_rollback(target, None)
     assert goal.id == first.id and [s.name for s in plan.stages] == ["promote"]
+    assert plan.to_dict()["kind"] == "rollback" and plan.to_dict()["facts"] == {
+        "to": first.id, "revisions": first.revisions, "previous": second.revisions, "repin": False,
+        "unusable_versions": [], "migrations_crossed": [], "accepted_schema": []}
     before = target.calls["traffic"]
     record = rollback.rollback(target, None, options(command="deployctl rollback bench"), QuietReporter())
     assert target.calls["traffic"] - before == 3

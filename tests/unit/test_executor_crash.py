@@ -12,8 +12,9 @@ import pytest
 from deployctl.errors import StageFailed
 from deployctl.pipeline import orchestrator
 from deployctl.pipeline.model import Artifact, Revision
-from deployctl.pipeline.run import Options, QuietReporter
+from deployctl.pipeline.run import Options
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
+from tests.fakes.reporter import QuietReporter
 
 
 class CrashingTarget(LatencyTarget):

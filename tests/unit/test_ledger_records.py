@@ -106,6 +106,21 @@ def test_records_carry_their_schema_and_one_without_it_is_schema_1(medium: Mediu
     assert [r.id for r in ledger.history()] == ["r0003", "r0002", "r0001"]
 
 
+def test_a_rollback_recorded_before_repinned_existed_is_read_from_its_planned_steps(medium: Medium) -> None:
+    three(medium)
+    deploy = {"stage": "deploy", "service": "api", "action": "run", "message": "start a candidate revision"}
+    switch = {"stage": "promote", "service": "api", "action": "run", "message": "route api 100% to api-1"}
+    for release_id, steps in (("r0002", [deploy]), ("r0003", [switch])):
+        old = {**record(release_id, restored="r0001", plan=steps).to_dict(), "kind": "rollback"}
+        del old["repinned"]  # written before records carried it
+        medium.plant(release_id, json.dumps(old))
+    ledger = medium.open()
+    assert [(r.id, r.repinned) for r in ledger.history()] == [("r0003", False), ("r0002", True), ("r0001", False)]
+    medium.plant("r0002", good("r0002", kind="rollback", plan=[deploy], repinned=False))
+    got = medium.open().get("r0002")
+    assert got is not None and got.repinned is False  # a recorded field is what it says, whatever was planned
+
+
 def test_a_record_from_a_newer_deployctl_is_refused_not_misread(medium: Medium) -> None:
     three(medium)
     text = good("r0003", schema=2, outcome={"state": "succeeded"})  # a shape this deployctl does not know

@@ -15,8 +15,9 @@ from deployctl.errors import DeployctlError
 from deployctl.pipeline import orchestrator, rollback
 from deployctl.pipeline.model import ReleaseRecord
 from deployctl.pipeline.rollback_guards import Guard
-from deployctl.pipeline.run import Options, QuietReporter, serving_release, serving_revisions
+from deployctl.pipeline.run import Options, serving_release, serving_revisions
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
+from tests.fakes.reporter import QuietReporter
 
 FAST = Latency(build_s=0.0, job_s=0.0, deploy_s=0.0, smoke_s=0.0)
 
@@ -39,6 +40,7 @@ def test_repeated_rollbacks_walk_back_one_release_at_a_time(target: LatencyTarge
     r1, r2, r3 = release(target), release(target), release(target)
     first = back(target)
     assert serving_revisions(target) == r2.revisions != r3.revisions
+    assert (first.restored, first.repinned) == (r2.id, False)  # routed back to r2's own revisions
     assert first.message.startswith(f"rolled back to release {r2.id} ")
     assert serving_release(target) == first  # the rollback record is what serves now
     second = back(target)
@@ -90,6 +92,7 @@ def test_after_a_repinned_rollback_rollback_walks_on_from_the_release_it_restore
     repinned = rollback.rollback(target, r2.id, Options(command="deployctl rollback bench --repin"),
                                  QuietReporter(), Guard(repin=True))
     assert repinned.restored == r2.id and repinned.revisions not in (r2.revisions, r3.revisions)
+    assert target.ledger.get(repinned.id).repinned  # type: ignore[union-attr]
     assert serving_revisions(target) == repinned.revisions  # new revisions of r2's artifacts
     assert rollback.choose(target, None) == target.ledger.get(r1.id)  # not forward to r3, not r2 again
     back(target)

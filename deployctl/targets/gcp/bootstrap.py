@@ -126,7 +126,11 @@ def pulumi_missing(stack: str) -> PreconditionError:
 
 
 @dataclass(frozen=True)
-class Step:
+class BootstrapAction:
+    """One idempotent piece of a project's one-time setup: ``is_done`` reads whether it already holds and
+    ``apply`` makes it hold. Not a pipeline Step (deployctl.pipeline.plan): no run context, no waves, no undo;
+    a rerun of bootstrap skips what is done, so a failed run is finished by running it again."""
+
     name: str
     message: str
     is_done: Callable[[], bool]
@@ -141,7 +145,7 @@ class UncheckedError(PreconditionError):
 
 @dataclass
 class Outcome:
-    """What a run did: per step, "done" (already so), "applied", "planned" (dry run), "later" (see Step) or
+    """What a run did: per step, "done" (already so), "applied", "planned" (dry run), "later" (see BootstrapAction) or
     "unchecked" (see UncheckedError)."""
 
     stack: str
@@ -191,22 +195,23 @@ class Bootstrap:
         self.bucket = stack.state_bucket
         self.account_id = build_account(stack)
         self.email = f"{self.account_id}@{self.project}.iam.gserviceaccount.com"
-        self.secrets = SecretManager(secrets, self.project, self.policy, prefix=f"{stack.name}-")
+        self.secrets = SecretManager.of_stack(secrets, stack, self.policy)
 
     # -- the plan ---------------------------------------------------------------------------------
-    def plan(self) -> list[Step]:
+    def plan(self) -> list[BootstrapAction]:
+        act = BootstrapAction
         return [
-            Step("apis", f"enable {len(APIS)} Google APIs in {self.project}", self._apis_done, self._enable_apis),
-            Step("bucket", f"create gs://{self.bucket} (uniform access, public access prevented, versioned)",
-                 self._bucket_done, self._ensure_bucket),
-            Step("account", f"create service account {self.email}", self._account_done, self._create_account),
-            Step("roles", f"grant {self.email} {len(RELEASE_ROLES)} roles: {', '.join(RELEASE_ROLES)}",
-                 self._roles_done, self._grant_roles),
-            Step("passphrase", f"create secret {self.stack.name}-{PASSPHRASE_SECRET} (encrypts the stack's secrets "
-                               "in Pulumi state)", self._passphrase_done, self._create_passphrase),
-            Step("pulumi", f"pulumi login gs://{self.bucket} and create stack {self.stack.name}",
-                 lambda: self.pulumi.has_stack(f"gs://{self.bucket}"),
-                 lambda: self.pulumi.login_and_init(f"gs://{self.bucket}", self._passphrase())),
+            act("apis", f"enable {len(APIS)} Google APIs in {self.project}", self._apis_done, self._enable_apis),
+            act("bucket", f"create gs://{self.bucket} (uniform access, public access prevented, versioned)",
+                self._bucket_done, self._ensure_bucket),
+            act("account", f"create service account {self.email}", self._account_done, self._create_account),
+            act("roles", f"grant {self.email} {len(RELEASE_ROLES)} roles: {', '.join(RELEASE_ROLES)}",
+                self._roles_done, self._grant_roles),
+            act("passphrase", f"create secret {self.secrets.secret_id(PASSPHRASE_SECRET)} (encrypts the stack's "
+                "secrets in Pulumi state)", self._passphrase_done, self._create_passphrase),
+            act("pulumi", f"pulumi login gs://{self.bucket} and create stack {self.stack.name}",
+                lambda: self.pulumi.has_stack(f"gs://{self.bucket}"),
+                lambda: self.pulumi.login_and_init(f"gs://{self.bucket}", self._passphrase())),
             *(self._pull_step(source) for source in self.sources),
         ]
 
@@ -235,17 +240,17 @@ class Bootstrap:
         return outcome
 
     # -- promotion: this project's Cloud Run Service Agent reads another project's images -------------
-    def _pull_step(self, source: Stack) -> Step:
+    def _pull_step(self, source: Stack) -> BootstrapAction:
         repository = image_repository(source)
         pull = RepositoryPull(self.registry, repository, lambda: run_agent(self.projects, self.project, self.policy),
                               self.policy)
-        return Step(f"pull:{source.name}",
-                    f"let {self.project}'s Cloud Run Service Agent read {source.name}'s images "
-                    f"(roles/artifactregistry.reader on {repository})",
-                    pull.granted, pull.grant,
-                    lambda: None if pull.exists() else
-                    f"the repository does not exist yet; run `deployctl up {source.name}` first, then "
-                    f"`deployctl bootstrap {self.stack.name}` again")
+        return BootstrapAction(f"pull:{source.name}",
+                               f"let {self.project}'s Cloud Run Service Agent read {source.name}'s images "
+                               f"(roles/artifactregistry.reader on {repository})",
+                               pull.granted, pull.grant,
+                               lambda: None if pull.exists() else
+                               f"the repository does not exist yet; run `deployctl up {source.name}` first, "
+                               f"then `deployctl bootstrap {self.stack.name}` again")
 
     # -- APIs -------------------------------------------------------------------------------------
     def _disabled_apis(self) -> list[str]:

@@ -86,7 +86,7 @@ class Doctor:
         self.policy = policy or RetryPolicy()
         self.environ = os.environ if environ is None else environ
         self.which = which
-        self.secrets = SecretManager(secrets, self.project, self.policy, prefix=f"{stack.name}-")
+        self.secrets = SecretManager.of_stack(secrets, stack, self.policy)
         self.build_email = f"{boot.build_account(stack)}@{self.project}.iam.gserviceaccount.com"
         self._iam_policy: Any = None
         self._instance: dict[str, Any] | None = None
@@ -221,7 +221,7 @@ class Doctor:
         set_here = [v for v in PASSPHRASE_VARS if self.environ.get(v)]
         if set_here:
             return [Check("ok", "passphrase", f"{set_here[0]} is set (the secret is not needed)")]
-        secret = f"{self.stack.name}-{boot.PASSPHRASE_SECRET}"
+        secret = self.secrets.secret_id(boot.PASSPHRASE_SECRET)
         if not self.secrets.exists(boot.PASSPHRASE_SECRET):
             return [Check("missing", "passphrase", f"secret {secret} does not exist and PULUMI_CONFIG_PASSPHRASE "
                                                    "is not set", self._bootstrap)]
@@ -281,7 +281,7 @@ class Doctor:
     def _secrets(self) -> list[Check]:
         checks = []
         for name, secret in sorted(self.stack.secrets.items()):
-            sid = naming.secret(self.stack, name)
+            sid = self.secrets.secret_id(name)
             if not self.secrets.exists(name):
                 checks.append(Check("pending", f"secret {name}", f"{sid} not yet created — {self._up} creates it"))
                 continue

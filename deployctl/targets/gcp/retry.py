@@ -88,9 +88,6 @@ class RetryPolicy:
     propagation: Propagation = field(default_factory=Propagation, compare=False)  # shared by every copy
     caller: str = ""  # the IAM member the calls are made as (user:… or serviceAccount:…), when known: for hints
 
-    def with_deadline(self, deadline_s: float) -> RetryPolicy:
-        return replace(self, deadline_s=deadline_s)
-
     def elsewhere(self) -> RetryPolicy:
         """This policy for calls on another project's resources: what this command changed propagates in its own
         project, so a 403 there is not "not yet" and fails at once (a copy with its own, closed window)."""

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from deployctl import naming
 from deployctl.targets.gcp.retry import Propagation, RetryPolicy, mutate, read
+
+if TYPE_CHECKING:
+    from deployctl.config import Stack
 
 
 class SecretManager:
@@ -26,6 +30,16 @@ class SecretManager:
         self.project = project
         self.policy = policy
 
+    @classmethod
+    def of_stack(cls, client: Any, stack: Stack, policy: RetryPolicy) -> SecretManager:
+        """The secrets of *stack* in its project, under the ids the Pulumi program gives them (naming.secret)."""
+        assert stack.project  # config validation guarantees it for gcp stacks
+        return cls(client, stack.project, policy, prefix=naming.secret(stack, ""))
+
+    def secret_id(self, secret: str) -> str:
+        """The Secret Manager id of the declared secret *secret* (what gcloud and the console show)."""
+        return f"{self.prefix}{secret}"
+
     def within(self, seconds: float) -> SecretManager:
         """These secrets, read within *seconds* (see the rules)."""
         policy = replace(self.policy, deadline_s=seconds, call_timeout_s=min(self.policy.call_timeout_s, seconds),
@@ -33,7 +47,7 @@ class SecretManager:
         return SecretManager(self.client, self.project, policy, self.prefix)
 
     def _name(self, secret: str) -> str:
-        return f"projects/{self.project}/secrets/{self.prefix}{secret}"
+        return f"projects/{self.project}/secrets/{self.secret_id(secret)}"
 
     def _get(self, secret: str) -> Any:
         """The secret's metadata, or None when it does not exist."""
@@ -57,7 +71,7 @@ class SecretManager:
             with contextlib.suppress(gexc.AlreadyExists):
                 self.client.create_secret(
                     parent=f"projects/{self.project}",
-                    secret_id=f"{self.prefix}{secret}",
+                    secret_id=self.secret_id(secret),
                     secret={"replication": {"automatic": {}}, "labels": labels},
                     retry=None,
                     timeout=self.policy.call_timeout_s,

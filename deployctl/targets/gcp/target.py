@@ -96,8 +96,8 @@ class GcpTarget:
         # without one, a failed job says only what Cloud Run says
         logs = ExecutionLogs(logging, project, region, min(self.policy.call_timeout_s, BUDGET_S)) if logging else None
         self.jobs = CloudRunJobs(jobs, executions, project, region, self.policy, poll_s=poll_s, logs=logs)
-        self.secret_prefix = self.names.secret(stack, "")
-        self.secrets = SecretManager(secrets, project, self.policy, prefix=self.secret_prefix)
+        self.secrets = SecretManager.of_stack(secrets, stack, self.policy)
+        self.secret_prefix = self.secrets.prefix
         self.builds = Builds(
             builds, registry, storage, project, region, self.names.repository(stack), self.policy, self.progress,
             poll_s=poll_s,
@@ -253,13 +253,13 @@ class GcpTarget:
         return dblogins.login_of(db, _recorded_logins(self.secrets.labels(db.password_secret)), version)
 
     def _referenced(self, secret: str) -> set[str]:
-        used = set()
+        used, secret_id = set(), self.secrets.secret_id(secret)
         for service in self.stack.services:
             for split in self.run.traffic(service):
                 if split.percent == 0 and not split.tag:
                     continue
                 info = self.run.revision(service, split.revision)
-                used |= {v for s, v in (info.secret_env.values() if info else []) if s == self.secret_prefix + secret}
+                used |= {v for s, v in (info.secret_env.values() if info else []) if s == secret_id}
         return used
 
     # -- infrastructure and jobs --------------------------------------------------------------------
@@ -405,7 +405,7 @@ class GcpTarget:
     def _secret_env(self, service: str, secret_versions: dict[str, str]) -> dict[str, tuple[str, str]]:
         """ENV -> (secret id, pinned version) of *service* (and of the jobs that run its image)."""
         declared = self.stack.services[service].secrets
-        return {env: (self.secret_prefix + secret, secret_versions[secret]) for env, secret in declared.items()}
+        return {env: (self.secrets.secret_id(secret), secret_versions[secret]) for env, secret in declared.items()}
 
     # -- revisions and traffic ----------------------------------------------------------------------
     def deploy(self, service: str, artifact: Artifact, secret_versions: dict[str, str], release_id: str) -> Revision:

@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import psutil
@@ -40,7 +40,16 @@ class RevisionState:
     pid_started: float | None = None
     state: str = "starting"  # starting, ready, stopped, failed
     log: str = ""
-    env_keys: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, text: str) -> RevisionState:
+        """A revision from its file. Keys an older deployctl wrote and this one no longer keeps
+        (``env_keys``) are dropped."""
+        data = json.loads(text)
+        return cls(**{name: value for name, value in data.items() if name in _REVISION_FIELDS})
+
+
+_REVISION_FIELDS = {f.name for f in fields(RevisionState)}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -59,7 +68,7 @@ class RevisionStore:
 
     def get(self, name: str) -> RevisionState | None:
         try:
-            return RevisionState(**json.loads(self.path(name).read_text()))
+            return RevisionState.load(self.path(name).read_text())
         except FileNotFoundError:
             return None
 
@@ -67,7 +76,7 @@ class RevisionStore:
         atomic_write(self.path(rev.name), json.dumps(asdict(rev)))
 
     def all(self, service: str) -> list[RevisionState]:
-        revs = [RevisionState(**json.loads(p.read_text())) for p in sorted(self.dir.glob("*.json"))]
+        revs = [RevisionState.load(p.read_text()) for p in sorted(self.dir.glob("*.json"))]
         return sorted((r for r in revs if r.service == service), key=lambda r: r.created)
 
     def next_name(self, service: str) -> str:
