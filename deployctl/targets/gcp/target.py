@@ -34,6 +34,7 @@ from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.facts import render_env, uses_db_facts
 from deployctl.pipeline import dblogins
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
+from deployctl.targets.down import check_down
 from deployctl.targets.gcp.builds import Builds, source_hash
 from deployctl.targets.gcp.engine import Engine, PulumiEngine
 from deployctl.targets.gcp.retry import (
@@ -457,8 +458,6 @@ class GcpTarget:
         self.run.drop_tags(service, stale - set(keep) - serving)
 
     def down(self, purge: bool, confirm: Callable[[], None]) -> list[str]:
-        from deployctl.targets import check_down
-
         check_down(self.stack)  # always refuses: nothing of a gcp stack runs on this machine
         return []
 
