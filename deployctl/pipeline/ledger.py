@@ -235,7 +235,7 @@ class SqliteLedger(StoredLedger):
     The backup is taken after every *finished* run (any outcome but ``running``): then the ledger has just
     been read and written whole by a process that held the lock, and the copy costs one file per run, not
     one per stage. Losing the file loses at most what the runs since the last backup wrote; ``ledger
-    repair`` restores the backup and adds every record the damaged file still holds."""
+    repair`` restores the backup (and keeps what SQLite can still read of the damaged file)."""
 
     def __init__(self, path: Path, evidence: Sequence[Path] = (), stack: str | None = None) -> None:
         self.path = path

@@ -1,4 +1,4 @@
-"""The local ledger's SQLite file: the check made when it is opened, its backup, and salvage.
+"""The local ledger's SQLite file: the check made when it is opened, its backup, and the copy repair reads.
 
 Rules:
 - Checking only reads: a damaged file keeps every byte it had (no table is created, no journal mode set).
@@ -8,8 +8,10 @@ Rules:
   (a consistent copy even while another process writes); the copy is checked like the ledger itself
   (integrity, table, every record) and only then renamed over the old backup. A copy that fails the
   check is dropped, so a bad row never replaces a good backup.
-- Salvage reads a scratch copy of a damaged file (patched so that SQLite reads what a truncation left),
-  never the damaged file itself: the copy kept aside for a person is exactly what was found.
+- Repair reads a damaged file through a scratch copy (``read_copy``), never the file itself (closing a
+  connection may checkpoint its write-ahead log into it): the copy kept aside for a person is exactly what
+  was found. It reads what SQLite can still read, and nothing more: a file SQLite cannot open is restored
+  from its backup, which is taken after every finished run, so what is lost is what was saved since then.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from deployctl.pipeline.model import NewerSchemaError, RecordError, decode_record
 
@@ -31,8 +32,6 @@ TABLE = "CREATE TABLE releases (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT U
 COLUMNS = [("seq", "INTEGER"), ("id", "TEXT"), ("record", "TEXT")]
 _SIDE = ("-wal", "-shm")  # the files SQLite keeps beside a database in WAL mode
 _ID = re.compile(r"r(\d+)")
-_MAGIC = b"SQLite format 3\x00"
-_PROBES = 100_000  # row numbers looked up past the last one a scan reached, at most
 
 
 class FileDamaged(Exception):  # noqa: N818 - a state, like the LedgerDamaged error it becomes
@@ -129,9 +128,9 @@ def newest_id(path: Path) -> str | None:
     return max(ids, key=number, default=None)
 
 
-def salvage(path: Path) -> tuple[Contents, str | None]:
-    """Every row that can still be read from *path*, and what is wrong with the file as a whole (None when
-    only rows are bad). Works on a scratch copy; *path* is not touched."""
+def read_copy(path: Path) -> tuple[Contents, str | None]:
+    """What ``read`` finds in a copy of *path* (so *path* keeps every byte), and why the file as a whole
+    cannot be read (None when it can: then only the rows in ``Contents.bad`` are damaged)."""
     if not path.exists():
         return Contents(), "it is missing"
     if is_empty(path):
@@ -140,13 +139,7 @@ def salvage(path: Path) -> tuple[Contents, str | None]:
         try:
             return read(scratch), None
         except FileDamaged as exc:
-            problem = exc.reason
-        _fit_header(scratch)
-        try:
-            with connect(scratch) as db:
-                return _scavenge(db), problem
-        except sqlite3.DatabaseError:  # not even a database: nothing to read
-            return Contents(), problem
+            return Contents(), exc.reason
 
 
 def create(path: Path, rows: dict[str, str | bytes] | None = None) -> None:
@@ -208,56 +201,9 @@ def span(ids: Iterable[str]) -> str:
     return ", ".join(run[0] if len(run) == 1 else f"{run[0]}…{run[-1]}" for run in runs) or "none"
 
 
-def _scavenge(db: sqlite3.Connection) -> Contents:
-    """Best effort on a damaged file: the ids from the id index (it often outlives the table's pages), the
-    rows a scan reaches, then each row the scan could not reach, looked up by its row number."""
-    contents = Contents()
-    indexed = {int(seq): str(rid) for seq, rid in _quietly(db, "SELECT seq, id FROM releases "
-                                                               "INDEXED BY sqlite_autoindex_releases_1")}
-    seen: set[int] = set()
-    for seq, release_id, text in _quietly(db, "SELECT seq, id, record FROM releases ORDER BY seq"):
-        seen.add(int(seq))
-        contents.add(str(release_id), text)
-    counted = [int(row[0]) for row in _quietly(db, "SELECT seq FROM sqlite_sequence WHERE name = 'releases'")]
-    after = max(seen, default=0)
-    last = min(max([*indexed, *counted], default=0), after + _PROBES)
-    for seq in sorted(set(range(after + 1, last + 1)) | (set(indexed) - seen)):
-        for _, release_id, text in _quietly(db, "SELECT seq, id, record FROM releases WHERE seq = ?", seq):
-            seen.add(seq)
-            contents.add(str(release_id), text)
-    for seq, release_id in indexed.items():
-        if seq not in seen and release_id not in contents.rows:
-            contents.bad.setdefault(release_id, "its row is on a damaged page")
-    return contents
-
-
-def _quietly(db: sqlite3.Connection, sql: str, *args: object) -> list[tuple[Any, ...]]:
-    """The rows a query returns before the file's damage stops it."""
-    rows: list[tuple[Any, ...]] = []
-    with contextlib.suppress(sqlite3.DatabaseError):
-        for row in db.execute(sql, args):
-            rows.append(row)
-    return rows
-
-
-def _fit_header(path: Path) -> None:
-    """A truncated file's header still counts the lost pages, and SQLite then reads nothing at all: make
-    the header's page count what the file holds, so the pages that are left can be read."""
-    with path.open("r+b") as handle:
-        header = handle.read(100)
-        if len(header) < 100 or not header.startswith(_MAGIC):
-            return
-        page_size = int.from_bytes(header[16:18], "big")
-        page_size = 65536 if page_size == 1 else page_size
-        held = path.stat().st_size // page_size if page_size else 0
-        if 0 < held < int.from_bytes(header[28:32], "big"):
-            handle.seek(28)
-            handle.write(held.to_bytes(4, "big"))
-
-
 @contextlib.contextmanager
 def _scratch_copy(path: Path) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".ledger-salvage-") as tmp:
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".ledger-repair-") as tmp:
         scratch = Path(tmp) / path.name
         for suffix in ("", "-wal"):
             source = path.with_name(path.name + suffix)
