@@ -1,4 +1,4 @@
-"""ledger repair: parse, call deployctl.pipeline.ledger_repair, render what it did."""
+"""ledger repair: parse, call deployctl.pipeline.ledger.repair, render what it did."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def repair(stack: str, lock_timeout: float) -> None:
       deployctl ledger repair local
     """
     from deployctl.output import line
-    from deployctl.pipeline.ledger_repair import repair as repair_ledger
+    from deployctl.pipeline.ledger import repair as repair_ledger
 
     _, target = open_stack(stack)
     for sentence in repair_ledger(target, command_line(), lock_timeout):

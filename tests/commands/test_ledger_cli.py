@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deployctl.pipeline.ledger import SqliteLedger
+from deployctl.targets.local.state import SqliteLedger
 from tests.cli_runner import RunCli
 from tests.unit.test_ledger_damage import DAMAGE, seed
 from tests.unit.test_ledger_damage import state_of as files_of

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from deployctl.errors import LedgerDamaged, PreconditionError
-from deployctl.pipeline import ledger_file
-from deployctl.pipeline.ledger import SqliteLedger
 from deployctl.pipeline.model import ReleaseRecord
+from deployctl.targets.local import ledger_file
+from deployctl.targets.local.state import SqliteLedger
 
 HINT = "Repair it: deployctl ledger repair s"
 

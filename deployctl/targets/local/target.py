@@ -23,15 +23,14 @@ from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.facts import DB_FACTS, render_env, uses_db_facts
 from deployctl.joblog import redact
 from deployctl.pipeline import dblogins
-from deployctl.pipeline.fs import atomic_write
-from deployctl.pipeline.ledger import SqliteLedger
-from deployctl.pipeline.lock import FileLock
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
 from deployctl.targets.local import build as builder
 from deployctl.targets.local import processes as procs
+from deployctl.targets.local.fs import atomic_write
 from deployctl.targets.local.paths import StatePaths, cache_dir
 from deployctl.targets.local.postgres import LocalDatabase
 from deployctl.targets.local.secrets import SecretStore
+from deployctl.targets.local.state import FileLock, SqliteLedger
 
 
 class LocalTarget:

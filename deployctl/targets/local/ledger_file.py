@@ -1,4 +1,5 @@
 """The local ledger's SQLite file: the check made when it is opened, its backup, and the copy repair reads.
+Its store (SqliteRecords) is in state.py; its repair in ledger_repair.py.
 
 Rules:
 - Checking only reads: a damaged file keeps every byte it had (no table is created, no journal mode set).
@@ -18,20 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deployctl.pipeline.ledger import number
 from deployctl.pipeline.model import NewerSchemaError, RecordError, decode_record
 
 TABLE = "CREATE TABLE releases (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, record TEXT NOT NULL)"
 COLUMNS = [("seq", "INTEGER"), ("id", "TEXT"), ("record", "TEXT")]
 _SIDE = ("-wal", "-shm")  # the files SQLite keeps beside a database in WAL mode
-_ID = re.compile(r"r(\d+)")
 
 
 class FileDamaged(Exception):  # noqa: N818 - a state, like the LedgerDamaged error it becomes
@@ -69,11 +69,6 @@ class Contents:
     def records(self) -> list[str]:
         """The ids of saved records (placeholders left out), oldest first."""
         return sorted((i for i in self.rows if i not in self.placeholders), key=number)
-
-
-def number(release_id: str) -> int:
-    match = _ID.fullmatch(release_id)
-    return int(match.group(1)) if match else -1
 
 
 @contextlib.contextmanager
@@ -187,18 +182,6 @@ def backup(path: Path, dest: Path) -> bool:
         return False
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def span(ids: Iterable[str]) -> str:
-    """``r0001…r0004, r0007`` for a set of ids."""
-    ordered = sorted(ids, key=number)
-    runs: list[list[str]] = []
-    for rid in ordered:
-        if runs and number(rid) == number(runs[-1][-1]) + 1:
-            runs[-1].append(rid)
-        else:
-            runs.append([rid])
-    return ", ".join(run[0] if len(run) == 1 else f"{run[0]}…{run[-1]}" for run in runs) or "none"
 
 
 @contextlib.contextmanager

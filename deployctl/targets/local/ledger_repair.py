@@ -1,13 +1,13 @@
-"""``deployctl ledger repair``: mend a damaged ledger under the stack's deploy lock, and say exactly what was
-done and what was lost.
+"""``deployctl ledger repair`` on a local stack: mend a damaged ledger file, and say exactly what was done and
+what was lost (deployctl.pipeline.ledger.repair holds the stack's deploy lock meanwhile).
 
-Local (``repair_file``): the damaged file is kept aside as ``ledger.db.damaged-<UTC time>`` (a hard link,
-so it stays byte for byte what was found), and the backup (``ledger.db.bak``, taken after every finished
-run) is restored. When SQLite can still read the damaged file and only some of its rows are bad, its
-readable rows are kept too (they are the newer copies, and hold what ran since the backup); a bad row the
-backup does not hold is lost, and its id stays reserved (a placeholder), so no later run is given it. When
-SQLite cannot read the file at all, what was saved since the backup is lost, and is named as such: the
-records after the backup's newest. Ids continue after the highest one that survives.
+The damaged file is kept aside as ``ledger.db.damaged-<UTC time>`` (a hard link, so it stays byte for byte
+what was found), and the backup (``ledger.db.bak``, taken after every finished run) is restored. When SQLite
+can still read the damaged file and only some of its rows are bad, its readable rows are kept too (they are
+the newer copies, and hold what ran since the backup); a bad row the backup does not hold is lost, and its id
+stays reserved (a placeholder), so no later run is given it. When SQLite cannot read the file at all, what was
+saved since the backup is lost, and is named as such: the records after the backup's newest. Ids continue
+after the highest one that survives.
 
 Rules: nothing is deleted; a ledger that is not damaged is left alone; a record written by a newer
 deployctl is not damage and is kept as it is.
@@ -19,28 +19,30 @@ import json
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from deployctl.errors import LedgerDamaged
-from deployctl.pipeline import ledger_file
-from deployctl.pipeline.ledger_file import Contents, number, span
+from deployctl.pipeline.ledger import count, next_id, number, span
 from deployctl.pipeline.model import ReleaseRecord
-
-if TYPE_CHECKING:
-    from deployctl.pipeline.ledger import SqliteRecords
-    from deployctl.pipeline.target import Target
+from deployctl.targets.local import ledger_file
+from deployctl.targets.local.ledger_file import Contents
 
 
-def repair(target: Target, command: str, lock_timeout_s: float) -> list[str]:
-    """Repair the stack's ledger while holding its deploy lock (no run writes to it meanwhile)."""
-    info = target.lock.acquire(command, lock_timeout_s)
-    try:
-        return target.ledger.repair()
-    finally:
-        target.lock.release(info)
+class Records(Protocol):
+    """What repair needs of the ledger's store (state.SqliteRecords, which calls repair_file)."""
+
+    path: Path
+    backup_path: Path
+    where: str
+
+    def check(self) -> Contents: ...
+
+    def reopen(self) -> None: ...
+
+    def backup(self) -> bool: ...
 
 
-def repair_file(records: SqliteRecords) -> list[str]:
+def repair_file(records: Records) -> list[str]:
     try:
         contents = records.check()  # a newer deployctl's record raises here: repair cannot help with that
     except LedgerDamaged:
@@ -137,14 +139,6 @@ def _newer_lines(newer: dict[str, int]) -> list[str]:
         return []
     return [f"Kept {span(newer)} as found: written by a newer deployctl (record schema "
             f"{max(newer.values())}); upgrade deployctl to read it."]
-
-
-def count(ids: list[str]) -> str:
-    return f"{len(ids)} record{'' if len(ids) == 1 else 's'}"
-
-
-def next_id(ids: Iterable[str]) -> str:
-    return f"r{max(map(number, ids), default=0) + 1:04d}"
 
 
 def _aside(path: Path) -> Path:
