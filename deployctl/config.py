@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from deployctl.errors import ConfigError, UsageError
-from deployctl.naming import DB_FACTS, ENV_FACTS, env_references
+from deployctl.facts import DB_FACTS, ENV_FACTS, env_references
 
 NAMESPACE = "deployctl"
 STACKS_DIR = "stacks"

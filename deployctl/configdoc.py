@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from deployctl import config
-from deployctl.naming import DB_FACTS, ENV_FACTS
+from deployctl.facts import DB_FACTS, ENV_FACTS
 
 D = {
     "Stack.target": "`local` (this machine) or `gcp` (Cloud Run).",

@@ -1,11 +1,10 @@
-"""The cloud names a stack's resources get, and the database facts a composed secret may use.
+"""The cloud names a stack's resources get, and the database facts' values on Cloud Run.
 
 Rule: pure functions of the stack model (no Pulumi import), so the program (deployctl.infra), the policy
 rules, deployctl's targets and bootstrap name things the same way. Every name is ``<stack>-<what>``; a name
 Google would refuse is a ConfigError naming the stack file and the key, raised before any resource is
-declared. The database facts (``{db_user}``, ``{db_socket}``, … in a secret's template or a plain env value)
-are named here once: config.py accepts exactly these, and every side that composes a secret or renders an
-env value fills them in through db_facts() and render_env().
+declared. The database facts themselves are named in deployctl.facts, which config.py reads too (so the
+config model does not import this module, which reads the config model).
 """
 
 from __future__ import annotations
@@ -16,8 +15,9 @@ import re
 from typing import TYPE_CHECKING
 
 from deployctl.errors import ConfigError
+from deployctl.facts import CLOUDSQL_MOUNT, db_facts
 
-if TYPE_CHECKING:  # config.py imports DB_FACTS from here
+if TYPE_CHECKING:
     from deployctl.config import Stack
 
 _STACK = re.compile(r"^[a-z][a-z0-9-]{0,19}$")  # leaves room for the suffixes below within Google's limits
@@ -92,51 +92,11 @@ def working_dir(stack: Stack, service: str, workdir: str | None) -> str | None:
     return posixpath.normpath(posixpath.join(stack.gcp.image_root, stack.services[service].source, workdir))
 
 
-# -- database facts: what a composed secret's template may use besides other secrets --------------------
-DB_FACTS = ("db_user", "db_name", "db_host", "db_port", "db_socket", "db_connection")
-POSTGRES_PORT = "5432"
-CLOUDSQL_MOUNT = "/cloudsql"  # where Cloud Run mounts the Cloud SQL sockets (one directory per connection name)
-
-
-def db_facts(
-    *, user: str, name: str, connection: str, socket: str, port: str = POSTGRES_PORT, host: str | None = None
-) -> dict[str, str]:
-    """The value of every name in DB_FACTS. Without a *host* Postgres is reached over its unix socket only,
-    and db_host is the socket's directory (as on Cloud Run); the local target also listens on TCP."""
-    return {"db_user": user, "db_name": name, "db_host": host or socket, "db_port": port, "db_socket": socket,
-            "db_connection": connection}
-
-
 def cloud_sql_facts(stack: Stack, user: str) -> dict[str, str]:
     """DB_FACTS on Cloud Run, logged in as *user*: the instance's socket where Cloud Run mounts it."""
     assert stack.database is not None  # config.py refuses a database fact in a stack without a database
     name = connection(stack)
     return db_facts(user=user, name=stack.database.name, connection=name, socket=f"{CLOUDSQL_MOUNT}/{name}")
-
-
-# -- templated env: a plain env value may use the database facts, e.g. POSTGRES_SERVER: "{db_host}" ------------
-# A reference is ``{name}``; ``{{name}}`` is the literal text ``{name}``; braces around anything else (JSON,
-# say) are left as they are. Secrets never appear here: they go through a service's ``secrets:``.
-_ENV_REF = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
-ENV_FACTS = DB_FACTS
-
-
-def env_references(value: str) -> list[str]:
-    """The names an env value refers to, in order (escaped ``{{name}}`` is not a reference)."""
-    return [m.group(2) for m in _ENV_REF.finditer(value) if m.group(2)]
-
-
-def render_env(env: dict[str, str], facts: dict[str, str]) -> dict[str, str]:
-    """*env* with every reference replaced by its fact (config.py has checked that each one is known)."""
-
-    def one(value: str) -> str:
-        return _ENV_REF.sub(lambda m: "{" + m.group(1) + "}" if m.group(1) else facts[m.group(2)], value)
-
-    return {name: one(value) for name, value in env.items()}
-
-
-def uses_db_facts(env: dict[str, str]) -> bool:
-    return any(ref in DB_FACTS for value in env.values() for ref in env_references(value))
 
 
 def check(stack: Stack) -> None:

@@ -1,4 +1,4 @@
-"""ledger repair: parse, call deployctl.pipeline.ledger_repair, render what it did."""
+"""ledger repair: parse, call deployctl.pipeline.ledger.repair, render what it did."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ def repair(stack: str, lock_timeout: float) -> None:
     """Mend STACK's damaged ledger and say what was restored and what was lost.
 
     A local stack's damaged file is kept aside (ledger.db.damaged-<time>); the backup taken after the
-    last finished run (ledger.db.bak) is restored, with every record the damaged file still holds added
-    to it. A record no copy holds is named as lost, and its id is never given to another release. On a
+    last finished run (ledger.db.bak) is restored, with the records the damaged file still holds if
+    SQLite can read it. What was lost is named: a bad record no copy holds (its id is never given to
+    another release), or what was saved after the backup when the file cannot be read at all. On a
     gcp stack, each record object that cannot be read is moved aside to damaged/ in the state bucket.
     A ledger that is not damaged is left alone. Holds the deploy lock while it works.
 
@@ -34,7 +35,7 @@ def repair(stack: str, lock_timeout: float) -> None:
       deployctl ledger repair local
     """
     from deployctl.output import line
-    from deployctl.pipeline.ledger_repair import repair as repair_ledger
+    from deployctl.pipeline.ledger import repair as repair_ledger
 
     _, target = open_stack(stack)
     for sentence in repair_ledger(target, command_line(), lock_timeout):

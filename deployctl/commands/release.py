@@ -217,7 +217,7 @@ def down(stack: str, purge: bool, yes: bool) -> None:
       deployctl down local --purge --yes
     """
     from deployctl.output import line
-    from deployctl.targets import check_down
+    from deployctl.targets.down import check_down
 
     _, target = open_stack(stack, before_open=check_down)
 

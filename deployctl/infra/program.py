@@ -22,6 +22,7 @@ import pulumi
 from deployctl import naming
 from deployctl.config import Release, Stack
 from deployctl.errors import ConfigError
+from deployctl.facts import render_env
 from deployctl.infra.components.common import PLACEHOLDER_IMAGE
 from deployctl.infra.components.database import Database, DatabaseArgs
 from deployctl.infra.components.identities import Identities, IdentitiesArgs
@@ -176,7 +177,7 @@ def plain_env(stack: Stack, service: str) -> dict[str, str]:
     """The service's env with the database facts filled in with the Cloud SQL values (``{db_host}`` is the
     instance's socket directory under /cloudsql, ``{db_port}`` 5432). ``{db_user}`` is the login of the
     release's password version, which deployctl writes to ``release.env``; before a release, the first login."""
-    env = naming.render_env(stack.services[service].runtime_env, db_facts(stack))
+    env = render_env(stack.services[service].runtime_env, db_facts(stack))
     return {**env, **{k: v for k, v in stack.release.env.get(service, {}).items() if k in env}}
 
 

@@ -11,26 +11,25 @@ Rules:
   read is ``LedgerDamaged``, naming the file or object and the record, with ``deployctl ledger repair`` as
   the hint; one a newer deployctl wrote is refused, not misread. Either way nothing is written.
 
-Stores: ``SqliteRecords`` (local stacks: SQLite in WAL mode, where every write is one transaction, so a
-crash, even ``kill -9``, leaves either the old or the new record) and ``GcsRecords`` (gcp stacks, in
-deployctl/targets/gcp/state.py: one object per record, written with generation preconditions).
-
-The local file is checked before its first use by a process (integrity, table, every record; and that it
-holds no less than its backup), and is backed up after every finished run (ledger_file.py says how).
+Stores live beside the target they serve, so this module imports no storage library: ``SqliteRecords``
+(local stacks, deployctl/targets/local/state.py: SQLite in WAL mode, where every write is one transaction,
+so a crash, even ``kill -9``, leaves either the old or the new record; checked before its first use and
+backed up after every finished run) and ``GcsRecords`` (gcp stacks, deployctl/targets/gcp/state.py: one
+object per record, written with generation preconditions). Each store's ledger mends its own damage
+(``repair``); ``repair`` here holds the deploy lock meanwhile.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deployctl.errors import DeployctlError, LedgerDamaged, PreconditionError
-from deployctl.pipeline import ledger_file
-from deployctl.pipeline.ledger_file import FileDamaged, number
 from deployctl.pipeline.model import RECORD_SCHEMA, NewerSchemaError, RecordError, ReleaseRecord, decode_record
+
+if TYPE_CHECKING:
+    from deployctl.pipeline.target import Target
 
 _ID = re.compile(r"r(\d+)")
 
@@ -72,7 +71,7 @@ class StoredLedger:
 
     def next_id(self) -> str:
         for _ in range(self.attempts):
-            release_id = f"r{max(map(number, self._ids()), default=0) + 1:04d}"
+            release_id = next_id(self._ids())
             if self.store.create(release_id, ReleaseRecord.placeholder(release_id).to_dict()):
                 return release_id
         raise DeployctlError(f"could not reserve a release id in {self.store.where}", "Retry the command.")
@@ -122,145 +121,35 @@ def newer_error(where: str, schema: int) -> PreconditionError:
     )
 
 
-_CHUNK = 50  # records read per query by load()
-
-
-class SqliteRecords:
-    """Records in one SQLite file; every statement is its own transaction (autocommit).
-
-    *evidence*: paths of the stack's other state (secrets, revisions). A missing or empty file beside any
-    of them, or beside a backup, is a ledger that was lost, not a new stack: it is damage, never a fresh
-    history whose ids restart at r0001. A new stack's file is made when the store is opened (so it exists
-    before any other state), whole, by ledger_file.create."""
-
-    def __init__(self, path: Path, evidence: Sequence[Path] = (), stack: str | None = None) -> None:
-        self.path = path
-        self.backup_path = path.with_name(path.name + ".bak")
-        self.where = _shown(path)
-        self.stack = stack or path.parent.name
-        self.evidence = (self.backup_path, *evidence)
-        self._checked = False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if ledger_file.is_empty(path) and not self.other_state():
-            ledger_file.create(path)
-
-    def other_state(self) -> list[str]:
-        """The names of the stack's other state that exists (evidence that this stack was used)."""
-        return [p.name for p in self.evidence if p.is_file() or (p.is_dir() and any(p.iterdir()))]
-
-    def inspect(self) -> ledger_file.Contents:
-        """Read-only: every row, once the file passes its checks; raises FileDamaged naming what is wrong."""
-        if ledger_file.is_empty(self.path):
-            state = self.other_state()
-            if state:
-                missing = "missing" if not self.path.exists() else "empty (0 bytes)"
-                raise FileDamaged(f"it is {missing}, but the stack has other state: {', '.join(state)}")
-            return ledger_file.Contents()
-        contents = ledger_file.read(self.path)
-        kept = ledger_file.newest_id(self.backup_path) if self.backup_path.exists() else None
-        newest = max([*contents.rows, *contents.bad], key=number, default=None)
-        if kept is not None and number(kept) > (number(newest) if newest else 0):
-            raise FileDamaged(f"its newest record is {newest or 'none'}, but its backup "
-                              f"{self.backup_path.name} holds {kept}")
-        return contents
-
-    def check(self) -> ledger_file.Contents:
-        """Read-only: ``inspect``, with what it finds raised as the error a user sees."""
-        try:
-            contents = self.inspect()
-        except FileDamaged as exc:
-            raise damaged(self.where, exc.reason, self.stack) from None
-        for release_id in sorted(contents.bad, key=number):
-            raise damaged(self.locate(release_id), contents.bad[release_id], self.stack)
-        for release_id in sorted(contents.newer, key=number):
-            raise newer_error(self.locate(release_id), contents.newer[release_id])
-        return contents
-
-    def reopen(self) -> None:
-        """The file was replaced (repaired): check it again before its next use."""
-        self._checked = False
-
-    def _ready(self) -> None:
-        if not self._checked:
-            if ledger_file.is_empty(self.path) and not self.other_state():
-                ledger_file.create(self.path)
-            self.check()
-            self._checked = True
-
-    def locate(self, release_id: str) -> str:
-        return f"record {release_id} of {self.where}"
-
-    def ids(self) -> list[str]:
-        self._ready()
-        with ledger_file.connect(self.path) as db:
-            return [row[0] for row in db.execute("SELECT id FROM releases")]
-
-    def create(self, release_id: str, data: dict[str, Any]) -> bool:
-        self._ready()
-        with ledger_file.connect(self.path) as db:
-            cursor = db.execute(
-                "INSERT INTO releases (id, record) VALUES (?, ?) ON CONFLICT(id) DO NOTHING",
-                (release_id, _dump(data)),
-            )
-            return cursor.rowcount == 1
-
-    def put(self, release_id: str, data: dict[str, Any]) -> None:
-        self._ready()
-        with ledger_file.connect(self.path) as db:
-            db.execute(
-                "INSERT INTO releases (id, record) VALUES (?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-                (release_id, _dump(data)),
-            )
-
-    def load(self, release_ids: Sequence[str]) -> Iterator[tuple[str, str | bytes]]:
-        self._ready()
-        for start in range(0, len(release_ids), _CHUNK):
-            chunk = list(release_ids[start : start + _CHUNK])
-            with ledger_file.connect(self.path) as db:
-                rows = db.execute(
-                    "SELECT id, record FROM releases WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(chunk),)
-                ).fetchall()
-            found = dict(rows)
-            yield from ((i, found[i]) for i in chunk if i in found)
-
-    def backup(self) -> bool:
-        """Copy the file to ``ledger.db.bak`` if the copy passes the checks (ledger_file.backup)."""
-        return ledger_file.backup(self.path, self.backup_path)
-
-
-class SqliteLedger(StoredLedger):
-    """The ledger of a stack whose state lives on this machine.
-
-    The backup is taken after every *finished* run (any outcome but ``running``): then the ledger has just
-    been read and written whole by a process that held the lock, and the copy costs one file per run, not
-    one per stage. Losing the file loses at most what the runs since the last backup wrote; ``ledger
-    repair`` restores the backup and adds every record the damaged file still holds."""
-
-    def __init__(self, path: Path, evidence: Sequence[Path] = (), stack: str | None = None) -> None:
-        self.path = path
-        self.records = SqliteRecords(path, evidence, stack)
-        super().__init__(self.records, stack=self.records.stack)
-
-    def save(self, record: ReleaseRecord) -> None:
-        super().save(record)
-        if record.outcome != "running":
-            self.records.backup()
-
-    def repair(self) -> list[str]:
-        """Mend a damaged file (ledger_repair.repair_file); what was done and lost, one sentence each."""
-        from deployctl.pipeline.ledger_repair import repair_file
-
-        return repair_file(self.records)
-
-
-def _shown(path: Path) -> str:
-    """The path as a user would type it: relative to the working directory when under it."""
+def repair(target: Target, command: str, lock_timeout_s: float) -> list[str]:
+    """Repair the stack's ledger while holding its deploy lock (no run writes to it meanwhile)."""
+    info = target.lock.acquire(command, lock_timeout_s)
     try:
-        return str(path.relative_to(Path.cwd()))
-    except (ValueError, OSError):  # elsewhere, or the working directory is gone
-        return str(path)
+        return target.ledger.repair()
+    finally:
+        target.lock.release(info)
 
 
-def _dump(data: dict[str, Any]) -> str:
-    return json.dumps(data, sort_keys=True)
+def number(release_id: str) -> int:
+    match = _ID.fullmatch(release_id)
+    return int(match.group(1)) if match else -1
+
+
+def span(ids: Iterable[str]) -> str:
+    """``r0001…r0004, r0007`` for a set of ids."""
+    ordered = sorted(ids, key=number)
+    runs: list[list[str]] = []
+    for rid in ordered:
+        if runs and number(rid) == number(runs[-1][-1]) + 1:
+            runs[-1].append(rid)
+        else:
+            runs.append([rid])
+    return ", ".join(run[0] if len(run) == 1 else f"{run[0]}…{run[-1]}" for run in runs) or "none"
+
+
+def count(ids: list[str]) -> str:
+    return f"{len(ids)} record{'' if len(ids) == 1 else 's'}"
+
+
+def next_id(ids: Iterable[str]) -> str:
+    return f"r{max(map(number, ids), default=0) + 1:04d}"

@@ -3,18 +3,21 @@
 Rule: one holder per stack. The holder's details (``LockInfo``: id, pid, host, command, since, heartbeat,
 the process's start time) are one JSON document; every change to it is a compare-and-set against the
 version last read, so of two processes that race for the lock exactly one wins and nobody overwrites a
-holder they did not read. The policy is written here once; a store only reads and compare-and-sets:
+holder they did not read. The policy is written here once; a store only reads and compare-and-sets, and
+lives beside the target it serves, so this module imports no storage library:
 
-- ``FileLockStore`` (local stacks): ``lock.json`` in the stack's state directory, replaced atomically; a
-  short ``flock`` on ``lock.mutex`` makes each compare-and-set atomic between processes.
-- ``GcsLock`` (gcp stacks, deployctl/targets/gcp/state.py): the ``lock.json`` object, with generation
+- ``FileLockStore`` (local stacks, deployctl/targets/local/state.py): ``lock.json`` in the stack's state
+  directory, replaced atomically; a short ``flock`` on ``lock.mutex`` makes each compare-and-set atomic
+  between processes.
+- ``GcsLockStore`` (gcp stacks, deployctl/targets/gcp/state.py): the ``lock.json`` object, with generation
   preconditions.
 
-A holder is stale when it runs on this host and its process is gone or is another process now (pid and
-start time, deployctl.pipeline.liveness), or, for a lock that heartbeats, when its last heartbeat is older
-than ``stale_after_s``. A stale holder is taken over with a warning; a live one makes the caller wait up
-to its timeout, then fail naming the holder and the ``deployctl unlock STACK --force ID`` that breaks it.
-A holder on another host that does not heartbeat is never judged from here: a person decides.
+A holder is stale when it runs on this host and its process is gone or is another process now (pid and start
+time, through the ``Liveness`` each target's lock passes in: deployctl/liveness.py), or, for a lock that
+heartbeats, when its last heartbeat is older than ``stale_after_s``. A stale holder is taken over with a
+warning; a live one makes the caller wait up to its timeout, then fail naming the holder and the ``deployctl
+unlock STACK --force ID`` that breaks it. A holder on another host that does not heartbeat is never judged
+from here: a person decides.
 
 Heartbeat: the GCS lock heartbeats (its holders run on laptops and on Cloud Build, where no process check
 reaches, and a long release must not look stale). The local lock does not: its holders are processes on
@@ -25,23 +28,17 @@ would look stale and be taken over in the middle of its release).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
 import socket
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, fields, replace
-from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from deployctl.errors import DeployctlError, LockedError
-from deployctl.pipeline.fs import atomic_write
-from deployctl.pipeline.liveness import alive, start_time
 from deployctl.pipeline.model import LockInfo
 
 V = TypeVar("V")
@@ -63,6 +60,18 @@ class LockStore(Protocol[V]):
         ...
 
 
+class Liveness(Protocol):
+    """Processes on this host, named by pid and start time (deployctl/liveness.py is the one there is)."""
+
+    def alive(self, pid: int | None, started: float | None) -> bool:
+        """Whether *pid* runs and was started at *started*."""
+        ...
+
+    def start_time(self) -> float:
+        """This process's start time, as ``alive`` compares it."""
+        ...
+
+
 class StoredLock(Generic[V]):
     """The deploy lock's policy (see the module docstring), over any ``LockStore``."""
 
@@ -71,6 +80,7 @@ class StoredLock(Generic[V]):
         store: LockStore[V],
         stack: str,
         *,
+        liveness: Liveness,
         heartbeat_s: float | None = None,
         stale_after_s: float | None = None,
         poll_s: float = 0.2,
@@ -79,6 +89,7 @@ class StoredLock(Generic[V]):
         say: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        self.liveness = liveness
         # what a holder started that still runs (a job); a holder whose process died keeps the lock until then
         self.working = working or (lambda info: [])
         self.stack = stack
@@ -99,7 +110,7 @@ class StoredLock(Generic[V]):
 
     def _stale(self, info: LockInfo) -> str | None:
         """Why the holder is known dead, or None when it (or work it started) may be alive."""
-        if info.host == socket.gethostname() and not alive(info.pid, info.pid_started):
+        if info.host == socket.gethostname() and not self.liveness.alive(info.pid, info.pid_started):
             return None if self.working(info) else "is no longer running"
         if self.stale_after_s is not None and time.time() - info.heartbeat > self.stale_after_s:
             return f"sent its last heartbeat {_ago(info.heartbeat)}"
@@ -160,7 +171,7 @@ class StoredLock(Generic[V]):
 
     # -- internals --------------------------------------------------------------------------------
     def _take(self, command: str, expected: V) -> LockInfo | None:
-        mine = _new_info(command)
+        mine = _new_info(command, self.liveness.start_time())
         version = self.store.write(asdict(mine), expected)
         if version is None:
             return None
@@ -171,7 +182,7 @@ class StoredLock(Generic[V]):
 
     def _locked(self, holder: LockInfo) -> LockedError:
         beat = f", last heartbeat {_ago(holder.heartbeat)}" if self.heartbeat_s is not None else ""
-        orphans = self.working(holder) if not alive(holder.pid, holder.pid_started) else []
+        orphans = self.working(holder) if not self.liveness.alive(holder.pid, holder.pid_started) else []
         if orphans:  # the holder died; what it started did not
             beat += f"; the holder is gone but its job {', '.join(orphans)} still runs"
         return LockedError(
@@ -204,61 +215,6 @@ class StoredLock(Generic[V]):
             self._beat = None
 
 
-class FileLockStore:
-    """``lock.json`` in a directory; its version is its text ("" when absent)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / "lock.json"
-        self.mutex = directory / "lock.mutex"
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def read(self) -> tuple[dict[str, Any] | None, str]:
-        text = self._text()  # no mutex needed: the file is only ever replaced by a rename
-        try:
-            data = json.loads(text) if text else None
-        except ValueError:  # a torn or foreign file: no valid holder, but compare-and-set still guards it
-            data = None
-        return (data if isinstance(data, dict) else None), text
-
-    def write(self, data: dict[str, Any], expected: str) -> str | None:
-        text = json.dumps(data)
-        with self._mutex():
-            if self._text() != expected:
-                return None
-            atomic_write(self.path, text)
-        return text
-
-    def delete(self, expected: str) -> bool:
-        with self._mutex():
-            if self._text() != expected:
-                return False
-            self.path.unlink(missing_ok=True)
-        return True
-
-    def _text(self) -> str:
-        try:
-            return self.path.read_text()
-        except FileNotFoundError:
-            return ""
-
-    @contextlib.contextmanager
-    def _mutex(self) -> Iterator[None]:
-        with open(self.mutex, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class FileLock(StoredLock[str]):
-    """The deploy lock of a stack whose state lives on this machine (no heartbeat: see above)."""
-
-    def __init__(self, directory: Path, stack: str, warn: Callable[[str], None] | None = None,
-                 working: Callable[[LockInfo], list[str]] | None = None) -> None:
-        super().__init__(FileLockStore(directory), stack, warn=warn, working=working)
-
-
 _FIELDS = {f.name for f in fields(LockInfo)}
 
 
@@ -271,7 +227,7 @@ def _parse(data: dict[str, Any] | None) -> LockInfo | None:
         return None
 
 
-def _new_info(command: str) -> LockInfo:
+def _new_info(command: str, started: float) -> LockInfo:
     now = time.time()
     return LockInfo(
         id=uuid.uuid4().hex[:8],
@@ -280,7 +236,7 @@ def _new_info(command: str) -> LockInfo:
         command=command,
         since=now,
         heartbeat=now,
-        pid_started=start_time(),
+        pid_started=started,
     )
 
 

@@ -61,13 +61,3 @@ def preview(stack: Stack, root: Path, on_output: Callable[[str], None]) -> str:
     from deployctl.targets.gcp.engine import preview as pulumi_preview
 
     return pulumi_preview(stack.name, root, on_output)
-
-
-def check_down(stack: Stack) -> None:
-    """`down` stops what a stack runs on this machine; a cloud stack's resources are Pulumi's to destroy.
-
-    Offline: ``deployctl down`` runs it before opening the target, so a cloud stack is refused without
-    needing pulumi or credentials."""
-    if stack.target != "local":
-        raise UsageError(f"`down` only stops local stacks; {stack.name} is a {stack.target} stack",
-                         "Cloud resources are removed with `pulumi destroy` on purpose, not by deployctl.")

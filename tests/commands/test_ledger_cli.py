@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deployctl.pipeline.ledger import SqliteLedger
+from deployctl.targets.local.state import SqliteLedger
 from tests.cli_runner import RunCli
 from tests.unit.test_ledger_damage import DAMAGE, seed
 from tests.unit.test_ledger_damage import state_of as files_of
@@ -65,7 +65,9 @@ def test_commands_stop_at_a_damaged_ledger_until_it_is_repaired(
     assert listed.exit_code == 0 and "r0004" in listed.stdout
     status = run_cli(["status", "local"], project)
     assert status.exit_code == 0 and "  serving    r0004 (api: api-00004-abc)\n" in status.stdout
-    assert SqliteLedger(ledger).next_id() in {"r0005", "r0006"}  # after the highest id any copy held
+    # after the highest id that survives: r0005 ran after the backup; a bad row of a readable file keeps its id
+    after = {"bad JSON": "r0006", "wrong types": "r0006"}.get(damage, "r0005")
+    assert SqliteLedger(ledger).next_id() == after
 
 
 def test_repair_of_a_good_ledger_changes_nothing(project: Path, ledger: Path, run_cli: RunCli) -> None:

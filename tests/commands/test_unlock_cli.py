@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deployctl.pipeline.lock import FileLock
+from deployctl.targets.local.state import FileLock
 from tests.cli_runner import RunCli
 
 ROOT = Path(__file__).resolve().parents[2]

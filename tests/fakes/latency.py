@@ -23,8 +23,6 @@ from pathlib import Path
 from deployctl import config
 from deployctl.config import Job, Stack
 from deployctl.errors import DeployctlError
-from deployctl.pipeline.ledger import SqliteLedger
-from deployctl.pipeline.lock import FileLock
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
 from deployctl.pipeline.plan import Step
 from deployctl.pipeline.steps import (
@@ -39,6 +37,7 @@ from deployctl.pipeline.steps import (
     Smoke,
     checks_for,
 )
+from deployctl.targets.local.state import FileLock, SqliteLedger
 
 
 @dataclass

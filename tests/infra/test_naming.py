@@ -9,6 +9,7 @@ import pytest
 from deployctl import naming
 from deployctl.config import Stack
 from deployctl.errors import ConfigError
+from deployctl.facts import DB_FACTS
 from deployctl.targets.gcp.synth import Synthesis, synthesize
 from tests.infra.conftest import RELEASE, stack_with
 
@@ -90,7 +91,7 @@ def test_a_failed_synthesis_leaves_the_next_one_working(staging: Any) -> None:
 def test_every_database_fact_a_template_may_use_gets_a_value() -> None:
     stack = stack_with("staging")
     facts = naming.cloud_sql_facts(stack, "app_b")
-    assert tuple(facts) == naming.DB_FACTS
+    assert tuple(facts) == DB_FACTS
     socket = "/cloudsql/example-staging:europe-central2:staging-db"
     assert facts == {"db_user": "app_b", "db_name": "app", "db_host": socket, "db_port": "5432",
                      "db_socket": socket, "db_connection": "example-staging:europe-central2:staging-db"}

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from deployctl import config, naming
+from deployctl import config
 from deployctl.errors import ConfigError
+from deployctl.facts import db_facts, render_env, uses_db_facts
 
 FILE = "stacks/Pulumi.t.yaml"
 DOCS = "Every key is described in docs/configuration.md."
@@ -35,11 +36,11 @@ ENV = {"POSTGRES_SERVER": "{db_host}", "POSTGRES_PORT": "{db_port}", "POSTGRES_U
 
 def test_env_may_use_the_database_facts_and_keeps_other_braces() -> None:
     stack = config.parse(_stack({"env": ENV}), stack="t", file=FILE)
-    facts = naming.db_facts(user="app_b", name="app", connection="local", socket="/s", port="6543", host="127.0.0.1")
-    assert naming.render_env(stack.services["api"].env, facts) == {
+    facts = db_facts(user="app_b", name="app", connection="local", socket="/s", port="6543", host="127.0.0.1")
+    assert render_env(stack.services["api"].env, facts) == {
         "POSTGRES_SERVER": "127.0.0.1", "POSTGRES_PORT": "6543", "POSTGRES_USER": "app_b", "POSTGRES_DB": "app",
         "SOCKET": "/s", "LITERAL": "{db_host}", "JSON": '{"a": {"b": 1}}'}
-    assert naming.uses_db_facts(ENV) and not naming.uses_db_facts({"A": "{{db_host}}", "B": "plain"})
+    assert uses_db_facts(ENV) and not uses_db_facts({"A": "{{db_host}}", "B": "plain"})
 
 
 @pytest.mark.parametrize(("env", "message", "hint"), [

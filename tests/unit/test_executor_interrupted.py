@@ -9,8 +9,9 @@ import pytest
 
 from deployctl.pipeline import orchestrator
 from deployctl.pipeline.model import Artifact, Revision
-from deployctl.pipeline.run import Options, QuietReporter
+from deployctl.pipeline.run import Options
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
+from tests.fakes.reporter import QuietReporter
 
 DEPLOY_S = 0.3
 

@@ -3,8 +3,8 @@
 Each kind of damage the fault-injection run found — an empty file, a garbage header, a truncated file, a
 bad row (bad JSON; valid JSON of the wrong types), a record from a newer deployctl — is one error naming
 the file and the repair command; nothing is written to the damaged file (every file of the stack's state
-keeps its bytes); and ``repair`` restores the backup plus whatever the damaged file still holds, names
-what was lost, and ids continue after the highest surviving one.
+keeps its bytes); and ``repair`` restores the backup plus the rows of the damaged file that SQLite can
+still read, names what was lost, and ids continue after the highest surviving one.
 
 The stack used: r0001…r0004 finished (so the backup, taken after each finished run, holds them) and
 r0005 is still running (only the ledger holds it). Each record's message fills most of a page, so page
@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from deployctl.errors import LedgerDamaged, PreconditionError
-from deployctl.pipeline import ledger_file
-from deployctl.pipeline.ledger import SqliteLedger
 from deployctl.pipeline.model import ReleaseRecord
+from deployctl.targets.local import ledger_file
+from deployctl.targets.local.state import SqliteLedger
 
 HINT = "Repair it: deployctl ledger repair s"
 
@@ -116,10 +116,13 @@ def when(path: Path) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
 
 
-def test_repair_restores_the_backup_of_an_unreadable_file_and_ids_go_on(path: Path) -> None:
+@pytest.mark.parametrize("damage", ["garbage header", "truncated"])
+def test_repair_restores_the_backup_of_an_unreadable_file_and_ids_go_on(path: Path, damage: str) -> None:
     backup = path.with_name("ledger.db.bak")
-    path.write_bytes(b"garbage!" * 4 + path.read_bytes()[32:])
+    DAMAGE[damage][0](path)
     damaged, taken = path.read_bytes(), when(backup)
+    reason = {"garbage header": "not an SQLite database",
+              "truncated": "integrity check failed: database disk image is malformed"}[damage]
 
     said = open_ledger(path).repair()
 
@@ -127,9 +130,9 @@ def test_repair_restores_the_backup_of_an_unreadable_file_and_ids_go_on(path: Pa
     assert aside.read_bytes() == damaged  # kept aside exactly as found
     assert said == [
         f"Kept the damaged file as {aside}.",
-        f"Nothing could be read from {path}: not an SQLite database.",
+        f"{path} cannot be used: {reason}.",
         f"Restored r0001…r0004 from the backup ledger.db.bak of {taken}.",
-        f"Anything saved after the backup of {taken} and not named above could not be read and is lost.",
+        f"Lost whatever was saved after the backup of {taken}: any record after r0004.",  # r0005 ran since
         f"Backed up the repaired ledger to {backup}.",
         f"{path} now holds 4 records (r0001…r0004); the next id is r0005.",
     ]
@@ -139,38 +142,35 @@ def test_repair_restores_the_backup_of_an_unreadable_file_and_ids_go_on(path: Pa
     assert repaired.next_id() == "r0005"  # r0005's record was in no readable copy
 
 
-@pytest.mark.parametrize("damage", ["empty", "missing"])
+@pytest.mark.parametrize("damage", ["empty", "missing", "emptier than its backup"])
 def test_repair_of_an_empty_or_missing_file_restores_the_backup(path: Path, damage: str) -> None:
     DAMAGE[damage][0](path)
     taken = when(path.with_name("ledger.db.bak"))
     said = open_ledger(path).repair()
-    reason = "it is empty (0 bytes)" if damage == "empty" else "it is missing"
-    assert said[said.index(f"Nothing could be read from {path}: {reason}.") + 1:] == [
+    reason = {"empty": "it is empty (0 bytes)", "missing": "it is missing",
+              "emptier than its backup": "its newest record is none, but its backup holds r0004"}[damage]
+    assert said[said.index(f"{path} cannot be used: {reason}.") + 1:] == [
         f"Restored r0001…r0004 from the backup ledger.db.bak of {taken}.",
-        f"Anything saved after the backup of {taken} and not named above could not be read and is lost.",
+        f"Lost whatever was saved after the backup of {taken}: any record after r0004.",
         f"Backed up the repaired ledger to {path.with_name('ledger.db.bak')}.",
         f"{path} now holds 4 records (r0001…r0004); the next id is r0005.",
     ]
-    assert (damage == "empty") == any(path.parent.glob("ledger.db.damaged-*"))  # nothing to keep when missing
+    assert (damage != "missing") == any(path.parent.glob("ledger.db.damaged-*"))  # nothing to keep when missing
     assert open_ledger(path).next_id() == "r0005"
 
 
-def test_repair_of_a_truncated_file_salvages_what_is_left_and_names_what_was_lost(path: Path) -> None:
-    truncate_after_r0002(path)
-    taken = when(path.with_name("ledger.db.bak"))
+def test_repair_of_an_unreadable_file_without_a_backup_says_everything_is_lost(path: Path) -> None:
+    path.with_name("ledger.db.bak").unlink()
+    DAMAGE["garbage header"][0](path)
     said = open_ledger(path).repair()
-    assert said[1:-2] == [
-        f"Read 2 records from {path} (damaged: integrity check failed: database disk image is malformed): "
-        "r0001…r0002.",
-        "Could not read r0003…r0005 from it: its row is on a damaged page.",  # the id index still lists them
-        f"Restored r0003…r0004 from the backup ledger.db.bak of {taken}.",
-        "Lost r0005: no copy can be read; its id stays reserved and will not be used again.",
-        f"Anything saved after the backup of {taken} and not named above could not be read and is lost.",
+    assert said[1:] == [
+        f"{path} cannot be used: not an SQLite database.",
+        "There is no backup (ledger.db.bak) to restore from.",
+        "Lost every record the file held: there is no readable backup.",
+        f"Backed up the repaired ledger to {path.with_name('ledger.db.bak')}.",
+        f"{path} now holds 0 records (none); the next id is r0001.",
     ]
-    assert said[-1] == f"{path} now holds 4 records (r0001…r0004); the next id is r0006."
-    repaired = open_ledger(path)
-    assert [r.id for r in repaired.history()] == ["r0004", "r0003", "r0002", "r0001"]
-    assert repaired.next_id() == "r0006"  # r0005 is never given to another run
+    assert open_ledger(path).history() == []  # a ledger again, if an empty one: commands are not blocked
 
 
 def test_repair_of_a_bad_row_takes_it_from_the_backup_and_keeps_newer_rows(path: Path) -> None:
@@ -203,7 +203,7 @@ def test_repair_of_a_bad_row_no_copy_holds_reserves_its_id(path: Path) -> None:
     assert open_ledger(path).next_id() == "r0006"
 
 
-def test_repair_without_a_backup_salvages_the_readable_rows(path: Path) -> None:
+def test_repair_without_a_backup_keeps_the_readable_rows(path: Path) -> None:
     path.with_name("ledger.db.bak").unlink()
     set_row(path, "r0003", "{oops")
     said = open_ledger(path).repair()

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from deployctl.errors import DeployctlError, LockedError
-from deployctl.pipeline.ledger import SqliteLedger
-from deployctl.pipeline.lock import FileLock
 from deployctl.pipeline.model import ReleaseRecord, StageResult
+from deployctl.targets.local.state import FileLock, SqliteLedger
 
 
 def test_ledger_numbers_releases_and_keeps_them(tmp_path: Path) -> None:

@@ -18,9 +18,10 @@ import pytest
 from google.cloud import storage
 
 from deployctl.errors import LedgerDamaged, PreconditionError
-from deployctl.pipeline.ledger import SqliteLedger, StoredLedger
+from deployctl.pipeline.ledger import StoredLedger
 from deployctl.pipeline.model import ReleaseRecord, StageResult
 from deployctl.targets.gcp.state import GcsLedger
+from deployctl.targets.local.state import SqliteLedger
 from tests.gcp.conftest import FAST
 from tests.unit.conftest import BUCKET
 

@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
-from deployctl.pipeline.fs import atomic_write
+from deployctl.targets.local.fs import atomic_write
 
 WAIT = 10  # seconds any handshake below may take on a loaded machine before the test fails
 

@@ -22,11 +22,12 @@ import pytest
 from google.cloud import storage
 
 from deployctl.errors import DeployctlError, LockedError
-from deployctl.pipeline.ledger import SqliteLedger, StoredLedger
-from deployctl.pipeline.liveness import start_time
-from deployctl.pipeline.lock import FileLock, StoredLock
+from deployctl.liveness import start_time
+from deployctl.pipeline.ledger import StoredLedger
+from deployctl.pipeline.lock import StoredLock
 from deployctl.pipeline.model import ReleaseRecord
 from deployctl.targets.gcp.state import GcsLedger, GcsLock
+from deployctl.targets.local.state import FileLock, SqliteLedger
 from tests.gcp.conftest import FAST
 from tests.unit.conftest import BUCKET
 

@@ -4,7 +4,8 @@ Layout under ``gs://<Stack.state_bucket>/deployctl/<stack>/``: ``lock.json`` (th
 ``releases/r0001.json``… (one ledger record each). Laptops and Cloud Build see the same history.
 
 The lock's and the ledger's rules are written once, in deployctl/pipeline/lock.py and ledger.py; this
-module is their GCS store, plus one rule of its own.
+module is their GCS store, plus one rule of its own, as deployctl/targets/local/state.py is their store on
+this machine.
 
 Rules:
 - Every write carries a generation precondition: the lock and a new release id are created only if
@@ -22,10 +23,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from deployctl import liveness
 from deployctl.errors import DeployctlError
-from deployctl.pipeline.ledger import StoredLedger
-from deployctl.pipeline.ledger_file import number, span
-from deployctl.pipeline.ledger_repair import count, next_id
+from deployctl.pipeline.ledger import StoredLedger, count, next_id, number, span
 from deployctl.pipeline.lock import StoredLock
 from deployctl.pipeline.model import NewerSchemaError, RecordError, ReleaseRecord, decode_record
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
@@ -221,6 +221,7 @@ class GcsLock(StoredLock[int]):
         super().__init__(
             GcsLockStore(_Objects(client, bucket, _prefix(stack), policy)),
             stack,
+            liveness=liveness,
             heartbeat_s=heartbeat_s,
             stale_after_s=stale_after_s,
             poll_s=2.0,  # each look is a billed request; a lock is held for minutes

@@ -31,8 +31,10 @@ from typing import Any
 from deployctl import __version__, naming
 from deployctl.config import Job, Release, Stack, TrafficTarget
 from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.facts import render_env, uses_db_facts
 from deployctl.pipeline import dblogins
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
+from deployctl.targets.down import check_down
 from deployctl.targets.gcp.builds import Builds, source_hash
 from deployctl.targets.gcp.engine import Engine, PulumiEngine
 from deployctl.targets.gcp.retry import (
@@ -440,8 +442,8 @@ class GcpTarget:
         """The env values that use the database facts, as the login of the pinned password version (without
         a release the program fills them in as the first login, which a rotation moves away from); the
         release carries them to the program (``Release.env``) and deploy() to a revision it creates."""
-        env = {k: v for k, v in self.stack.services[service].env.items() if naming.uses_db_facts({k: v})}
-        return naming.render_env(env, self._db_facts(versions)) if env else {}
+        env = {k: v for k, v in self.stack.services[service].env.items() if uses_db_facts({k: v})}
+        return render_env(env, self._db_facts(versions)) if env else {}
 
     def _declared(self, secret_env: dict[str, tuple[str, str]]) -> dict[str, str]:
         """Secret ids in a revision back to the names the stack declares."""
@@ -456,8 +458,6 @@ class GcpTarget:
         self.run.drop_tags(service, stale - set(keep) - serving)
 
     def down(self, purge: bool, confirm: Callable[[], None]) -> list[str]:
-        from deployctl.targets import check_down
-
         check_down(self.stack)  # always refuses: nothing of a gcp stack runs on this machine
         return []
 

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from deployctl import naming
 from deployctl.config import Database
 from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.facts import POSTGRES_PORT, db_facts
 from deployctl.joblog import explain
 from deployctl.pipeline import dblogins
 from deployctl.targets.local import providers
@@ -50,7 +50,7 @@ class LocalDatabase:
         self.config = config
         self.admin_url = admin_url
         self._socket: str | None = None
-        self._port = naming.POSTGRES_PORT
+        self._port = POSTGRES_PORT
         self._provider: Provider | None = None
 
     def provider(self) -> Provider:
@@ -127,7 +127,7 @@ class LocalDatabase:
         directory (ALTER SYSTEM), so the next cold start by pgserver uses the same port."""
         from pgserver.utils import PostmasterInfo
 
-        port = self._port if self._port != naming.POSTGRES_PORT else str(_free_port())
+        port = self._port if self._port != POSTGRES_PORT else str(_free_port())
         with self.admin() as db:
             db.execute(f"ALTER SYSTEM SET port = {int(port)}")
         options = f"-h {LOOPBACK} -k {self._socket}"
@@ -180,9 +180,9 @@ class LocalDatabase:
         self.start()
         assert self._socket is not None
         if self.admin_url:
-            return naming.db_facts(user=self.config.user, name=self.config.name, connection="local",
+            return db_facts(user=self.config.user, name=self.config.name, connection="local",
                                    socket=self._socket, port=_port_of(self.admin_url))
-        return naming.db_facts(user=self.config.user, name=self.config.name, connection="local",
+        return db_facts(user=self.config.user, name=self.config.name, connection="local",
                                socket=self._socket, port=self._port, host=LOOPBACK)
 
     @contextlib.contextmanager
@@ -406,8 +406,8 @@ def _pgserver() -> Any:
 
 def _link_default_socket(directory: Path, port: str) -> None:
     """``.s.PGSQL.5432`` → the server's own socket: clients that name only the socket directory find it."""
-    default = directory / f".s.PGSQL.{naming.POSTGRES_PORT}"
-    if port == naming.POSTGRES_PORT or (default.exists() and not default.is_symlink()):
+    default = directory / f".s.PGSQL.{POSTGRES_PORT}"
+    if port == POSTGRES_PORT or (default.exists() and not default.is_symlink()):
         return
     with contextlib.suppress(FileExistsError, FileNotFoundError):
         if default.is_symlink() and os.readlink(default) == f".s.PGSQL.{port}":

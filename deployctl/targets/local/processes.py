@@ -2,7 +2,7 @@
 
 Rule: a revision is an immutable record (artifact, pinned secret versions, port) plus a process started
 in its own session, so it outlives the deployctl command that started it; its liveness is checked by pid
-*and* process start time (``deployctl.pipeline.liveness.alive``, which the deploy lock uses too), so a
+*and* process start time (``deployctl.liveness.alive``, which the deploy lock uses too), so a
 reused pid is never mistaken for it. Secret values reach a process only through its environment, never its
 command line, and process output is redacted before deployctl repeats any of it.
 """
@@ -24,8 +24,8 @@ import psutil
 from deployctl import interrupts
 from deployctl.errors import DeployctlError
 from deployctl.joblog import quote
-from deployctl.pipeline.fs import atomic_write
-from deployctl.pipeline.liveness import alive
+from deployctl.liveness import alive
+from deployctl.targets.local.fs import atomic_write
 
 
 @dataclass

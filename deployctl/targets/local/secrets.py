@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deployctl.pipeline.fs import atomic_write
+from deployctl.targets.local.fs import atomic_write
 
 
 class SecretStore:

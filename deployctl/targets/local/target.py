@@ -17,20 +17,20 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from deployctl import interrupts, naming
+from deployctl import interrupts
 from deployctl.config import Job, Stack
 from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.facts import DB_FACTS, render_env, uses_db_facts
 from deployctl.joblog import redact
 from deployctl.pipeline import dblogins
-from deployctl.pipeline.fs import atomic_write
-from deployctl.pipeline.ledger import SqliteLedger
-from deployctl.pipeline.lock import FileLock
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
 from deployctl.targets.local import build as builder
 from deployctl.targets.local import processes as procs
+from deployctl.targets.local.fs import atomic_write
 from deployctl.targets.local.paths import StatePaths, cache_dir
 from deployctl.targets.local.postgres import LocalDatabase
 from deployctl.targets.local.secrets import SecretStore
+from deployctl.targets.local.state import FileLock, SqliteLedger
 
 
 class LocalTarget:
@@ -109,7 +109,7 @@ class LocalTarget:
         secret = self.stack.secrets[name]
         refs = secret.references()
         values: dict[str, str] = {}
-        if self.db and any(r in naming.DB_FACTS for r in refs):
+        if self.db and any(r in DB_FACTS for r in refs):
             values.update(self.db.facts())
             values["db_user"] = self._login(self.secrets.latest(self.db.config.password_secret))
         for ref in refs:
@@ -255,10 +255,10 @@ class LocalTarget:
         password version belongs to, so it always matches the password the process gets."""
         env = self.stack.services[service].runtime_env
         facts: dict[str, str] = {}
-        if self.db is not None and naming.uses_db_facts(env):
+        if self.db is not None and uses_db_facts(env):
             facts = self.db.facts()
             facts["db_user"] = self._login(versions.get(self.db.config.password_secret))
-        return naming.render_env(env, facts)
+        return render_env(env, facts)
 
     def _cwd(self, service: str, ref: str, job: Job | None = None, kind: str = "") -> Path:
         """Where a command runs: ``workdir`` under the service's source in the artifact, else its root."""

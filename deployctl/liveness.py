@@ -3,7 +3,9 @@
 Rule: a process is named by its pid *and* its start time. A pid alone is not enough: the kernel reuses
 pids, so a recorded pid may now belong to an unrelated process. A zombie counts as gone (it runs nothing);
 a process we may not inspect (another user's) counts as alive, the answer that never breaks a live lock.
-Used by the deploy lock (is its holder alive?) and by the local target (is a revision's process alive?).
+Used by both targets' deploy locks (is a holder on this host alive?) and by the local target (is a
+revision's process alive?). It imports psutil, so it is not in the pipeline, which sees it through the
+``Liveness`` protocol of deployctl.pipeline.lock; and both targets use it, so it is in neither.
 """
 
 from __future__ import annotations

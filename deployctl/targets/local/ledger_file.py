@@ -1,4 +1,5 @@
-"""The local ledger's SQLite file: the check made when it is opened, its backup, and salvage.
+"""The local ledger's SQLite file: the check made when it is opened, its backup, and the copy repair reads.
+Its store (SqliteRecords) is in state.py; its repair in ledger_repair.py.
 
 Rules:
 - Checking only reads: a damaged file keeps every byte it had (no table is created, no journal mode set).
@@ -8,31 +9,29 @@ Rules:
   (a consistent copy even while another process writes); the copy is checked like the ledger itself
   (integrity, table, every record) and only then renamed over the old backup. A copy that fails the
   check is dropped, so a bad row never replaces a good backup.
-- Salvage reads a scratch copy of a damaged file (patched so that SQLite reads what a truncation left),
-  never the damaged file itself: the copy kept aside for a person is exactly what was found.
+- Repair reads a damaged file through a scratch copy (``read_copy``), never the file itself (closing a
+  connection may checkpoint its write-ahead log into it): the copy kept aside for a person is exactly what
+  was found. It reads what SQLite can still read, and nothing more: a file SQLite cannot open is restored
+  from its backup, which is taken after every finished run, so what is lost is what was saved since then.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from deployctl.pipeline.ledger import number
 from deployctl.pipeline.model import NewerSchemaError, RecordError, decode_record
 
 TABLE = "CREATE TABLE releases (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, record TEXT NOT NULL)"
 COLUMNS = [("seq", "INTEGER"), ("id", "TEXT"), ("record", "TEXT")]
 _SIDE = ("-wal", "-shm")  # the files SQLite keeps beside a database in WAL mode
-_ID = re.compile(r"r(\d+)")
-_MAGIC = b"SQLite format 3\x00"
-_PROBES = 100_000  # row numbers looked up past the last one a scan reached, at most
 
 
 class FileDamaged(Exception):  # noqa: N818 - a state, like the LedgerDamaged error it becomes
@@ -70,11 +69,6 @@ class Contents:
     def records(self) -> list[str]:
         """The ids of saved records (placeholders left out), oldest first."""
         return sorted((i for i in self.rows if i not in self.placeholders), key=number)
-
-
-def number(release_id: str) -> int:
-    match = _ID.fullmatch(release_id)
-    return int(match.group(1)) if match else -1
 
 
 @contextlib.contextmanager
@@ -129,9 +123,9 @@ def newest_id(path: Path) -> str | None:
     return max(ids, key=number, default=None)
 
 
-def salvage(path: Path) -> tuple[Contents, str | None]:
-    """Every row that can still be read from *path*, and what is wrong with the file as a whole (None when
-    only rows are bad). Works on a scratch copy; *path* is not touched."""
+def read_copy(path: Path) -> tuple[Contents, str | None]:
+    """What ``read`` finds in a copy of *path* (so *path* keeps every byte), and why the file as a whole
+    cannot be read (None when it can: then only the rows in ``Contents.bad`` are damaged)."""
     if not path.exists():
         return Contents(), "it is missing"
     if is_empty(path):
@@ -140,13 +134,7 @@ def salvage(path: Path) -> tuple[Contents, str | None]:
         try:
             return read(scratch), None
         except FileDamaged as exc:
-            problem = exc.reason
-        _fit_header(scratch)
-        try:
-            with connect(scratch) as db:
-                return _scavenge(db), problem
-        except sqlite3.DatabaseError:  # not even a database: nothing to read
-            return Contents(), problem
+            return Contents(), exc.reason
 
 
 def create(path: Path, rows: dict[str, str | bytes] | None = None) -> None:
@@ -196,68 +184,9 @@ def backup(path: Path, dest: Path) -> bool:
         tmp.unlink(missing_ok=True)
 
 
-def span(ids: Iterable[str]) -> str:
-    """``r0001…r0004, r0007`` for a set of ids."""
-    ordered = sorted(ids, key=number)
-    runs: list[list[str]] = []
-    for rid in ordered:
-        if runs and number(rid) == number(runs[-1][-1]) + 1:
-            runs[-1].append(rid)
-        else:
-            runs.append([rid])
-    return ", ".join(run[0] if len(run) == 1 else f"{run[0]}…{run[-1]}" for run in runs) or "none"
-
-
-def _scavenge(db: sqlite3.Connection) -> Contents:
-    """Best effort on a damaged file: the ids from the id index (it often outlives the table's pages), the
-    rows a scan reaches, then each row the scan could not reach, looked up by its row number."""
-    contents = Contents()
-    indexed = {int(seq): str(rid) for seq, rid in _quietly(db, "SELECT seq, id FROM releases "
-                                                               "INDEXED BY sqlite_autoindex_releases_1")}
-    seen: set[int] = set()
-    for seq, release_id, text in _quietly(db, "SELECT seq, id, record FROM releases ORDER BY seq"):
-        seen.add(int(seq))
-        contents.add(str(release_id), text)
-    counted = [int(row[0]) for row in _quietly(db, "SELECT seq FROM sqlite_sequence WHERE name = 'releases'")]
-    after = max(seen, default=0)
-    last = min(max([*indexed, *counted], default=0), after + _PROBES)
-    for seq in sorted(set(range(after + 1, last + 1)) | (set(indexed) - seen)):
-        for _, release_id, text in _quietly(db, "SELECT seq, id, record FROM releases WHERE seq = ?", seq):
-            seen.add(seq)
-            contents.add(str(release_id), text)
-    for seq, release_id in indexed.items():
-        if seq not in seen and release_id not in contents.rows:
-            contents.bad.setdefault(release_id, "its row is on a damaged page")
-    return contents
-
-
-def _quietly(db: sqlite3.Connection, sql: str, *args: object) -> list[tuple[Any, ...]]:
-    """The rows a query returns before the file's damage stops it."""
-    rows: list[tuple[Any, ...]] = []
-    with contextlib.suppress(sqlite3.DatabaseError):
-        for row in db.execute(sql, args):
-            rows.append(row)
-    return rows
-
-
-def _fit_header(path: Path) -> None:
-    """A truncated file's header still counts the lost pages, and SQLite then reads nothing at all: make
-    the header's page count what the file holds, so the pages that are left can be read."""
-    with path.open("r+b") as handle:
-        header = handle.read(100)
-        if len(header) < 100 or not header.startswith(_MAGIC):
-            return
-        page_size = int.from_bytes(header[16:18], "big")
-        page_size = 65536 if page_size == 1 else page_size
-        held = path.stat().st_size // page_size if page_size else 0
-        if 0 < held < int.from_bytes(header[28:32], "big"):
-            handle.seek(28)
-            handle.write(held.to_bytes(4, "big"))
-
-
 @contextlib.contextmanager
 def _scratch_copy(path: Path) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".ledger-salvage-") as tmp:
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".ledger-repair-") as tmp:
         scratch = Path(tmp) / path.name
         for suffix in ("", "-wal"):
             source = path.with_name(path.name + suffix)

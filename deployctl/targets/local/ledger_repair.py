@@ -1,12 +1,13 @@
-"""``deployctl ledger repair``: mend a damaged ledger under the stack's deploy lock, and say exactly what was
-done and what was lost.
+"""``deployctl ledger repair`` on a local stack: mend a damaged ledger file, and say exactly what was done and
+what was lost (deployctl.pipeline.ledger.repair holds the stack's deploy lock meanwhile).
 
-Local (``repair_file``): the damaged file is kept aside as ``ledger.db.damaged-<UTC time>`` (a hard link,
-so it stays byte for byte what was found), and a new file is made from every record that can still be
-read: from the damaged file first (it is the newer), then from the backup (``ledger.db.bak``, the state
-after the last finished run) for whatever the damaged file lost. With a good backup that is a restore
-that keeps anything newer; without one, a salvage. A record no copy holds is lost, and its id stays
-reserved (a placeholder), so no later run is given it: ids continue after the highest one that survives.
+The damaged file is kept aside as ``ledger.db.damaged-<UTC time>`` (a hard link, so it stays byte for byte
+what was found), and the backup (``ledger.db.bak``, taken after every finished run) is restored. When SQLite
+can still read the damaged file and only some of its rows are bad, its readable rows are kept too (they are
+the newer copies, and hold what ran since the backup); a bad row the backup does not hold is lost, and its id
+stays reserved (a placeholder), so no later run is given it. When SQLite cannot read the file at all, what was
+saved since the backup is lost, and is named as such: the records after the backup's newest. Ids continue
+after the highest one that survives.
 
 Rules: nothing is deleted; a ledger that is not damaged is left alone; a record written by a newer
 deployctl is not damage and is kept as it is.
@@ -18,28 +19,30 @@ import json
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from deployctl.errors import LedgerDamaged
-from deployctl.pipeline import ledger_file
-from deployctl.pipeline.ledger_file import Contents, number, span
+from deployctl.pipeline.ledger import count, next_id, number, span
 from deployctl.pipeline.model import ReleaseRecord
-
-if TYPE_CHECKING:
-    from deployctl.pipeline.ledger import SqliteRecords
-    from deployctl.pipeline.target import Target
+from deployctl.targets.local import ledger_file
+from deployctl.targets.local.ledger_file import Contents
 
 
-def repair(target: Target, command: str, lock_timeout_s: float) -> list[str]:
-    """Repair the stack's ledger while holding its deploy lock (no run writes to it meanwhile)."""
-    info = target.lock.acquire(command, lock_timeout_s)
-    try:
-        return target.ledger.repair()
-    finally:
-        target.lock.release(info)
+class Records(Protocol):
+    """What repair needs of the ledger's store (state.SqliteRecords, which calls repair_file)."""
+
+    path: Path
+    backup_path: Path
+    where: str
+
+    def check(self) -> Contents: ...
+
+    def reopen(self) -> None: ...
+
+    def backup(self) -> bool: ...
 
 
-def repair_file(records: SqliteRecords) -> list[str]:
+def repair_file(records: Records) -> list[str]:
     try:
         contents = records.check()  # a newer deployctl's record raises here: repair cannot help with that
     except LedgerDamaged:
@@ -47,8 +50,12 @@ def repair_file(records: SqliteRecords) -> list[str]:
     else:
         return [f"{records.where} is not damaged: {count(contents.records)} ({span(contents.records)}). "
                 "Nothing to do."]
-    found, problem = ledger_file.salvage(records.path)
+    found, problem = ledger_file.read_copy(records.path)
     backup = Backup.of(records.backup_path)
+    newest = _newest([*found.rows, *found.bad])
+    if problem is None and backup.newest and number(backup.newest) > number(newest or ""):
+        problem = f"its newest record is {newest or 'none'}, but its backup holds {backup.newest}"
+        found = Contents()  # an older history than the backup's: the backup is the ledger
     rows = {**backup.contents.rows, **found.rows}
     lost = sorted((set(found.bad) | set(backup.contents.bad)) - set(rows), key=number)
     for release_id in lost:
@@ -61,7 +68,7 @@ def repair_file(records: SqliteRecords) -> list[str]:
     said = [f"Kept the damaged file as {_beside(records.where, aside)}."] if aside else []
     said += _read_lines(records.where, found, problem)
     said += backup.lines([i for i in backup.contents.records if i not in found.rows])
-    said += lost_lines(lost, problem, backup.when)
+    said += lost_lines(lost, problem, backup)
     said += _newer_lines({**backup.contents.newer, **found.newer})
     repaired = ledger_file.read(records.path).records
     if records.backup():
@@ -76,50 +83,55 @@ class Backup:
 
     def __init__(self, path: Path, contents: Contents, problem: str | None, when: str | None) -> None:
         self.path, self.contents, self.problem, self.when = path, contents, problem, when
+        self.newest = _newest(contents.rows)
 
     @classmethod
     def of(cls, path: Path) -> Backup:
         if not path.exists():
             return cls(path, Contents(), None, None)
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
-        contents, problem = ledger_file.salvage(path)
+        contents, problem = ledger_file.read_copy(path)
         return cls(path, contents, problem, when)
 
     def lines(self, restored: list[str]) -> list[str]:
         if self.when is None:
             return [f"There is no backup ({self.path.name}) to restore from."]
-        said = [f"The backup {self.path.name} of {self.when} is damaged too ({self.problem})."] if self.problem else []
+        if self.problem:
+            return [f"The backup {self.path.name} of {self.when} cannot be used either ({self.problem})."]
         if restored:
-            return [*said, f"Restored {span(restored)} from the backup {self.path.name} of {self.when}."]
-        return [*said, f"The backup {self.path.name} of {self.when} held no record the damaged file lacked."]
+            return [f"Restored {span(restored)} from the backup {self.path.name} of {self.when}."]
+        return [f"The backup {self.path.name} of {self.when} held no record the damaged file lacked."]
 
 
 def _read_lines(where: str, found: Contents, problem: str | None) -> list[str]:
-    if problem and not found.rows and not found.bad:
-        return [f"Nothing could be read from {where}: {problem}."]
-    damage = f" (damaged: {problem})" if problem else ""
-    said = [f"Read {count(found.records)} from {where}{damage}: {span(found.records)}."]
+    if problem:
+        return [f"{where} cannot be used: {problem}."]
+    said = [f"Read {count(found.records)} from {where}: {span(found.records)}."]
     by_reason: dict[str, list[str]] = {}
     for release_id in sorted(found.bad, key=number):
         by_reason.setdefault(found.bad[release_id], []).append(release_id)
     return said + [f"Could not read {span(ids)} from it: {reason}." for reason, ids in by_reason.items()]
 
 
-def lost_lines(lost: list[str], problem: str | None, backup_when: str | None) -> list[str]:
-    """What was lost, one sentence per record, and what may be lost beyond them when the file was
-    damaged as a whole (then not every record can be named)."""
+def lost_lines(lost: list[str], problem: str | None, backup: Backup) -> list[str]:
+    """What was lost: each bad row no copy holds by its id; when the file could not be read at all, what
+    was saved since the backup, named by where it starts (its ids cannot be read)."""
     said = []
     if lost:
         ids = "its id stays" if len(lost) == 1 else "their ids stay"
         said.append(f"Lost {span(lost)}: no copy can be read; {ids} reserved and will not be used again.")
-    if problem and backup_when:
-        said.append(f"Anything saved after the backup of {backup_when} and not named above could not be read "
-                    "and is lost.")
+    if problem and backup.newest:
+        said.append(f"Lost whatever was saved after the backup of {backup.when}: any record after "
+                    f"{backup.newest}.")
     elif problem:
-        said.append("Anything else the file held could not be read and is lost.")
+        said.append("Lost every record the file held: there is no readable backup.")
     elif not lost:
         said.append("Nothing was lost.")
     return said
+
+
+def _newest(ids: Iterable[str]) -> str | None:
+    return max(ids, key=number, default=None)
 
 
 def _newer_lines(newer: dict[str, int]) -> list[str]:
@@ -127,14 +139,6 @@ def _newer_lines(newer: dict[str, int]) -> list[str]:
         return []
     return [f"Kept {span(newer)} as found: written by a newer deployctl (record schema "
             f"{max(newer.values())}); upgrade deployctl to read it."]
-
-
-def count(ids: list[str]) -> str:
-    return f"{len(ids)} record{'' if len(ids) == 1 else 's'}"
-
-
-def next_id(ids: Iterable[str]) -> str:
-    return f"r{max(map(number, ids), default=0) + 1:04d}"
 
 
 def _aside(path: Path) -> Path:
