@@ -32,7 +32,7 @@ from deployctl.pipeline.model import STAGES, Artifact, ReleaseRecord, Revision, 
 from deployctl.pipeline.run import Options
 from deployctl.pipeline.target import Target
 
-PlanKind = Literal["release", "rollback", "rotate", "promote"]
+PlanKind = Literal["release", "rollback", "rotate", "promote", "heal"]
 
 
 class Action(StrEnum):
