@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import click
 
@@ -35,7 +36,9 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
 
     The candidate gets traffic only after its smoke checks pass; if checks through the service URL
     fail after the switch, traffic goes straight back to the previous revision. With nothing changed
-    (same source, settings and secret versions) it says which release serves and does nothing.
+    (same source, settings and secret versions) it says which release serves and does nothing, unless
+    what serves does not answer: then it heals it (restarts a dead router, replaces a dead revision with
+    a new one from the same artifact after its smoke checks) and says so; --dry-run shows those steps.
 
     \b
     Example:
@@ -67,6 +70,8 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
         raise
     if as_json:
         emit_json(record.to_dict())
+    elif record.kind == "heal":
+        line(f"Heal {record.id} succeeded in {reporter.elapsed():.1f}s: {record.message}")
     elif record.outcome == "noop":
         line(f"Nothing changed: {record.message.removeprefix('nothing changed: ')} at "
              f"{', '.join(target.service_url(s) for s in spec.services)}. Use --force to redeploy.")
@@ -152,6 +157,7 @@ def status(stack: str, as_json: bool) -> None:
     line(f"Stack {facts['stack']} (target {facts['target']})")
     rev_text = ", ".join(f"{s}: {r}" for s, r in facts["revisions"].items()) or "nothing serves"
     line(f"  serving    {facts['serving_release'] or '-'} ({rev_text})")
+    _health_lines(facts["health"], stack)
     for svc, splits in facts["traffic"].items():
         if len(splits) > 1:  # a traffic switch in progress, or one a dead process left half-way
             line(f"  traffic    {svc}: " + ", ".join(f"{s['revision']} {s['percent']}%" for s in splits))
@@ -173,6 +179,22 @@ def status(stack: str, as_json: bool) -> None:
         stale = " [stale: holder is gone]" if lock["stale"] else ""
         holder = LockInfo(**{k: v for k, v in lock.items() if k != "stale"})
         line(f"  lock       {holder.describe()}{stale}")
+
+
+def _health_lines(health: dict[str, Any], stack: str) -> None:
+    """One line per service saying whether its router and revision answer; what is dead says DEAD."""
+    from deployctl.output import line
+
+    def state(alive: bool | None) -> str:
+        return "alive" if alive else "DEAD"
+
+    for svc, parts in health["services"].items():
+        line(f"  health     {svc}: router {state(parts['router_alive'])}, "
+             f"revision {parts['revision']} {state(parts['revision_alive'])}")
+    if health["database_alive"] is not None:
+        line(f"  health     database {'running' if health['database_alive'] else 'DEAD (not running)'}")
+    if not health["answers"]:
+        line(f"  health     what serves does not answer: `deployctl up {stack}` heals it")
 
 
 @click.command()

@@ -125,7 +125,7 @@ class Executor:
         serving = runmod.serving_revisions(ctx.target)
         finish(ctx.target, ctx.record, "rolled_back" if ctx.rolled_back else "failed",
                f"failed at {stage}: {cause.message}")
-        name = {"release": "release", "rotate": "rotation", "rollback": "rollback"}[plan.kind]
+        name = {"release": "release", "rotate": "rotation", "rollback": "rollback", "heal": "heal"}[plan.kind]
         return StageFailed(
             stage,
             cause,

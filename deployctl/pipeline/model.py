@@ -87,7 +87,7 @@ class ReleaseRecord:
 
     id: str
     stack: str
-    kind: Literal["release", "rollback", "rotate"]
+    kind: Literal["release", "rollback", "rotate", "heal"]  # heal: a no-change `up` that mended what serves
     started: float
     command: str
     git_sha: str | None = None  # HEAD of the app's repository

@@ -27,10 +27,12 @@ code may not survive.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from deployctl.config import Stack
+from deployctl.pipeline import health
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
 from deployctl.pipeline.migrations import pending_findings
@@ -41,6 +43,7 @@ from deployctl.pipeline.steps import (
     Build,
     CheckDatabaseLogin,
     Deploy,
+    Pin,
     PinSecrets,
     Promote,
     Retire,
@@ -69,6 +72,13 @@ class ReleaseFacts(Facts):
         return combined_hash(self.source_hashes)
 
 
+@dataclass(frozen=True)
+class HealFacts(ReleaseFacts):
+    """A no-change ``up`` over a stack whose serving release does not answer: the same facts, another plan."""
+
+    kind: ClassVar[PlanKind] = "heal"
+
+
 def plan_release(target: Target, options: Options) -> Plan[ReleaseFacts]:
     """Everything ``release`` would do, computed without a single mutating call."""
     stack = target.stack
@@ -80,21 +90,46 @@ def plan_release(target: Target, options: Options) -> Plan[ReleaseFacts]:
     facts = ReleaseFacts(hashes, versions, fingerprint, serving.id if serving else None, previous)
     plan = Plan(stack.name, target.name, facts)
     unchanged = bool(serving and serving.fingerprint == fingerprint and all(versions.values()))
-    if unchanged and serving and not options.force and _healthy(target, serving):
-        plan.noop, plan.reason = True, f"nothing changed: release {serving.id} serves"
+    if unchanged and serving and not options.force and _serves_fully(target, serving):
+        found = health.check(target, serving.revisions)
+        if found.answers:
+            plan.noop, plan.reason = True, f"nothing changed: release {serving.id} serves"
+        else:  # nothing changed, but what serves does not answer: never "nothing changed" over it
+            heal = HealFacts(hashes, versions, fingerprint, serving.id, previous)
+            plan = Plan[ReleaseFacts](stack.name, target.name, heal, warnings=found.problems())
+            plan.stages = heal_stages(target, serving, found, _builds(target, hashes, options, found.dead_revisions))
         return plan
     plan.warnings = [finding.message() for finding in pending_findings(target, options.root)]
-    builds = []
-    for svc, source_hash in hashes.items():
-        found = None if options.image else target.find_artifact(svc, source_hash)
-        builds.append(Build(svc, source_hash, existing=found, image=options.image))
     plan.stages = [
-        Stage("build", [builds, [PinSecrets(pins_of(stack, versions))]]),
+        Stage("build", [_builds(target, hashes, options, hashes), [PinSecrets(pins_of(stack, versions))]]),
         job_stage(stack, "migrate"),
         *candidate_stages(target, list(stack.services), previous),
         job_stage(stack, "init"),
     ]
     return plan
+
+
+def _builds(target: Target, hashes: dict[str, str], options: Options, services: Iterable[str]) -> list[Step]:
+    builds: list[Step] = []
+    for svc in services:
+        found = None if options.image else target.find_artifact(svc, hashes[svc])
+        builds.append(Build(svc, hashes[svc], existing=found, image=options.image))
+    return builds
+
+
+def heal_stages(target: Target, serving: ReleaseRecord, found: health.Health, builds: list[Step]) -> list[Stage]:
+    """What a no-change ``up`` does when what serves does not answer (deployctl.pipeline.health): start the
+    database; replace each dead revision by a new one of the serving release's artifact (deploy → smoke →
+    straight to 100 %, nothing alive to split with); restart each dead front end and check its URL."""
+    pins = tuple(sorted(serving.secret_versions.items()))  # exactly what served: nothing is created or repinned
+    build: list[list[Step]] = [[health.StartDatabase(pins)]] if found.database is False else []
+    routers: list[Step] = [health.RestartRouter(svc, target.service_url(svc)) for svc in found.routers_down]
+    if not found.dead_revisions:
+        return [Stage("build", build), Stage("promote", [routers])] if build else [Stage("promote", [routers])]
+    deploy, smoke, promote = candidate_stages(target, list(found.dead_revisions), serving.revisions)
+    waves = [promote.waves[0], *([routers] if routers else []), *promote.waves[1:]]
+    pin = PinSecrets(tuple(Pin(name, version) for name, version in pins))
+    return [Stage("build", [*build, builds, [pin]]), deploy, smoke, replace(promote, waves=waves)]
 
 
 def job_stage(stack: Stack, kind: str) -> Stage:
@@ -107,9 +142,13 @@ def job_stage(stack: Stack, kind: str) -> Stage:
 def candidate_stages(target: Target, services: list[str], previous: dict[str, str]) -> list[Stage]:
     """deploy → smoke → promote for *services*: what a release, a promotion and a rotation share."""
     stack = target.stack
-    # canary steps need something to split against: a service's first release goes straight to 100 %
+    # canary steps need something alive to split against: a service's first release, or one whose previous
+    # revision does not answer, goes straight to 100 %; a failure routes back only onto what answers
+    back = health.fallbacks(target, previous)
+    split = {svc: rev for svc, rev in previous.items() if back.get(svc) == rev}
     promote = [
-        Promote(svc, tuple(stack.rollout.steps) if previous.get(svc) else (100,), target.service_url(svc))
+        Promote(svc, tuple(stack.rollout.steps) if split.get(svc) else (100,), target.service_url(svc),
+                split.get(svc))
         for svc in services
     ]
     smoke: list[list[Step]] = [[Smoke(svc, tuple(c.path for c in checks_for(target, svc))) for svc in services]]
@@ -118,7 +157,8 @@ def candidate_stages(target: Target, services: list[str], previous: dict[str, st
     return [
         Stage("deploy", [[Deploy(svc) for svc in services]], undo=(discard_candidates,)),
         Stage("smoke", smoke, undo=(discard_candidates,)),
-        Stage("promote", [promote, [Retire(stack.rollout.keep_revisions)]], undo=(route_back,)),
+        Stage("promote", [promote, [Retire(stack.rollout.keep_revisions)]],
+              undo=(health.RouteBack(tuple(sorted(back.items()))), discard_unrouted)),
     ]
 
 
@@ -134,23 +174,23 @@ def discard_candidates(ctx: Context) -> str | None:
     return None
 
 
-def route_back(ctx: Context) -> str | None:
-    """Undo of promote: every service goes straight back to the revision that served before."""
-    if not ctx.previous:
-        return None
-    runmod.route_all(ctx.target, ctx.previous)
-    ctx.rolled_back = True
-    return f"rolled back automatically to {', '.join(ctx.previous.values())}"
+def discard_unrouted(ctx: Context) -> str | None:
+    """After a failed traffic switch was routed back: stop the candidates that get no traffic (a failed
+    candidate is never left running as ready)."""
+    for svc, rev in ctx.candidates.items():
+        if not any(s.revision == rev.name and s.percent for s in ctx.target.traffic(svc)):
+            ctx.target.discard(svc, rev.name)
+    return None
 
 
 def release(target: Target, options: Options, reporter: Reporter) -> ReleaseRecord:
     """Make the plan under the stack's lock and execute it. Returns the ledger record; raises StageFailed."""
     with runmod.locked(target, options, reporter) as lock_id:
         plan = plan_release(target, options)  # again, under the lock: another release may just have run
-        if plan.noop:
+        if plan.noop or plan.kind == "heal":
             serving = target.ledger.get(plan.facts.serving_release or "")
             assert serving is not None
-            return _noop(serving)
+            return _heal(target, plan, serving, options, reporter, lock_id) if plan.kind == "heal" else _noop(serving)
         record = runmod.new_record(target, "release", options, lock_id)
         runmod.refuse_older_commit(target, record, options.root)
         record.fingerprint = plan.facts.fingerprint
@@ -180,8 +220,28 @@ def _noop(serving: ReleaseRecord) -> ReleaseRecord:
     )
 
 
-def _healthy(target: Target, record: ReleaseRecord) -> bool:
-    return all(
-        runmod.serves_fully(target, svc, rev) and target.revision_healthy(svc, rev)
-        for svc, rev in record.revisions.items()
-    )
+def _serves_fully(target: Target, record: ReleaseRecord) -> bool:
+    return all(runmod.serves_fully(target, svc, rev) for svc, rev in record.revisions.items())
+
+
+def _heal(target: Target, plan: Plan, serving: ReleaseRecord, options: Options, reporter: Reporter,
+          lock_id: str) -> ReleaseRecord:
+    """Execute a heal plan: a record of kind ``heal`` that serves the serving release's code and pins, with
+    its dead revisions replaced; rolling back from it goes where rolling back from that release would."""
+    record = runmod.new_record(target, "heal", options, lock_id)
+    record.previous, record.revisions = dict(serving.previous), dict(serving.revisions)
+    record.artifacts, record.secret_versions = dict(serving.artifacts), dict(serving.secret_versions)
+    record.source_hash, record.fingerprint = serving.source_hash, serving.fingerprint
+    target.ledger.save(record)
+    for warning in plan.warnings:
+        reporter.warn(warning)
+    ctx = Context(target, record, options, previous=dict(serving.revisions))
+    Executor(reporter).execute(plan, ctx)
+    record.fingerprint = serving.fingerprint  # PinSecrets took it again from the same inputs
+    record.migration_before = record.migration_after = target.migration_head() or serving.migration_after
+    done = [f"started the database of {target.stack.name}"] * any(
+        isinstance(step, health.StartDatabase) for stage in plan.stages for step in stage.steps)
+    done += [f"restarted the router of {step.service}" for stage in plan.stages for step in stage.steps
+             if isinstance(step, health.RestartRouter)]
+    done += [f"replaced dead revision {serving.revisions[svc]} with {rev.name}" for svc, rev in ctx.candidates.items()]
+    return finish(target, record, "succeeded", "healed: " + "; ".join(done))

@@ -33,7 +33,7 @@ from deployctl.pipeline.model import STAGES, Artifact, ReleaseRecord, Revision, 
 from deployctl.pipeline.run import Options
 from deployctl.pipeline.target import Target
 
-PlanKind = Literal["release", "rollback", "rotate"]
+PlanKind = Literal["release", "rollback", "rotate", "heal"]
 
 
 class Action(StrEnum):

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from deployctl.errors import DeployctlError
+from deployctl.pipeline import health
 from deployctl.pipeline import rollback_guards as guards
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
 from deployctl.pipeline.migrations import database_head
 from deployctl.pipeline.model import ReleaseRecord
-from deployctl.pipeline.orchestrator import candidate_stages, recorded_artifacts, route_back
+from deployctl.pipeline.orchestrator import candidate_stages, recorded_artifacts
 from deployctl.pipeline.plan import Context, Facts, Plan, PlanKind, Stage
 from deployctl.pipeline.rollback_guards import Guard
 from deployctl.pipeline.run import Options, Reporter
@@ -136,7 +137,8 @@ def plan_rollback(target: Target, to: str | None, guard: Guard | None = None,
     pinned = goal.secret_versions.get(db.password_secret) if db else None
     check = [Stage("smoke", [[CheckDatabaseLogin(db.password_secret, pinned)]])] if db and pinned else []
     reactivate = [Reactivate(svc, rev) for svc, rev in goal.revisions.items()]
-    plan.stages = [*check, Stage("promote", [reactivate], undo=(route_back,))]
+    back = health.RouteBack(tuple(sorted(health.fallbacks(target, previous).items())))  # never onto a corpse
+    plan.stages = [*check, Stage("promote", [reactivate], undo=(back,))]
     return plan, goal
 
 

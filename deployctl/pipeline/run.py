@@ -73,7 +73,7 @@ def settle(target: Target, record: ReleaseRecord) -> str:
       revision that served fully before it (``record.previous``), and it is ``interrupted``;
     - otherwise traffic never moved: it is ``interrupted`` and traffic stays where it was.
     """
-    kind = {"release": "release", "rollback": "rollback", "rotate": "rotation"}[record.kind]
+    kind = {"release": "release", "rollback": "rollback", "rotate": "rotation", "heal": "heal"}[record.kind]
     record.finished = time.time()
     moved = {svc: rev for svc, rev in record.revisions.items() if record.previous.get(svc) != rev}
     if moved and all(serves_fully(target, svc, rev) for svc, rev in record.revisions.items()):
@@ -126,8 +126,11 @@ def serving_release(target: Target) -> ReleaseRecord | None:
 
 def stack_status(target: Target) -> dict[str, Any]:
     """Read-only: what ``deployctl status`` reports — what serves (and any split), URLs, database, the
-    secret versions the serving revisions run with and the latest ones, the lock. Versions and names only,
-    never a secret value."""
+    secret versions the serving revisions run with and the latest ones, the lock, and whether what serves
+    answers (``health``: a dead router, revision or database is shown dead). Versions and names only, never a
+    secret value."""
+    from deployctl.pipeline import health  # health builds on this module
+
     services = target.stack.services
     serving = serving_release(target)
     revisions = serving_revisions(target)
@@ -144,6 +147,7 @@ def stack_status(target: Target) -> dict[str, Any]:
         "secret_versions": {svc: target.revision_secret_versions(svc, rev) or {} for svc, rev in revisions.items()},
         "latest_secret_versions": target.current_secret_versions(),
         "lock": None if holder is None else {**holder.__dict__, "stale": target.lock.is_stale(holder)},
+        "health": health.check(target, revisions).to_dict(),
         "facts": target.describe(),
     }
 

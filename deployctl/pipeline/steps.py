@@ -32,6 +32,14 @@ def check_service(target: Target, service: str, url: str) -> tuple[bool, str]:
     return all(r.ok for r in results), summary(results)
 
 
+def require_checks(target: Target, service: str, url: str, failed: str) -> str:
+    """Run *service*'s smoke checks against *url*; raise "<service> <failed>: <summary>" unless all pass."""
+    ok, said = check_service(target, service, url)
+    if not ok:
+        raise DeployctlError(f"{service} {failed}: {said}")
+    return said
+
+
 # -- build ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Build(Step):
@@ -247,6 +255,7 @@ class Promote(Step):
     service: str
     percents: tuple[int, ...]
     url: str
+    split_with: str | None = None  # the previous revision, when it answers: it keeps the rest of the traffic
     stage: str = "promote"
 
     def describe(self) -> str:
@@ -254,7 +263,7 @@ class Promote(Step):
 
     def run(self, ctx: Context) -> StepOutcome:
         target, rev = ctx.target, ctx.candidates[self.service]
-        old = ctx.previous.get(self.service)
+        old = self.split_with
         for percent in self.percents:
             if ctx.cancelled.is_set():
                 raise DeployctlError(f"{self.service}: stopped at {percent}%, another service failed")
@@ -286,9 +295,7 @@ class Reactivate(Step):
         target = ctx.target
         target.ensure_revision(self.service, self.revision)
         target.set_traffic(self.service, [Split(self.revision, 100)])
-        ok, said = check_service(target, self.service, target.service_url(self.service))
-        if not ok:
-            raise DeployctlError(f"{self.service} failed its checks after the switch: {said}")
+        require_checks(target, self.service, target.service_url(self.service), "failed its checks after the switch")
         return StepOutcome(f"{self.service}: 100% {self.revision}")
 
 

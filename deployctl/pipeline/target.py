@@ -102,7 +102,17 @@ class Target(Protocol):
         ...
 
     def revision_healthy(self, service: str, revision: str) -> bool:
-        """Whether the revision exists and could serve (for the no-change check and rollback)."""
+        """Whether the revision exists and answers (local: its process answers its startup probe; Cloud Run: its
+        Ready condition): for status, the no-change check, and where a failed stage may route back to."""
+        ...
+
+    def router_healthy(self, service: str) -> bool:
+        """Whether the service's stable URL has a front end that answers (local: the router process runs and
+        its port accepts a connection; Cloud Run: the service's Ready condition is not False)."""
+        ...
+
+    def database_healthy(self) -> bool | None:
+        """Whether the stack's database server runs; None when this machine cannot tell (gcp) or there is none."""
         ...
 
     def smoke_auth(self, service: str) -> dict[str, str]:
@@ -162,6 +172,10 @@ class Target(Protocol):
 
     def set_traffic(self, service: str, splits: list[Split]) -> None:
         """Route the service's traffic; percents add up to 100."""
+        ...
+
+    def restart_router(self, service: str) -> None:
+        """Bring the service's front end back (local: start its router again); raise when it stays down."""
         ...
 
     def ensure_revision(self, service: str, revision: str) -> Revision:

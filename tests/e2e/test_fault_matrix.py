@@ -13,9 +13,11 @@ invariants, as issue 12 states them:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -225,4 +227,119 @@ def test_a_rollback_after_a_rotation_never_serves_a_disabled_version(project: Pr
     run("rollback", "local", "--repin")  # the old code, pinned to the versions enabled now
     _invariants_after_the_fault(project, run, None)
     assert project.status()["lock"] is None
+    _no_canary(project, outputs)
+
+
+# -- issue 17: what serves is checked, not assumed ---------------------------------------------------------
+class SteadyClient:
+    """A bounded loop of requests to the stable URL on loopback, in a thread: every answer that is not a 200
+    is a failure a user would have seen."""
+
+    def __init__(self, url: str, most: int = 20_000) -> None:
+        self.url, self.most = url, most
+        self.sent = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=10) as client:
+            while self.sent < self.most and not self._stop.is_set():
+                try:
+                    answer = client.get(f"{self.url}/health")
+                    if answer.status_code != 200:
+                        self.failures.append(f"{answer.status_code} from {answer.headers.get('x-deployctl-revision')}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(type(exc).__name__)
+                self.sent += 1
+                time.sleep(0.01)
+
+    def __enter__(self) -> SteadyClient:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def _kill_recorded(state_file: Path) -> int:
+    """kill -9 the process a state file records (a router or a revision); wait until it is gone."""
+    import psutil
+
+    pid = int(json.loads(state_file.read_text())["pid"])
+    os.kill(pid, signal.SIGKILL)
+    _until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, timeout=10)
+    return pid
+
+
+def _canary_stack(project: Project, outputs: list[str], steps: tuple[int, ...] = (100,)) -> Any:
+    run = _recording(project, outputs)
+    project.write_stack(api_token=True, steps=steps)
+    run("secrets", "set", "local", "API_TOKEN", stdin=CANARY)
+    run("up", "local")
+    return run
+
+
+def test_a_killed_router_is_shown_dead_and_the_next_up_restarts_it(project: Project) -> None:
+    outputs: list[str] = []
+    run = _canary_stack(project, outputs)
+    first = project.serving()
+    _kill_recorded(project.state / "routers" / "api.json")
+
+    health = project.status()["health"]
+    assert health["answers"] is False
+    assert health["services"]["api"] == {"revision": first, "revision_alive": True, "router_alive": False}
+    assert "api: router DEAD, revision " + first + " alive" in run("status", "local").stdout
+    planned = run("up", "local", "--dry-run").stdout
+    assert "restart the router of api (it does not answer)" in planned and "Nothing changed" not in planned
+    healed = run("up", "local")
+    assert "healed: restarted the router of api" in healed.stdout
+    assert project.serving() == first and project.status()["health"]["answers"] is True
+    heal = project.ledger()[0]
+    assert heal["kind"] == "heal" and [s["action"] for s in heal["plan"]] == ["run"]  # the plan it ran
+
+    with SteadyClient(project.url) as client:
+        assert run("up", "local").stdout.startswith("Nothing changed")
+        project.variant(VERSION=2)
+        run("up", "local")
+        assert run("up", "local").stdout.startswith("Nothing changed")
+    assert client.sent > 0 and client.failures == []
+    _invariants_after_the_fault(project, run, None)
+    _no_canary(project, outputs)
+
+
+def test_a_killed_serving_revision_is_replaced_never_split_with_nor_routed_back_to(project: Project) -> None:
+    outputs: list[str] = []
+    run = _canary_stack(project, outputs, steps=(50, 100))
+    first = project.serving()
+    _kill_recorded(project.state / "revisions" / f"{first}.json")
+    assert project.status()["health"]["services"]["api"]["revision_alive"] is False
+
+    project.variant(VERSION=2)  # a change: its candidate must not share traffic with the corpse
+    run("up", "local")
+    second = project.serving()
+    release = project.ledger()[0]
+    promote = next(s for s in release["stages"] if s["name"] == "promote")
+    assert release["outcome"] == "succeeded" and second != first
+    assert promote["detail"].startswith("100%;"), promote["detail"]  # straight to 100 %, no 50 % step
+
+    _kill_recorded(project.state / "revisions" / f"{second}.json")  # nothing changed, and it is dead
+    healed = run("up", "local")
+    third = project.serving()
+    assert f"healed: replaced dead revision {second} with {third}" in healed.stdout
+    heal = project.ledger()[0]
+    assert [s["name"] for s in heal["stages"]] == ["build", "deploy", "smoke", "promote"]
+    assert all(s["status"] == "ok" for s in heal["stages"])
+
+    with SteadyClient(project.url) as client:
+        project.variant(VERSION=3)  # a 50 % step again, with a previous revision that answers
+        run("up", "local")
+        assert run("up", "local").stdout.startswith("Nothing changed")
+    assert client.sent > 0 and client.failures == []
+    ready = [r for r in (project.state / "revisions").glob("*.json") if json.loads(r.read_text())["state"] == "ready"]
+    assert len(ready) <= 2  # keep_revisions: 2; no corpse or failed candidate is left "ready"
+    _invariants_after_the_fault(project, run, None)
     _no_canary(project, outputs)

@@ -37,6 +37,7 @@ class FakeRunServices:
         self.revisions: dict[str, run_v2.Revision] = {}
         self.templates: dict[str, bytes] = {}  # revision -> the configuration it was created with
         self.broken_images: set[str] = set()
+        self.crashed: set[str] = set()  # full revision names whose instances crashed after promotion (crash())
         self.behaviours: dict[str, Behaviour] = {}  # image -> how its revisions answer HTTP
         # the twin's runtime (runtime.py): when set, a new revision starts a real instance of its image and is
         # Ready only if that instance starts; requests to it are proxied to the instance
@@ -72,6 +73,24 @@ class FakeRunServices:
             del update.traffic[:]
             update.traffic.extend(traffic)
             self._apply(update, check_etag=False)
+
+    def crash(self, service: str, revision: str) -> None:
+        """The revision's instances crash after it was promoted (the app dies, its health check fails): Cloud Run
+        reports it on the revision's conditions, ``Ready`` and ``ContainerHealthy`` False with the revision
+        reason HEALTH_CHECK_CONTAINER_ERROR ("There was a health check error"; Cloud Run Admin API v2,
+        Condition.RevisionReason), and requests routed to it get 503. It keeps its traffic: Cloud Run moves
+        none by itself, and a revision that is not Ready cannot get a new share (``_check_traffic``)."""
+        with self.lock:
+            rev = self.revisions[f"{service}/revisions/{revision}"]
+            failed, why = run_v2.Condition.State.CONDITION_FAILED, run_v2.Condition.RevisionReason
+            message = "The user-provided container exited and failed its health check."
+            del rev.conditions[:]
+            rev.conditions.extend([
+                run_v2.Condition(type_=kind, state=failed, message=message,
+                                 revision_reason=why.HEALTH_CHECK_CONTAINER_ERROR)
+                for kind in ("Ready", "ContainerHealthy")
+            ])
+            self.crashed.add(rev.name)
 
     def serving(self, name: str) -> dict[str, int]:
         svc = self.services[name]
@@ -213,11 +232,15 @@ class FakeRunServices:
     def _check_traffic(self, service: str, traffic: Any) -> str | None:
         if sum(t.percent for t in traffic) != 100:
             return "traffic percents must add up to 100"
+        current = self.services.get(service)
+        had = {t.revision: t.percent for t in current.traffic_statuses} if current is not None else {}
         for target in traffic:
             full = f"{service}/revisions/{target.revision}"
             if target.type_ == _REVISION and full not in self.revisions:
                 return f"Revision '{target.revision}' does not exist"
-            if target.percent and target.type_ == _REVISION and not _ready(self.revisions[full]):
+            # a revision that crashed keeps what it had (crash()); it may not get more
+            grows = target.percent > had.get(target.revision, 0)
+            if grows and target.type_ == _REVISION and not _ready(self.revisions[full]):
                 return f"Revision '{target.revision}' is not ready and cannot serve traffic."
         tags = [t.tag for t in traffic if t.tag]
         return "tags must be unique" if len(tags) != len(set(tags)) else None
@@ -250,6 +273,8 @@ class FakeRunServices:
         return next((s for n, s in self.services.items() if n.endswith(f"/services/{service_id}")), None)
 
     def answer(self, revision: run_v2.Revision, path: str) -> tuple[int, str]:
+        if revision.name in self.crashed:
+            return 503, "Service Unavailable"
         if self.runtime is not None:
             answered: tuple[int, str] = self.runtime.answer(revision.name, path)
             return answered

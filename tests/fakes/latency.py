@@ -129,6 +129,7 @@ class LatencyTarget:
     calls: Counter[str] = field(default_factory=Counter)
     peak: Counter[str] = field(default_factory=Counter)  # the most calls of a kind that were in flight at once
     discarded: list[str] = field(default_factory=list)
+    dead: set[str] = field(default_factory=set)  # revisions whose instances died (revision_healthy is False)
     secret_states: dict[str, dict[str, str]] = field(default_factory=dict)  # secret -> version -> state
     secrets: dict[str, list[str]] = field(default_factory=dict)  # secret -> its versions, oldest first
     log: list[tuple[str, float]] = field(default_factory=list)  # (kind, seconds) of every operation, in order
@@ -181,7 +182,13 @@ class LatencyTarget:
         return list(self._traffic.get(service, []))
 
     def revision_healthy(self, service: str, revision: str) -> bool:
-        return revision in self._revisions
+        return revision in self._revisions and revision not in self.dead
+
+    def router_healthy(self, service: str) -> bool:
+        return True
+
+    def database_healthy(self) -> bool | None:
+        return None
 
     def smoke_auth(self, service: str) -> dict[str, str]:
         return {}
@@ -239,6 +246,9 @@ class LatencyTarget:
     def set_traffic(self, service: str, splits: list[Split]) -> None:
         self._timed("traffic", self.latency.traffic_s)
         self._traffic[service] = list(splits)
+
+    def restart_router(self, service: str) -> None:
+        pass
 
     def ensure_revision(self, service: str, revision: str) -> Revision:
         return Revision(service, revision, self.service_url(service), "")

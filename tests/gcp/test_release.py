@@ -197,3 +197,24 @@ def test_the_first_release_makes_one_revision_per_service(cloud: Cloud, reporter
     revisions = [name.rsplit("/", 1)[-1] for name in cloud.run.revisions if name.startswith(SERVICE + "/revisions/")]
     assert revisions == [record.revisions["api"]]
     assert cloud.run.serving(SERVICE) == {record.revisions["api"]: 100}
+
+
+def test_a_revision_that_crashed_after_promotion_is_shown_dead_and_replaced(cloud: Cloud, reporter) -> None:
+    from deployctl.pipeline.run import stack_status
+
+    first = _up(cloud, reporter)
+    dead = first.revisions["api"]
+    cloud.run.crash(SERVICE, dead)
+    health = stack_status(cloud.target())["health"]
+    assert health["answers"] is False
+    assert health["services"]["api"] == {"revision": dead, "revision_alive": False, "router_alive": True}
+    plan = orchestrator.plan_release(cloud.target(), cloud.options(IMAGE))
+    assert plan.kind == "heal" and plan.warnings == [f"revision {dead} of api does not answer"]
+    healed = _up(cloud, reporter)  # nothing changed, but what serves does not answer
+    new = healed.revisions["api"]
+    assert healed.kind == "heal" and healed.outcome == "succeeded" and new != dead
+    assert healed.message == f"healed: replaced dead revision {dead} with {new}"
+    assert cloud.run.serving(SERVICE) == {new: 100}  # straight to 100 %: nothing alive to split with
+    assert cloud.run.revisions[f"{SERVICE}/revisions/{new}"].containers[0].image == IMAGE  # the same artifact
+    assert stack_status(cloud.target())["health"]["answers"] is True
+    assert _up(cloud, reporter).outcome == "noop"

@@ -94,6 +94,19 @@ class CloudRunServices:
         svc = self.get(service)
         return [] if svc is None else _statuses(svc)
 
+    def ready(self, service: str) -> str | None:
+        """Why the service is not Ready (its terminal condition is False), or None when it is or cannot say.
+
+        Cloud Run Admin API v2, Service.terminal_condition: "The Condition of this Service, containing its
+        readiness status"; its type is ``Ready``."""
+        svc = self.get(service)
+        if svc is None:
+            return "the service does not exist"
+        condition = svc.terminal_condition
+        if condition.state == condition.State.CONDITION_FAILED:
+            return str(condition.message) or str(condition.reason) or "its Ready condition is False"
+        return None
+
     def tag_url(self, service: str, tag: str) -> str | None:
         svc = self.get(service)
         for status in svc.traffic_statuses if svc else []:

@@ -140,6 +140,20 @@ class GcpTarget:
         info = self.run.revision(service, revision)
         return bool(info and info.ready)
 
+    def router_healthy(self, service: str) -> bool:
+        return self.run.ready(service) is None
+
+    def database_healthy(self) -> bool | None:
+        return None  # Cloud SQL answers only inside the VPC (see check_database_login)
+
+    def restart_router(self, service: str) -> None:
+        """Cloud Run runs the front end itself: nothing to restart; say why it does not serve."""
+        why = self.run.ready(service)
+        if why is not None:
+            raise DeployctlError(f"Cloud Run reports service {service} not ready: {why}",
+                                 f"Check the service: gcloud run services describe {service} "
+                                 f"--region {self.stack.region}")
+
     def smoke_auth(self, service: str) -> dict[str, str]:
         """A private service (no allUsers invoker) answers only requests with a Google-signed ID token whose
         audience is the service's URL (Cloud Run: "Authenticating service-to-service"); its tag URLs take
@@ -349,7 +363,8 @@ class GcpTarget:
         return str((applied or {}).get("fingerprint") or "")
 
     def _revision_name(self, service: str, image: str, versions: dict[str, str],
-                       env: dict[str, str] | None = None, settings: str | None = None) -> str:
+                       env: dict[str, str] | None = None, settings: str | None = None,
+                       replaces: str | None = None) -> str:
         """Named after what the revision runs: its image, pins and env, and the settings its template carries —
         those of the last ``pulumi up`` (its infrastructure fingerprint), not the stack file's, which a command
         that applies nothing (a rotation, a code-only release) does not put in the template it copies."""
@@ -361,6 +376,8 @@ class GcpTarget:
         }
         if env:  # the login in {db_user} changes with the password version, even where no secret env does
             data["env"] = env
+        if replaces:  # the same configuration again, after that revision's instances crashed (see _crashed)
+            data["replaces"] = replaces
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.names.service(self.stack, service)}-{digest}"  # Cloud Run: <service name>-<suffix>
 
@@ -415,10 +432,22 @@ class GcpTarget:
         secret_env = self._secret_env(service, secret_versions)
         env = self._fact_env(service, secret_versions)
         name = self._revision_name(service, artifact.ref, secret_versions, env)
+        for _ in range(20):  # a serving revision of this name whose instances crashed: make a fresh one
+            if not self._crashed(service, name):
+                break
+            name = self._revision_name(service, artifact.ref, secret_versions, env, replaces=name)
         spec = Spec(name, artifact.ref, secret_env, {"deployctl-release": release_id.lower()}, env)
         info = self.run.deploy(service, spec)
         url = self.run.tag_url(service, CANDIDATE_TAG) or self.service_url(service)
         return Revision(service, info.name, url, artifact.ref, dict(secret_versions))
+
+    def _crashed(self, service: str, name: str) -> bool:
+        """The revision *name* exists, gets traffic and is not Ready: its instances failed after it was promoted.
+        Cloud Run does not make such a revision Ready again, and a revision's name is unique (reusing it keeps
+        the failed revision), so its replacement from the same image needs a name of its own."""
+        info = self.run.revision(service, name)
+        return info is not None and not info.ready and any(
+            s.revision == name and s.percent for s in self.run.traffic(service))
 
     def set_traffic(self, service: str, splits: list[Split]) -> None:
         live = {s.revision for s in self.run.traffic(service) if s.percent}

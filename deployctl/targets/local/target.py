@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from deployctl import interrupts
 from deployctl.config import Job, Stack
@@ -303,12 +304,33 @@ class LocalTarget:
     def _router_port(self, service: str) -> int:
         return self.stack.local.port + list(self.stack.services).index(service)
 
+    def _router_state(self, service: str) -> dict[str, Any] | None:
+        try:
+            state: dict[str, Any] = json.loads((self.paths.root / "routers" / f"{service}.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return state
+
+    def router_healthy(self, service: str) -> bool:
+        state = self._router_state(service)
+        port = self._router_port(service)
+        return bool(state and state["port"] == port and procs.alive(state["pid"], state["pid_started"])
+                    and not _port_free(self.stack.local.host, port))
+
+    def restart_router(self, service: str) -> None:
+        self._ensure_router(service)
+
+    def database_healthy(self) -> bool | None:
+        return None if self.db is None else self.db.running()
+
     def _ensure_router(self, service: str) -> None:
+        """Start the service's router unless the recorded one runs and its port answers (a router that hangs
+        is replaced like a dead one)."""
         state_file = self.paths.root / "routers" / f"{service}.json"
         port, host = self._router_port(service), self.stack.local.host
-        if state_file.is_file():
-            state = json.loads(state_file.read_text())
-            if state["port"] == port and procs.alive(state["pid"], state["pid_started"]):
+        state = self._router_state(service)
+        if state is not None:
+            if self.router_healthy(service):
                 return
             procs.stop(state["pid"], state["pid_started"])
         if not _port_free(host, port):
