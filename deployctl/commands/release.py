@@ -147,7 +147,7 @@ def status(stack: str, as_json: bool) -> None:
     """
     from deployctl.output import emit_json, line
     from deployctl.pipeline.model import LockInfo
-    from deployctl.pipeline.run import stack_status
+    from deployctl.pipeline.status import stack_status
 
     _, target = open_stack(stack)
     facts = stack_status(target)

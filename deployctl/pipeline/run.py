@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from deployctl.errors import DeployctlError
 from deployctl.pipeline.model import ReleaseRecord, Split, StageResult, StageStatus
@@ -122,34 +122,6 @@ def serving_release(target: Target) -> ReleaseRecord | None:
         if record.outcome == "succeeded" and record.revisions == serving:
             return record
     return None
-
-
-def stack_status(target: Target) -> dict[str, Any]:
-    """Read-only: what ``deployctl status`` reports — what serves (and any split), URLs, database, the
-    secret versions the serving revisions run with and the latest ones, the lock, and whether what serves
-    answers (``health``: a dead router, revision or database is shown dead). Versions and names only, never a
-    secret value."""
-    from deployctl.pipeline import health  # health builds on this module
-
-    services = target.stack.services
-    serving = serving_release(target)
-    revisions = serving_revisions(target)
-    holder = target.lock.holder()
-    return {
-        "stack": target.stack.name,
-        "target": target.name,
-        "serving_release": serving.id if serving else None,
-        "revisions": revisions,
-        "traffic": {svc: [{"revision": s.revision, "percent": s.percent} for s in target.traffic(svc) if s.percent]
-                    for svc in services},
-        "urls": {svc: target.service_url(svc) for svc in services},
-        "migration_head": target.migration_head(),
-        "secret_versions": {svc: target.revision_secret_versions(svc, rev) or {} for svc, rev in revisions.items()},
-        "latest_secret_versions": target.current_secret_versions(),
-        "lock": None if holder is None else {**holder.__dict__, "stale": target.lock.is_stale(holder)},
-        "health": health.check(target, revisions).to_dict(),
-        "facts": target.describe(),
-    }
 
 
 def serves_fully(target: Target, service: str, revision: str) -> bool:

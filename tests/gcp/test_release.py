@@ -200,7 +200,7 @@ def test_the_first_release_makes_one_revision_per_service(cloud: Cloud, reporter
 
 
 def test_a_revision_that_crashed_after_promotion_is_shown_dead_and_replaced(cloud: Cloud, reporter) -> None:
-    from deployctl.pipeline.run import stack_status
+    from deployctl.pipeline.status import stack_status
 
     first = _up(cloud, reporter)
     dead = first.revisions["api"]

@@ -8,7 +8,7 @@ import pytest
 from deployctl.errors import PreconditionError
 from deployctl.pipeline import orchestrator, rollback, rotate
 from deployctl.pipeline.rollback_guards import Guard
-from deployctl.pipeline.run import stack_status
+from deployctl.pipeline.status import stack_status
 from tests.fakes.drongo_ext import secret_values
 from tests.gcp.conftest import IMAGE, IMAGE2, SERVICE, Cloud
 

@@ -12,8 +12,10 @@ import pytest
 from deployctl.errors import StageFailed
 from deployctl.pipeline import orchestrator
 from deployctl.pipeline.model import ReleaseRecord, Split
-from deployctl.pipeline.run import Options, QuietReporter, stack_status
+from deployctl.pipeline.run import Options
+from deployctl.pipeline.status import stack_status
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
+from tests.fakes.reporter import QuietReporter
 
 FAST = Latency(build_s=0.0, job_s=0.0, deploy_s=0.0, smoke_s=0.0)
 

@@ -81,7 +81,7 @@ def good(release_id: str, **changes: object) -> str:
     (good("r0002", started="yesterday"), "started: Input should be a valid number"),
     (good("r0002", started="1700000000"), "started: Input should be a valid number"),  # strict: no coercion
     (good("r0002", stages=[{"name": "build"}]), "stages.0.status: Field required (and 1 more)"),
-    (good("r0002", kind="deploy"), "kind: Input should be 'release', 'rollback' or 'rotate'"),
+    (good("r0002", kind="deploy"), "kind: Input should be 'release', 'rollback', 'rotate' or 'heal'"),
     (good("r0009"), "it holds the record of r0009"),
 ], ids=["bad JSON", "not an object", "wrong type", "a number as a string", "bad stage", "unknown kind", "other id"])
 def test_a_record_that_cannot_be_read_is_one_error_naming_it(medium: Medium, text: str, reason: str) -> None:
