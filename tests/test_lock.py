@@ -1,5 +1,9 @@
 """uv.lock is the one lock: it must match the pyproject files it was made from, and every file exported
-from it must be exactly what uv exports now. A new release on PyPI changes neither, so it fails nothing."""
+from it must be exactly what uv exports now. A new release on PyPI changes neither, so it fails nothing.
+
+uv runs offline with an empty cache of its own (not the user's, which it would find through the password
+database even without HOME): what these tests see cannot depend on what a machine's cache happens to hold.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import runpy
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,9 +20,11 @@ INPUTS = ["pyproject.toml", "app/pyproject.toml", "uv.lock"]
 
 
 def uv(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_PYTHON": sys.executable}
-    return subprocess.run([str(UV), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
+    with tempfile.TemporaryDirectory(prefix="uv-cache-") as cache:
+        env = {"PATH": "/usr/bin:/bin", "UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never",
+               "UV_PYTHON": sys.executable, "UV_CACHE_DIR": cache}
+        return subprocess.run([str(UV), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
 
 
 def copy_inputs(dest: Path) -> Path:
@@ -33,13 +40,24 @@ def test_the_lock_matches_its_inputs() -> None:
 
 
 def test_the_check_fails_when_an_input_changes(tmp_path: Path) -> None:
+    """A changed input makes uv judge the lock stale before it resolves anything, so the check fails.
+
+    A matching lock is accepted without a resolution (the test above, with the same empty cache). A stale
+    one sends uv to resolve anew, which offline with an empty cache cannot finish: the check fails either
+    way, and uv's own verdict, logged before the resolution, says it is the changed input that made it
+    resolve. (With a cache that holds every package's index pages, uv would finish the resolution and say
+    the lock "needs to be updated" instead; these tests never see such a cache.)
+    """
     project = copy_inputs(tmp_path)
+    assert uv("lock", "--check", "--offline", cwd=project).returncode == 0  # the copy alone changes nothing
     app = project / "app" / "pyproject.toml"
     app.write_text(app.read_text().replace('    "pgvector>=0.2",\n', ""))  # a dependency dropped
     assert "pgvector" not in app.read_text()
-    out = uv("lock", "--check", "--offline", cwd=project)
-    assert out.returncode != 0
-    assert "needs to be updated" in out.stderr
+    out = uv("lock", "--check", "--offline", "--verbose", cwd=project)
+    assert out.returncode == 1, out.stderr
+    assert ("Resolving despite existing lockfile due to mismatched requirements for: `deployctl-sample-app"
+            in out.stderr), out.stderr
+    assert "the network was disabled" in out.stderr.splitlines()[-1], out.stderr
 
 
 def test_exported_requirements_are_the_lock_now(tmp_path: Path) -> None:

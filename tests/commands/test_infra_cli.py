@@ -16,13 +16,6 @@ from tests.cli_runner import RunCli
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A copy of the repository's stacks (commands find the project from the working directory)."""
-    shutil.copytree(ROOT / "stacks", tmp_path / "stacks")
-    return tmp_path
-
-
 def test_plan_staging(project: Path, run_cli: RunCli) -> None:
     result = run_cli(["plan", "staging"], project)
     assert result.exit_code == 0

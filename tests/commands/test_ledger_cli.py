@@ -5,7 +5,6 @@ then they work again. The damage is tests/unit/test_ledger_damage.py's, on a sta
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,20 +16,12 @@ from tests.cli_runner import RunCli
 from tests.unit.test_ledger_damage import DAMAGE, seed
 from tests.unit.test_ledger_damage import state_of as files_of
 
-ROOT = Path(__file__).resolve().parents[2]
 HINT = "Hint: Repair it: deployctl ledger repair local\n"
 
 
 def state_of(directory: Path) -> dict[str, bytes]:
     """The stack's state files but the lock's (commands that take the lock make its mutex file)."""
     return {name: data for name, data in files_of(directory).items() if not name.startswith("lock.")}
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copytree(ROOT / "stacks", tmp_path / "project" / "stacks")
-    monkeypatch.setenv("DEPLOYCTL_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "project"
 
 
 @pytest.fixture

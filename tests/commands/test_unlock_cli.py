@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-
-import pytest
 
 from deployctl.targets.local.state import FileLock
 from tests.cli_runner import RunCli
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copytree(ROOT / "stacks", tmp_path / "project" / "stacks")
-    monkeypatch.setenv("DEPLOYCTL_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "project"
 
 
 def test_unlock_without_force_exits_0_when_free_and_4_when_locked(

@@ -57,6 +57,7 @@ def test_an_extension_no_postgres_here_has_is_one_line_before_any_change(project
 CLOUD_SQL_SET = ["vector", "uuid-ossp", "pgcrypto", "citext", "pg_trgm", "hstore", "btree_gist"]
 
 
+@pytest.mark.system_postgres
 def test_the_extensions_apps_use_on_cloud_sql_are_all_here_on_this_machines_postgres(project):
     _with_extensions(project, f"[{', '.join(CLOUD_SQL_SET)}]")
     project.run("up", "local")
@@ -70,6 +71,7 @@ def test_the_extensions_apps_use_on_cloud_sql_are_all_here_on_this_machines_post
     assert set(CLOUD_SQL_SET) <= created  # by the admin role, before migrate
 
 
+@pytest.mark.system_postgres
 def test_data_keeps_its_postgres_and_an_extension_it_lacks_says_how_to_move(project):
     project.run("up", "local")  # the mini app's stack: no extension, so the embedded server
     assert project.status()["facts"]["database"].startswith("embedded Postgres 16.2 (pgserver) (running")

@@ -119,6 +119,7 @@ APPS = [
 ]
 
 
+@pytest.mark.system_postgres
 @pytest.mark.parametrize("spec", APPS, ids=[a.name for a in APPS])
 def test_an_app_with_a_database_releases_changes_rolls_back_and_rotates(init_app, spec, record_property):
     app = init_app(spec.name)

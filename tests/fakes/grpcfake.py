@@ -143,20 +143,34 @@ class GrpcFake:
         if self._server is not None:
             self._server.stop(grace=None)
 
-    def channel(self, credentials: Any = None) -> grpc.Channel:
-        """A channel to the fakes; with google.auth *credentials*, each call carries their bearer token."""
+    def channel(self, credentials: Any = None, sending: Callable[[str, Any], None] | None = None) -> grpc.Channel:
+        """A channel to the fakes; with google.auth *credentials*, each call carries their bearer token.
+        *sending* is called with (method, request) in the caller's own thread before each call leaves it:
+        where a test stops one client for good (a killed process), which the server-side ``before`` cannot
+        do, as the client's own deadline would end the wait there and let it go on."""
         if credentials is None:
-            return grpc.insecure_channel(self.address)
-        from google.api_core import grpc_helpers
+            channel = grpc.insecure_channel(self.address)
+        else:
+            from google.api_core import grpc_helpers
 
-        local = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
-        return grpc_helpers.create_channel(self.secure_address, credentials=credentials, ssl_credentials=local)
+            local = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+            channel = grpc_helpers.create_channel(self.secure_address, credentials=credentials, ssl_credentials=local)
+        return channel if sending is None else grpc.intercept_channel(channel, _Sending(sending))
 
     def mutations(self, prefix: str = "") -> list[tuple[str, str]]:
         return [c for c in self.calls if c[0].split("/")[-1].startswith(_MUTATING) and c[0].startswith(prefix)]
 
 
 _MUTATING = ("Create", "Update", "Delete", "Run", "Cancel", "Set")
+
+
+class _Sending(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, hook: Callable[[str, Any], None]) -> None:
+        self.hook = hook
+
+    def intercept_unary_unary(self, continuation: Any, details: grpc.ClientCallDetails, request: Any) -> Any:
+        self.hook(details.method.rsplit("/", 1)[-1], request)
+        return continuation(details, request)
 
 
 class _Handlers(grpc.GenericRpcHandler):

@@ -98,12 +98,13 @@ class Cloud:
 
     def target(self, stack: str = "staging", policy: RetryPolicy | None = None, engine: object = None,
                id_token: Callable[[str], str] | None = None, credentials: Any = None,
-               log_credentials: Any = None) -> GcpTarget:
+               log_credentials: Any = None, sending: Callable[[str, Any], None] | None = None) -> GcpTarget:
         """A GcpTarget on the fakes; its clients send *credentials* (None: none, the legacy cloud's owner), its Cloud
-        Logging reads *log_credentials* when given (another principal than the rest)."""
+        Logging reads *log_credentials* when given (another principal than the rest); *sending* sees each of its
+        gRPC calls before it leaves (GrpcFake.channel)."""
         config = load(stack, self.root)
         config = config.model_copy(update={"rollout": config.rollout.model_copy(update={"drain_s": 0.0})})
-        channel = self.grpc.channel(credentials)
+        channel = self.grpc.channel(credentials, sending)
         creds = credentials or AnonymousCredentials()
         return GcpTarget(
             config,
