@@ -14,6 +14,7 @@ from deployctl.config import Stack
 from deployctl.errors import ConfigError, DeployctlError
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
+from deployctl.pipeline.migrations import database_head
 from deployctl.pipeline.model import ReleaseRecord
 from deployctl.pipeline.orchestrator import candidate_stages, plan_release, recorded_artifacts
 from deployctl.pipeline.plan import Context, Plan, Stage, Step, StepOutcome
@@ -85,6 +86,8 @@ def rotate(target: Target, name: str, value: str | None, options: Options, repor
         up_to_date = serving is not None and plan_release(target, Options()).noop
         record = runmod.new_record(target, "rotate", options, lock_id)
         record.previous = runmod.serving_revisions(target)
+        # the schema its revisions run on: a rollback to this rotation compares its code with this head
+        record.migration_before = record.migration_after = database_head(target)
         if serving is not None:  # what it will serve: the serving revisions, the affected ones replaced by Deploy
             record.revisions = dict(serving.revisions)
         target.ledger.save(record)
