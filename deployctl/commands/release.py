@@ -20,10 +20,12 @@ _DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 @click.option("--image", metavar="REF@sha256:DIGEST", help="Deploy this image instead of building (gcp stacks).")
 @click.option("--accept-risk", "accept_risks", multiple=True, metavar="RULE_ID",
               help="Release although this policy rule fails (recorded in the ledger). Repeatable.")
+@click.option("--accept-empty-database", is_flag=True,
+              help="Release onto an empty database although the ledger says it held data (recorded in the ledger).")
 @lock_timeout_option
 @json_option
 def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: tuple[str, ...],
-       lock_timeout: float, as_json: bool) -> None:
+       accept_empty_database: bool, lock_timeout: float, as_json: bool) -> None:
     """Build, migrate, deploy, smoke-test and promote a release of STACK.
 
     The candidate gets traffic only after its smoke checks pass; if checks through the service URL
@@ -45,7 +47,7 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
     # the policy gate is offline: it runs before the target is opened (a gcp target needs pulumi and credentials)
     spec, target = open_stack(stack, before_open=lambda s: preflight(s, accept_risks))
     options = Options(command=command_line(), force=force, lock_timeout_s=lock_timeout, image=image,
-                      accept_risks=accept_risks, root=project_root())
+                      accept_risks=accept_risks, accept_empty_database=accept_empty_database, root=project_root())
     if dry_run:
         plan = orchestrator.plan_release(target, options)
         show_plan(plan, as_json, f"Plan for {stack} ({target.name}): nothing will be changed by this command.")

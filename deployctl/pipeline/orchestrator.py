@@ -31,7 +31,7 @@ import time
 from deployctl.config import Stack
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
-from deployctl.pipeline.migrations import pending_findings
+from deployctl.pipeline.migrations import check_data_kept, pending_findings
 from deployctl.pipeline.model import Artifact, ReleaseRecord, combined_hash, fingerprint_of
 from deployctl.pipeline.plan import Context, Plan, Stage, Step
 from deployctl.pipeline.run import Options, Reporter
@@ -132,7 +132,9 @@ def release(target: Target, options: Options, reporter: Reporter) -> ReleaseReco
             serving = target.ledger.get(plan.facts["serving_release"] or "")
             assert serving is not None
             return _noop(serving)
+        accepted = check_data_kept(target, options.accept_empty_database)
         record = runmod.new_record(target, "release", options, lock_id)
+        record.accepted_risks += accepted
         runmod.refuse_older_commit(target, record, options.root)
         record.fingerprint = plan.facts["fingerprint"]
         record.source_hash = combined_hash(plan.facts["source_hashes"])

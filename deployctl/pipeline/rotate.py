@@ -14,7 +14,7 @@ from deployctl.config import Stack
 from deployctl.errors import ConfigError, DeployctlError
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
-from deployctl.pipeline.migrations import database_head
+from deployctl.pipeline.migrations import check_data_kept, database_head
 from deployctl.pipeline.model import ReleaseRecord
 from deployctl.pipeline.orchestrator import candidate_stages, plan_release, recorded_artifacts
 from deployctl.pipeline.plan import Context, Plan, Stage, Step, StepOutcome
@@ -79,6 +79,7 @@ def plan_rotation(target: Target, name: str, value: str | None) -> Plan:
 def rotate(target: Target, name: str, value: str | None, options: Options, reporter: Reporter) -> ReleaseRecord:
     check_rotatable(target, name, value)
     with runmod.locked(target, options, reporter) as lock_id:
+        check_data_kept(target, accept=False)
         plan = plan_rotation(target, name, value)
         serving = target.ledger.get(plan.facts["serving_release"] or "")
         # what serves is what `up` would release now (code, settings): only then may the rotation's record say

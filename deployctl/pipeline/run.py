@@ -66,6 +66,7 @@ class Options:
     lock_timeout_s: float = 30.0
     image: str | None = None
     accept_risks: tuple[str, ...] = ()
+    accept_empty_database: bool = False  # go on over a database that lost the data the ledger recorded
     git_sha: str | None = None  # given (promote: the source stack's); else the app repository's HEAD
     git_dirty: bool | None = None
     root: Path = field(default_factory=Path.cwd)

@@ -9,6 +9,7 @@ Rules for implementers:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from deployctl.config import Job, Stack
@@ -36,6 +37,15 @@ class Ledger(Protocol):
         """Mend what of the ledger cannot be read (the caller holds the deploy lock); say what was done and
         what was lost, one sentence each. A ledger that is not damaged is left alone."""
         ...
+
+
+@dataclass(frozen=True)
+class DataLoss:
+    """What a target saw of a database that holds none of the stack's data: where the data was, and how
+    the operator gets it back."""
+
+    where: str  # "its data directory .deployctl/local/postgres holds no database"
+    restore: str  # one sentence: the copy or backup to restore from
 
 
 class Lock(Protocol):
@@ -116,6 +126,12 @@ class Target(Protocol):
 
     def migration_head(self) -> str | None:
         """The database's current migration revision, when the target can read it."""
+        ...
+
+    def database_lost(self) -> DataLoss | None:
+        """Read-only: what the target sees when the stack's database holds none of its data (its data
+        directory or its database is gone); None when it has data or the target cannot tell (Cloud SQL
+        answers only inside the VPC)."""
         ...
 
     def describe(self) -> dict[str, str]:

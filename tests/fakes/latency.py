@@ -39,6 +39,7 @@ from deployctl.pipeline.steps import (
     Smoke,
     checks_for,
 )
+from deployctl.pipeline.target import DataLoss
 
 
 @dataclass
@@ -188,6 +189,9 @@ class LatencyTarget:
 
     def migration_head(self) -> str | None:
         return self.head
+
+    def database_lost(self) -> DataLoss | None:
+        return None
 
     def describe(self) -> dict[str, str]:
         return {}
