@@ -16,6 +16,11 @@ than ``stale_after_s``. A stale holder is taken over with a warning; a live one 
 to its timeout, then fail naming the holder and the ``deployctl unlock STACK --force ID`` that breaks it.
 A holder on another host that does not heartbeat is never judged from here: a person decides.
 
+A holder checks before each step that the lock on the store is still its own (``check``): a lock deleted
+or broken under it (by hand, by ``unlock --force``) is noticed there, and the holder stops with LockLost
+instead of working on beside the command that took the lock next. The heartbeat, where there is one,
+notices the same loss between steps.
+
 Heartbeat: the GCS lock heartbeats (its holders run on laptops and on Cloud Build, where no process check
 reaches, and a long release must not look stale). The local lock does not: its holders are processes on
 this machine, whose liveness the pid and start time tell exactly, so a heartbeat would cost a thread and a
@@ -39,7 +44,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from deployctl.errors import DeployctlError, LockedError
+from deployctl.errors import DeployctlError, LockedError, LockLost
 from deployctl.pipeline.fs import atomic_write
 from deployctl.pipeline.liveness import alive, start_time
 from deployctl.pipeline.model import LockInfo
@@ -89,6 +94,7 @@ class StoredLock(Generic[V]):
         self.say = say or (lambda msg: print(msg, file=sys.stderr))  # progress: why a command is waiting
         self._beat: tuple[threading.Event, threading.Thread] | None = None
         self._version: V | None = None  # of the document we last wrote, for the heartbeat
+        self._lost = threading.Event()  # the heartbeat found the lock was no longer ours
 
     # -- read-only --------------------------------------------------------------------------------
     def holder(self) -> LockInfo | None:
@@ -104,6 +110,18 @@ class StoredLock(Generic[V]):
         if self.stale_after_s is not None and time.time() - info.heartbeat > self.stale_after_s:
             return f"sent its last heartbeat {_ago(info.heartbeat)}"
         return None
+
+    def check(self, lock_id: str) -> None:
+        """Raise LockLost unless the lock on the store is still *lock_id* (read each time: a file deleted
+        by hand sends no signal)."""
+        current = None if self._lost.is_set() else self.holder()
+        if current is not None and current.id == lock_id:
+            return
+        now = f"; {current.describe()} holds it now" if current is not None else ""
+        raise LockLost(
+            f"lost the deploy lock of {self.stack!r} (it was deleted or broken){now}",
+            f"Nothing more was changed. Check `deployctl status {self.stack}`, then run the command again.",
+        )
 
     # -- mutating ---------------------------------------------------------------------------------
     def acquire(self, command: str, timeout_s: float) -> LockInfo:
@@ -165,6 +183,7 @@ class StoredLock(Generic[V]):
         if version is None:
             return None
         self._version = version
+        self._lost.clear()
         if self.heartbeat_s is not None:
             self._start_heartbeat(mine, self.heartbeat_s)
         return mine
@@ -187,6 +206,7 @@ class StoredLock(Generic[V]):
             while not stop.wait(every_s):
                 try:
                     if not self.heartbeat(info):
+                        self._lost.set()  # the holder stops at its next check
                         self.warn(f"lost the deploy lock of {self.stack!r} (someone broke it)")
                         return
                 except DeployctlError as exc:

@@ -71,6 +71,10 @@ class Lock(Protocol):
         """Break the lock if its id is *lock_id*; raise DeployctlError otherwise."""
         ...
 
+    def check(self, lock_id: str) -> None:
+        """Read-only: raise LockLost unless the stack's lock is still *lock_id* (its holder's, before each step)."""
+        ...
+
 
 class Target(Protocol):
     """Where a stack's releases run. One instance serves one stack."""
