@@ -44,6 +44,11 @@ class LockedError(DeployctlError):
     exit_code = EXIT_LOCKED
 
 
+class LockLost(LockedError):  # noqa: N818 - reads as what happened, like StageFailed
+    """The deploy lock this command took is no longer on the store (deleted, broken or taken by another):
+    it stops before its next step, changing nothing more that another command may now be changing."""
+
+
 class PreconditionError(DeployctlError):
     """A binary, credential or piece of state the command needs is not there; nothing was changed."""
 

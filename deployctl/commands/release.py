@@ -28,10 +28,12 @@ _DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 @click.option("--image", metavar="REF@sha256:DIGEST", help="Deploy this image instead of building (gcp stacks).")
 @click.option("--accept-risk", "accept_risks", multiple=True, metavar="RULE_ID",
               help="Release although this policy rule fails (recorded in the ledger). Repeatable.")
+@click.option("--accept-empty-database", is_flag=True,
+              help="Release onto an empty database although the ledger says it held data (recorded in the ledger).")
 @lock_timeout_option
 @json_option
 def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: tuple[str, ...],
-       lock_timeout: float, as_json: bool) -> None:
+       accept_empty_database: bool, lock_timeout: float, as_json: bool) -> None:
     """Build, migrate, deploy, smoke-test and promote a release of STACK.
 
     The candidate gets traffic only after its smoke checks pass; if checks through the service URL
@@ -54,7 +56,7 @@ def up(stack: str, dry_run: bool, force: bool, image: str | None, accept_risks: 
         raise click.BadParameter("must be pinned by digest: REGISTRY/IMAGE@sha256:<64 hex>", param_hint="--image")
     # the policy gate is offline: it runs before the target is opened (a gcp target needs pulumi and credentials)
     options = Options(command=command_line(), force=force, lock_timeout_s=lock_timeout, image=image,
-                      accept_risks=accept_risks, root=project_root())
+                      accept_risks=accept_risks, accept_empty_database=accept_empty_database, root=project_root())
     if dry_run:
         with stack_to_plan(stack, before_open=lambda s: preflight(s, accept_risks)) as (_, target):
             plan = orchestrator.plan_release(target, options)

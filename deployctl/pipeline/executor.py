@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
 from deployctl import interrupts
-from deployctl.errors import DeployctlError, StageFailed
+from deployctl.errors import DeployctlError, LockLost, StageFailed
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.model import ReleaseRecord, StageResult, StageStatus
 from deployctl.pipeline.plan import Context, Plan, Stage, Step, StepOutcome
@@ -54,7 +54,12 @@ class Executor:
         outcomes: list[StepOutcome] = []
         try:
             for wave in stage.waves:
+                if ctx.record.holder:  # the lock may have been deleted or broken under us
+                    ctx.target.lock.check(ctx.record.holder)
                 outcomes += self._wave(stage.name, wave, ctx)
+        except LockLost as lost:
+            self._record(ctx, StageResult(stage.name, "failed", time.monotonic() - start, lost.message))
+            raise self._lost_lock(plan, stage.name, lost, ctx) from None
         except _WaveFailed as failed:
             self._record(ctx, StageResult(stage.name, "failed", time.monotonic() - start, failed.cause.message))
             notes = [note for undo in stage.undo if (note := undo(ctx))]
@@ -120,22 +125,41 @@ class Executor:
         ctx.target.ledger.save(ctx.record)
         self.reporter.stage_finished(result)
 
+    def _lost_lock(self, plan: Plan, stage: str, lost: LockLost, ctx: Context) -> StageFailed:
+        """Stop with the lock gone: no undo moves traffic (another command may hold the stack now); only
+        this run's candidates that get no traffic are stopped, as nobody else knows of them."""
+        left = []
+        for svc, rev in ctx.candidates.items():
+            if any(s.revision == rev.name and s.percent for s in ctx.target.traffic(svc)):
+                left.append(rev.name)
+            else:
+                ctx.target.discard(svc, rev.name)
+        serving = runmod.serving_revisions(ctx.target)
+        notes = [f"{', '.join(left)} kept the traffic it had"] if left else []
+        finish(ctx.target, ctx.record, "interrupted", f"stopped before {stage}: {lost.message}")
+        return StageFailed(stage, lost, run=f"{_NAMES[plan.kind]} {ctx.record.id}", notes=notes,
+                           where=runmod.where_traffic_is(ctx.target, serving),
+                           recover=f"See `deployctl status {plan.stack}` and run `{ctx.record.command}` again.",
+                           rolled_back=False, serving=serving)
+
     def _failure(self, plan: Plan, stage: str, cause: DeployctlError, ctx: Context, notes: list[str]) -> StageFailed:
         """Record how the run ended and say, in fields, where traffic is and what recovers."""
         serving = runmod.serving_revisions(ctx.target)
         finish(ctx.target, ctx.record, "rolled_back" if ctx.rolled_back else "failed",
                f"failed at {stage}: {cause.message}")
-        name = {"release": "release", "rotate": "rotation", "rollback": "rollback", "heal": "heal"}[plan.kind]
         return StageFailed(
             stage,
             cause,
-            run=f"{name} {ctx.record.id}",
+            run=f"{_NAMES[plan.kind]} {ctx.record.id}",
             notes=notes,
             where=runmod.where_traffic_is(ctx.target, serving),
             recover=_recovery(ctx.record, plan.stack, bool(serving)),
             rolled_back=ctx.rolled_back,
             serving=serving,
         )
+
+
+_NAMES = {"release": "release", "rotate": "rotation", "rollback": "rollback", "heal": "heal"}
 
 
 def _unexpected(exc: Exception) -> DeployctlError:

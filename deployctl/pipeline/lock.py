@@ -19,6 +19,11 @@ warning; a live one makes the caller wait up to its timeout, then fail naming th
 unlock STACK --force ID`` that breaks it. A holder on another host that does not heartbeat is never judged
 from here: a person decides.
 
+A holder checks before each step that the lock on the store is still its own (``check``): a lock deleted
+or broken under it (by hand, by ``unlock --force``) is noticed there, and the holder stops with LockLost
+instead of working on beside the command that took the lock next. The heartbeat, where there is one,
+notices the same loss between steps.
+
 Heartbeat: the GCS lock heartbeats (its holders run on laptops and on Cloud Build, where no process check
 reaches, and a long release must not look stale). The local lock does not: its holders are processes on
 this machine, whose liveness the pid and start time tell exactly, so a heartbeat would cost a thread and a
@@ -38,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import asdict, fields, replace
 from typing import Any, Generic, Protocol, TypeVar
 
-from deployctl.errors import DeployctlError, LockedError
+from deployctl.errors import DeployctlError, LockedError, LockLost
 from deployctl.pipeline.model import LockInfo
 
 V = TypeVar("V")
@@ -100,6 +105,7 @@ class StoredLock(Generic[V]):
         self.say = say or (lambda msg: print(msg, file=sys.stderr))  # progress: why a command is waiting
         self._beat: tuple[threading.Event, threading.Thread] | None = None
         self._version: V | None = None  # of the document we last wrote, for the heartbeat
+        self._lost = threading.Event()  # the heartbeat found the lock was no longer ours
 
     # -- read-only --------------------------------------------------------------------------------
     def holder(self) -> LockInfo | None:
@@ -115,6 +121,18 @@ class StoredLock(Generic[V]):
         if self.stale_after_s is not None and time.time() - info.heartbeat > self.stale_after_s:
             return f"sent its last heartbeat {_ago(info.heartbeat)}"
         return None
+
+    def check(self, lock_id: str) -> None:
+        """Raise LockLost unless the lock on the store is still *lock_id* (read each time: a file deleted
+        by hand sends no signal)."""
+        current = None if self._lost.is_set() else self.holder()
+        if current is not None and current.id == lock_id:
+            return
+        now = f"; {current.describe()} holds it now" if current is not None else ""
+        raise LockLost(
+            f"lost the deploy lock of {self.stack!r} (it was deleted or broken){now}",
+            f"Nothing more was changed. Check `deployctl status {self.stack}`, then run the command again.",
+        )
 
     # -- mutating ---------------------------------------------------------------------------------
     def acquire(self, command: str, timeout_s: float) -> LockInfo:
@@ -176,6 +194,7 @@ class StoredLock(Generic[V]):
         if version is None:
             return None
         self._version = version
+        self._lost.clear()
         if self.heartbeat_s is not None:
             self._start_heartbeat(mine, self.heartbeat_s)
         return mine
@@ -198,6 +217,7 @@ class StoredLock(Generic[V]):
             while not stop.wait(every_s):
                 try:
                     if not self.heartbeat(info):
+                        self._lost.set()  # the holder stops at its next check
                         self.warn(f"lost the deploy lock of {self.stack!r} (someone broke it)")
                         return
                 except DeployctlError as exc:

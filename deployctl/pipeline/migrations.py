@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployctl.config import Stack
+from deployctl.errors import PreconditionError
 from deployctl.pipeline.model import ReleaseRecord
 from deployctl.pipeline.target import Target
 
@@ -145,6 +146,28 @@ def database_head(target: Target) -> str | None:
     if head is not None:
         return head
     return next((r.migration_after for r in target.ledger.history(limit=50) if r.migration_after), None)
+
+
+EMPTY_DATABASE = "empty-database"  # the risk a release accepts to start again from an empty database
+
+
+def check_data_kept(target: Target, accept: bool) -> list[str]:
+    """Read-only: an empty database under a stack whose ledger recorded a migration head lost its data; it
+    is not a new one to migrate. Refuse before any change, naming where the data was and how to restore
+    it, unless *accept* (``up --accept-empty-database``); returns the risks accepted, for the ledger."""
+    recorded = next((r for r in target.ledger.history(limit=50) if r.migration_after), None)
+    loss = target.database_lost() if recorded is not None else None
+    if recorded is None or loss is None:
+        return []
+    if accept:
+        return [EMPTY_DATABASE]
+    stack = target.stack.name
+    raise PreconditionError(
+        f"the {stack} database is empty, but release {recorded.id} left it at migration {recorded.migration_after}: "
+        f"{loss.where}",
+        f"{loss.restore}; to start again from an empty database (its data is lost): "
+        f"deployctl up {stack} --accept-empty-database",
+    )
 
 
 def applied_by(history: Iterable[ReleaseRecord], migrations: dict[str, Migration], revision: str) -> str | None:

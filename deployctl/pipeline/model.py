@@ -107,6 +107,7 @@ class ReleaseRecord:
     message: str = ""
     finished: float | None = None
     holder: str | None = None  # the lock id of the process that ran it
+    holder_lock: LockInfo | None = None  # that lock as taken (pid, host, start): tells a live run from a dead one
     restored: str | None = None  # a rollback: the release whose code it serves again
     repinned: bool = False  # a rollback that deployed new revisions of that code (--repin), not routed back
     schema: int = RECORD_SCHEMA  # the shape this record was written in (see RECORD_SCHEMA)

@@ -35,7 +35,7 @@ from deployctl.config import Stack
 from deployctl.pipeline import health
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
-from deployctl.pipeline.migrations import pending_findings
+from deployctl.pipeline.migrations import check_data_kept, pending_findings
 from deployctl.pipeline.model import Artifact, ReleaseRecord, combined_hash, fingerprint_of
 from deployctl.pipeline.plan import Context, Facts, Plan, PlanKind, Stage, Step
 from deployctl.pipeline.run import Options, Reporter
@@ -190,8 +190,14 @@ def release(target: Target, options: Options, reporter: Reporter) -> ReleaseReco
         if plan.noop or plan.kind == "heal":
             serving = target.ledger.get(plan.facts.serving_release or "")
             assert serving is not None
-            return _heal(target, plan, serving, options, reporter, lock_id) if plan.kind == "heal" else _noop(serving)
+            if plan.kind != "heal":
+                return _noop(serving)
+            # a heal starts a stopped database: never one that lost the data the ledger says it had
+            return _heal(target, plan, serving, options, reporter, lock_id,
+                         check_data_kept(target, options.accept_empty_database))
+        accepted = check_data_kept(target, options.accept_empty_database)
         record = runmod.new_record(target, "release", options, lock_id)
+        record.accepted_risks += accepted
         runmod.refuse_older_commit(target, record, options.root)
         record.fingerprint = plan.facts.fingerprint
         record.source_hash = plan.facts.source_hash
@@ -225,10 +231,11 @@ def _serves_fully(target: Target, record: ReleaseRecord) -> bool:
 
 
 def _heal(target: Target, plan: Plan, serving: ReleaseRecord, options: Options, reporter: Reporter,
-          lock_id: str) -> ReleaseRecord:
+          lock_id: str, accepted: list[str]) -> ReleaseRecord:
     """Execute a heal plan: a record of kind ``heal`` that serves the serving release's code and pins, with
     its dead revisions replaced; rolling back from it goes where rolling back from that release would."""
     record = runmod.new_record(target, "heal", options, lock_id)
+    record.accepted_risks += accepted
     record.previous, record.revisions = dict(serving.previous), dict(serving.revisions)
     record.artifacts, record.secret_versions = dict(serving.artifacts), dict(serving.secret_versions)
     record.source_hash, record.fingerprint = serving.source_hash, serving.fingerprint

@@ -27,7 +27,7 @@ from deployctl.pipeline import health
 from deployctl.pipeline import rollback_guards as guards
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
-from deployctl.pipeline.migrations import database_head
+from deployctl.pipeline.migrations import check_data_kept, database_head
 from deployctl.pipeline.model import ReleaseRecord
 from deployctl.pipeline.orchestrator import candidate_stages, recorded_artifacts
 from deployctl.pipeline.plan import Context, Facts, Plan, PlanKind, Stage
@@ -145,6 +145,7 @@ def plan_rollback(target: Target, to: str | None, guard: Guard | None = None,
 def rollback(target: Target, to: str | None, options: Options, reporter: Reporter,
              guard: Guard | None = None) -> ReleaseRecord:
     with runmod.locked(target, options, reporter) as lock_id:
+        check_data_kept(target, accept=False)
         plan, goal = plan_rollback(target, to, guard, options.root)
         record = runmod.new_record(target, "rollback", options, lock_id)
         record.previous = dict(plan.facts.previous)

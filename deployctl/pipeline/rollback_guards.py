@@ -10,7 +10,9 @@ line and the command that overrides them (docs/runbook.md, "Roll back").
   is behaviour (sessions, signatures, tokens) the operator decides on with ``--repin``.
 - **Schema.** Migrations are never reverted, so a rollback to a release whose code ran on an older head
   crosses every migration since (deployctl.pipeline.migrations). Crossing one that is not marked
-  ``rollback_safe = True`` is refused unless ``--accept-schema`` (recorded in the ledger).
+  ``rollback_safe = True`` is refused unless ``--accept-schema`` (recorded in the ledger). Every record
+  carries the head its code ran with (a rotation and a rollback too, which migrate nothing), so the
+  guard compares like with like (``code_ran_on``).
 """
 
 from __future__ import annotations
@@ -42,13 +44,11 @@ class Crossing:
 def schema_crossing(target: Target, goal: ReleaseRecord, root: Path, accept: bool) -> Crossing:
     """The migrations between the database's head and the head *goal*'s code ran on; refuse unsafe ones."""
     graph = migrations.read_all(migrations.versions_dir(target.stack, root))
-    # an --image release on gcp ran migrations deployctl could not read: its code ran on at least the head the
-    # database had before them, so that is a safe stand-in (it can only add crossings, never hide one)
-    ran_on = goal.migration_after or goal.migration_before
+    history = target.ledger.history(limit=200)
+    ran_on = code_ran_on(goal, history)
     crossed = migrations.crossed(graph, migrations.database_head(target), ran_on)
     unsafe = [r for r in crossed if not (r in graph and graph[r].rollback_safe)]
     if unsafe and not accept:
-        history = target.ledger.history(limit=200)
         listed = ", ".join(f"{_name(graph, r)} ({migrations.applied_by(history, graph, r) or 'release unknown'})"
                            for r in unsafe)
         stack = target.stack.name
@@ -59,6 +59,25 @@ def schema_crossing(target: Target, goal: ReleaseRecord, root: Path, accept: boo
             f"(docs/runbook.md); to roll back anyway: deployctl rollback {stack} --to {goal.id} --accept-schema",
         )
     return Crossing([_name(graph, r) for r in crossed], [_name(graph, r) for r in unsafe])
+
+
+def code_ran_on(goal: ReleaseRecord, history: list[ReleaseRecord]) -> str | None:
+    """The migration head *goal*'s code ran with.
+
+    An ``--image`` release on gcp ran migrations deployctl could not read: its code ran on at least the head
+    the database had before them, a safe stand-in (it can only add crossings, never hide one). A rotation or
+    rollback records the head it ran with; one written before it did (both heads None) redeployed an earlier
+    release's code on that release's schema: a rollback the release it restored, a rotation the newest
+    older record that deployed the same artifacts."""
+    if goal.migration_after or goal.migration_before or goal.kind == "release":
+        return goal.migration_after or goal.migration_before
+    ids = [r.id for r in history]
+    older = history[ids.index(goal.id) + 1:] if goal.id in ids else []
+    if goal.kind == "rollback":
+        source = next((r for r in older if r.id == goal.restored), None)
+    else:
+        source = next((r for r in older if goal.artifacts and r.artifacts == goal.artifacts), None)
+    return code_ran_on(source, older) if source is not None else None
 
 
 def unusable_pins(target: Target, goal: ReleaseRecord) -> list[tuple[str, str, str]]:

@@ -15,6 +15,7 @@ from deployctl.config import Stack
 from deployctl.errors import DeployctlError
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
+from deployctl.pipeline.migrations import check_data_kept, database_head
 from deployctl.pipeline.model import ReleaseRecord
 from deployctl.pipeline.orchestrator import candidate_stages, plan_release, recorded_artifacts
 from deployctl.pipeline.plan import Context, Facts, Plan, PlanKind, Stage, Step, StepOutcome
@@ -84,6 +85,7 @@ def plan_rotation(target: Target, name: str, value: str | None) -> Plan[RotateFa
 def rotate(target: Target, name: str, value: str | None, options: Options, reporter: Reporter) -> ReleaseRecord:
     check_rotatable(target, name, value)
     with runmod.locked(target, options, reporter) as lock_id:
+        check_data_kept(target, accept=False)
         plan = plan_rotation(target, name, value)
         serving = target.ledger.get(plan.facts.serving_release or "")
         # what serves is what `up` would release now (code, settings): only then may the rotation's record say
@@ -91,6 +93,8 @@ def rotate(target: Target, name: str, value: str | None, options: Options, repor
         up_to_date = serving is not None and plan_release(target, Options()).noop
         record = runmod.new_record(target, "rotate", options, lock_id)
         record.previous = runmod.serving_revisions(target)
+        # the schema its revisions run on: a rollback to this rotation compares its code with this head
+        record.migration_before = record.migration_after = database_head(target)
         if serving is not None:  # what it will serve: the serving revisions, the affected ones replaced by Deploy
             record.revisions = dict(serving.revisions)
         target.ledger.save(record)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from deployctl.errors import DeployctlError
+from deployctl.errors import DeployctlError, LockedError
 from deployctl.pipeline.model import ReleaseRecord, Split, StageResult, StageStatus
 from deployctl.pipeline.target import Target
 
@@ -44,6 +45,7 @@ class Options:
     lock_timeout_s: float = 30.0
     image: str | None = None
     accept_risks: tuple[str, ...] = ()
+    accept_empty_database: bool = False  # go on over a database that lost the data the ledger recorded
     git_sha: str | None = None  # given (promote: the source stack's); else the app repository's HEAD
     git_dirty: bool | None = None
     root: Path = field(default_factory=Path.cwd)
@@ -57,10 +59,26 @@ def locked(target: Target, options: Options, reporter: Reporter) -> Iterator[str
     try:
         for record in target.ledger.history(limit=5):
             if record.outcome == "running" and record.holder != info.id:
+                refuse_live(target, record)
                 reporter.warn(settle(target, record))
         yield info.id
     finally:
         target.lock.release(info)
+
+
+def refuse_live(target: Target, record: ReleaseRecord) -> None:
+    """A run left 'running' under a lock that is gone (deleted, broken) may still be at work: while the
+    lock's rules say its holder lives (deployctl.pipeline.lock), it is not settled but refused. It stops
+    itself at its next step (``Lock.check``); then it, or the next command, says how it ended."""
+    taken = record.holder_lock
+    if taken is None or target.lock.is_stale(taken):
+        return
+    kind = {"release": "release", "rollback": "rollback", "rotate": "rotation"}[record.kind]
+    where = f"pid {taken.pid}" if taken.host == socket.gethostname() else f"pid {taken.pid} on {taken.host}"
+    raise LockedError(
+        f"{kind} {record.id} is still running ({where}), but the deploy lock it took is gone",
+        f"It stops before its next step. Wait for it, or stop it (kill {taken.pid}), then run the command again.",
+    )
 
 
 def settle(target: Target, record: ReleaseRecord) -> str:
@@ -135,6 +153,7 @@ def route_all(target: Target, revisions: dict[str, str]) -> None:
 
 def new_record(target: Target, kind: str, options: Options, lock_id: str) -> ReleaseRecord:
     sha, dirty = (options.git_sha, options.git_dirty) if options.git_sha else app_commit(app_dir(target, options.root))
+    taken = target.lock.holder()
     return ReleaseRecord(
         id=target.ledger.next_id(),
         stack=target.stack.name,
@@ -145,6 +164,7 @@ def new_record(target: Target, kind: str, options: Options, lock_id: str) -> Rel
         git_dirty=dirty,
         accepted_risks=list(options.accept_risks),
         holder=lock_id,
+        holder_lock=taken if taken is not None and taken.id == lock_id else None,
     )
 
 

@@ -165,7 +165,9 @@ class RunJob(Step):
         target, record = ctx.target, ctx.record
         artifact = ctx.artifacts[target.stack.job_service(self.job)]
         if self.kind == "migrate":
-            record.migration_before = migrations.database_head(target)
+            # the ledger's head stands in only for a database that may hold it, never for one accepted as empty
+            emptied = migrations.EMPTY_DATABASE in record.accepted_risks
+            record.migration_before = None if emptied else migrations.database_head(target)
         result = target.run_job(self.kind, self.job, artifact, ctx.versions, record.id)
         if self.kind == "migrate":
             if not result.succeeded:

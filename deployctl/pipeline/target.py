@@ -9,6 +9,7 @@ Rules for implementers:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from deployctl.config import Job, Stack
@@ -38,6 +39,15 @@ class Ledger(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class DataLoss:
+    """What a target saw of a database that holds none of the stack's data: where the data was, and how
+    the operator gets it back."""
+
+    where: str  # "its data directory .deployctl/local/postgres holds no database"
+    restore: str  # one sentence: the copy or backup to restore from
+
+
 class Lock(Protocol):
     """A stack's deploy lock: one holder at a time, with who/where/since."""
 
@@ -59,6 +69,10 @@ class Lock(Protocol):
 
     def force_release(self, lock_id: str) -> LockInfo:
         """Break the lock if its id is *lock_id*; raise DeployctlError otherwise."""
+        ...
+
+    def check(self, lock_id: str) -> None:
+        """Read-only: raise LockLost unless the stack's lock is still *lock_id* (its holder's, before each step)."""
         ...
 
 
@@ -126,6 +140,12 @@ class Target(Protocol):
 
     def migration_head(self) -> str | None:
         """The database's current migration revision, when the target can read it."""
+        ...
+
+    def database_lost(self) -> DataLoss | None:
+        """Read-only: what the target sees when the stack's database holds none of its data (its data
+        directory or its database is gone); None when it has data or the target cannot tell (Cloud SQL
+        answers only inside the VPC)."""
         ...
 
     def describe(self) -> dict[str, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import Project
@@ -165,6 +167,13 @@ def _invariants_after_the_fault(project: Project, run: Any, first: str | None) -
     assert len(deployed) == len(set(deployed))
 
 
+def _converged(project: Project, run: Any, outputs: list[str]) -> None:
+    """4 and 5 once the stack is released again: a second `up` is a no-op, the state is correct, no canary."""
+    assert run("up", "local").stdout.startswith("Nothing changed")
+    _invariants_after_the_fault(project, run, None)
+    _no_canary(project, outputs)
+
+
 def _wait_for_orphans(project: Project) -> None:
     """A job a dead command started keeps the lock until it ends (docs/runbook.md): give it the time."""
     import json
@@ -212,9 +221,7 @@ def test_a_damaged_ledger_is_named_repaired_and_the_state_stays_correct(project:
     _invariants_after_the_fault(project, run, None)
     project.variant(VERSION=3)
     run("up", "local")
-    assert run("up", "local").stdout.startswith("Nothing changed")
-    _invariants_after_the_fault(project, run, None)
-    _no_canary(project, outputs)
+    _converged(project, run, outputs)
 
 
 def test_a_rollback_after_a_rotation_never_serves_a_disabled_version(project: Project) -> None:
@@ -343,3 +350,102 @@ def test_a_killed_serving_revision_is_replaced_never_split_with_nor_routed_back_
     assert len(ready) <= 2  # keep_revisions: 2; no corpse or failed candidate is left "ready"
     _invariants_after_the_fault(project, run, None)
     _no_canary(project, outputs)
+
+
+DROP_EMAIL = '''"""Drop notes.email (contract): the release before still reads it."""
+
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+
+
+def upgrade() -> None:
+    op.drop_column("notes", "email")
+'''
+
+
+def test_rollback_across_rotations_compares_like_with_like_and_never_goes_forward(project: Project) -> None:
+    outputs: list[str] = []
+    run = _recording(project, outputs)
+    project.write_stack(api_token=True)
+    run("secrets", "set", "local", "API_TOKEN", stdin=CANARY)
+    run("up", "local")  # r0001: its code runs on 0001
+    (project.root / "app" / "migrations" / "versions" / "0005_drop_email.py").write_text(DROP_EMAIL)
+    project.variant(VERSION=5)
+    run("up", "local")  # r0002: the database goes to 0005, which is not rollback-safe
+    run("secrets", "rotate", "local", "API_TOKEN", "--from-stdin", stdin=CANARY + "_2")  # r0003
+    run("secrets", "rotate", "local", "API_TOKEN", "--from-stdin", stdin=CANARY + "_3")  # r0004: v2 disabled
+
+    refused = run("rollback", "local", rc=5)  # r0003's code ran on 0005: only its pin stands in the way
+    assert project.error(refused) == "Error: release r0003 is pinned to API_TOKEN v2, which is disabled"
+    run("rollback", "local", "--repin")  # r0005: r0003's code again
+    _invariants_after_the_fault(project, run, None)
+    run("rollback", "local", "--repin")  # r0006: one further back, r0002's code
+    _invariants_after_the_fault(project, run, None)
+    refused = run("rollback", "local", rc=5)  # r0001's code ran on 0001: crossing 0005 is real
+    assert project.error(refused) == ("Error: rollback to r0001 crosses migration 0005_drop_email (r0002): release "
+                                      "r0001's code ran on 0001")
+    ledger = project.ledger()
+    assert [(r["id"], r["restored"]) for r in ledger[:2]] == [("r0006", "r0002"), ("r0005", "r0003")]
+    assert [r["accepted_risks"] for r in ledger] == [[]] * 6  # no false risk was accepted on the way
+    assert {(r["migration_before"], r["migration_after"]) for r in ledger[:4]} == {("0005", "0005")}
+    assert httpx.get(f"{project.url}/health", timeout=5).json()["v"] == 5  # never forward, never past r0002
+
+    rerun = run("up", "local")
+    assert rerun.returncode == 0
+    _converged(project, run, outputs)
+
+
+def test_an_empty_database_under_a_stack_that_had_data_is_refused(project: Project) -> None:
+    outputs: list[str] = []
+    run = _two_releases(project, outputs)  # the database is at 0002
+    run("down", "local")
+    shutil.rmtree(project.state / "postgres")  # the data directory is lost while the stack is down
+
+    refused = run("up", "local", rc=5)
+    assert project.error(refused) == ("Error: the local database is empty, but release r0002 left it at migration "
+                                      "0002: its data directory .deployctl/local/postgres holds no database")
+    assert "Restore the data directory .deployctl/local/postgres from a copy" in refused.stderr
+    assert "deployctl up local --accept-empty-database" in refused.stderr
+    assert not (project.state / "postgres").exists()  # nothing was made in its place
+    assert [r["id"] for r in project.ledger()] == ["r0002", "r0001"]
+
+    run("up", "local", "--accept-empty-database")
+    record = project.ledger()[0]
+    assert record["accepted_risks"] == ["empty-database"]
+    assert (record["migration_before"], record["migration_after"]) == (None, "0002")  # said as it is
+    _invariants_after_the_fault(project, run, None)
+    _converged(project, run, outputs)
+
+
+def test_a_deleted_lock_is_noticed_by_its_holder_and_by_the_next_command(project: Project) -> None:
+    outputs: list[str] = []
+    run = _recording(project, outputs)
+    project.write_stack(api_token=True)
+    run("secrets", "set", "local", "API_TOKEN", stdin=CANARY)
+    run("up", "local")
+    first = project.serving()
+    project.variant(VERSION=2, START_DELAY_S=4)
+    proc = project.start("up", "local")
+    _until(lambda: _reached(project, "deploy"))
+    (project.state / "lock.json").unlink()  # someone deletes the lock under a live release
+
+    second = run("up", "local", "--lock-timeout", "0", rc=4)
+    running = _running(project)
+    assert running is not None  # not settled: its holder is alive
+    assert project.error(second) == (f"Error: release {running['id']} is still running (pid {proc.pid}), "
+                                     "but the deploy lock it took is gone")
+    out, err = proc.communicate(timeout=60)
+    outputs.extend([out, err])
+    assert proc.returncode == 4
+    assert "lost the deploy lock of 'local' (it was deleted or broken)" in err
+    record = project.ledger()[0]
+    assert (record["id"], record["outcome"]) == (running["id"], "interrupted")
+    assert project.serving() == first  # traffic never moved: the holder stopped before its next step
+
+    _invariants_after_the_fault(project, run, first)
+    assert project.status()["lock"] is None
+    project.variant(VERSION=2)
+    assert run("up", "local").returncode == 0
+    _converged(project, run, outputs)

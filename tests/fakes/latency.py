@@ -37,6 +37,7 @@ from deployctl.pipeline.steps import (
     Smoke,
     checks_for,
 )
+from deployctl.pipeline.target import DataLoss
 from deployctl.targets.local.state import FileLock, SqliteLedger
 
 
@@ -134,6 +135,8 @@ class LatencyTarget:
     secrets: dict[str, list[str]] = field(default_factory=dict)  # secret -> its versions, oldest first
     log: list[tuple[str, float]] = field(default_factory=list)  # (kind, seconds) of every operation, in order
     sleep: Callable[[float], None] = time.sleep  # how an operation waits its latency (tests record it instead)
+    head: str | None = None  # the database's migration head
+    migrate_to: str | None = None  # where the migrate job takes it (None: it stays)
 
     def __post_init__(self) -> None:
         self.ledger = SqliteLedger(self.state / "ledger.db")
@@ -197,6 +200,9 @@ class LatencyTarget:
         return f"{self.base_url}/{service}"
 
     def migration_head(self) -> str | None:
+        return self.head
+
+    def database_lost(self) -> DataLoss | None:
         return None
 
     def describe(self) -> dict[str, str]:
@@ -232,6 +238,8 @@ class LatencyTarget:
         if not job.blocking:  # started and left to run, as the gcp target leaves it
             return JobRun(name, f"{name}-{release_id}", JobState.RUNNING, 1)
         self._timed("job", self.latency.job_s)
+        if name == "migrate" and self.migrate_to:
+            self.head = self.migrate_to
         return JobRun(name, f"{name}-{release_id}", JobState.SUCCEEDED, 1)
 
     def deploy(self, service: str, artifact: Artifact, secret_versions: dict[str, str], release_id: str) -> Revision:

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from deployctl.errors import LockedError, LockLost, StageFailed
 from deployctl.pipeline import orchestrator, rotate
 from deployctl.pipeline.run import serving_release
 from tests.fakes import drongo_ext
@@ -182,3 +183,50 @@ def test_a_release_killed_at_a_stage_is_settled_by_the_next_command(cloud: Cloud
     reporter.lines += next_reporter.lines
     _check_invariants(cloud, reporter, first)
     assert killed.is_alive()  # still stopped at its call: nothing above came from the dead release
+
+
+def test_a_deleted_lock_object_is_noticed_by_its_holder_and_by_the_next_command(cloud: Cloud) -> None:
+    reporter = QuietReporter()
+    first = _serving(cloud, reporter)
+    serving = dict(cloud.run.serving(SERVICE))
+    reached, go = threading.Event(), threading.Event()
+
+    def hold(method: str, request: Any) -> None:  # the release waits at its candidate, alive, holding the lock
+        if _is_candidate_create(method, request) and not reached.is_set():
+            reached.set()
+            go.wait(30)
+
+    cloud.grpc.before = hold
+    ended: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _keep_error(ended, lambda: orchestrator.release(
+        cloud.target(), cloud.options(IMAGE2), reporter)), daemon=True)
+    thread.start()
+    try:
+        assert reached.wait(30), "the release never reached its candidate"
+        cloud.storage.bucket("example-staging-deployctl").blob("deployctl/staging/lock.json").delete()
+
+        with pytest.raises(LockedError) as refused:  # the lock is free, but the run under it is alive
+            orchestrator.release(cloud.target(), cloud.options(IMAGE2), QuietReporter())
+        running = cloud.target().ledger.history()[0]
+        assert running.outcome == "running"  # not settled
+        assert refused.value.message == (f"release {running.id} is still running (pid {os.getpid()}), but the "
+                                         "deploy lock it took is gone")
+    finally:
+        cloud.grpc.before = None
+        go.set()
+        thread.join(30)
+    (lost,) = ended  # the holder stopped before its next step, with the lock's loss as the cause
+    assert isinstance(lost, StageFailed) and isinstance(lost.cause, LockLost)
+    assert lost.cause.message == "lost the deploy lock of 'staging' (it was deleted or broken)"
+    record = cloud.target().ledger.get(running.id)
+    assert record is not None and record.outcome == "interrupted"
+    assert [s.name for s in record.stages][-1] == "smoke"  # deploy finished; smoke never ran
+    assert cloud.run.serving(SERVICE) == serving  # traffic never moved
+    _check_invariants(cloud, reporter, first)
+
+
+def _keep_error(ended: list[BaseException], fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except BaseException as exc:  # whatever ended the thread, the test reads it
+        ended.append(exc)

@@ -97,3 +97,46 @@ def test_after_a_repinned_rollback_rollback_walks_on_from_the_release_it_restore
     assert rollback.choose(target, None) == target.ledger.get(r1.id)  # not forward to r3, not r2 again
     back(target)
     assert serving_revisions(target) == r1.revisions
+
+
+UNSAFE = 'revision = "0002"\ndown_revision = "0001"\n'  # no rollback_safe marker: crossing it is a risk
+
+
+def _as_old_rotation(target: LatencyTarget, record: ReleaseRecord) -> ReleaseRecord:
+    """*record* (a forced release of the serving code) as a rotation was written before rotations recorded
+    the migration head they ran with: no migration state, no migrate step."""
+    record.kind, record.migration_before, record.migration_after = "rotate", None, None
+    record.plan = [step for step in record.plan if step.get("stage") != "migrate"]
+    target.ledger.save(record)
+    return record
+
+
+def test_rollback_across_rotations_compares_like_with_like_and_never_goes_forward(
+    target: LatencyTarget, tmp_path: Path,
+) -> None:
+    versions = tmp_path / "app" / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    (versions / "0001_notes.py").write_text('revision = "0001"\nrollback_safe = True\n')
+    (versions / "0002_drop.py").write_text(UNSAFE)
+    target.migrate_to = "0001"
+    r1 = release(target)
+    target.migrate_to = "0002"
+    r2 = release(target)
+    r3 = _as_old_rotation(target, release(target))  # a ledger written by an older deployctl
+    r4 = _as_old_rotation(target, release(target))
+    assert (r3.migration_after, r4.migration_after) == (None, None)
+
+    def repinned_back() -> ReleaseRecord:
+        return rollback.rollback(target, None, Options(command="deployctl rollback bench --repin", root=tmp_path),
+                                 QuietReporter(), Guard(repin=True))
+
+    first = repinned_back()  # r3's code ran on 0002, as r2's did: nothing is crossed
+    assert (first.restored, first.accepted_risks, first.migration_after) == (r3.id, [], "0002")
+    second = repinned_back()
+    assert (second.restored, second.accepted_risks, second.migration_after) == (r2.id, [], "0002")
+    assert rollback.choose(target, None) == target.ledger.get(r1.id)  # still back, never forward to r3 or r4
+    with pytest.raises(DeployctlError) as crossing:  # r1's code ran on 0001: that crossing is real
+        repinned_back()
+    assert crossing.value.message == f"rollback to {r1.id} crosses migration 0002_drop ({r2.id}): release " \
+                                     f"{r1.id}'s code ran on 0001"
+    assert serving_revisions(target) == second.revisions

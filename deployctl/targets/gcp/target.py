@@ -34,6 +34,7 @@ from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.facts import render_env, uses_db_facts
 from deployctl.pipeline import dblogins
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
+from deployctl.pipeline.target import DataLoss
 from deployctl.targets.down import check_down
 from deployctl.targets.gcp.builds import Builds, source_hash
 from deployctl.targets.gcp.engine import Engine, PulumiEngine
@@ -171,6 +172,9 @@ class GcpTarget:
 
     def migration_head(self) -> str | None:
         return None  # the database is reachable only from inside Cloud Run; the migrate job logs its head
+
+    def database_lost(self) -> DataLoss | None:
+        return None  # Cloud SQL is reached from Cloud Run only; its backups restore it (docs/gcp.md, "Rollback")
 
     def check_database_login(self, secret_versions: dict[str, str]) -> str | None:
         return None  # Cloud SQL has a private address only Cloud Run reaches; see docs/gcp.md, "Rollback"

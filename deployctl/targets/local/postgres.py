@@ -288,15 +288,27 @@ class LocalDatabase:
                 else type(exc).__name__
         return None
 
+    def lost(self) -> str | None:
+        """Read-only: what is gone when the stack's data is (its data directory, or its database on a
+        running server); None when the data is there, or cannot be looked at without starting the server."""
+        if not self.admin_url and not (self.pgdata / "PG_VERSION").is_file():
+            return "data directory"
+        if self.running() and not self._database_exists():
+            return "database"
+        return None
+
+    def _database_exists(self) -> bool:
+        self.start()
+        with self.admin() as db:  # an existing server (database_url) may not have the database yet
+            return bool(db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.config.name,)).fetchone())
+
     def migration_head(self) -> str | None:
         if not self.running():
             return None
         import psycopg
 
-        self.start()
-        with self.admin() as db:  # an existing server (database_url) may not have the database yet
-            if not db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.config.name,)).fetchone():
-                return None
+        if not self._database_exists():
+            return None
         try:
             with self.admin(self.config.name) as db:
                 row = db.execute("SELECT version_num FROM alembic_version").fetchone()

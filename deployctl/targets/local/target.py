@@ -25,6 +25,7 @@ from deployctl.facts import DB_FACTS, render_env, uses_db_facts
 from deployctl.joblog import redact
 from deployctl.pipeline import dblogins
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
+from deployctl.pipeline.target import DataLoss
 from deployctl.targets.local import build as builder
 from deployctl.targets.local import processes as procs
 from deployctl.targets.local.fs import atomic_write
@@ -155,6 +156,20 @@ class LocalTarget:
 
     def migration_head(self) -> str | None:
         return self.db.migration_head() if self.db else None
+
+    def database_lost(self) -> DataLoss | None:
+        gone = self.db.lost() if self.db else None
+        if self.db is None or gone is None:
+            return None
+        if self.db.admin_url:
+            return DataLoss(f"the server at deployctl:local.database_url has no database {self.db.config.name}",
+                            "Restore it from that server's backups")
+        data = _shown(self.paths.pgdata, self.root)
+        if gone == "data directory":
+            return DataLoss(f"its data directory {data} holds no database",
+                            f"Restore the data directory {data} from a copy, with the stack down (deployctl down)")
+        return DataLoss(f"the Postgres in {data} has no database {self.db.config.name}",
+                        f"Restore the data directory {data} from a copy, with the stack down (deployctl down)")
 
     def check_database_login(self, secret_versions: dict[str, str]) -> str | None:
         if self.db is None:
