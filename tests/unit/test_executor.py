@@ -67,8 +67,9 @@ def test_a_release_runs_the_artifacts_and_secret_versions_its_plan_shows(tmp_pat
         target.secrets["OLD"].append("2")  # added after the plan was shown
         target._built.clear()  # a lookup now would find no artifact and build again
         builds = target.calls["build"]
-        record = runmod.new_record(target, "release", options(), "test")
-        Executor(QuietReporter()).execute(plan, Context(target, record, options(), previous=plan.facts.previous))
+        with runmod.locked(target, options(), QuietReporter()) as lock_id:  # each wave checks the lock is held
+            record = runmod.new_record(target, "release", options(), lock_id)
+            Executor(QuietReporter()).execute(plan, Context(target, record, options(), previous=plan.facts.previous))
 
     assert target.calls["build"] == builds and record.artifacts == {"svc0": "svc0@1", "svc1": "svc1@1"}
     assert record.secret_versions == {"NEW": "1", "OLD": "1"}  # as planned, not the newer OLD v2
