@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A copy of the repository's stacks (commands find the project from the working directory)."""
+    """A copy of the repository's Pulumi.yaml and stacks (commands find the project from the working directory)."""
     shutil.copytree(ROOT / "stacks", tmp_path / "stacks")
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")  # the app's one definition, which the stacks override
     return tmp_path
 
 

@@ -29,6 +29,7 @@ def state_of(directory: Path) -> dict[str, bytes]:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(ROOT / "stacks", tmp_path / "project" / "stacks")
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "project" / "Pulumi.yaml")  # the app's one definition
     monkeypatch.setenv("DEPLOYCTL_STATE_DIR", str(tmp_path / "state"))
     return tmp_path / "project"
 

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(ROOT / "stacks", tmp_path / "project" / "stacks")
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "project" / "Pulumi.yaml")  # the app's one definition
     monkeypatch.setenv("DEPLOYCTL_STATE_DIR", str(tmp_path / "state"))
     return tmp_path / "project"
 
