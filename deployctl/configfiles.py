@@ -76,8 +76,17 @@ def _merge(base: dict[str, Any], over: dict[str, Any], path: KeyPath, file: str,
             for p in [p for p in origin if p[: len(here)] == here]:
                 del origin[p]
             out[key] = value
+            _claim(value, here, file, origin)
         origin[here] = file
     return out
+
+
+def _claim(value: Any, path: KeyPath, file: str, origin: dict[KeyPath, str]) -> None:
+    """Every key path inside *value* came from *file*."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            origin[(*path, str(key))] = file
+            _claim(inner, (*path, str(key)), file, origin)
 
 
 def read_yaml(path: Path, shown: str) -> Any:
