@@ -27,6 +27,7 @@ def _project(tmp: Path) -> Path:
     proj = tmp / "proj"
     shutil.copytree(ROOT / "app", proj / "app", ignore=shutil.ignore_patterns("__pycache__"))
     (proj / "stacks").mkdir()
+    shutil.copy(ROOT / "Pulumi.yaml", proj / "Pulumi.yaml")  # the app's one definition
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

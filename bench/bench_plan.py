@@ -22,9 +22,9 @@ PY = sys.executable
 
 
 def _config(services: int) -> dict[str, Any]:
-    import yaml
+    from deployctl.config import effective
 
-    raw: dict[str, Any] = yaml.safe_load((ROOT / "stacks" / "Pulumi.staging.yaml").read_text())
+    raw = effective("staging", ROOT)  # Pulumi.yaml's definition with staging's overrides, as one stack file
     api = raw["config"]["deployctl:services"]["api"]
     raw["config"]["deployctl:services"] = {("api" if i == 0 else f"svc{i}"): dict(api) for i in range(services)}
     return raw

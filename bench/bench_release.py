@@ -9,7 +9,6 @@ The two sides of each ratio alternate, and each figure is the median of its runs
 
 from __future__ import annotations
 
-import re
 import shutil
 import socket
 import statistics
@@ -46,17 +45,16 @@ def _local_project(tmp: Path, services: int) -> Path:
     proj = tmp / f"proj{services}"
     shutil.copytree(ROOT / "app", proj / "app", ignore=shutil.ignore_patterns("__pycache__"))
     (proj / "stacks").mkdir()
-    text = (ROOT / "stacks" / "Pulumi.local.yaml").read_text()
-    text = re.sub(r"port: 8080\n", f"port: {_free_port(services)}\n", text, count=1)
-    block = re.search(r"(  deployctl:services:\n)((?:    .*\n|      .*\n)+)", text)
-    assert block, "stacks/Pulumi.local.yaml has no deployctl:services block"
-    api = block.group(2)
-    copies = "".join(api.replace("    api:", f"    api{i}:", 1) for i in range(1, services))
-    text = text.replace(block.group(0), block.group(1) + api + copies)
-    checks = re.findall(r"^    - \{(.*)\}$", text, re.M)  # the smoke checks, each copy checked as the api is
-    extra = "".join(f"    - {{{c}, service: api{i}}}\n" for i in range(1, services) for c in checks)
-    text = re.sub(r"(  deployctl:smoke:\n(?:    - .*\n)+)", lambda m: m.group(1) + extra, text, count=1)
-    (proj / "stacks" / "Pulumi.local.yaml").write_text(text)
+    from deployctl.config import effective
+    from deployctl.configfiles import dump
+
+    config = effective("local", ROOT)["config"]  # Pulumi.yaml's definition with the local overrides, as one file
+    config["deployctl:local"]["port"] = _free_port(services)
+    api = config["deployctl:services"]["api"]
+    config["deployctl:services"] |= {f"api{i}": api for i in range(1, services)}
+    checks = config["deployctl:smoke"]  # each copy checked as the api is
+    config["deployctl:smoke"] = checks + [{**c, "service": f"api{i}"} for i in range(1, services) for c in checks]
+    (proj / "stacks" / "Pulumi.local.yaml").write_text(dump({"config": config}))
     return proj
 
 

@@ -20,7 +20,6 @@ import secrets as pysecrets
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,10 +31,20 @@ from pydantic import (
     model_validator,
 )
 
+from deployctl.configfiles import (
+    NAMESPACE,
+    PROJECT_FILE,
+    Layer,
+    Merged,
+    as_stack_file,
+    merge,
+    project_config,
+    read_yaml,
+    stack_config,
+)
 from deployctl.errors import ConfigError, UsageError
 from deployctl.facts import DB_FACTS, ENV_FACTS, env_references
 
-NAMESPACE = "deployctl"
 STACKS_DIR = "stacks"
 # A stack name becomes a file name (stacks/Pulumi.<stack>.yaml) and a directory (.deployctl/<stack>/): no
 # separators, no dots, no leading hyphen (it would read as an option). gcp stacks are stricter (infra/naming.py).
@@ -534,32 +543,39 @@ def known_stacks(root: Path | None = None) -> list[str]:
 
 
 def load(stack: str, root: Path | None = None) -> Stack:
-    """Read and validate ``stacks/Pulumi.<stack>.yaml`` under *root* (default: the working directory)."""
+    """The stack's model: Pulumi.yaml's shared definition under *root* (default: the working directory), with
+    ``stacks/Pulumi.<stack>.yaml``'s overrides merged in (deployctl.configfiles), validated."""
+    return _validate(merged(stack, root), stack)
+
+
+def merged(stack: str, root: Path | None = None) -> Merged:
+    """The stack's settings as read and merged, before validation: what ``plan STACK --show-config`` prints."""
     path = stack_file(stack, root)
     shown = f"{STACKS_DIR}/{path.name}"
     if not path.is_file():
         known = known_stacks(root)
         hint = f"Known stacks: {', '.join(known)}." if known else f"Create {shown} (see docs/configuration.md)."
         raise ConfigError(f"{shown}: no such stack file", hint)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as exc:  # YAML is UTF-8 here (Pulumi reads it so), whatever the locale says
-        raise ConfigError(f"{shown}: not valid UTF-8 (byte {exc.start}: 0x{exc.object[exc.start]:02x})",
-                          "Save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"{shown}: not valid YAML{where}", "Check the indentation and quoting.") from None
-    return parse(raw, stack=stack, file=shown)
+    shared = project_config(root or Path.cwd())
+    overrides = stack_config(read_yaml(path, shown), shown)
+    layers = [_layer(PROJECT_FILE, shared, stack)] if shared else []
+    return merge([*layers, _layer(shown, overrides, stack)])
+
+
+def effective(stack: str, root: Path | None = None) -> dict[str, Any]:
+    """The stack's settings as one self-contained stack file would hold them (``{"config": …}``): what
+    ``plan STACK --show-config`` prints, and a document :func:`parse` reads to the model :func:`load` gives."""
+    return as_stack_file(merged(stack, root).config)
 
 
 def parse(raw: Any, *, stack: str, file: str) -> Stack:
-    """Validate an already-parsed stack document (the ``config:`` mapping of a Pulumi stack file)."""
-    check_stack_name(stack)  # a Stack never carries a name that could leave stacks/ or .deployctl/
-    config = raw.get("config", {}) if isinstance(raw, dict) else None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{file}: config: must be a mapping of 'namespace:key' to values")
-    data: dict[str, Any] = {"name": stack, "file": file}
+    """Validate one already-parsed stack document that holds everything (no shared definition)."""
+    return _validate(merge([_layer(file, stack_config(raw, file), stack)]), stack)
+
+
+def _layer(file: str, config: dict[str, Any], stack: str) -> Layer:
+    """One file's keys that deployctl reads, checked against the known keys before anything merges."""
+    data: dict[str, Any] = {}
     for key, value in config.items():
         ns, _, name = str(key).partition(":")
         if ns == "gcp" and name in ("project", "region"):
@@ -571,12 +587,18 @@ def parse(raw: Any, *, stack: str, file: str) -> Stack:
             if name not in _TOP_KEYS:
                 raise ConfigError(f"{file}: {key}: unknown key", _did_you_mean(name, _TOP_KEYS, NAMESPACE))
             data[name] = _reveal(value, f"{file}: {key}")
-    if "target" not in data:
+    return Layer(file, data)
+
+
+def _validate(settings: Merged, stack: str) -> Stack:
+    check_stack_name(stack)  # a Stack never carries a name that could leave stacks/ or .deployctl/
+    file = settings.files[-1]  # the stack file: the stack's identity, and where a missing key belongs
+    if "target" not in settings.config:
         raise ConfigError(f"{file}: deployctl:target: missing", "Set it to 'local' or 'gcp'.")
     try:
-        return Stack.model_validate(data)
+        return Stack.model_validate({"name": stack, "file": file, **settings.config})
     except ValidationError as exc:
-        raise _config_error(exc, file) from None
+        raise _config_error(exc, settings) from None
 
 
 _DOCS_HINT = "Every key is described in docs/configuration.md."
@@ -590,19 +612,29 @@ def _reveal(value: Any, where: str) -> Any:
     return value
 
 
-def _config_error(exc: ValidationError, file: str) -> ConfigError:
+def _config_error(exc: ValidationError, settings: Merged) -> ConfigError:
     err = exc.errors()[0]
     ctx_error = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _KeyError):
-        return ConfigError(f"{file}: {ctx_error.namespace}:{ctx_error.path}: {ctx_error}", ctx_error.hint or _DOCS_HINT)
+        path = tuple(ctx_error.path.split("."))
+        return _located(settings, path, f"{ctx_error.namespace}:{ctx_error.path}: {ctx_error}",
+                        ctx_error.hint or _DOCS_HINT)
     loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
     # dict keys show up twice in pydantic's loc ("env", "x", "[key]"): keep the readable part
     loc = [p for p in loc if p != "[key]"]
-    path = ".".join(loc)
     message, hint = (str(ctx_error), ctx_error.hint) if isinstance(ctx_error, _HintedError) else _message(err)
     if err["type"] == "extra_forbidden":
         hint = _did_you_mean(loc[-1], _siblings(loc[:-1]), f"{NAMESPACE}:{'.'.join(loc[:-1])}")
-    return ConfigError(f"{file}: {NAMESPACE}:{path}: {message}", hint or _DOCS_HINT)
+    return _located(settings, tuple(loc), f"{NAMESPACE}:{'.'.join(loc)}: {message}", hint or _DOCS_HINT)
+
+
+def _located(settings: Merged, path: tuple[str, ...], what: str, hint: str) -> ConfigError:
+    """The error named after the file that set *path*; where the value merges two files, the hint says so."""
+    if settings.blended(path):
+        stack = settings.files[-1].split(".")[-2]
+        hint = (f"{hint} The value merges {PROJECT_FILE}'s shared definition and {settings.files[-1]}: "
+                f"`deployctl plan {stack} --show-config` prints it.")
+    return ConfigError(f"{settings.file_of(path)}: {what}", hint)
 
 
 def _message(err: Any) -> tuple[str, str | None]:

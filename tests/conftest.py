@@ -107,9 +107,12 @@ def run_cli(monkeypatch: pytest.MonkeyPatch) -> RunCli:
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``<tmp_path>/project``: a copy of the repository's stacks alone (what commands that only read stack files
-    need; run them with ``run_cli(args, project)``), its stacks' state in ``<tmp_path>/state``, this test's own.
-    Tests that need another kind of project (the e2e ``Project``, a fake Google project) define their own."""
-    shutil.copytree(Path(__file__).resolve().parents[1] / "stacks", tmp_path / "project" / "stacks")
+    """``<tmp_path>/project``: a copy of the repository's Pulumi.yaml (the app's one definition) and stacks
+    (what commands that only read stack files need; run them with ``run_cli(args, project)``), its stacks'
+    state in ``<tmp_path>/state``, this test's own. Tests that need another kind of project (the e2e
+    ``Project``, a fake Google project) define their own."""
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "stacks", tmp_path / "project" / "stacks")
+    shutil.copy(root / "Pulumi.yaml", tmp_path / "project" / "Pulumi.yaml")
     monkeypatch.setenv("DEPLOYCTL_STATE_DIR", str(tmp_path / "state"))
     return tmp_path / "project"

@@ -15,23 +15,34 @@ from deployctl.errors import PolicyError
 @click.command()
 @click.argument("stack")
 @click.option("--preview", is_flag=True, help="Also ask Pulumi for a live diff (needs the pulumi CLI and a login).")
+@click.option("--show-config", is_flag=True,
+              help="Print STACK's effective settings instead: Pulumi.yaml's shared definition with the stack "
+                   "file's overrides merged in.")
 @json_option
-def plan(stack: str, preview: bool, as_json: bool) -> None:
+def plan(stack: str, preview: bool, show_config: bool, as_json: bool) -> None:
     """Show what STACK's infrastructure and release would be, without changing anything.
 
     For a gcp stack: every resource the Pulumi program creates, grouped by component, with its key
     properties, the stack outputs and the policy results, all computed offline. For a local stack: the
     release plan (a local stack has no cloud infrastructure).
 
+    With --show-config: the settings the plan is made from, as one stack file would hold them (the app's
+    definition in Pulumi.yaml, the stack file's overrides merged in: maps key by key, lists and scalars
+    replaced), validated; --json gives them with the files they came from.
+
     \b
     Example:
       deployctl plan staging
       deployctl plan production --json
       deployctl plan staging --preview
+      deployctl plan staging --show-config
     """
     from deployctl import config
 
     spec = config.load(stack, project_root())
+    if show_config:
+        _show_config(stack, spec.target, as_json)
+        return
     if spec.target == "local":
         _plan_local(stack, as_json)
         return
@@ -95,6 +106,24 @@ def audit(stack: str, accept_risks: tuple[str, ...], as_json: bool) -> None:
             f"stack {stack} fails mandatory policy rules: {', '.join(failing)}",
             f"Fix them, or accept a risk explicitly: deployctl up {stack} --accept-risk RULE_ID",
         )
+
+
+def _show_config(stack: str, target: str, as_json: bool) -> None:
+    from deployctl import config
+    from deployctl.configfiles import as_stack_file
+
+    settings = config.merged(stack, project_root())  # already validated by the caller's load
+    document = as_stack_file(settings.config)
+    if as_json:
+        from deployctl.output import emit_json
+
+        emit_json({"kind": "config", "stack": stack, "target": target, "files": settings.files, **document})
+        return
+    from deployctl.configfiles import dump
+
+    click.echo(f"# {stack}'s settings: {', then '.join(settings.files)} (maps merged key by key; lists and "
+               "scalars replaced)")
+    click.echo(dump(document).rstrip("\n"))
 
 
 def _spare_exit_collection() -> None:

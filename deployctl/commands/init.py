@@ -32,7 +32,8 @@ def init(directory: Path, yes: bool, force: bool) -> None:
     from deployctl.scaffold import plan, report, write
 
     root = directory.resolve()
-    scaffold = plan(root)
+    # the app's definition goes in Pulumi.yaml; a project's own Pulumi.yaml is kept, so its stacks hold it whole
+    scaffold = plan(root, shared=force or not (root / "Pulumi.yaml").exists())
     d = scaffold.detection
     click.echo("Detected:")
     for line in report.detected(d):

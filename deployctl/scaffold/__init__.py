@@ -35,8 +35,9 @@ class Scaffold:
         return [rel for rel in self.files if (root / rel).exists()]
 
 
-def plan(root: Path) -> Scaffold:
-    """Detect and render, writing nothing."""
+def plan(root: Path, shared: bool = True) -> Scaffold:
+    """Detect and render, writing nothing. *shared*: Pulumi.yaml (which holds the app's definition) will be
+    written; when it will not (the project has its own and no --force), each stack holds the whole definition."""
     import gc
 
     from deployctl.scaffold import files, stacks
@@ -47,7 +48,7 @@ def plan(root: Path) -> Scaffold:
     try:
         repo = Repo(root)
         detection = detect(repo)
-        rendered = files.render(detection, repo) | stacks.render(detection)
+        rendered = files.render(detection, repo) | stacks.render(detection, shared)
     finally:
         gc.enable()
     return Scaffold(detection, rendered)

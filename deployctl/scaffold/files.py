@@ -17,7 +17,7 @@ from deployctl.scaffold.deps import PYTHONS
 from deployctl.scaffold.detect import SERVICE, Detection
 from deployctl.scaffold.migrations import shell_line
 from deployctl.scaffold.repo import NOT_APP_DIRS, Repo
-from deployctl.scaffold.stacks import REGION
+from deployctl.scaffold.stacks import REGION, project_config
 
 UV_VERSION = "0.13.8"  # the uv deployctl's own lock pins (pyproject.toml, group tools)
 POETRY = "poetry==1.8.5 poetry-plugin-export==1.8.0"
@@ -62,7 +62,7 @@ EXPOSE {port}
 def render(d: Detection, repo: Repo) -> dict[str, str]:
     sources = copied_sources(d, repo)
     return {
-        "Pulumi.yaml": PULUMI_YAML.format(name=d.name),
+        "Pulumi.yaml": PULUMI_YAML.format(name=d.name) + project_config(d),
         "infra/__main__.py": INFRA_MAIN,
         "Dockerfile.cloudrun": dockerfile(d, sources),
         ".dockerignore": dockerignore(sources),

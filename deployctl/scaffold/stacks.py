@@ -1,7 +1,10 @@
-"""The three stack files init writes: local, staging and production, shaped like deployctl's own stacks.
+"""The app's one definition (Pulumi.yaml's ``config:``) and the three stacks init writes: local, staging and
+production, each saying only how it differs, shaped like deployctl's own Pulumi.yaml and stacks.
 
-Rule: every file is validated with deployctl's config model (``deployctl.config.parse``) before it is
-written, so what init writes always loads.
+Rule: every stack is validated with deployctl's config model (the shared definition merged with its
+overrides by ``deployctl.configfiles``, then ``deployctl.config.parse``) before anything is written, so what
+init writes always loads. Where Pulumi.yaml is not written (a project that has one), each stack file holds
+the whole definition instead: the same merged settings, so it loads to the same model.
 
 The database variables an app reads separately (POSTGRES_SERVER, …) become plain ``env`` values templated
 over one database fact each (``"{db_host}"``, ``"{db_port}"``, ``"{db_user}"``, ``"{db_name}"``), which each
@@ -14,8 +17,7 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-import yaml
-
+from deployctl.configfiles import PROJECT_FILE, Layer, dump, merge
 from deployctl.scaffold.detect import SERVICE, Detection
 
 PASSWORD = "DB_PASSWORD"
@@ -26,38 +28,40 @@ _HEADERS = {
     "staging": "Staging on Cloud Run: small Cloud SQL tier, scale to zero, no deletion protection.",
     "production": "Production on Cloud Run: regional HA Cloud SQL, deletion protection, PITR, one warm instance.",
 }
+PROJECT_HEADER = """# The app, defined once (written by `deployctl init`): every stack starts from these values and
+# stacks/Pulumi.<stack>.yaml says only how it differs. Pulumi's project-level config: a mapping goes under
+# `value:`. A stack's maps merge into these key by key; a list or a scalar it sets replaces the value here
+# (deployctl's docs/configuration.md). `deployctl plan STACK --show-config` prints what a stack gets.
+"""
 
 
-def render(d: Detection) -> dict[str, str]:
-    """``stacks/Pulumi.<stack>.yaml`` -> its text, for each stack."""
+def render(d: Detection, shared: bool = True) -> dict[str, str]:
+    """``stacks/Pulumi.<stack>.yaml`` -> its text, for each stack: its overrides of :func:`project_config`, or
+    (*shared* false: Pulumi.yaml is not written) the whole definition."""
     from deployctl.config import parse
 
+    common = _shared(d)
     files = {}
     for stack in STACKS:
-        config = _stack(d, stack)
         path = f"stacks/Pulumi.{stack}.yaml"
-        parse({"config": config}, stack=stack, file=path)  # a ConfigError here is init's bug, not the user's
-        header = (f"# {_HEADERS[stack]}\n# Written by `deployctl init` from what it found in this repository; "
-                  "every key is in deployctl's docs/configuration.md.\n")
+        overrides = _overrides(d, stack)
+        whole = merge([Layer(PROJECT_FILE, common), Layer(path, overrides)]).config
+        parse({"config": whole}, stack=stack, file=path)  # a ConfigError here is init's bug, not the user's
+        header = f"# {_HEADERS[stack]}\n"
+        if shared:
+            header += "# The app is defined once, in Pulumi.yaml: this file says only how this stack differs.\n"
+        header += ("# Written by `deployctl init` from what it found in this repository; every key is in "
+                   "deployctl's docs/configuration.md.\n")
         if stack != "local":
             header += "# gcp:project is a placeholder: set your project id (and region) before `deployctl bootstrap`.\n"
-        files[path] = header + yaml.dump({"config": config}, Dumper=_Dumper, sort_keys=False, width=200)
+        files[path] = header + dump({"config": overrides if shared else whole})
     return files
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style, except for lists of scalars and small mappings of scalars (``{source: generated, bytes: 32}``),
-    as deployctl's own stacks are written."""
-
-
-def _flow(values: list[Any]) -> bool:
-    return all(not isinstance(v, dict | list) for v in values)
-
-
-_Dumper.add_representer(dict, lambda dumper, data: dumper.represent_mapping(
-    "tag:yaml.org,2002:map", data, flow_style=len(data) <= 3 and _flow(list(data.values()))))
-_Dumper.add_representer(list, lambda dumper, data: dumper.represent_sequence(
-    "tag:yaml.org,2002:seq", data, flow_style=_flow(data)))
+def project_config(d: Detection) -> str:
+    """Pulumi.yaml's ``config:`` section: the shared definition, each value in Pulumi's ``value:`` form (the
+    form Pulumi accepts for another namespace's key: the project is named after the app, not deployctl)."""
+    return PROJECT_HEADER + dump({"config": {key: {"value": value} for key, value in _shared(d).items()}})
 
 
 def placeholder_project(stack: str) -> str:
@@ -97,20 +101,11 @@ def _secrets(d: Detection) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     return declared, wired
 
 
-def _service(d: Detection, stack: str, wired: dict[str, str]) -> dict[str, Any]:
-    production = stack == "production"
+def _service(d: Detection, wired: dict[str, str]) -> dict[str, Any]:
     svc: dict[str, Any] = {
         "source": d.source, **({"workdir": d.service_workdir} if d.service_workdir else {}),
-        "command": d.command, "port": d.port,
-        "cpu": 2 if production else 1, "memory": "1Gi" if production else "512Mi",
-        "min_instances": 1 if production else 0, "max_instances": 10 if production else 5,
+        "command": d.command, "port": d.port, "cpu": 1, "memory": "512Mi", "min_instances": 0, "max_instances": 5,
     }
-    if d.database and stack == "staging":
-        # within db-f1-micro's 25 connections (policy rule sql-connection-budget): 3 reserved
-        # + 2 revisions x 4 instances x 2 + 1 migrate job = 20
-        svc.update(max_instances=4, pool={"size": 2, "overflow": 0})
-    if stack != "local":
-        svc["public"] = True  # a web service answers the internet; set false for an internal one
     env = database_env(d)
     if env:
         svc["env"] = env
@@ -124,6 +119,18 @@ def _service(d: Detection, stack: str, wired: dict[str, str]) -> dict[str, Any]:
     return svc
 
 
+def _service_overrides(d: Detection, stack: str) -> dict[str, Any]:
+    svc: dict[str, Any] = {}
+    if stack == "production":
+        svc.update(cpu=2, memory="1Gi", min_instances=1, max_instances=10)
+    elif d.database:
+        # within db-f1-micro's 25 connections (policy rule sql-connection-budget): 3 reserved
+        # + 2 revisions x 4 instances x 2 + 1 migrate job = 20
+        svc.update(max_instances=4, pool={"size": 2, "overflow": 0})
+    svc["public"] = True  # a web service answers the internet; set false for an internal one
+    return svc
+
+
 def _liveness(paths: list[str]) -> str:
     """A liveness-looking path if there is one (livez, health…), else the first."""
     for word in ("liv", "health", "ping"):
@@ -133,17 +140,19 @@ def _liveness(paths: list[str]) -> str:
     return paths[0]
 
 
-def _database(d: Detection, stack: str) -> dict[str, Any]:
+def _database(d: Detection) -> dict[str, Any]:
     db: dict[str, Any] = {"version": 16, "name": "app", "user": "app", "password_secret": PASSWORD}
     if d.migrations and d.migrations.extensions:  # checked and created before migrate locally (docs/local.md)
         db["extensions"] = list(d.migrations.extensions)
-    if stack == "staging":
-        db |= {"tier": "db-f1-micro", "deletion_protection": False, "high_availability": False}
-    elif stack == "production":
-        db |= {"tier": "db-custom-2-7680", "disk_gb": 20, "deletion_protection": True, "high_availability": True,
-               "backups": {"enabled": True, "start_time": "03:00", "retained": 7, "point_in_time_recovery": True},
-               "maintenance": {"day": 7, "hour": 4}}
     return db
+
+
+def _database_overrides(stack: str) -> dict[str, Any]:
+    if stack == "staging":
+        return {"tier": "db-f1-micro", "deletion_protection": False, "high_availability": False}
+    return {"tier": "db-custom-2-7680", "disk_gb": 20, "deletion_protection": True, "high_availability": True,
+            "backups": {"enabled": True, "start_time": "03:00", "retained": 7, "point_in_time_recovery": True},
+            "maintenance": {"day": 7, "hour": 4}}
 
 
 def trigger_repository(stack: str, d: Detection) -> str:
@@ -151,34 +160,52 @@ def trigger_repository(stack: str, d: Detection) -> str:
     return f"projects/{placeholder_project(stack)}/locations/{REGION}/connections/github/repositories/{d.name}"
 
 
-def _stack(d: Detection, stack: str) -> dict[str, Any]:
+def _shared(d: Detection) -> dict[str, Any]:
+    """What every stack starts from: the service, its database, secrets, jobs, smoke checks and rollout.
+    No key is null here: Pulumi refuses a project-level key without a value (each stack says ``null``)."""
     declared, wired = _secrets(d)
+    config: dict[str, Any] = {"deployctl:services": {SERVICE: _service(d, wired)}}
+    if d.database:
+        config["deployctl:database"] = _database(d)
+    config["deployctl:secrets"] = declared
+    config["deployctl:jobs"] = {"migrate": _migrate(d) if d.migrations else None}
+    if d.placed_health:
+        config["deployctl:smoke"] = [{"path": p} for p in d.placed_health[:3]]
+    config["deployctl:rollout"] = {"steps": [100], "keep_revisions": 3}
+    return config
+
+
+def _overrides(d: Detection, stack: str) -> dict[str, Any]:
+    """How *stack* differs from the shared definition: target, project and region, size, exposure, the
+    database's tier and protection, the rollout, the trigger."""
     config: dict[str, Any] = {"deployctl:target": "local" if stack == "local" else "gcp"}
     if stack == "local":
         config["deployctl:local"] = {"port": 8080}
     else:
         config["gcp:project"] = placeholder_project(stack)
         config["gcp:region"] = REGION
-    config["deployctl:services"] = {SERVICE: _service(d, stack, wired)}
-    config["deployctl:database"] = _database(d, stack) if d.database else None
-    config["deployctl:secrets"] = declared
-    migrate = d.migrations
-    config["deployctl:jobs"] = {"migrate": _migrate(d) if migrate else None}
-    if d.placed_health:
-        config["deployctl:smoke"] = [{"path": p} for p in d.placed_health[:3]]
-    config["deployctl:rollout"] = {"steps": [10, 50, 100] if stack == "production" else [100], "keep_revisions": 3}
-    if stack == "staging":
-        config["deployctl:gcp"] = {"repository": "deployctl",
-                                   "trigger": {"repository": trigger_repository(stack, d), "branch": "^main$",
-                                               "approval": False}}
-    elif stack == "production":
-        config["deployctl:gcp"] = {"repository": "deployctl",
-                                   "trigger": {"repository": trigger_repository(stack, d),
-                                               "tag": r"^v[0-9]+\.[0-9]+\.[0-9]+$", "approval": True},
-                                   "monitoring": {"latency_p95_ms": 500},
-                                   # promote staging production: bootstrap lets Cloud Run here read staging's images
-                                   "promote_from": ["staging"]}
+        config["deployctl:services"] = {SERVICE: _service_overrides(d, stack)}
+    if not d.database:
+        config["deployctl:database"] = None
+    elif stack != "local":
+        config["deployctl:database"] = _database_overrides(stack)
+    if stack == "production":
+        config["deployctl:rollout"] = {"steps": [10, 50, 100]}
+    if stack != "local":
+        config["deployctl:gcp"] = _gcp(d, stack)
     return config
+
+
+def _gcp(d: Detection, stack: str) -> dict[str, Any]:
+    if stack == "staging":
+        return {"repository": "deployctl",
+                "trigger": {"repository": trigger_repository(stack, d), "branch": "^main$", "approval": False}}
+    return {"repository": "deployctl",
+            "trigger": {"repository": trigger_repository(stack, d), "tag": r"^v[0-9]+\.[0-9]+\.[0-9]+$",
+                        "approval": True},
+            "monitoring": {"latency_p95_ms": 500},
+            # promote staging production: bootstrap lets Cloud Run here read staging's images
+            "promote_from": ["staging"]}
 
 
 def _migrate(d: Detection) -> dict[str, Any]:

@@ -5,6 +5,7 @@ says why)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,10 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from deployctl import naming
-from deployctl.config import load, parse
+from deployctl.config import effective, load, parse
 from deployctl.errors import EXIT_CONFIG, EXIT_PRECONDITION, ConfigError, PreconditionError
 from deployctl.targets.gcp import bootstrap as boot
 from deployctl.targets.gcp.bootstrap import APIS, PROGRAM_ROLES, RELEASE_ROLES
@@ -76,7 +76,7 @@ def test_first_run_prepares_the_project(project):
 
 
 def test_a_long_stack_name_gets_the_build_account_the_naming_rules_give(project):
-    raw = yaml.safe_load((ROOT / "stacks" / "Pulumi.staging.yaml").read_text())
+    raw = effective("staging", ROOT)
     stack = parse(raw, stack="customer-portal-staging-eu", file="stacks/Pulumi.customer-portal-staging-eu.yaml")
     project.bootstrap(stack).run()
 
@@ -317,6 +317,7 @@ def test_a_denied_grant_during_the_first_runs_propagation_window_fails_at_once(p
 def _production_promoted_from(root: Path, names: str) -> None:
     """*root* with the shipped stack files, production's gcp.promote_from set to *names* (YAML flow list)."""
     (root / "stacks").mkdir(parents=True)
+    shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
     for name in ("local", "staging", "production"):
         text = (ROOT / "stacks" / f"Pulumi.{name}.yaml").read_text()
         if name == "production":

@@ -14,23 +14,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the repository's local stack (commands find the project from the working directory); its
-    state goes in the project's .deployctl/, where _touched sees it."""
+    """A copy of the repository's Pulumi.yaml and local stack (commands find the project from the working
+    directory); its state goes in the project's .deployctl/, where _touched sees it."""
     monkeypatch.delenv("DEPLOYCTL_STATE_DIR", raising=False)
     (tmp_path / "project" / "stacks").mkdir(parents=True)
     shutil.copy(ROOT / "stacks" / "Pulumi.local.yaml", tmp_path / "project" / "stacks")
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "project" / "Pulumi.yaml")
     return tmp_path / "project"
 
 
 def _touched(project: Path) -> list[str]:
-    return sorted(p.name for p in project.iterdir() if p.name not in ("stacks", "app"))
+    return sorted(p.name for p in project.iterdir() if p.name not in ("stacks", "app", "Pulumi.yaml"))
 
 
 def test_a_stack_file_that_is_not_utf8_is_one_line_naming_the_byte(project: Path, run_cli: RunCli) -> None:
     stack = project / "stacks" / "Pulumi.local.yaml"
     text = stack.read_bytes()
-    at = text.index(b"LOG_LEVEL: info") + len(b"LOG_LEVEL: ")
-    stack.write_bytes(text[:at] + "caf\u00e9".encode("latin-1") + text[at + 4:])  # é as Latin-1: 0xE9
+    at = text.index(b"deployctl:target: local") + len(b"deployctl:target: ")
+    stack.write_bytes(text[:at] + "caf\u00e9".encode("latin-1") + text[at + 5:])  # é as Latin-1: 0xE9
     result = run_cli(["status", "local"], project)
     assert (result.exit_code, result.stdout) == (3, "")
     assert result.stderr == (f"Error: stacks/Pulumi.local.yaml: not valid UTF-8 (byte {at + 3}: 0xe9)\n"

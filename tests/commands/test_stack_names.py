@@ -47,6 +47,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The repository's stacks, a stack file planted at every bad name's path, state in <project>/.deployctl."""
     project = tmp_path / "work" / "project"
     shutil.copytree(ROOT / "stacks", project / "stacks")
+    shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
     local = (ROOT / "stacks" / "Pulumi.local.yaml").read_text()
     for name in BAD:
         if "\n" in name or len(name) > 63:

@@ -125,10 +125,10 @@ def test_an_app_with_a_database_releases_changes_rolls_back_and_rotates(init_app
     app = init_app(spec.name)
     stack_file = app.root / "stacks" / "Pulumi.local.yaml"
     stack = yaml.safe_load(stack_file.read_text())
-    assert stack["config"]["deployctl:database"]["extensions"]  # what the embedded Postgres lacks
-    if spec.env:
-        stack["config"]["deployctl:services"]["web"]["env"] = {
-            **(stack["config"]["deployctl:services"]["web"].get("env") or {}), **spec.env}
+    shared = yaml.safe_load((app.root / "Pulumi.yaml").read_text())["config"]  # the app's one definition
+    assert shared["deployctl:database"]["value"]["extensions"]  # what the embedded Postgres lacks
+    if spec.env:  # this stack's env, merged into the shared service's key by key
+        stack["config"]["deployctl:services"] = {"web": {"env": dict(spec.env)}}
         stack_file.write_text(yaml.safe_dump(stack))
     app.run("up", "local", timeout=300)
     first = app.get(spec.page)

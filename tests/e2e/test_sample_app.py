@@ -25,6 +25,7 @@ def test_sample_app_releases_serves_and_rolls_back(tmp_path: Path, venv_cache: P
     proj = tmp_path / "proj"
     shutil.copytree(REPO / "app", proj / "app", ignore=shutil.ignore_patterns("__pycache__"))
     (proj / "stacks").mkdir()
+    shutil.copy(REPO / "Pulumi.yaml", proj / "Pulumi.yaml")  # the app's one definition
     port = free_port()
     stack = (REPO / "stacks" / "Pulumi.local.yaml").read_text()
     (proj / "stacks" / "Pulumi.local.yaml").write_text(re.sub(r"(deployctl:local:\n\s+port: )8080", rf"\g<1>{port}",

@@ -157,6 +157,7 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
     (root / "stacks").mkdir(parents=True)
     for name in ("staging", "production"):
         shutil.copy(REPO / "stacks" / f"Pulumi.{name}.yaml", root / "stacks")
+    shutil.copy(REPO / "Pulumi.yaml", root / "Pulumi.yaml")  # the app's one definition, which the stacks override
     # the build context is the project root: the real Dockerfile, its ignore file and the app it COPYs
     shutil.copytree(REPO / "app", root / "app", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("Dockerfile.cloudrun", ".dockerignore"):

@@ -122,11 +122,11 @@ def test_a_settings_change_outside_the_service_after_a_code_only_release_makes_o
     _up(cloud, reporter)
     _change_code(cloud, "code")
     second = _up(cloud, reporter)
-    stack_file = cloud.root / "stacks" / "Pulumi.staging.yaml"
-    before = stack_file.read_text()
+    shared = cloud.root / "Pulumi.yaml"  # the app's one definition, the migrate job's with it
+    before = shared.read_text()
     after = before.replace("retries: 2, timeout_s: 300}", "retries: 2, timeout_s: 400}", 1)  # the migrate job
     assert after != before
-    stack_file.write_text(after)
+    shared.write_text(after)
     ups = cloud.engine_calls().count("up")
     third = _up(cloud, reporter)
     assert third.outcome == "succeeded" and cloud.engine_calls().count("up") == ups + 2

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.devtools import cloudbuild_v2
 from google.cloud.devtools.cloudbuild_v2.services.repository_manager.transports import RepositoryManagerGrpcTransport
 
-from deployctl.config import Stack, load, parse
+from deployctl.config import Stack, effective, load, parse
 from deployctl.errors import EXIT_PRECONDITION
 from deployctl.targets.gcp.bootstrap import APIS, RELEASE_ROLES, promotion_sources
 from deployctl.targets.gcp.doctor import Doctor, Report
@@ -294,7 +293,7 @@ def _with_token(config: dict[str, Any]) -> None:
 
 
 def _stack(edit: Callable[[dict[str, Any]], None]) -> Stack:
-    raw = yaml.safe_load((ROOT / "stacks" / "Pulumi.staging.yaml").read_text())
+    raw = effective("staging", ROOT)
     edit(raw["config"])
     return parse(raw, stack="staging", file="stacks/Pulumi.staging.yaml")
 

@@ -25,8 +25,9 @@ def test_db_user_in_env_follows_the_pinned_password_through_rotations(cloud: Clo
     path = cloud.root / "stacks" / "Pulumi.staging.yaml"
     raw = yaml.safe_load(path.read_text())
     api = raw["config"]["deployctl:services"]["api"]
-    api["env"].update(POSTGRES_USER="{db_user}", POSTGRES_SERVER="{db_host}")
-    api["secrets"]["POSTGRES_PASSWORD"] = "DB_PASSWORD"
+    # merged into Pulumi.yaml's env and secrets of the service, key by key
+    api.setdefault("env", {}).update(POSTGRES_USER="{db_user}", POSTGRES_SERVER="{db_host}")
+    api.setdefault("secrets", {})["POSTGRES_PASSWORD"] = "DB_PASSWORD"
     path.write_text(yaml.safe_dump(raw))
 
     def connects(path: str, revision) -> tuple[int, str]:  # type: ignore[no-untyped-def]

@@ -43,7 +43,7 @@ STEPS = "steps: [10, 50, 100]"
 
 
 def _canary_split_rollout(cloud: Cloud) -> None:
-    path = cloud.root / "stacks" / "Pulumi.staging.yaml"
+    path = cloud.root / "Pulumi.yaml"  # the shared rollout, which staging does not override
     text = path.read_text().replace("steps: [100]", STEPS)
     assert STEPS in text
     path.write_text(text)

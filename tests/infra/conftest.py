@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from deployctl.config import Release, Stack, load, parse
+from deployctl.config import Release, Stack, effective, load, parse
 from deployctl.targets.gcp.synth import Synthesis, synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,9 +18,7 @@ WORKER_DIGEST = "europe-central2-docker.pkg.dev/example/production-deployctl/wor
 def stack_with(name: str, edit: Any = None, *, stack: str | None = None) -> Stack:
     """The repository's stack *name*, its raw config edited by *edit(config)*, validated as *stack*. An edit may
     put a release under ``RELEASE``: it becomes the release deployctl's own `pulumi up` hands the program."""
-    import yaml
-
-    raw = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{name}.yaml").read_text())
+    raw = effective(name, ROOT)  # the shared definition with the stack's overrides, as one document
     if edit is not None:
         edit(raw["config"])
     handed = raw["config"].pop(RELEASE, None)

@@ -47,9 +47,9 @@ def test_an_env_prefix_and_asyncpg_make_the_database_url(tmp_path):
                            "svc/settings.py": settings})
     d = plan(repo).detection
     assert d.env.url == "SVC_DATABASE_URL" and d.url_scheme == "postgresql+asyncpg"
-    staging = plan(repo).files["stacks/Pulumi.staging.yaml"]
+    shared = plan(repo).files["Pulumi.yaml"]  # the app's one definition, every stack's secrets
     assert "SVC_DATABASE_URL: {source: composed, template: 'postgresql+asyncpg://{db_user}:{DB_PASSWORD}@/" \
-           "{db_name}?host={db_socket}'}" in staging
+           "{db_name}?host={db_socket}'}" in shared
 
 
 def test_django_environ_and_decouple_reads_are_found(tmp_path):
@@ -138,6 +138,6 @@ def test_a_migration_directory_apart_from_the_app_is_reached_from_the_service_wo
     })
     d = plan(repo).detection
     assert (d.source, d.service_workdir) == ("backend", ".")
-    local = stacks.render(d)["stacks/Pulumi.local.yaml"]
-    assert "command: [sh, -c, cd db && exec alembic upgrade head]" in local, local
-    assert "workdir: ." in local
+    shared = stacks.project_config(d)
+    assert "command: [sh, -c, cd db && exec alembic upgrade head]" in shared, shared
+    assert "workdir: ." in shared

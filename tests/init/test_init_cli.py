@@ -3,7 +3,14 @@
 
 from __future__ import annotations
 
-from tests.init.conftest import WRITTEN, report
+import shutil
+
+import pytest
+import yaml
+
+from deployctl import config
+from deployctl.scaffold.stacks import STACKS
+from tests.init.conftest import FIXTURES, WRITTEN, report
 
 
 def test_without_yes_it_asks_and_a_no_writes_nothing(byo, run_cli):
@@ -75,3 +82,28 @@ def test_the_written_pipeline_pushes_to_the_repository_the_program_creates(byo, 
     staging = config.load("staging", repo)
     assert pipeline["substitutions"]["_STACK"] == "staging"
     assert pipeline["substitutions"]["_REPOSITORY"] == naming.repository(staging)
+
+
+@pytest.mark.parametrize("name", ["django-pip", "starlette-pep621"])
+def test_init_defines_the_app_once_and_what_it_writes_round_trips(byo, run_cli, tmp_path, name):
+    repo = byo(name)
+    assert run_cli(["init", "--yes"], repo).exit_code == 0
+    shared = yaml.safe_load((repo / "Pulumi.yaml").read_text())["config"]
+    assert {"deployctl:services", "deployctl:secrets", "deployctl:jobs"} <= set(shared)
+    assert all(set(value) == {"value"} for value in shared.values())  # Pulumi's form for another namespace's key
+    models = {}
+    for stack in STACKS:
+        overrides = yaml.safe_load((repo / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+        assert not {"deployctl:secrets", "deployctl:jobs", "deployctl:smoke"} & set(overrides)  # not copied
+        models[stack] = config.load(stack, repo)
+        whole = config.effective(stack, repo)  # what `plan STACK --show-config` prints
+        assert config.parse(whole, stack=stack, file=f"stacks/Pulumi.{stack}.yaml") == models[stack]
+    # a project with a Pulumi.yaml of its own keeps it: each stack then holds the whole app, to the same model
+    own = tmp_path / "own" / name
+    shutil.copytree(FIXTURES / name, own, ignore=shutil.ignore_patterns("__pycache__"))
+    (own / "Pulumi.yaml").write_text(f"name: {name}\nruntime: python\n")
+    result = run_cli(["init", "--yes"], own)
+    assert "skipped (exists; --force overwrites): Pulumi.yaml" in result.stdout.splitlines()
+    assert (own / "Pulumi.yaml").read_text() == f"name: {name}\nruntime: python\n"
+    for stack in STACKS:
+        assert config.load(stack, own) == models[stack]

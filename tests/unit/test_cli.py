@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,14 +59,15 @@ def test_bad_key_is_one_line_with_a_hint(tmp_path: Path, run_cli: RunCli) -> Non
 
 def test_a_relative_smoke_path_is_one_line_naming_the_file_and_key(tmp_path: Path, run_cli: RunCli) -> None:
     (tmp_path / "stacks").mkdir()
-    shipped = (ROOT / "stacks" / "Pulumi.local.yaml").read_text()
+    shutil.copy(ROOT / "stacks" / "Pulumi.local.yaml", tmp_path / "stacks")
+    shipped = (ROOT / "Pulumi.yaml").read_text()  # the smoke checks are the app's, defined once for every stack
     assert shipped.count("path: /startup") == 1  # the second smoke check
-    (tmp_path / "stacks" / "Pulumi.local.yaml").write_text(shipped.replace("path: /startup", "path: startup"))
+    (tmp_path / "Pulumi.yaml").write_text(shipped.replace("path: /startup", "path: startup"))
     result = run_cli(["up", "local"], tmp_path)
     assert (result.exit_code, result.stdout) == (3, "")
-    assert result.stderr == 'Error: stacks/Pulumi.local.yaml: deployctl:smoke.1.path: must start with "/"\n' \
+    assert result.stderr == 'Error: Pulumi.yaml: deployctl:smoke.1.path: must start with "/"\n' \
                             'Hint: Write the path from the root: "/startup".\n'
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["stacks"]  # nothing was touched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Pulumi.yaml", "stacks"]  # nothing was touched
 
 
 @pytest.fixture
@@ -94,6 +96,7 @@ def test_up_production_refuses_a_failing_mandatory_rule_before_touching_anything
     unsafe = (ROOT / "stacks" / "Pulumi.production.yaml").read_text().replace(
         "high_availability: true", "high_availability: false")
     (tmp_path / "stacks" / "Pulumi.production.yaml").write_text(unsafe)
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     result = run_cli(["up", "production"], tmp_path)
     assert result.exit_code == 6
     assert result.stderr.startswith("Error: stack production fails mandatory policy rules: sql-ha\n")
