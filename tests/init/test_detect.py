@@ -128,6 +128,18 @@ def test_the_python_version(tmp_path, python, expected):
         plan(tmp_path).files["Dockerfile.cloudrun"]
 
 
+def test_runtime_txt_is_a_pin_and_the_local_target_reads_the_same_version(tmp_path):
+    """init's image and the local target's venv come from one reading of the declared version."""
+    from deployctl.targets.local import deps as local_deps
+
+    make(tmp_path, {"requirements.txt": "flask\n", "runtime.txt": "python-3.11.9\n",
+                    "pyproject.toml": "[project]\nname = 'x'\nrequires-python = '>=3.10'\n"})
+    d = plan(tmp_path).detection
+    assert (d.deps.python, d.deps.python_from) == ("3.11", "runtime.txt")
+    spec = local_deps.find(tmp_path, ".")
+    assert spec.python is not None and (spec.python.minor, spec.python.source) == ("3.11", "runtime.txt")
+
+
 def test_a_migration_directory_apart_from_the_app_is_reached_from_the_service_workdir(tmp_path):
     repo = make(tmp_path, {
         "backend/pyproject.toml": "[project]\nname = 'b'\nversion = '1'\ndependencies = ['fastapi', 'alembic']\n",
