@@ -13,14 +13,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
+from deployctl import pyversion
 from deployctl.scaffold.repo import Repo
 
 Manager = Literal["uv", "poetry", "pip", "pep621"]
-# Python minors an image can be built on, newest first, each with the exact base image tag it uses.
-PYTHONS = {"3.13": "3.13.1", "3.12": "3.12.8", "3.11": "3.11.11", "3.10": "3.10.16"}
-DEFAULT_PYTHON = "3.12"
+DEFAULT_PYTHON = pyversion.DEFAULT
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _LOCK_NAME = re.compile(r'^name = "([^"]+)"', re.M)
 
@@ -104,25 +101,12 @@ def _project(repo: Repo, directory: str) -> dict[str, Any] | None:
 
 
 def _with_python(repo: Repo, deps: Deps, project_dir: str) -> Deps:
-    for directory in (*_up(project_dir), deps.root):
-        pinned = repo.text(_join(directory, ".python-version")) if repo.exists(_join(directory, ".python-version")) \
-            else None
-        if pinned:
-            minor = ".".join(pinned.strip().split(".")[:2])
-            if minor in PYTHONS:
-                return replace(deps, python=minor, python_from=_join(directory, ".python-version"))
-    for directory in (project_dir, deps.root):
-        spec = (_project(repo, directory) or {}).get("requires-python")
-        if isinstance(spec, str):
-            try:
-                allowed = SpecifierSet(spec)
-            except InvalidSpecifier:
-                continue
-            fits = [m for m in PYTHONS if allowed.contains(PYTHONS[m])]
-            if fits:
-                best = DEFAULT_PYTHON if DEFAULT_PYTHON in fits else fits[0]
-                return replace(deps, python=best, python_from=f"requires-python {spec}")
-    return deps
+    """The Python the app declares (deployctl.pyversion, the local target's reading too), else the default."""
+    def read(rel: str) -> str | None:
+        return repo.text(rel) if repo.exists(rel) else None
+
+    found = pyversion.declared(read, (*_up(project_dir), deps.root))
+    return replace(deps, python=found.minor, python_from=found.source) if found else deps
 
 
 def _lock_names(repo: Repo, lock: str) -> frozenset[str]:

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployctl.scaffold import apps, deps, envvars, migrations, routes
+from deployctl.scaffold import apps, deps, dotenv, envvars, migrations, routes
 from deployctl.scaffold.repo import Repo
 
 SERVICE = "web"  # the service's name in the stacks (Cloud Run: <stack>-web)
@@ -73,7 +73,7 @@ def detect(repo: Repo) -> Detection:
     source = _source(repo, app)
     app = apps.with_port(repo, app, source) if app else None
     dependencies = deps.detect(repo, source)
-    env = envvars.scan(repo, source)
+    env = dotenv.merge(envvars.scan(repo, source), *dotenv.read(repo, source))
     health = tuple(routes.find(repo, app, source, env.settings)) if app else ()
     return Detection(
         name=_project_name(repo, repo.root), app=app, deps=dependencies, source=source,

@@ -27,6 +27,7 @@ _PARTS = {"db_host": ("SERVER", "HOST", "HOSTNAME"), "db_port": ("PORT",), "db_u
 _OWN_KEY = re.compile(r"^(SECRET_KEY|JWT_SECRET|JWT_SECRET_KEY)$|_(SECRET_KEY|SIGNING_KEY|SALT)$")
 _ISSUED = re.compile(r"_(TOKEN|API_KEY|ACCESS_KEY|CLIENT_SECRET|WEBHOOK_SECRET|PRIVATE_KEY|KEY)$")
 _OWN_SECRET = re.compile(r"_(PASSWORD|SECRET)$")
+_SECRETISH = re.compile(r"(^|_)(SECRET|PASSWORD|PASSWD|PASS|TOKEN|KEY|APIKEY|CREDENTIALS?|PRIVATE|SALT)(_|$)")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,16 @@ class Env:
     provided: tuple[str, ...] = ()  # required secrets someone else issues: set with `deployctl secrets set`
     optional_secrets: tuple[str, ...] = ()  # secret-like variables with a default: not wired
     other_required: tuple[EnvRead, ...] = ()  # required variables that are neither database nor secret
+    carried: dict[str, str] = field(default_factory=dict)  # plain values from the app's .env files (dotenv.py)
+    dotenv: tuple[str, ...] = ()  # the .env files read
+
+
+def secret_source(name: str) -> str | None:
+    """How a secret-looking name is wired when the app is known to use it: "generated" for what the app owns
+    (signing keys, passwords), "provided" for what someone else issues (tokens, API keys); None: not a secret."""
+    if _OWN_KEY.search(name) or (_OWN_SECRET.search(name) and not _ISSUED.search(name)):
+        return "generated"
+    return "provided" if _SECRETISH.search(name) else None
 
 
 def scan(repo: Repo, workdir: str) -> Env:

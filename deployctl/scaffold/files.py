@@ -13,7 +13,7 @@ import json
 from pathlib import PurePosixPath
 
 from deployctl import __version__
-from deployctl.scaffold.deps import PYTHONS
+from deployctl.pyversion import PYTHONS
 from deployctl.scaffold.detect import SERVICE, Detection
 from deployctl.scaffold.migrations import shell_line
 from deployctl.scaffold.repo import NOT_APP_DIRS, Repo

@@ -5,7 +5,7 @@ from __future__ import annotations
 from deployctl.scaffold.apps import SERVER
 from deployctl.scaffold.detect import SERVICE, Detection
 from deployctl.scaffold.migrations import EMBEDDED, TRUSTED, shell_line
-from deployctl.scaffold.stacks import PASSWORD, REGION
+from deployctl.scaffold.stacks import PASSWORD, REGION, wiring
 from deployctl.targets.local.providers import install_command
 
 _MANAGERS = {"uv": "uv", "poetry": "Poetry", "pip": "pip", "pep621": "PEP 621 without a lock"}
@@ -29,16 +29,28 @@ def detected(d: Detection) -> list[str]:
                          "migrate on the local target; by the migrations on Cloud SQL)")
     if d.placed_health:
         lines.append(f"health: {', '.join(d.placed_health)} (probes and smoke checks)")
-    if d.env.url:
+    return lines + wired(d)
+
+
+def wired(d: Detection) -> list[str]:
+    """What the service is given, read from what init writes (stacks.wiring), not from what it detected."""
+    env, declared, secrets = wiring(d)
+    lines = []
+    if d.env.url in secrets:
         lines.append(f"database: {d.env.url} (one URL): a composed secret, {d.url_scheme}://…?host=<socket>")
-    elif d.env.parts:
-        parts = [d.env.parts[f] for f in ("db_host", "db_port", "db_user", "password", "db_name") if f in d.env.parts]
-        lines.append(f"database: {', '.join(parts)} (separate variables): env templated over "
-                     f"{{db_host}} {{db_port}} {{db_user}} {{db_name}}, the password from {PASSWORD}")
-    if d.env.generated:
-        lines.append(f"secrets: {', '.join(d.env.generated)} (generated)")
-    if d.env.provided:
-        lines.append(f"secrets: {', '.join(d.env.provided)} (provided: you set them)")
+    facts = {var: value for var, value in env.items() if var not in d.env.carried}
+    if facts:
+        password = [var for var, secret in secrets.items() if secret == PASSWORD]
+        how = f"; {password[0]} from the secret {PASSWORD}" if password else "; no password variable"
+        lines.append(f"database: {', '.join(f'{var}={value}' for var, value in facts.items())} "
+                     f"(separate variables, env){how}")
+    if d.env.carried:
+        lines.append(f"env: {', '.join(d.env.carried)} (values from {', '.join(d.env.dotenv)})")
+    for source, what in (("generated", "generated"), ("provided", "provided: you set them")):
+        names = sorted(var for var, secret in secrets.items()
+                       if declared.get(secret, {}).get("source") == source and secret != PASSWORD)
+        if names:
+            lines.append(f"secrets: {', '.join(names)} ({what})")
     return lines
 
 
@@ -66,7 +78,11 @@ def undetected(d: Detection) -> list[str]:
     if not d.database:
         lines.append("database: the service reads no database variables: deployctl:database is null; add one "
                      "(and a DATABASE_URL composed secret) if it needs Postgres")
-    elif d.env.parts.get("db_host"):
+    elif d.env.parts and "password" not in d.env.parts:
+        lines.append(f"database password: the service reads no password variable beside "
+                     f"{', '.join(d.env.parts.values())}: none is wired; map the one it reads to the secret "
+                     f"{PASSWORD} under {_SVC}.secrets")
+    if d.database and d.env.parts.get("db_host"):
         lines.append(f"{d.env.parts['db_host']}: {{db_host}} is 127.0.0.1 locally but the Cloud SQL socket directory "
                      "on Cloud Run: the app must pass it to the driver as host=, not build host:port into a URL")
     lines += _env_gaps(d)

@@ -90,6 +90,19 @@ def database_env(d: Detection) -> dict[str, str]:
     return {var: f"{{{fact}}}" for fact, var in d.env.parts.items() if fact != "password"}
 
 
+def service_env(d: Detection) -> dict[str, str]:
+    """The service's plain env: the values carried from the app's .env files (braces kept literal), then the
+    database variables templated over the facts."""
+    carried = {k: v.replace("{", "{{").replace("}", "}}") for k, v in d.env.carried.items()}
+    return {**carried, **database_env(d)}
+
+
+def wiring(d: Detection) -> tuple[dict[str, str], dict[str, dict[str, Any]], dict[str, str]]:
+    """(plain env, secrets declared, variable -> secret): what init writes for the service, and reports."""
+    declared, wired = _secrets(d)
+    return service_env(d), declared, wired
+
+
 def _secrets(d: Detection) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     declared, wired = database_secrets(d)
     for name in d.env.generated:
@@ -106,7 +119,7 @@ def _service(d: Detection, wired: dict[str, str]) -> dict[str, Any]:
         "source": d.source, **({"workdir": d.service_workdir} if d.service_workdir else {}),
         "command": d.command, "port": d.port, "cpu": 1, "memory": "512Mi", "min_instances": 0, "max_instances": 5,
     }
-    env = database_env(d)
+    env = service_env(d)
     if env:
         svc["env"] = env
     if wired:

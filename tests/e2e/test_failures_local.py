@@ -19,7 +19,8 @@ def test_startup_500_leaves_traffic_on_the_old_revision(project: Project) -> Non
     project.variant(VERSION=2, STARTUP_STATUS=500)
     out = project.run("up", "local", rc=1)
     first_line = project.error(out)
-    assert first_line.startswith("Error: release r0002 failed at deploy: the startup probe did not pass")
+    assert first_line.startswith(
+        "Error: release r0002 failed at deploy: the startup probe GET /startup did not answer 200 within")
     assert f"Traffic stays on {good} at {project.url}." in first_line
     assert "`deployctl rollback local`" in out.stderr and "`deployctl up local` again" in out.stderr
     assert "Traceback" not in out.stderr

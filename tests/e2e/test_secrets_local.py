@@ -108,7 +108,8 @@ def test_failed_rotation_leaves_the_old_version_serving(project: Project) -> Non
     before = project.serving()
     out = project.run("secrets", "rotate", "local", "API_TOKEN", "--from-stdin", stdin="malformed", rc=1)
     error = project.error(out)
-    assert error.startswith("Error: rotation r0002 failed at deploy: the startup probe did not pass")
+    assert error.startswith(
+        "Error: rotation r0002 failed at deploy: the startup probe GET /startup did not answer 200 within")
     # what the undo did, then where traffic is (StageFailed composes its message once, from its fields)
     assert error.endswith(f"The new API_TOKEN version was disabled; the old versions serve. Traffic stays on "
                           f"{before} at {project.url}.")

@@ -128,6 +128,18 @@ def test_the_python_version(tmp_path, python, expected):
         plan(tmp_path).files["Dockerfile.cloudrun"]
 
 
+def test_runtime_txt_is_a_pin_and_the_local_target_reads_the_same_version(tmp_path):
+    """init's image and the local target's venv come from one reading of the declared version."""
+    from deployctl.targets.local import deps as local_deps
+
+    make(tmp_path, {"requirements.txt": "flask\n", "runtime.txt": "python-3.11.9\n",
+                    "pyproject.toml": "[project]\nname = 'x'\nrequires-python = '>=3.10'\n"})
+    d = plan(tmp_path).detection
+    assert (d.deps.python, d.deps.python_from) == ("3.11", "runtime.txt")
+    spec = local_deps.find(tmp_path, ".")
+    assert spec.python is not None and (spec.python.minor, spec.python.source) == ("3.11", "runtime.txt")
+
+
 def test_a_migration_directory_apart_from_the_app_is_reached_from_the_service_workdir(tmp_path):
     repo = make(tmp_path, {
         "backend/pyproject.toml": "[project]\nname = 'b'\nversion = '1'\ndependencies = ['fastapi', 'alembic']\n",
@@ -141,3 +153,45 @@ def test_a_migration_directory_apart_from_the_app_is_reached_from_the_service_wo
     shared = stacks.project_config(d)
     assert "command: [sh, -c, cd db && exec alembic upgrade head]" in shared, shared
     assert "workdir: ." in shared
+
+
+def _local(d) -> dict:
+    import yaml
+
+    return yaml.safe_load(stacks.project_config(d))["config"]["deployctl:services"]["value"]["web"]
+
+
+def test_the_report_names_no_password_it_did_not_wire(tmp_path):
+    repo = make(tmp_path, {**FASTAPI, "svc/main.py": (
+        "import os\nfrom fastapi import FastAPI\napp = FastAPI()\n"
+        "HOST = os.environ['POSTGRES_HOST']\nNAME = os.environ['POSTGRES_DB']\n")})
+    d = plan(repo).detection
+    assert "secrets" not in _local(d)
+    assert [line for line in detected(d) if line.startswith("database")] == [
+        "database: POSTGRES_HOST={db_host}, POSTGRES_DB={db_name} (separate variables, env); no password variable"]
+    assert not any("DB_PASSWORD" in line for line in detected(d))
+    assert ("database password: the service reads no password variable beside POSTGRES_HOST, POSTGRES_DB: none "
+            "is wired; map the one it reads to the secret DB_PASSWORD under deployctl:services.web.secrets"
+            ) in undetected(d)
+
+
+def test_dotenv_values_are_carried_and_its_secrets_wired(tmp_path):
+    repo = make(tmp_path, {**FASTAPI, "svc/main.py": (
+        "import os\nfrom fastapi import FastAPI\napp = FastAPI()\nDEBUG = os.environ['DEBUG']\n"
+        "URL = os.environ['DATABASE_URL']\n"),
+        ".env.example": ("# copy to .env\nDEBUG=1\nexport TITLE=\"My {app}\"  # shown\nSECRET_KEY=change-me\n"
+                         "STRIPE_API_KEY=sk_test_x\nDATABASE_URL=postgres://localhost/x\nPORT=8000\nEMPTY=\n"),
+        ".env": "DEBUG=0\nLOG_LEVEL=info # local\n",
+    })
+    d = plan(repo).detection
+    web = _local(d)
+    assert web["env"] == {"DEBUG": "1", "TITLE": "My {{app}}", "LOG_LEVEL": "info"}
+    assert web["secrets"] == {"DATABASE_URL": "DATABASE_URL", "SECRET_KEY": "SECRET_KEY",
+                              "STRIPE_API_KEY": "STRIPE_API_KEY"}
+    assert detected(d)[-4:] == [
+        "database: DATABASE_URL (one URL): a composed secret, postgresql+asyncpg://…?host=<socket>",
+        "env: DEBUG, TITLE, LOG_LEVEL (values from .env.example, .env)",
+        "secrets: SECRET_KEY (generated)",
+        "secrets: STRIPE_API_KEY (provided: you set them)",
+    ]
+    assert not any(line.startswith("DEBUG:") for line in undetected(d))  # carried: no longer a gap

@@ -38,8 +38,8 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         "migrations: Alembic (backend/alembic.ini, scripts in backend/app/alembic): alembic upgrade head (in backend/)",
         f"extensions: uuid-ossp {LISTED}",
         "health: /api/v1/utils/health-check/ (probes and smoke checks)",
-        "database: POSTGRES_SERVER, POSTGRES_PORT, POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB (separate "
-        "variables): env templated over {db_host} {db_port} {db_user} {db_name}, the password from DB_PASSWORD",
+        "database: POSTGRES_SERVER={db_host}, POSTGRES_PORT={db_port}, POSTGRES_USER={db_user}, "
+        "POSTGRES_DB={db_name} (separate variables, env); POSTGRES_PASSWORD from the secret DB_PASSWORD",
         "secrets: FIRST_SUPERUSER_PASSWORD, SECRET_KEY (generated)",
     ], [
         GCP,

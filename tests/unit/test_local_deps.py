@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from deployctl.errors import PreconditionError
-from deployctl.targets.local import deps
+from deployctl.targets.local import build, deps, interpreters
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -130,3 +130,42 @@ resolved_reference = "0123abc"
     lines, hashed = deps.poetry_requirements(_write(tmp_path, {"poetry.lock": lock}) / "poetry.lock")
     assert not hashed and lines[-1] == "lib @ git+https://github.com/example/lib.git@0123abc"
     assert not any("--hash" in line for line in lines)
+
+
+def _another_python() -> str | None:
+    """A Python an image exists for, on this machine, other than the one running the tests."""
+    return next((m for m in ("3.12", "3.11", "3.13", "3.10") if m != interpreters.running() and interpreters.find(m)),
+                None)
+
+
+def test_the_venv_is_built_with_the_python_the_app_pins(tmp_path: Path) -> None:
+    minor = _another_python()
+    if minor is None:
+        pytest.skip("only one Python on this machine")
+    _write(tmp_path, {"app/requirements.txt": "", "app/.python-version": f"{minor}\n"})
+    spec = deps.find(tmp_path, "app")
+    venv = build.ensure_venv(spec, tmp_path / "venvs")
+    assert (venv / "bin" / f"python{minor}").exists()  # venv names the interpreter it was made from
+    assert deps.key(spec) != deps.key(deps.DepSpec(spec.kind, spec.file, spec.root, spec.project))
+
+
+def test_a_declared_python_not_on_the_machine_is_one_line_naming_it(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    minor = next(m for m in ("3.10", "3.13") if m != interpreters.running())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for name, value in (("PATH", str(empty)), ("PYENV_ROOT", str(empty)), ("UV_PYTHON_INSTALL_DIR", str(empty))):
+        monkeypatch.setenv(name, value)
+    interpreters.find.cache_clear()
+    try:
+        _write(tmp_path, {"app/requirements.txt": "django\n", "app/runtime.txt": f"python-{minor}.2\n"})
+        spec = deps.find(tmp_path, "app")
+        with pytest.raises(PreconditionError) as caught:
+            build.ensure_venv(spec, tmp_path / "venvs")
+    finally:
+        interpreters.find.cache_clear()
+    assert caught.value.message == (f"the app declares Python {minor} (app/runtime.txt), and there is no Python "
+                                    f"{minor} on this machine (PATH, pyenv, uv)")
+    assert caught.value.hint == (f"Install it: uv python install {minor} (or your system's python{minor} package), "
+                                 "then run again.")
+    assert not (tmp_path / "venvs" / deps.key(spec)[:16]).exists()

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from deployctl.errors import DeployctlError, PreconditionError
@@ -131,10 +130,11 @@ def ensure_venv(spec: deps.DepSpec, venvs: Path) -> Path:
         if (venv / ".complete").is_file():
             return venv
         shutil.rmtree(venv, ignore_errors=True)
-        out = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, check=False)
+        _minor, python = deps.python(spec)
+        out = subprocess.run([python, "-m", "venv", str(venv)], capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise DeployctlError(f"could not create the dependency venv: {explain(out.stderr)}",
-                                 f"Check that {sys.executable} can make venvs (python3-venv) and {venvs} is writable.")
+                                 f"Check that {python} can make venvs (python3-venv) and {venvs} is writable.")
         deps.install(spec, venv)
         (venv / ".complete").write_text(key)
     return venv

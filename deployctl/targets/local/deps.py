@@ -10,6 +10,10 @@ Rules:
   a code change reuses it. The app's own project, when it is a package, is installed per artifact into
   ``.deployctl-site`` (without its dependencies, from the artifact's copy): the shared venv never holds the
   app's code, so no revision runs another revision's code.
+- The venv is made with the Python the app declares (deployctl.pyversion: ``.python-version``, ``runtime.txt``,
+  ``requires-python``; the same reading init uses for the image), found on this machine (interpreters.py);
+  deployctl's own Python only when the app declares none. A declared version that is not on the machine is one
+  line naming it and how to install it.
 - Hash-checked wherever the spec has hashes: a requirements file with ``--hash`` is installed with
   ``--require-hashes``; a poetry lock's files carry hashes; uv checks uv.lock's hashes itself.
 """
@@ -28,8 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from deployctl import pyversion
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.joblog import explain
+from deployctl.targets.local import interpreters
 
 Kind = Literal["uv", "poetry", "requirements", "pyproject"]
 _FILES: tuple[tuple[str, Kind], ...] = (
@@ -48,6 +54,7 @@ class DepSpec:
     file: Path
     root: Path
     project: Path | None = None
+    python: pyversion.Declared | None = None  # what the app declares; None: deployctl's own Python
 
     @property
     def shown(self) -> str:
@@ -71,17 +78,49 @@ def find(root: Path, source: str) -> DepSpec:
     top = root.resolve()
     chain = [src, *(p for p in src.parents if p.is_relative_to(top))]
     project = next((d for d in chain if (d / "pyproject.toml").is_file()), None)
+    python = _declared(top, chain)
     for directory in chain:
         for name, kind in _FILES:
             if (directory / name).is_file():
-                return DepSpec(kind, directory / name, top, project)
+                return DepSpec(kind, directory / name, top, project, python)
     if project is not None and "project" in _toml(project / "pyproject.toml"):
-        return DepSpec("pyproject", project / "pyproject.toml", top, project)
+        return DepSpec("pyproject", project / "pyproject.toml", top, project, python)
     raise PreconditionError(
         f"no dependency spec for {source}/: no uv.lock, poetry.lock or requirements.txt from {source}/ up to "
         "the project root, and no pyproject.toml with a [project] table",
         f"Add {source}/requirements.txt (an empty one if the service needs only the standard library).",
     )
+
+
+def _declared(top: Path, chain: list[Path]) -> pyversion.Declared | None:
+    def read(rel: str) -> str | None:
+        path = top / rel
+        return path.read_text(errors="replace") if path.is_file() else None
+
+    return pyversion.declared(read, [d.relative_to(top).as_posix() for d in chain])
+
+
+def python(spec: DepSpec) -> tuple[str, str]:
+    """(minor, interpreter path): the declared version found on this machine, the first of those a range
+    allows; deployctl's own Python when nothing is declared. PreconditionError when none is here."""
+    if spec.python is None:
+        return interpreters.running(), sys.executable
+    for minor in spec.python.allowed:
+        found = interpreters.find(minor)
+        if found:
+            return minor, found
+    minor = spec.python.minor
+    raise PreconditionError(
+        f"the app declares Python {minor} ({spec.python.source}), and there is no Python {minor} on this "
+        "machine (PATH, pyenv, uv)",
+        f"Install it: uv python install {minor} (or your system's python{minor} package), then run again.")
+
+
+def _minor(spec: DepSpec) -> str:
+    try:
+        return python(spec)[0]
+    except PreconditionError:
+        return spec.python.minor if spec.python else interpreters.running()
 
 
 VENV_LAYOUT = 2
@@ -90,7 +129,7 @@ VENV_LAYOUT = 2
 def key(spec: DepSpec) -> str:
     """The shared venv's key: the kind of spec, its files' content and the Python version."""
     # VENV_LAYOUT: bump when what an install leaves in the venv changes (2: compiled bytecode)
-    digest = hashlib.sha256(f"{VENV_LAYOUT}\0{spec.kind}\0py{sys.version_info.major}.{sys.version_info.minor}".encode())
+    digest = hashlib.sha256(f"{VENV_LAYOUT}\0{spec.kind}\0py{_minor(spec)}".encode())
     for path in spec.inputs():
         digest.update(path.relative_to(spec.root).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -264,4 +303,14 @@ def _run(cmd: list[str], spec: DepSpec, *, cwd: Path, env: dict[str, str] | None
     if out.returncode != 0:
         why = explain(out.stderr) or explain(out.stdout) or f"exit code {out.returncode}"
         raise DeployctlError(f"could not {what or f'install {spec.shown}'}: {why}",
-                             f"Fix {spec.shown}, or check your network access.")
+                             _hint(spec, out.stdout + out.stderr))
+
+
+def _hint(spec: DepSpec, output: str) -> str:
+    """A package that refuses this Python is the app's Python, not its requirements or the network."""
+    if re.search(r"requires-python|requires a different python|python_version", output, re.I):
+        minor = _minor(spec)
+        source = f"({spec.python.source})" if spec.python else "(deployctl's own: the app declares none)"
+        return (f"The environment runs Python {minor} {source} and a dependency does not support it: declare the "
+                "app's Python in .python-version or requires-python.")
+    return f"Fix {spec.shown}, or check your network access."

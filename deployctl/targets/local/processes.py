@@ -117,9 +117,11 @@ def _reap(pid: int) -> None:
 
 
 def wait_ready(url: str, proc: psutil.Process, timeout_s: float, log: Path) -> None:
-    """Poll the startup probe until it answers 200; fail early if the process exits."""
+    """Poll the startup probe until it answers 200; fail early if the process exits, and at once on a 404 or
+    405: the app is up and has no such route, which waiting does not change."""
     import httpx
 
+    path = httpx.URL(url).raw_path.decode() or "/"
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     with httpx.Client(timeout=2.0) as client:
@@ -132,10 +134,15 @@ def wait_ready(url: str, proc: psutil.Process, timeout_s: float, log: Path) -> N
                 if response.status_code == 200:
                     return
                 last = f"HTTP {response.status_code}"
+                if response.status_code in (404, 405):
+                    raise DeployctlError(
+                        f"the startup probe GET {path} answered {last}: the app has no such route",
+                        "Set the service's probes.startup.path to a route the app answers with 200 (a health "
+                        "endpoint), or remove probes.startup.")
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
             time.sleep(0.1)
-    raise DeployctlError(f"the startup probe did not pass within {timeout_s:.0f}s (last: {last})",
+    raise DeployctlError(f"the startup probe GET {path} did not answer 200 within {timeout_s:.0f}s (last: {last})",
                          f"See its log: {log}")
 
 

@@ -1,0 +1,68 @@
+"""The app's own ``.env`` files: the values a developer runs it with, carried into what init writes.
+
+Rule: ``.env.example`` (or ``.env.sample``, ``.env.template``) is read before ``.env``, in the service's
+directory and then the repository root; the first value of a name wins. A secret-looking name (SECRET,
+PASSWORD, TOKEN, KEY, …) never has its value carried: it becomes a secret, generated when the app owns it
+(a signing key, a password) and provided (set by the user) when someone else issues it (an API token). The
+database variables are deployctl's to set, and PORT is Cloud Run's; neither is carried.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from deployctl.scaffold.envvars import Env, secret_source
+from deployctl.scaffold.repo import Repo
+
+FILES = (".env.example", ".env.sample", ".env.template", ".env")
+_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+_NOT_CARRIED = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})  # Cloud Run sets them
+
+
+def read(repo: Repo, source: str) -> tuple[dict[str, str], tuple[str, ...]]:
+    """(name -> value, the files read) of the app's .env files (see the module's rule)."""
+    values: dict[str, str] = {}
+    files = []
+    for directory in dict.fromkeys((source, ".")):
+        for name in FILES:
+            rel = name if directory == "." else f"{directory}/{name}"
+            if not repo.exists(rel):
+                continue
+            files.append(rel)
+            for line in (repo.text(rel) or "").splitlines():
+                match = _LINE.match(line)
+                if match and match.group(1) not in values:
+                    values[match.group(1)] = _value(match.group(2))
+    return values, tuple(files)
+
+
+def _value(raw: str) -> str:
+    if raw[:1] in ("'", '"'):
+        end = raw.find(raw[0], 1)
+        return raw[1:end] if end > 0 else raw[1:]
+    return re.split(r"\s+#", raw, maxsplit=1)[0]
+
+
+def merge(env: Env, values: dict[str, str], files: tuple[str, ...]) -> Env:
+    """*env* (what the code reads) with the .env files' names: non-secret values carried, secrets wired."""
+    database = {env.url, *env.parts.values()} - {None}
+    wired = set(env.generated) | set(env.provided)
+    carried: dict[str, str] = {}
+    generated, provided = list(env.generated), list(env.provided)
+    for name, value in values.items():
+        if name in database or name in wired or name in _NOT_CARRIED or not name.isupper():
+            continue
+        kind = secret_source(name)
+        if kind == "generated":
+            generated.append(name)
+        elif kind == "provided":
+            provided.append(name)
+        elif value:
+            carried[name] = value
+    secrets = set(generated) | set(provided)
+    return replace(
+        env, generated=tuple(sorted(generated)), provided=tuple(sorted(provided)), carried=carried, dotenv=files,
+        optional_secrets=tuple(n for n in env.optional_secrets if n not in secrets),
+        other_required=tuple(r for r in env.other_required if r.name not in carried and r.name not in secrets),
+    )
