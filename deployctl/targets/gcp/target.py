@@ -32,6 +32,7 @@ from deployctl import __version__, naming
 from deployctl.config import Job, Release, Stack, TrafficTarget
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.facts import render_env, uses_db_facts
+from deployctl.migration_state import MigrationState
 from deployctl.pipeline import dblogins
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
 from deployctl.targets.down import check_down
@@ -155,8 +156,11 @@ class GcpTarget:
         svc = self.run.get(service)
         return str(svc.uri) if svc is not None and svc.uri else f"(the {service} URL, once it is created)"
 
+    def migration_state(self) -> MigrationState | None:
+        return None  # Cloud SQL has a private address only Cloud Run reaches; the migrate job logs its head
+
     def migration_head(self) -> str | None:
-        return None  # the database is reachable only from inside Cloud Run; the migrate job logs its head
+        return None
 
     def check_database_login(self, secret_versions: dict[str, str]) -> str | None:
         return None  # Cloud SQL has a private address only Cloud Run reaches; see docs/gcp.md, "Rollback"
