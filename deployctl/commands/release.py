@@ -165,7 +165,7 @@ def status(stack: str, as_json: bool) -> None:
             line(f"  traffic    {svc}: " + ", ".join(f"{s['revision']} {s['percent']}%" for s in splits))
     for key, value in facts["facts"].items():
         line(f"  {key:<10} {value}")
-    line(f"  migration  {facts['migration_head'] or '-'}")
+    line(f"  migration  {facts['migration'] or '-'}")
     latest = facts["latest_secret_versions"]
     for svc, pinned in facts["secret_versions"].items():  # what the serving revision runs with
         shown = ", ".join(f"{k} v{v}" + (f" (latest v{latest[k]})" if latest.get(k) not in (None, v) else "")

@@ -22,6 +22,7 @@ def stack_status(target: Target) -> dict[str, Any]:
     serving = runmod.serving_release(target)
     revisions = runmod.serving_revisions(target)
     holder = target.lock.holder()
+    state = target.migration_state()
     return {
         "stack": target.stack.name,
         "target": target.name,
@@ -30,7 +31,8 @@ def stack_status(target: Target) -> dict[str, Any]:
         "traffic": {svc: [{"revision": s.revision, "percent": s.percent} for s in target.traffic(svc) if s.percent]
                     for svc in services},
         "urls": {svc: target.service_url(svc) for svc in services},
-        "migration_head": target.migration_head(),
+        "migration_head": state.head if state else None,
+        "migration": state.describe() if state else None,  # the head and its tool, or how many tables
         "secret_versions": {svc: target.revision_secret_versions(svc, rev) or {} for svc, rev in revisions.items()},
         "latest_secret_versions": target.current_secret_versions(),
         "lock": None if holder is None else {**holder.__dict__, "stale": target.lock.is_stale(holder)},

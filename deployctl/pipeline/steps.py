@@ -143,6 +143,20 @@ class PinSecrets(Step):
 
 
 # -- jobs -----------------------------------------------------------------------------------------------
+NO_TABLES = ("the job exited 0 but the stack's database has no tables: the app may be reading its database "
+             "settings from a variable deployctl does not set")
+
+
+def _settings_hint(stack: Stack, job: Job) -> str:
+    """Name what the job's environment had: the variables of its service's env and secrets."""
+    service = stack.job_service(job)
+    svc = stack.services[service]
+    names = ", ".join(sorted({*svc.env, *svc.secrets})) or "none"
+    return (f"deployctl sets these for the job (deployctl:services.{service} env and secrets): {names}. Point "
+            "the app's database settings at one of them, or add the variable it reads there. Nothing was "
+            "deployed.")
+
+
 @dataclass(frozen=True)
 class RunJob(Step):
     """Run the migrate or init job in the release's artifact. A failed migration deploys nothing; a failed
@@ -175,7 +189,10 @@ class RunJob(Step):
                     f"migration failed after {result.attempts} attempt(s): {result.message}",
                     f"Nothing was deployed. See the job log: {result.log}",
                 )
-            record.migration_after = target.migration_head() or self._head_of_source(ctx)
+            state = target.migration_state()
+            if state is not None and state.empty:
+                raise DeployctlError(NO_TABLES, _settings_hint(target.stack, self.job))
+            record.migration_after = (state.head if state else None) or self._head_of_source(ctx)
             return StepOutcome(f"{result.execution}: {record.migration_before or 'empty'} → {record.migration_after}")
         if result.succeeded:
             return StepOutcome(f"{result.execution}: {result.message or 'succeeded'}")

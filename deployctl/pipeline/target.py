@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from deployctl.config import Job, Stack
+from deployctl.migration_state import MigrationState
 from deployctl.pipeline.model import Artifact, JobRun, LockInfo, ReleaseRecord, Revision, Split
 
 
@@ -138,8 +139,14 @@ class Target(Protocol):
         """The stable URL users reach."""
         ...
 
+    def migration_state(self) -> MigrationState | None:
+        """What the stack's own database says about its migrations (deployctl.migration_state: alembic,
+        django, or only how many tables it has), or None when this machine cannot read it."""
+        ...
+
     def migration_head(self) -> str | None:
-        """The database's current migration revision, when the target can read it."""
+        """The head of ``migration_state()``: the database's current migration revision, when the target
+        can read it."""
         ...
 
     def database_lost(self) -> DataLoss | None:

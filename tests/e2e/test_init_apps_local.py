@@ -105,12 +105,13 @@ class WithDatabase:
     before: Any  # the health endpoint's JSON before and after the change
     after: Any
     env: dict[str, str] = field(default_factory=dict)  # what init's report says to set by hand
+    tool: str = "alembic"  # the migration table status reads the head from
 
 
 OK, AGAIN = {"status": "ok"}, {"status": "ok", "again": True}
 APPS = [
     WithDatabase("django-pip", "/", "/health/", "polls/views.py", '{"status": "ok"}', '{"status": "ok", "again": True}',
-                 OK, AGAIN, {"DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost"}),
+                 OK, AGAIN, {"DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost"}, "django"),
     WithDatabase("flask-poetry", "/", "/_/livez", "flaskr/health.py", '{"status": "ok"}',
                  '{"status": "ok", "again": True}', OK, AGAIN),
     WithDatabase("fastapi-uv", "/api/v1/items/", "/api/v1/utils/health-check/", "backend/app/api/routes/utils.py",
@@ -135,8 +136,10 @@ def test_an_app_with_a_database_releases_changes_rolls_back_and_rotates(init_app
     assert first.status_code == 200, first.text  # the page queried a migrated table
     first_revision = first.headers["x-deployctl-revision"]
     assert app.get(spec.health).json() == spec.before
-    database = app.status()["facts"]["database"]
+    status = app.status()
+    database = status["facts"]["database"]
     assert database.startswith("system Postgres") and "(running" in database, database
+    assert status["migration_head"] and status["migration"] == f"{status['migration_head']} ({spec.tool})", status
 
     code = app.root / spec.code
     assert spec.old in code.read_text()

@@ -23,6 +23,7 @@ from pathlib import Path
 from deployctl import config
 from deployctl.config import Job, Stack
 from deployctl.errors import DeployctlError
+from deployctl.migration_state import MigrationState
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
 from deployctl.pipeline.plan import Step
 from deployctl.pipeline.steps import (
@@ -198,6 +199,9 @@ class LatencyTarget:
 
     def service_url(self, service: str) -> str:
         return f"{self.base_url}/{service}"
+
+    def migration_state(self) -> MigrationState | None:
+        return None
 
     def migration_head(self) -> str | None:
         return self.head

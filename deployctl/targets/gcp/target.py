@@ -32,6 +32,7 @@ from deployctl import __version__, naming
 from deployctl.config import Job, Release, Stack, TrafficTarget
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.facts import render_env, uses_db_facts
+from deployctl.migration_state import MigrationState
 from deployctl.pipeline import dblogins
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
 from deployctl.pipeline.target import DataLoss
@@ -170,8 +171,11 @@ class GcpTarget:
         svc = self.run.get(service)
         return str(svc.uri) if svc is not None and svc.uri else f"(the {service} URL, once it is created)"
 
+    def migration_state(self) -> MigrationState | None:
+        return None  # Cloud SQL has a private address only Cloud Run reaches; the migrate job logs its head
+
     def migration_head(self) -> str | None:
-        return None  # the database is reachable only from inside Cloud Run; the migrate job logs its head
+        return None
 
     def database_lost(self) -> DataLoss | None:
         return None  # Cloud SQL is reached from Cloud Run only; its backups restore it (docs/gcp.md, "Rollback")

@@ -24,10 +24,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from deployctl import migration_state
 from deployctl.config import Database
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.facts import POSTGRES_PORT, db_facts
 from deployctl.joblog import explain
+from deployctl.migration_state import MigrationState
 from deployctl.pipeline import dblogins
 from deployctl.targets.local import providers
 from deployctl.targets.local.providers import Provider
@@ -302,7 +304,9 @@ class LocalDatabase:
         with self.admin() as db:  # an existing server (database_url) may not have the database yet
             return bool(db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.config.name,)).fetchone())
 
-    def migration_head(self) -> str | None:
+    def migration_state(self) -> MigrationState | None:
+        """What the stack's database says about its migrations (deployctl.migration_state); None before the
+        server or the database exists."""
         if not self.running():
             return None
         import psycopg
@@ -311,10 +315,9 @@ class LocalDatabase:
             return None
         try:
             with self.admin(self.config.name) as db:
-                row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+                return migration_state.read(db)
         except psycopg.Error:
             return None
-        return str(row[0]) if row else None
 
     def stop(self) -> None:
         if self.admin_url or not self.running():

@@ -23,6 +23,7 @@ from deployctl.config import Job, Stack
 from deployctl.errors import DeployctlError, PreconditionError
 from deployctl.facts import DB_FACTS, render_env, uses_db_facts
 from deployctl.joblog import redact
+from deployctl.migration_state import MigrationState
 from deployctl.pipeline import dblogins
 from deployctl.pipeline.model import Artifact, JobRun, JobState, Revision, Split
 from deployctl.pipeline.target import DataLoss
@@ -154,8 +155,12 @@ class LocalTarget:
         version = secret_versions[name]
         self.db.sync_roles(self._login(version), self.secrets.value(name, version))
 
+    def migration_state(self) -> MigrationState | None:
+        return self.db.migration_state() if self.db else None
+
     def migration_head(self) -> str | None:
-        return self.db.migration_head() if self.db else None
+        state = self.migration_state()
+        return state.head if state else None
 
     def database_lost(self) -> DataLoss | None:
         gone = self.db.lost() if self.db else None
