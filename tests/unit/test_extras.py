@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 UV = Path(sys.executable).parent / "uv"
-SOURCES = ["deployctl", "pyproject.toml", "uv.lock", "README.md", "app/pyproject.toml", "stacks"]
+SOURCES = ["deployctl", "pyproject.toml", "uv.lock", "README.md", "app/pyproject.toml", "Pulumi.yaml", "stacks"]
 
 
 @pytest.fixture(scope="module")
