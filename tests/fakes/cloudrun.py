@@ -51,6 +51,7 @@ class FakeRunServices:
         svc, rev = "google.cloud.run.v2.Services", "google.cloud.run.v2.Revisions"
         fake.add(svc, "GetService", self._get_service, run_v2.GetServiceRequest)
         fake.add(svc, "UpdateService", self._update_service, run_v2.UpdateServiceRequest)
+        fake.add(svc, "CreateService", self._create_service, run_v2.CreateServiceRequest)
         fake.add(rev, "GetRevision", self._get_revision, run_v2.GetRevisionRequest)
         from google.longrunning import operations_pb2
 
@@ -94,13 +95,23 @@ class FakeRunServices:
         with self.lock:
             if request.service.name not in self.services:
                 raise FakeError(grpc.StatusCode.NOT_FOUND, f"Service {request.service.name} not found")
-            op = f"{request.service.name.split('/services/')[0]}/operations/op-{next(self._ops)}"
             error = self._apply(run_v2.Service(request.service), check_etag=True)
-            if error:
-                finished = done_operation(op, error=(grpc.StatusCode.FAILED_PRECONDITION.value[0], error))
-            else:
-                finished = done_operation(op, self.services[request.service.name])
-            return self._in_progress(finished)
+            return self._operation(request.service.name.split("/services/")[0], error, request.service.name)
+
+    def _operation(self, parent: str, error: str | None, name: str) -> Any:
+        op = f"{parent}/operations/op-{next(self._ops)}"
+        if error:
+            return self._in_progress(done_operation(op, error=(grpc.StatusCode.FAILED_PRECONDITION.value[0], error)))
+        return self._in_progress(done_operation(op, self.services[name]))
+
+    def _create_service(self, request: run_v2.CreateServiceRequest) -> Any:
+        with self.lock:
+            name = f"{request.parent}/services/{request.service_id}"
+            if name in self.services:
+                raise FakeError(grpc.StatusCode.ALREADY_EXISTS, f"Resource '{request.service_id}' already exists.")
+            service = run_v2.Service(request.service)
+            service.name = name
+            return self._operation(request.parent, self._apply(service, check_etag=False), name)
 
     POLLS_UNTIL_DONE = 1
 
@@ -137,12 +148,18 @@ class FakeRunServices:
     # -- Cloud Run's rules -----------------------------------------------------------------------
     def _new_service(self, name: str) -> run_v2.Service:
         service_id = name.rsplit("/", 1)[-1]
+        # Cloud Run Admin API v2, CreateServiceRequest.service_id: "must begin with letter, and cannot end with
+        # hyphen; must contain fewer than 50 characters"
+        if len(service_id) >= 50:
+            raise FakeError(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"service_id '{service_id}' must contain fewer than 50 characters.")
         return run_v2.Service(name=name, uri=f"{self.http.base}/_s/{service_id}", generation=0)
 
     def _apply(self, update: run_v2.Service, check_etag: bool) -> str | None:
         """Apply an update; return an error message when the operation fails (traffic then unchanged)."""
         name = update.name
         current = self.services.get(name) or self._new_service(name)
+        _check_tags(name.rsplit("/", 1)[-1], update.traffic)
         if check_etag and update.etag and update.etag != current.etag:
             raise FakeError(grpc.StatusCode.ABORTED, "etag mismatch: the service changed since it was read")
         created = self._ensure_revision(name, update.template)
@@ -179,6 +196,11 @@ class FakeRunServices:
             suffix = hashlib.sha256(f"{service}{generation}".encode()).hexdigest()[:3]
             template = run_v2.RevisionTemplate(template)
             template.revision = f"{service.rsplit('/', 1)[-1]}-{generation:05d}-{suffix}"
+        # Cloud Run Admin API v2, RevisionTemplate.revision: an RFC 1035 label ("<service name>-<suffix>"), so
+        # 63 characters at most
+        if len(template.revision) > 63:
+            raise FakeError(grpc.StatusCode.INVALID_ARGUMENT, f"template.revision '{template.revision}' must be "
+                            "an RFC 1035 label. Maximum length is 63 characters.")
         full = f"{service}/revisions/{template.revision}"
         image = template.containers[0].image if template.containers else ""
         existing = self.revisions.get(full)
@@ -255,6 +277,16 @@ class FakeRunServices:
             return answered
         image = revision.containers[0].image
         return self.behaviours.get(image, healthy)(path, revision)
+
+
+def _check_tags(service_id: str, traffic: Any) -> None:
+    """A tag URL is ``<tag>---<service>-<hash>.run.app``, one DNS label: Cloud Run refuses the request (gcloud run
+    deploy shows it; firebase-tools#6137, PolicyEngine/policyengine-api#3729 quote the text)."""
+    for target in traffic:
+        if target.tag and len(target.tag) + len(service_id) > 46:
+            raise FakeError(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"spec.traffic.tag: traffic tag '{target.tag}' and service name '{service_id}' together "
+                            "are too long. Combined traffic tag and service name cannot exceed 46 characters.")
 
 
 def _configuration(template: run_v2.RevisionTemplate) -> bytes:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deployctl.errors import DeployctlError
+from deployctl.naming import CANDIDATE_TAG
 from deployctl.pipeline.model import Split
 from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
 
-CANDIDATE_TAG = "candidate"
+__all__ = ["CANDIDATE_TAG", "CloudRunServices", "RevisionInfo", "Spec", "set_release"]
 
 
 @dataclass(frozen=True)

@@ -362,7 +362,7 @@ class GcpTarget:
         if env:  # the login in {db_user} changes with the password version, even where no secret env does
             data["env"] = env
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
-        return f"{self.names.service(self.stack, service)}-{digest}"  # Cloud Run: <service name>-<suffix>
+        return self.names.revision(self.stack, service, digest)
 
     def run_job(
         self, name: str, job: Job, artifact: Artifact, secret_versions: dict[str, str], release_id: str
