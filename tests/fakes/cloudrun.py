@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -60,7 +61,14 @@ class FakeRunServices:
         # Cloud Run Admin API v2: UpdateService "returns a long-running operation"; the client waits for it
         # (Operations.GetOperation) and its result is the updated Service or the error. Here an operation
         # is still running at the first POLLS_UNTIL_DONE looks, not done when UpdateService answers.
-        self.pending: dict[str, tuple[Any, int]] = {}  # operation name -> (finished operation, looks left)
+        self.pending: dict[str, tuple[Any, int, float]] = {}  # operation -> (finished one, looks left, done at)
+        # How long an operation runs, on ``clock`` (a test moves a Clock instead of waiting). Cloud Run's answer to
+        # a revision comes once its startup probe passes, which may take initialDelaySeconds (up to 240 s) plus
+        # failureThreshold x periodSeconds (up to 240 s) (Admin API v2 reference: Probe): minutes, longer than
+        # any fixed client timeout of 120 s.
+        self.operation_s = 0.0
+        self.landing: dict[str, Callable[[], None]] = {}  # operation -> what makes its change visible when it ends
+        self.clock: Callable[[], float] = time.monotonic
         fake.add(rev, "ListRevisions", self._list_revisions, run_v2.ListRevisionsRequest)
 
     # -- what tests and the fake engine use --------------------------------------------------------
@@ -95,14 +103,20 @@ class FakeRunServices:
         with self.lock:
             if request.service.name not in self.services:
                 raise FakeError(grpc.StatusCode.NOT_FOUND, f"Service {request.service.name} not found")
+            before = self.services[request.service.name]
             error = self._apply(run_v2.Service(request.service), check_etag=True)
-            return self._operation(request.service.name.split("/services/")[0], error, request.service.name)
+            return self._operation(request.service.name.split("/services/")[0], error, request.service.name, before)
 
-    def _operation(self, parent: str, error: str | None, name: str) -> Any:
+    def _operation(self, parent: str, error: str | None, name: str, before: run_v2.Service | None = None) -> Any:
         op = f"{parent}/operations/op-{next(self._ops)}"
         if error:
             return self._in_progress(done_operation(op, error=(grpc.StatusCode.FAILED_PRECONDITION.value[0], error)))
-        return self._in_progress(done_operation(op, self.services[name]))
+        finished = done_operation(op, self.services[name])
+        if not self.operation_s or before is None:
+            return self._in_progress(finished)
+        # the service reads as before until the operation ends: Cloud Run moves traffic once the revision is Ready
+        after, self.services[name] = self.services[name], before
+        return self._in_progress(finished, lambda: self.services.__setitem__(name, after))
 
     def _create_service(self, request: run_v2.CreateServiceRequest) -> Any:
         with self.lock:
@@ -115,22 +129,27 @@ class FakeRunServices:
 
     POLLS_UNTIL_DONE = 1
 
-    def _in_progress(self, finished: Any) -> Any:
+    def _in_progress(self, finished: Any, land: Callable[[], None] | None = None) -> Any:
         from google.longrunning import operations_pb2
 
-        self.pending[finished.name] = (finished, self.POLLS_UNTIL_DONE)
+        self.pending[finished.name] = (finished, self.POLLS_UNTIL_DONE, self.clock() + self.operation_s)
+        if land is not None:
+            self.landing[finished.name] = land
         return operations_pb2.Operation(name=finished.name, done=False)
 
     def _get_operation(self, request: Any) -> Any:
         with self.lock:
             if request.name not in self.pending:
                 raise FakeError(grpc.StatusCode.NOT_FOUND, f"Operation {request.name} not found")
-            finished, left = self.pending[request.name]
-            if left > 0:
-                self.pending[request.name] = (finished, left - 1)
+            finished, left, done_at = self.pending[request.name]
+            if left > 0 or self.clock() < done_at:
+                self.pending[request.name] = (finished, left - 1, done_at)
                 from google.longrunning import operations_pb2
 
                 return operations_pb2.Operation(name=finished.name, done=False)
+            land = self.landing.pop(request.name, None)
+            if land is not None:
+                land()
             return finished
 
     def _get_revision(self, request: run_v2.GetRevisionRequest) -> run_v2.Revision:
