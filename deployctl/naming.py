@@ -22,6 +22,14 @@ if TYPE_CHECKING:
 
 _STACK = re.compile(r"^[a-z][a-z0-9-]{0,19}$")  # leaves room for the suffixes below within Google's limits
 RUN_MAX = 63  # Cloud Run service and job names (RFC 1035 labels)
+# Cloud Run Admin API v2, CreateServiceRequest.service_id: "must contain fewer than 50 characters"
+SERVICE_ID_MAX = 49
+# Cloud Run refuses a traffic tag whose tag URL label would not fit: "Combined traffic tag and service name cannot
+# exceed 46 characters" (gcloud run deploy's error; firebase-tools#6137, PolicyEngine/policyengine-api#3729)
+TAG_AND_SERVICE_MAX = 46
+# Cloud Run Admin API v2, RevisionTemplate.revision: an RFC 1035 label, "<service name>-<suffix>", 63 at most
+REVISION_MAX = 63
+CANDIDATE_TAG = "candidate"  # the tag a new revision gets at 0 % (its tag URL is what smoke checks hit)
 ACCOUNT_MAX = 30  # service-account ids: 6-30 characters
 RELEASE_ENV = "DEPLOYCTL_PULUMI_RELEASE"  # the release deployctl hands its own `pulumi up` (config.Release JSON)
 
@@ -42,6 +50,11 @@ PROGRAM_APIS = (
 def service(stack: Stack, svc: str) -> str:
     """The Cloud Run service name; Cloud Run names every revision ``<service name>-<suffix>``."""
     return f"{stack.name}-{svc}"
+
+
+def revision(stack: Stack, svc: str, digest: str) -> str:
+    """The name deployctl gives a revision: Cloud Run wants ``<service name>-<suffix>``."""
+    return f"{service(stack, svc)}-{digest}"
 
 
 def job(stack: Stack, owner: str, kind: str) -> str:
@@ -109,19 +122,40 @@ def check(stack: Stack) -> None:
         )
     for svc in stack.services:
         name = service(stack, svc)
+        key = f"{stack.file}: deployctl:services.{svc}"
+        if len(name) > SERVICE_ID_MAX:
+            raise ConfigError(f"{key}: Cloud Run service name {name!r} has {len(name)} characters; Cloud Run "
+                              f"allows fewer than {SERVICE_ID_MAX + 1}",
+                              "Shorten the service key or the stack name ('<stack>-<service>' is the name).")
+        for tag in _tags(stack, svc):
+            if len(tag) + len(name) > TAG_AND_SERVICE_MAX:
+                raise ConfigError(f"{key}: traffic tag {tag!r} and service name {name!r} together have "
+                                  f"{len(tag) + len(name)} characters; Cloud Run allows {TAG_AND_SERVICE_MAX}",
+                                  "Shorten the service key or the stack name: the tag URL is "
+                                  "'<tag>---<service name>'.")
         if len(job(stack, svc, "migrate")) > RUN_MAX:
-            raise ConfigError(f"{stack.file}: deployctl:services.{svc}: {name!r} is too long for Cloud Run",
+            raise ConfigError(f"{key}: {name!r} is too long for Cloud Run",
                               f"Keep '<stack>-<service>-migrate' within {RUN_MAX} characters.")
+        # deployctl's own revision names (revision(): the name and 11 more) fit whenever the service id does
         _check_revisions(stack, svc, name)
+
+
+def _tags(stack: Stack, svc: str) -> list[str]:
+    """The traffic tags a service gets: the candidate's, and those of the release handed to the program."""
+    return [CANDIDATE_TAG] + [t.tag for t in stack.release.traffic.get(svc, []) if t.tag]
 
 
 def _check_revisions(stack: Stack, svc: str, name: str) -> None:
     named = [("revisions", stack.release.revisions.get(svc))]
     named += [(f"traffic.{svc}[{i}].revision", t.revision) for i, t in enumerate(stack.release.traffic.get(svc, []))]
     for key, revision in named:
+        where = f"revisions.{svc}" if key == "revisions" else key
         if revision is not None and not revision.startswith(f"{name}-"):
-            where = f"revisions.{svc}" if key == "revisions" else key
             raise ConfigError(
                 f"{RELEASE_ENV}: {where}: {revision!r} is not a revision of {name}",
                 f"Cloud Run revision names start with the service name: {name}-<suffix>.",
             )
+        if revision is not None and len(revision) > REVISION_MAX:
+            raise ConfigError(f"{RELEASE_ENV}: {where}: revision name {revision!r} has {len(revision)} characters; "
+                              f"Cloud Run allows {REVISION_MAX}",
+                              "Revision names are RFC 1035 labels: '<service name>-<suffix>', 63 at most.")

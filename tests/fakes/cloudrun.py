@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -52,6 +53,7 @@ class FakeRunServices:
         svc, rev = "google.cloud.run.v2.Services", "google.cloud.run.v2.Revisions"
         fake.add(svc, "GetService", self._get_service, run_v2.GetServiceRequest)
         fake.add(svc, "UpdateService", self._update_service, run_v2.UpdateServiceRequest)
+        fake.add(svc, "CreateService", self._create_service, run_v2.CreateServiceRequest)
         fake.add(rev, "GetRevision", self._get_revision, run_v2.GetRevisionRequest)
         from google.longrunning import operations_pb2
 
@@ -60,7 +62,14 @@ class FakeRunServices:
         # Cloud Run Admin API v2: UpdateService "returns a long-running operation"; the client waits for it
         # (Operations.GetOperation) and its result is the updated Service or the error. Here an operation
         # is still running at the first POLLS_UNTIL_DONE looks, not done when UpdateService answers.
-        self.pending: dict[str, tuple[Any, int]] = {}  # operation name -> (finished operation, looks left)
+        self.pending: dict[str, tuple[Any, int, float]] = {}  # operation -> (finished one, looks left, done at)
+        # How long an operation runs, on ``clock`` (a test moves a Clock instead of waiting). Cloud Run's answer to
+        # a revision comes once its startup probe passes, which may take initialDelaySeconds (up to 240 s) plus
+        # failureThreshold x periodSeconds (up to 240 s) (Admin API v2 reference: Probe): minutes, longer than
+        # any fixed client timeout of 120 s.
+        self.operation_s = 0.0
+        self.landing: dict[str, Callable[[], None]] = {}  # operation -> what makes its change visible when it ends
+        self.clock: Callable[[], float] = time.monotonic
         fake.add(rev, "ListRevisions", self._list_revisions, run_v2.ListRevisionsRequest)
 
     # -- what tests and the fake engine use --------------------------------------------------------
@@ -113,32 +122,53 @@ class FakeRunServices:
         with self.lock:
             if request.service.name not in self.services:
                 raise FakeError(grpc.StatusCode.NOT_FOUND, f"Service {request.service.name} not found")
-            op = f"{request.service.name.split('/services/')[0]}/operations/op-{next(self._ops)}"
+            before = self.services[request.service.name]
             error = self._apply(run_v2.Service(request.service), check_etag=True)
-            if error:
-                finished = done_operation(op, error=(grpc.StatusCode.FAILED_PRECONDITION.value[0], error))
-            else:
-                finished = done_operation(op, self.services[request.service.name])
+            return self._operation(request.service.name.split("/services/")[0], error, request.service.name, before)
+
+    def _operation(self, parent: str, error: str | None, name: str, before: run_v2.Service | None = None) -> Any:
+        op = f"{parent}/operations/op-{next(self._ops)}"
+        if error:
+            return self._in_progress(done_operation(op, error=(grpc.StatusCode.FAILED_PRECONDITION.value[0], error)))
+        finished = done_operation(op, self.services[name])
+        if not self.operation_s or before is None:
             return self._in_progress(finished)
+        # the service reads as before until the operation ends: Cloud Run moves traffic once the revision is Ready
+        after, self.services[name] = self.services[name], before
+        return self._in_progress(finished, lambda: self.services.__setitem__(name, after))
+
+    def _create_service(self, request: run_v2.CreateServiceRequest) -> Any:
+        with self.lock:
+            name = f"{request.parent}/services/{request.service_id}"
+            if name in self.services:
+                raise FakeError(grpc.StatusCode.ALREADY_EXISTS, f"Resource '{request.service_id}' already exists.")
+            service = run_v2.Service(request.service)
+            service.name = name
+            return self._operation(request.parent, self._apply(service, check_etag=False), name)
 
     POLLS_UNTIL_DONE = 1
 
-    def _in_progress(self, finished: Any) -> Any:
+    def _in_progress(self, finished: Any, land: Callable[[], None] | None = None) -> Any:
         from google.longrunning import operations_pb2
 
-        self.pending[finished.name] = (finished, self.POLLS_UNTIL_DONE)
+        self.pending[finished.name] = (finished, self.POLLS_UNTIL_DONE, self.clock() + self.operation_s)
+        if land is not None:
+            self.landing[finished.name] = land
         return operations_pb2.Operation(name=finished.name, done=False)
 
     def _get_operation(self, request: Any) -> Any:
         with self.lock:
             if request.name not in self.pending:
                 raise FakeError(grpc.StatusCode.NOT_FOUND, f"Operation {request.name} not found")
-            finished, left = self.pending[request.name]
-            if left > 0:
-                self.pending[request.name] = (finished, left - 1)
+            finished, left, done_at = self.pending[request.name]
+            if left > 0 or self.clock() < done_at:
+                self.pending[request.name] = (finished, left - 1, done_at)
                 from google.longrunning import operations_pb2
 
                 return operations_pb2.Operation(name=finished.name, done=False)
+            land = self.landing.pop(request.name, None)
+            if land is not None:
+                land()
             return finished
 
     def _get_revision(self, request: run_v2.GetRevisionRequest) -> run_v2.Revision:
@@ -156,12 +186,18 @@ class FakeRunServices:
     # -- Cloud Run's rules -----------------------------------------------------------------------
     def _new_service(self, name: str) -> run_v2.Service:
         service_id = name.rsplit("/", 1)[-1]
+        # Cloud Run Admin API v2, CreateServiceRequest.service_id: "must begin with letter, and cannot end with
+        # hyphen; must contain fewer than 50 characters"
+        if len(service_id) >= 50:
+            raise FakeError(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"service_id '{service_id}' must contain fewer than 50 characters.")
         return run_v2.Service(name=name, uri=f"{self.http.base}/_s/{service_id}", generation=0)
 
     def _apply(self, update: run_v2.Service, check_etag: bool) -> str | None:
         """Apply an update; return an error message when the operation fails (traffic then unchanged)."""
         name = update.name
         current = self.services.get(name) or self._new_service(name)
+        _check_tags(name.rsplit("/", 1)[-1], update.traffic)
         if check_etag and update.etag and update.etag != current.etag:
             raise FakeError(grpc.StatusCode.ABORTED, "etag mismatch: the service changed since it was read")
         created = self._ensure_revision(name, update.template)
@@ -198,6 +234,11 @@ class FakeRunServices:
             suffix = hashlib.sha256(f"{service}{generation}".encode()).hexdigest()[:3]
             template = run_v2.RevisionTemplate(template)
             template.revision = f"{service.rsplit('/', 1)[-1]}-{generation:05d}-{suffix}"
+        # Cloud Run Admin API v2, RevisionTemplate.revision: an RFC 1035 label ("<service name>-<suffix>"), so
+        # 63 characters at most
+        if len(template.revision) > 63:
+            raise FakeError(grpc.StatusCode.INVALID_ARGUMENT, f"template.revision '{template.revision}' must be "
+                            "an RFC 1035 label. Maximum length is 63 characters.")
         full = f"{service}/revisions/{template.revision}"
         image = template.containers[0].image if template.containers else ""
         existing = self.revisions.get(full)
@@ -280,6 +321,16 @@ class FakeRunServices:
             return answered
         image = revision.containers[0].image
         return self.behaviours.get(image, healthy)(path, revision)
+
+
+def _check_tags(service_id: str, traffic: Any) -> None:
+    """A tag URL is ``<tag>---<service>-<hash>.run.app``, one DNS label: Cloud Run refuses the request (gcloud run
+    deploy shows it; firebase-tools#6137, PolicyEngine/policyengine-api#3729 quote the text)."""
+    for target in traffic:
+        if target.tag and len(target.tag) + len(service_id) > 46:
+            raise FakeError(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"spec.traffic.tag: traffic tag '{target.tag}' and service name '{service_id}' together "
+                            "are too long. Combined traffic tag and service name cannot exceed 46 characters.")
 
 
 def _configuration(template: run_v2.RevisionTemplate) -> bytes:

@@ -56,6 +56,7 @@ from deployctl.targets.gcp.retry import (
     read,
     reader_grant,
     translate,
+    wait,
 )
 from deployctl.targets.gcp.secrets import SecretManager
 
@@ -264,7 +265,8 @@ class Bootstrap:
         request = {"parent": f"projects/{self.project}", "service_ids": missing}
         operation = mutate(lambda: self.service_usage.batch_enable_services(request=request),
                            lambda: None, f"enable {', '.join(missing)}", self.policy)
-        read(lambda: operation.result(timeout=self.policy.deadline_s), "wait for the APIs to be enabled", self.policy)
+        wait(operation, f"enable {', '.join(missing)}", self.policy, "the APIs may still be enabled",
+             f"gcloud services list --enabled --project {self.project}")
         self.policy.propagation.begin(f"the APIs just enabled ({', '.join(missing)})", API_PROPAGATION_S)
 
     # -- state bucket -----------------------------------------------------------------------------

@@ -17,23 +17,48 @@ Rules:
   repository (``download_refusal``; the policy's ``caller`` names the account when known), any other missing
   permission with the credentials hint. Calls on another project's resources use ``RetryPolicy.elsewhere``:
   what this command changed does not propagate there.
+- A long-running operation is waited for once, within one overall budget (``operation_s``), and never sent
+  again because the wait ran out: an operation still running when the budget ends is reported as still
+  running, with what may still land (``wait``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from deployctl.errors import DeployctlError, PreconditionError
+from deployctl.errors import ConfigError, DeployctlError, PreconditionError
 
 T = TypeVar("T")
 
 
 IAM_PROPAGATION_S = 7 * 60.0  # IAM: "typically 2 minutes, potentially 7 minutes or longer"
 API_PROPAGATION_S = 5 * 60.0  # Service Usage: "wait a few minutes for the action to propagate"
+# How long one long-running operation may take. Cloud Run: an UpdateService that makes a revision ends when the
+# revision is Ready or failed; its startup probe may wait initialDelaySeconds (at most 240) and then
+# failureThreshold x periodSeconds (at most 240) before Cloud Run gives up on the container (Admin API v2
+# reference: Probe; "Configure container health checks for services"). 480 s, plus 120 s for the image import
+# and scheduling. Service Usage documents no bound for enabling APIs ("a few minutes"); the same budget serves.
+OPERATION_S = 240 + 240 + 120.0
+OPERATION_ENV = "DEPLOYCTL_OPERATION_TIMEOUT_S"  # overrides OPERATION_S (e.g. a region that imports slowly)
+
+
+def operation_budget() -> float:
+    raw = os.environ.get(OPERATION_ENV, "")
+    if not raw:
+        return OPERATION_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"{OPERATION_ENV}: {raw!r} is not a number of seconds",
+                          f"Set it to how long to wait for one Google Cloud operation (default {OPERATION_S:g}).")
+    return seconds
 
 
 @dataclass
@@ -87,6 +112,9 @@ class RetryPolicy:
     call_timeout_s: float = 30.0  # per request, passed to the client as ``timeout=``
     propagation: Propagation = field(default_factory=Propagation, compare=False)  # shared by every copy
     caller: str = ""  # the IAM member the calls are made as (user:… or serviceAccount:…), when known: for hints
+    operation_s: float = field(default_factory=operation_budget)  # the wait for one long-running operation
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False)  # the operation wait's clock
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)  # and its sleep (tests move both)
 
     def elsewhere(self) -> RetryPolicy:
         """This policy for calls on another project's resources: what this command changed propagates in its own
@@ -157,6 +185,29 @@ def mutate(fn: Callable[[], T], reread: Callable[[], T | None], what: str, polic
     try:
         return _retry(policy)(attempt)()
     except Exception as exc:
+        raise translate(exc, what, policy) from None
+
+
+def wait(operation: Any, what: str, policy: RetryPolicy, may_land: str, check: str, first_s: float = 1.0) -> Any:
+    """Wait for *operation* (a google.api_core Operation) to end, at most ``policy.operation_s`` in all, and return
+    its result; an operation that failed raises its error, translated. Each look is a read (transient errors are
+    retried); the call that started the operation is never sent again from here. Still running at the end of the
+    budget: a DeployctlError that says so, what *may_land*, and the command that shows where it stands (*check*)."""
+    deadline = policy.clock() + policy.operation_s
+    delay = first_s
+    while not read(operation.done, f"{what}: look at its operation", policy):
+        left = deadline - policy.clock()
+        if left <= 0:
+            raise DeployctlError(
+                f"{what}: still running after {policy.operation_s:g}s ({operation.operation.name})",
+                f"Google Cloud goes on with it, so {may_land}; nothing was sent twice. See where it stands: "
+                f"{check}; then run the command again ({OPERATION_ENV} sets a longer wait).",
+            )
+        policy.sleep(min(delay, left))
+        delay = min(delay * 2, max(first_s, 10.0))
+    try:
+        return operation.result(timeout=0)
+    except Exception as exc:  # the operation ended with an error (a revision that failed to start…)
         raise translate(exc, what, policy) from None
 
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deployctl.errors import DeployctlError
+from deployctl.naming import CANDIDATE_TAG
 from deployctl.pipeline.model import Split
-from deployctl.targets.gcp.retry import RetryPolicy, mutate, read
+from deployctl.targets.gcp.retry import RetryPolicy, mutate, read, wait
 
-CANDIDATE_TAG = "candidate"
+__all__ = ["CANDIDATE_TAG", "CloudRunServices", "RevisionInfo", "Spec", "set_release"]
 
 
 @dataclass(frozen=True)
@@ -198,28 +199,24 @@ class CloudRunServices:
         wanted_revision = svc.template.revision
         wanted = {(s.revision, s.percent, s.tag or "") for s in traffic}
 
-        def send() -> bool:
-            from google.api_core.future.polling import DEFAULT_POLLING
+        def send() -> Any:
+            return self.services.update_service(service=svc, retry=None, timeout=self.policy.call_timeout_s)
 
-            operation = self.services.update_service(service=svc, retry=None, timeout=self.policy.call_timeout_s)
-            # an update is a long-running operation: look again, sooner at first than the library's 1 s
-            polling = DEFAULT_POLLING.with_delay(initial=self.poll_s, maximum=max(self.poll_s, 5.0))
-            operation.result(timeout=self.policy.deadline_s, polling=polling)
-            return True
-
-        def applied() -> bool | None:
+        def applied() -> bool | None:  # a lost answer: whether the update is in place already
             now = self.get(service)
             if now is None:
                 return None
             same = {(s.revision, s.percent, s.tag or "") for s in _statuses(now)} == wanted
             return True if same and now.template.revision == wanted_revision else None
 
-        try:
-            mutate(send, applied, what, self.policy)
-        except DeployctlError:
-            raise
-        except Exception as exc:  # an LRO that finished with an error (revision failed to start…)
-            raise DeployctlError(f"{what}: {_message(exc)}", _logs_hint(service)) from None
+        operation = mutate(send, applied, what, self.policy)  # sent once; re-sent only when it did not land
+        if operation is True:
+            return
+        region = self.parent.split("/")[-1]
+        serving = _show({s.revision: s.percent for s in traffic if s.percent})
+        may_land = f"revision {wanted_revision} may still become ready and {service} may still serve {serving}"
+        check = f"gcloud run services describe {self.cloud_name(service)} --region {region}"
+        wait(operation, what, self.policy, may_land, check, first_s=self.poll_s)
 
 
 def _apply_spec(template: Any, spec: Spec) -> None:
@@ -278,10 +275,6 @@ def _info(rev: Any) -> RevisionInfo:
 
 def _show(traffic: dict[str, int]) -> str:
     return ", ".join(f"{p} % to {r}" for r, p in sorted(traffic.items())) or "nothing"
-
-
-def _message(exc: Exception) -> str:
-    return (getattr(exc, "message", None) or str(exc) or type(exc).__name__).splitlines()[0][:200]
 
 
 def _logs_hint(service: str) -> str:

@@ -387,7 +387,7 @@ class GcpTarget:
         if replaces:  # the same configuration again, after that revision's instances crashed (see _crashed)
             data["replaces"] = replaces
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
-        return f"{self.names.service(self.stack, service)}-{digest}"  # Cloud Run: <service name>-<suffix>
+        return self.names.revision(self.stack, service, digest)
 
     def run_job(
         self, name: str, job: Job, artifact: Artifact, secret_versions: dict[str, str], release_id: str
