@@ -8,7 +8,9 @@ rules of each stage:
             the secret versions the release will use (creating generated/composed secrets that do not
             exist yet) and prepares the backing services (the database and its role). Nothing serves
             differently yet.
-- migrate   runs the migrate job to completion in the new artifact. If it fails, nothing is deployed.
+- migrate   runs the migrate job to completion in the new artifact. If it fails, nothing is deployed. It
+            is skipped when the serving release ran it on the same migration files and the database is still
+            at their head, as that release left it (deployctl.pipeline.migrations, ``kept``).
 - deploy    starts a candidate revision per service, all at once, with no traffic, and waits for each
             startup probe. If one fails, every candidate is discarded.
 - smoke     checks each candidate through its own URL. If one fails, no candidate ever gets traffic.
@@ -29,9 +31,9 @@ from __future__ import annotations
 import time
 
 from deployctl.config import Stack
+from deployctl.pipeline import migrations
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
-from deployctl.pipeline.migrations import pending_findings
 from deployctl.pipeline.model import Artifact, ReleaseRecord, combined_hash, fingerprint_of
 from deployctl.pipeline.plan import Context, Plan, Stage, Step
 from deployctl.pipeline.run import Options, Reporter
@@ -39,6 +41,7 @@ from deployctl.pipeline.steps import (
     Build,
     CheckDatabaseLogin,
     Deploy,
+    KeepSchema,
     PinSecrets,
     Promote,
     Retire,
@@ -64,14 +67,15 @@ def plan_release(target: Target, options: Options) -> Plan:
     if unchanged and serving and not options.force and _healthy(target, serving):
         plan.noop, plan.reason = True, f"nothing changed: release {serving.id} serves"
         return plan
-    plan.warnings = [finding.message() for finding in pending_findings(target, options.root)]
+    head = target.migration_head()  # read once: the lint and the migrate stage's rule both need it
+    plan.warnings = [finding.message() for finding in migrations.pending_findings(target, options.root, head)]
     builds = []
     for svc, source_hash in hashes.items():
         found = None if options.image else target.find_artifact(svc, source_hash)
         builds.append(Build(svc, source_hash, existing=found.ref if found else None, image=options.image))
     plan.stages = [
         Stage("build", [builds, [PinSecrets(tuple(sorted(versions.items())))]]),
-        job_stage(stack, "migrate"),
+        migrate_stage(target, options, serving, head),
         *candidate_stages(target, list(stack.services), previous),
         job_stage(stack, "init"),
     ]
@@ -83,6 +87,18 @@ def job_stage(stack: Stack, kind: str) -> Stage:
     if job is None:
         return Stage(kind, skip_reason=f"no {kind} job configured")
     return Stage(kind, [[RunJob(kind, job)]])
+
+
+def migrate_stage(target: Target, options: Options, serving: ReleaseRecord | None, head: str | None) -> Stage:
+    """The migrate job's stage: skipped, keeping the database at *head*, when ``migrations.kept`` says so."""
+    stack = target.stack
+    if stack.jobs.migrate is None:
+        return job_stage(stack, "migrate")
+    files = None if options.image else migrations.files_hash(stack, options.root)  # an image holds its own
+    reason = migrations.kept(files, head, serving, options.root, stack)
+    if reason and files and head:
+        return Stage("migrate", skip_reason=reason, on_skip=KeepSchema(head, files))
+    return Stage("migrate", [[RunJob("migrate", stack.jobs.migrate, files)]])
 
 
 def candidate_stages(target: Target, services: list[str], previous: dict[str, str]) -> list[Stage]:

@@ -100,6 +100,7 @@ class RunJob(Step):
 
     kind: str  # "migrate" or "init"
     job: Job
+    migrations: str | None = None  # migrate: the hash of the files it runs (migrations.files_hash), recorded
 
     @property
     def stage(self) -> str:  # type: ignore[override]
@@ -124,6 +125,7 @@ class RunJob(Step):
                     f"Nothing was deployed. See the job log: {result.log}",
                 )
             record.migration_after = target.migration_head() or self._head_of_source(ctx)
+            record.migrations = self.migrations
             return StepOutcome(f"{result.execution}: {record.migration_before or 'empty'} → {record.migration_after}")
         if result.succeeded:
             return StepOutcome(f"{result.execution}: {result.message or 'succeeded'}")
@@ -141,6 +143,24 @@ class RunJob(Step):
         if ctx.options.image:
             return None
         return migrations.files_head(migrations.read_all(migrations.versions_dir(ctx.target.stack, ctx.options.root)))
+
+
+@dataclass(frozen=True)
+class KeepSchema(Step):
+    """What a skipped migrate stage records (``migrations.kept``): the database stays at *head*, the head of the
+    migration files hashed *files*, so the next release can tell again whether its migrations need to run."""
+
+    head: str
+    files: str
+    stage: str = "migrate"
+
+    def describe(self) -> str:
+        return f"keep the database at {self.head}"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        ctx.record.migration_before = ctx.record.migration_after = self.head
+        ctx.record.migrations = self.files
+        return StepOutcome(f"the database stays at {self.head}")
 
 
 # -- candidates -----------------------------------------------------------------------------------------
