@@ -99,6 +99,8 @@ class LocalDatabase:
         if self.admin_url:
             self._socket = _host_of(self.admin_url)
             return
+        if self._adopt():
+            return
         if self.provider().kind == "system":
             self._start_system(self.provider())
             return
@@ -121,6 +123,24 @@ class LocalDatabase:
         if info.hostname != LOOPBACK:
             self._listen_on_loopback()
         _link_default_socket(Path(self._socket), self._port)
+
+    def _adopt(self) -> bool:
+        """Use the server already running on the stack's data when an earlier start left it as ``start`` makes it
+        (ready, on its own port on 127.0.0.1, passwords enforced): most commands find it so, and reading
+        postmaster.pid spares them pgserver's import and its permission walk over its binaries (as root)."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+            hba = (self.pgdata / "pg_hba.conf").read_text()
+        except OSError:
+            return False
+        # postmaster.pid: pid, data directory, start time, port, socket directory, listen address, shmem, status
+        if len(lines) < 8 or lines[5].strip() != LOOPBACK or lines[7].strip() != "ready" or hba != _HBA:
+            return False
+        if not self.running():
+            return False
+        self._socket, self._port = lines[4], lines[3]
+        _link_default_socket(Path(self._socket), self._port)
+        return True
 
     def _listen_on_loopback(self) -> None:
         """pgserver starts Postgres on its socket only; restart it on 127.0.0.1 too, on a port kept in the data
@@ -186,7 +206,8 @@ class LocalDatabase:
                                socket=self._socket, port=self._port, host=LOOPBACK)
 
     @contextlib.contextmanager
-    def admin(self, dbname: str = "postgres") -> Iterator[Any]:
+    def admin(self, dbname: str = "postgres", missing_ok: bool = False) -> Iterator[Any]:
+        """An autocommit connection as the admin role to *dbname*; None if it does not exist and *missing_ok*."""
         import psycopg
 
         assert self._socket is not None
@@ -197,6 +218,9 @@ class LocalDatabase:
                 conn = psycopg.connect(host=self._socket, port=self._port, user="postgres", dbname=dbname,
                                        autocommit=True, connect_timeout=5)
         except psycopg.OperationalError as exc:
+            if missing_ok and f'database "{dbname}" does not exist' in str(exc):
+                yield None
+                return
             where = "deployctl:local.database_url" if self.admin_url else f"the stack's Postgres ({self.pgdata})"
             raise DeployctlError(f"cannot connect to {where}: {type(exc).__name__}",
                                  "Check that the server runs and the URL's user may create roles.") from None
@@ -294,12 +318,9 @@ class LocalDatabase:
         import psycopg
 
         self.start()
-        with self.admin() as db:  # an existing server (database_url) may not have the database yet
-            if not db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.config.name,)).fetchone():
-                return None
-        try:
-            with self.admin(self.config.name) as db:
-                row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+        try:  # one connection: an existing server (database_url) may not have the database yet
+            with self.admin(self.config.name, missing_ok=True) as db:
+                row = db.execute("SELECT version_num FROM alembic_version").fetchone() if db else None
         except psycopg.Error:
             return None
         return str(row[0]) if row else None
