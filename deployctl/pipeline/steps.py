@@ -2,7 +2,8 @@
 
 Per-service steps (Build, Deploy, Smoke, Promote, Reactivate) write only their own service's entry of the
 context, so the executor can run a wave of them concurrently. Stack-wide steps (PinSecrets, RunJob,
-CheckDatabaseLogin, AddSecretVersion, DisableOldVersions, Retire) run alone in their wave.
+AddSecretVersion, DisableOldVersions, Retire) run alone in their wave; CheckDatabaseLogin writes nothing
+and runs beside the candidates' smoke checks.
 """
 
 from __future__ import annotations
