@@ -136,7 +136,7 @@ class LocalDatabase:
         # postmaster.pid: pid, data directory, start time, port, socket directory, listen address, shmem, status
         if len(lines) < 8 or lines[5].strip() != LOOPBACK or lines[7].strip() != "ready" or hba != _HBA:
             return False
-        if not self.running():
+        if not _started_at(lines[0], lines[2]):  # a file left by a crash, its pid reused since: start it again
             return False
         self._socket, self._port = lines[4], lines[3]
         _link_default_socket(Path(self._socket), self._port)
@@ -340,6 +340,16 @@ class LocalDatabase:
         with contextlib.suppress(subprocess.CalledProcessError):
             _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
         self._socket = None
+
+
+def _started_at(pid: str, started: str) -> bool:
+    """Whether process *pid* runs and started at the epoch second *started* (postmaster.pid's two lines)."""
+    import psutil
+
+    try:
+        return abs(psutil.Process(int(pid)).create_time() - int(started)) < 2
+    except (ValueError, psutil.Error):
+        return False
 
 
 def _pg(provider: Provider, exe: str, *args: str, what: str = "", check: bool = True) -> None:
