@@ -1,8 +1,15 @@
 """Local target and CLI start-up benchmarks (issue budgets):
 
 - `deployctl --help` <= 1.3 x `python -c "import click"`, measured in the same run;
-- no-change `up local` <= 1.5 s; `up local` after a code change with deps cached <= 6 s;
-- `rollback local` <= 1 s.
+- no-change `up local` <= 1.5 s;
+- `up local` after a code change with deps cached <= 1.5 s (issue 16; it was 2.5 s). The floor of such a
+  release is the candidate's own start-up plus its smoke checks: the migrate job does not run when its
+  files and the database head are the serving release's (nothing to migrate), the database already
+  running is adopted without pgserver, and no poll waits longer than it must (startup probe, job exit,
+  router start, process stop);
+- `rollback local` <= 0.3 s (issue 16; it was 0.61 s). Its floor is one traffic switch and the checks
+  through the service URL, plus the CLI's start-up: the database head is read over one connection of the
+  server found running, and the command's HTTP clients share one TLS context.
 
 Runs the real sample app (app/) in a throwaway copy of the project on a free port. The first `up`
 (Postgres init, venv creation) is warm-up and not timed.
@@ -59,9 +66,9 @@ def run() -> bool:
                     handle.write(f"# bench change {next(counter)}\n")
                 dc("up", "local")
 
-            results.append(Result("up local after a code change (deps cached)", timed_call(change_and_up), 6.0,
-                                  "6 s"))
-            results.append(Result("rollback local", timed_call(lambda: dc("rollback", "local")), 1.0, "1 s"))
+            results.append(Result("up local after a code change (deps cached)", timed_call(change_and_up), 1.5,
+                                  "1.5 s"))
+            results.append(Result("rollback local", timed_call(lambda: dc("rollback", "local")), 0.3, "0.3 s"))
         finally:
             subprocess.run([PY, "-m", "deployctl", "down", "local", "--purge", "--yes"], cwd=proj, env=env,
                            capture_output=True, check=False)

@@ -1,8 +1,10 @@
 """Benchmarks for the offline infrastructure plan.
 
-Budgets: ``deployctl plan staging`` within 2x the time of importing the pulumi_gcp modules the program
-loads (synthesis must be cheap next to the SDK import), and planning 20 services within 3x planning one
-(fixed costs dominate; no quadratic work per resource). The warm in-process synthesis figures are printed
+Budgets (issue 16, tightened from 2x and 3x; measured at 1.47x and 1.56x): ``deployctl plan staging``
+within 1.2x the time of importing the pulumi modules the program loads (that import is the command's
+floor: synthesis, the policy pack and rendering must be cheap next to it), and planning 20 services within
+1.5x planning one (fixed costs dominate; nothing is redone per service or per resource that could be done
+once). The warm in-process synthesis figures are printed
 too, without a budget: they grow with the resource count (a 20-service stack has about 6x the resources).
 """
 
@@ -74,8 +76,9 @@ def run() -> bool:
     warm_one, warm_twenty = timed_call(lambda: synthesize(one), runs=5), timed_call(lambda: synthesize(twenty))
     print(f"  (warm in-process synthesis: 1 service {warm_one:.3f}s, 20 services {warm_twenty:.3f}s)")
     return report("infrastructure plan (offline synthesis)", [
-        Result("deployctl plan staging", plan_s, 2 * imports_s, f"2 x import pulumi_gcp modules ({imports_s:.3f}s)"),
-        Result("deployctl plan, 20 services", twenty_s, 3 * one_s, f"3 x plan with 1 service ({one_s:.3f}s)"),
+        Result("deployctl plan staging", plan_s, 1.2 * imports_s,
+               f"1.2 x import pulumi_gcp modules ({imports_s:.3f}s)"),
+        Result("deployctl plan, 20 services", twenty_s, 1.5 * one_s, f"1.5 x plan with 1 service ({one_s:.3f}s)"),
     ])
 
 

@@ -47,6 +47,8 @@ class Executor:
 
     def run_stage(self, plan: Plan, stage: Stage, ctx: Context) -> None:
         if not stage.waves:
+            if stage.on_skip is not None:
+                stage.on_skip.run(ctx)
             self._record(ctx, StageResult(stage.name, "skipped", 0.0, stage.skip_reason))
             return
         self.reporter.stage_started(stage.name)

@@ -8,6 +8,10 @@ Rules:
   author states that the code of the release before it runs on the schema after it (an expand step, or a
   contract step whose column the previous release no longer used). Rollback crosses those freely; it
   refuses to cross any other migration, or a head no file describes, without ``--accept-schema``.
+- The migrate job need not run (``kept``) when the serving release ran it on these very files (their content
+  hash, ``files_hash``) and the database is still at the head those files end in and that release left: an
+  upgrade to head would change nothing. Anything else (a file changed or added, another head, a head that
+  cannot be read, an ``--image`` whose files are not these) runs the job.
 - The lint flags, in ``upgrade()`` only, what breaks the release before it (expand/contract,
   docs/runbook.md): dropping or renaming a table or column, changing a column's type, and NOT NULL
   without a server default.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +76,33 @@ def versions_dir(stack: Stack, root: Path) -> Path | None:
                 found = Path(parser.get("alembic", "script_location"))
     versions = found / "versions"
     return versions if versions.is_dir() else None
+
+
+def files_hash(stack: Stack, root: Path) -> str | None:
+    """The content hash of what the migrate job runs: its definition and every file of the directory that holds
+    ``versions/`` (alembic's env.py with the revisions) and of the alembic config it names. None without files."""
+    versions = versions_dir(stack, root)
+    job = stack.jobs.migrate
+    if versions is None or job is None:
+        return None
+    digest = hashlib.sha256(repr(job).encode())
+    ini = [root / job.command[job.command.index(f) + 1] for f in ("-c", "--config") if f in job.command[:-1]]
+    files = sorted(p for p in versions.parent.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    named = [(path.name, path) for path in ini] + [(str(p.relative_to(versions.parent)), p) for p in files]
+    for name, path in named:
+        digest.update(f"\0{name}\0".encode())
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()[:16]
+
+
+def kept(files: str | None, head: str | None, serving: ReleaseRecord | None, root: Path, stack: Stack) -> str | None:
+    """Why the migrate job need not run (None: it must): see the module's rule. *files* is ``files_hash`` of
+    the release's source, *head* the database's head as read from it now, *serving* the serving release."""
+    if files is None or head is None or serving is None or serving.migrations != files:
+        return None
+    if serving.migration_after != head or files_head(read_all(versions_dir(stack, root))) != head:
+        return None
+    return f"migrations unchanged since release {serving.id} and the database is at their head {head}"
 
 
 def read_all(directory: Path | None) -> dict[str, Migration]:
@@ -128,10 +160,11 @@ def lint(path: Path) -> list[Finding]:
     return findings
 
 
-def pending_findings(target: Target, root: Path) -> list[Finding]:
-    """The lint of every migration the database has not run yet (newer than its head). With nothing
-    serving and no head known there is no older code to break, and nothing is flagged."""
-    head = database_head(target)
+def pending_findings(target: Target, root: Path, head: str | None = None) -> list[Finding]:
+    """The lint of every migration the database has not run yet (newer than its head: *head* when the caller
+    read it already). With nothing serving and no head known there is no older code to break, and nothing
+    is flagged."""
+    head = head or database_head(target)
     if head is None and not any(r.revisions for r in target.ledger.history(limit=1)):
         return []
     migrations = read_all(versions_dir(target.stack, root))

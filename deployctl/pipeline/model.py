@@ -99,6 +99,7 @@ class ReleaseRecord:
     previous: dict[str, str] = field(default_factory=dict)  # service -> revision serving before
     migration_before: str | None = None
     migration_after: str | None = None
+    migrations: str | None = None  # content hash of the migration files the database is at (migrations.files_hash)
     secret_versions: dict[str, str] = field(default_factory=dict)
     accepted_risks: list[str] = field(default_factory=list)
     plan: list[dict[str, Any]] = field(default_factory=list)  # the steps this run was planned as (Plan.to_dict)

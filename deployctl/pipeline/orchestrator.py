@@ -8,7 +8,9 @@ rules of each stage:
             the secret versions the release will use (creating generated/composed secrets that do not
             exist yet) and prepares the backing services (the database and its role). Nothing serves
             differently yet.
-- migrate   runs the migrate job to completion in the new artifact. If it fails, nothing is deployed.
+- migrate   runs the migrate job to completion in the new artifact. If it fails, nothing is deployed. It
+            is skipped when the serving release ran it on the same migration files and the database is still
+            at their head, as that release left it (deployctl.pipeline.migrations, ``kept``).
 - deploy    starts a candidate revision per service, all at once, with no traffic, and waits for each
             startup probe. If one fails, every candidate is discarded.
 - smoke     checks each candidate through its own URL. If one fails, no candidate ever gets traffic.
@@ -32,10 +34,10 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from deployctl.config import Stack
-from deployctl.pipeline import health
+from deployctl.pipeline import health, migrations
 from deployctl.pipeline import run as runmod
 from deployctl.pipeline.executor import Executor, finish
-from deployctl.pipeline.migrations import check_data_kept, pending_findings
+from deployctl.pipeline.migrations import check_data_kept
 from deployctl.pipeline.model import Artifact, ReleaseRecord, combined_hash, fingerprint_of
 from deployctl.pipeline.plan import Context, Facts, Plan, PlanKind, Stage, Step
 from deployctl.pipeline.run import Options, Reporter
@@ -43,6 +45,7 @@ from deployctl.pipeline.steps import (
     Build,
     CheckDatabaseLogin,
     Deploy,
+    KeepSchema,
     Pin,
     PinSecrets,
     Promote,
@@ -99,10 +102,11 @@ def plan_release(target: Target, options: Options) -> Plan[ReleaseFacts]:
             plan = Plan[ReleaseFacts](stack.name, target.name, heal, warnings=found.problems())
             plan.stages = heal_stages(target, serving, found, _builds(target, hashes, options, found.dead_revisions))
         return plan
-    plan.warnings = [finding.message() for finding in pending_findings(target, options.root)]
+    head = target.migration_head()  # read once: the lint and the migrate stage's rule both need it
+    plan.warnings = [finding.message() for finding in migrations.pending_findings(target, options.root, head)]
     plan.stages = [
         Stage("build", [_builds(target, hashes, options, hashes), [PinSecrets(pins_of(stack, versions))]]),
-        job_stage(stack, "migrate"),
+        migrate_stage(target, options, serving, head),
         *candidate_stages(target, list(stack.services), previous),
         job_stage(stack, "init"),
     ]
@@ -139,6 +143,18 @@ def job_stage(stack: Stack, kind: str) -> Stage:
     return Stage(kind, [[RunJob(kind, job)]])
 
 
+def migrate_stage(target: Target, options: Options, serving: ReleaseRecord | None, head: str | None) -> Stage:
+    """The migrate job's stage: skipped, keeping the database at *head*, when ``migrations.kept`` says so."""
+    stack = target.stack
+    if stack.jobs.migrate is None:
+        return job_stage(stack, "migrate")
+    files = None if options.image else migrations.files_hash(stack, options.root)  # an image holds its own
+    reason = migrations.kept(files, head, serving, options.root, stack)
+    if reason and files and head:
+        return Stage("migrate", skip_reason=reason, on_skip=KeepSchema(head, files))
+    return Stage("migrate", [[RunJob("migrate", stack.jobs.migrate, files)]])
+
+
 def candidate_stages(target: Target, services: list[str], previous: dict[str, str]) -> list[Stage]:
     """deploy → smoke → promote for *services*: what a release, a promotion and a rotation share."""
     stack = target.stack
@@ -151,12 +167,14 @@ def candidate_stages(target: Target, services: list[str], previous: dict[str, st
                 split.get(svc))
         for svc in services
     ]
-    smoke: list[list[Step]] = [[Smoke(svc, tuple(c.path for c in checks_for(target, svc))) for svc in services]]
+    # one wave: the database login writes nothing and checks what the candidates' checks do not, so it
+    # runs beside them (it was a wave of its own, on the critical path)
+    smoke: list[Step] = [Smoke(svc, tuple(c.path for c in checks_for(target, svc))) for svc in services]
     if stack.database:
-        smoke.append([CheckDatabaseLogin(stack.database.password_secret)])
+        smoke.append(CheckDatabaseLogin(stack.database.password_secret))
     return [
         Stage("deploy", [[Deploy(svc) for svc in services]], undo=(discard_candidates,)),
-        Stage("smoke", smoke, undo=(discard_candidates,)),
+        Stage("smoke", [smoke], undo=(discard_candidates,)),
         Stage("promote", [promote, [Retire(stack.rollout.keep_revisions)]],
               undo=(health.RouteBack(tuple(sorted(back.items()))), discard_unrouted)),
     ]

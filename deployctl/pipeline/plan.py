@@ -5,7 +5,8 @@ The shape (after chalice's planner/executor split):
 - A ``Plan`` is a list of ``Stage``s (build, migrate, deploy, smoke, promote, init), run in order.
 - A stage is a list of *waves*; the steps of one wave run concurrently (one per service: all builds,
   all candidates, all smoke checks, all traffic switches), and a wave starts when the one before it is
-  done. A stage with no waves is skipped, with the reason it carries.
+  done. A stage with no waves is skipped, with the reason it carries (and its ``on_skip`` step, if any,
+  records what the skip kept).
 - A ``Step`` has a read-only ``describe()`` (the line ``up --dry-run``, ``plan`` and the ledger show) and a
   mutating ``run(ctx)``. Steps read and write the run's ``Context`` (artifacts, pinned versions,
   candidates), never globals.
@@ -102,6 +103,7 @@ class Stage:
     name: str
     waves: Sequence[Sequence[Step]] = field(default_factory=list)
     skip_reason: str = ""  # why a stage with no steps does nothing
+    on_skip: Step | None = None  # run when the stage is skipped: records what the skip kept (KeepSchema)
     undo: tuple[Undo, ...] = ()
 
     @property

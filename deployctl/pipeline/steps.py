@@ -2,7 +2,8 @@
 
 Per-service steps (Build, Deploy, Smoke, Promote, Reactivate) write only their own service's entry of the
 context, so the executor can run a wave of them concurrently. Stack-wide steps (PinSecrets, RunJob,
-CheckDatabaseLogin, AddSecretVersion, DisableOldVersions, Retire) run alone in their wave.
+AddSecretVersion, DisableOldVersions, Retire) run alone in their wave; CheckDatabaseLogin writes nothing
+and runs beside the candidates' smoke checks.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ class RunJob(Step):
 
     kind: str  # "migrate" or "init"
     job: Job
+    migrations: str | None = None  # migrate: the hash of the files it runs (migrations.files_hash), recorded
 
     @property
     def stage(self) -> str:  # type: ignore[override]
@@ -193,6 +195,7 @@ class RunJob(Step):
             if state is not None and state.empty:
                 raise DeployctlError(NO_TABLES, _settings_hint(target.stack, self.job))
             record.migration_after = (state.head if state else None) or self._head_of_source(ctx)
+            record.migrations = self.migrations
             return StepOutcome(f"{result.execution}: {record.migration_before or 'empty'} → {record.migration_after}")
         if result.succeeded:
             return StepOutcome(f"{result.execution}: {result.message or 'succeeded'}")
@@ -210,6 +213,24 @@ class RunJob(Step):
         if ctx.options.image:
             return None
         return migrations.files_head(migrations.read_all(migrations.versions_dir(ctx.target.stack, ctx.options.root)))
+
+
+@dataclass(frozen=True)
+class KeepSchema(Step):
+    """What a skipped migrate stage records (``migrations.kept``): the database stays at *head*, the head of the
+    migration files hashed *files*, so the next release can tell again whether its migrations need to run."""
+
+    head: str
+    files: str
+    stage: str = "migrate"
+
+    def describe(self) -> str:
+        return f"keep the database at {self.head}"
+
+    def run(self, ctx: Context) -> StepOutcome:
+        ctx.record.migration_before = ctx.record.migration_after = self.head
+        ctx.record.migrations = self.files
+        return StepOutcome(f"the database stays at {self.head}")
 
 
 # -- candidates -----------------------------------------------------------------------------------------

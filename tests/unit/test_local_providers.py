@@ -88,3 +88,37 @@ def test_a_server_is_read_from_its_files_without_starting_it(tmp_path):
                                                          frozenset({"plpgsql", "citext", "vector"}))
     (extension / "plpgsql.control").unlink()  # not a server's extension directory
     assert providers._read("system", bindir) is None
+
+
+# -- a running server is adopted from postmaster.pid, without pgserver -------------------------------------
+def _postmaster(pgdata: Path, pid: int, started: float, address: str = "127.0.0.1", hba: str | None = None) -> None:
+    from deployctl.targets.local import postgres
+
+    pgdata.mkdir(exist_ok=True)
+    (pgdata / "pg_hba.conf").write_text(postgres._HBA if hba is None else hba)
+    (pgdata / "postmaster.pid").write_text(
+        f"{pid}\n{pgdata}\n{int(started)}\n7123\n{pgdata}\n{address}\n  1  2\nready   \n")
+
+
+@pytest.mark.parametrize(("case", "adopted"), [
+    ("as start leaves it", True),
+    ("a reused pid", False),  # postmaster.pid left by a crash: another process has the pid now
+    ("socket only", False),  # pgserver's own start: not yet on 127.0.0.1
+    ("another pg_hba.conf", False),  # passwords not enforced yet
+])
+def test_a_running_server_is_adopted_only_as_start_leaves_it(tmp_path: Path, case: str, adopted: bool) -> None:
+    import os
+
+    import psutil
+
+    from deployctl.config import Database
+    from deployctl.targets.local.postgres import LocalDatabase
+
+    me = psutil.Process()
+    started = me.create_time() - (3600 if case == "a reused pid" else 0)
+    _postmaster(tmp_path / "pgdata", os.getpid(), started, "" if case == "socket only" else "127.0.0.1",
+                "local all all trust\n" if case == "another pg_hba.conf" else None)
+    db = LocalDatabase(tmp_path / "pgdata", Database())
+    assert db._adopt() is adopted
+    if adopted:
+        assert db.facts()["db_port"] == "7123" and (tmp_path / "pgdata" / ".s.PGSQL.5432").is_symlink()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from deployctl import config
-from deployctl.pipeline import migrations
+from deployctl.pipeline import migrations, orchestrator
+from deployctl.pipeline.model import ReleaseRecord, StageResult
+from deployctl.pipeline.run import Options, QuietReporter
+from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
+
+FAST = Latency(build_s=0.0, job_s=0.0, deploy_s=0.0, smoke_s=0.0)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,3 +97,87 @@ def test_the_sample_app_migrations_are_found_through_alembic_ini_and_are_expand_
     graph = migrations.read_all(directory)
     assert migrations.files_head(graph) == "0002" and set(graph) == {"0001", "0002"}
     assert [f for m in graph.values() for f in migrations.lint(m.path)] == []
+
+
+# -- the migrate stage's rule: skipped only when its files and the database head are the serving release's ----
+def _revision(root: Path, number: int, body: str = "pass") -> None:
+    versions = root / "app" / "migrations" / "versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    down = repr(f"{number - 1:04d}") if number > 1 else "None"
+    (versions / f"{number:04d}_step.py").write_text(
+        f'revision = "{number:04d}"\ndown_revision = {down}\n\n\ndef upgrade() -> None:\n    {body}\n')
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[LatencyTarget]:
+    """A two-migration project on a target whose database head can be read; its migrate job takes it to 0002."""
+    _revision(tmp_path, 1)
+    _revision(tmp_path, 2)
+    with smoke_server(0.0, set()) as url:
+        yield LatencyTarget(make_stack(tmp_path, 1), tmp_path / "state", url, latency=FAST, migrate_to="0002")
+
+
+def _release(target: LatencyTarget, root: Path) -> ReleaseRecord:
+    return orchestrator.release(target, Options(command="deployctl up bench", force=True, root=root), QuietReporter())
+
+
+def _migrate(record: ReleaseRecord) -> StageResult:
+    return next(stage for stage in record.stages if stage.name == "migrate")
+
+
+def test_the_migrate_job_is_skipped_when_its_files_and_the_database_head_are_the_serving_releases(
+        database: LatencyTarget, tmp_path: Path) -> None:
+    first = _release(database, tmp_path)
+    assert _migrate(first).status == "ok" and database.calls["job"] == 1 and first.migration_after == "0002"
+    plan = orchestrator.plan_release(database, Options(force=True, root=tmp_path))
+    reason = f"migrations unchanged since release {first.id} and the database is at their head 0002"
+    assert ("migrate", f"skip: {reason}") in plan.lines()
+    second = _release(database, tmp_path)
+    assert database.calls["job"] == 1  # not run again
+    assert (_migrate(second).status, _migrate(second).detail) == ("skipped", reason)
+    assert (second.migration_before, second.migration_after, second.migrations) == ("0002", "0002", first.migrations)
+    assert second.outcome == "succeeded"
+    third = _release(database, tmp_path)  # a release that skipped it is as good a reference as one that ran it
+    assert _migrate(third).status == "skipped" and database.calls["job"] == 1
+
+
+@pytest.mark.parametrize("change", ["edit 0002", "add 0003", "env.py"])
+def test_a_changed_migration_file_runs_the_migrate_job(database: LatencyTarget, tmp_path: Path, change: str) -> None:
+    _release(database, tmp_path)
+    if change == "edit 0002":  # the head stays 0002: only the content says it changed
+        _revision(tmp_path, 2, 'print("backfill")')
+    elif change == "add 0003":
+        _revision(tmp_path, 3)
+        database.migrate_to = "0003"
+    else:
+        (tmp_path / "app" / "migrations" / "env.py").write_text("# how every migration runs\n")
+    second = _release(database, tmp_path)
+    assert _migrate(second).status == "ok" and database.calls["job"] == 2
+
+
+@pytest.mark.parametrize("head", ["0001", None])
+def test_a_database_head_other_than_the_serving_releases_runs_the_migrate_job(
+        database: LatencyTarget, tmp_path: Path, head: str | None) -> None:
+    _release(database, tmp_path)
+    database.head = head  # downgraded by hand, or a head this target cannot read
+    second = _release(database, tmp_path)
+    assert _migrate(second).status == "ok" and database.calls["job"] == 2
+
+
+def test_a_release_of_an_image_runs_the_migrate_job(database: LatencyTarget, tmp_path: Path) -> None:
+    """An image holds migrations of its own: the files here say nothing about them."""
+    _release(database, tmp_path)
+    image = "registry.example/api@sha256:" + "0" * 64
+    orchestrator.release(database, Options(force=True, root=tmp_path, image=image), QuietReporter())
+    assert database.calls["job"] == 2
+
+
+def test_a_database_moved_to_the_files_head_by_hand_runs_the_migrate_job(database: LatencyTarget,
+                                                                         tmp_path: Path) -> None:
+    """The serving release left 0001 (its job stopped short of the head); someone took the database on to 0002:
+    the head is the files' own, but not the one the serving release recorded."""
+    database.migrate_to = "0001"
+    _release(database, tmp_path)
+    database.head = "0002"
+    second = _release(database, tmp_path)
+    assert _migrate(second).status == "ok" and database.calls["job"] == 2

@@ -101,6 +101,8 @@ class LocalDatabase:
         if self.admin_url:
             self._socket = _host_of(self.admin_url)
             return
+        if self._adopt():
+            return
         if self.provider().kind == "system":
             self._start_system(self.provider())
             return
@@ -123,6 +125,24 @@ class LocalDatabase:
         if info.hostname != LOOPBACK:
             self._listen_on_loopback()
         _link_default_socket(Path(self._socket), self._port)
+
+    def _adopt(self) -> bool:
+        """Use the server already running on the stack's data when an earlier start left it as ``start`` makes it
+        (ready, on its own port on 127.0.0.1, passwords enforced): most commands find it so, and reading
+        postmaster.pid spares them pgserver's import and its permission walk over its binaries (as root)."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+            hba = (self.pgdata / "pg_hba.conf").read_text()
+        except OSError:
+            return False
+        # postmaster.pid: pid, data directory, start time, port, socket directory, listen address, shmem, status
+        if len(lines) < 8 or lines[5].strip() != LOOPBACK or lines[7].strip() != "ready" or hba != _HBA:
+            return False
+        if not _started_at(lines[0], lines[2]):  # a file left by a crash, its pid reused since: start it again
+            return False
+        self._socket, self._port = lines[4], lines[3]
+        _link_default_socket(Path(self._socket), self._port)
+        return True
 
     def _listen_on_loopback(self) -> None:
         """pgserver starts Postgres on its socket only; restart it on 127.0.0.1 too, on a port kept in the data
@@ -188,7 +208,8 @@ class LocalDatabase:
                                socket=self._socket, port=self._port, host=LOOPBACK)
 
     @contextlib.contextmanager
-    def admin(self, dbname: str = "postgres") -> Iterator[Any]:
+    def admin(self, dbname: str = "postgres", missing_ok: bool = False) -> Iterator[Any]:
+        """An autocommit connection as the admin role to *dbname*; None if it does not exist and *missing_ok*."""
         import psycopg
 
         assert self._socket is not None
@@ -199,6 +220,9 @@ class LocalDatabase:
                 conn = psycopg.connect(host=self._socket, port=self._port, user="postgres", dbname=dbname,
                                        autocommit=True, connect_timeout=5)
         except psycopg.OperationalError as exc:
+            if missing_ok and f'database "{dbname}" does not exist' in str(exc):
+                yield None
+                return
             where = "deployctl:local.database_url" if self.admin_url else f"the stack's Postgres ({self.pgdata})"
             raise DeployctlError(f"cannot connect to {where}: {type(exc).__name__}",
                                  "Check that the server runs and the URL's user may create roles.") from None
@@ -311,11 +335,10 @@ class LocalDatabase:
             return None
         import psycopg
 
-        if not self._database_exists():
-            return None
-        try:
-            with self.admin(self.config.name) as db:
-                return migration_state.read(db)
+        self.start()
+        try:  # one connection: an existing server (database_url) may not have the database yet
+            with self.admin(self.config.name, missing_ok=True) as db:
+                return migration_state.read(db) if db else None
         except psycopg.Error:
             return None
 
@@ -334,6 +357,16 @@ class LocalDatabase:
         with contextlib.suppress(subprocess.CalledProcessError):
             _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
         self._socket = None
+
+
+def _started_at(pid: str, started: str) -> bool:
+    """Whether process *pid* runs and started at the epoch second *started* (postmaster.pid's two lines)."""
+    import psutil
+
+    try:
+        return abs(psutil.Process(int(pid)).create_time() - int(started)) < 2
+    except (ValueError, psutil.Error):
+        return False
 
 
 def _pg(provider: Provider, exe: str, *args: str, what: str = "", check: bool = True) -> None:

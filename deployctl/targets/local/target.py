@@ -368,7 +368,7 @@ class LocalTarget:
             if time.monotonic() > deadline or not procs.alive(proc.pid, proc.create_time()):
                 log = self.paths.logs / f"router-{service}.log"
                 raise DeployctlError(f"the router for {service} did not start", f"See {log}")
-            time.sleep(0.05)
+            time.sleep(0.01)
 
     def revision_healthy(self, service: str, revision: str) -> bool:
         rev = self.revisions.get(revision)
@@ -461,8 +461,10 @@ def _port_free(host: str, port: int) -> bool:
 def _answers(url: str) -> bool:
     import httpx
 
+    from deployctl.pipeline.smoke import tls
+
     try:
-        return httpx.get(url, timeout=2.0).status_code == 200
+        return httpx.get(url, timeout=2.0, verify=tls()).status_code == 200
     except httpx.HTTPError:
         return False
 
