@@ -215,7 +215,10 @@ def render() -> str:
         "(`Staging`, `../x`, `a/b`, `-x`, empty) is refused with exit code 2 (usage) before any file is read",
         "or written, by every command. A `gcp` stack's name also prefixes its cloud resources, so it is",
         "stricter: at most 20 characters, starting with a letter (`plan`, `audit` and `up` refuse another",
-        "with exit code 3).",
+        "with exit code 3). Each Cloud Run service is named `<stack>-<service>`, and Cloud Run limits that",
+        "name: fewer than 50 characters, and at most 37 so that the `candidate` traffic tag fits beside it",
+        "(Cloud Run: \"Combined traffic tag and service name cannot exceed 46 characters\"). `plan` refuses a longer",
+        "one offline, naming the stack file and the service key.",
         "",
     ]
     seen: set[type[BaseModel]] = set()

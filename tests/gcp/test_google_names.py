@@ -24,8 +24,11 @@ _REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_RE
 
 
 def _project(tmp_path: Path, service: str) -> Path:
-    """The repository's stacks, staging's one service renamed to *service*."""
+    """The repository's Pulumi.yaml and stacks, the app's one service renamed to *service* in the shared
+    definition and in staging's overrides of it."""
     shutil.copytree(ROOT / "stacks", tmp_path / "stacks")
+    shared = (ROOT / "Pulumi.yaml").read_text()
+    (tmp_path / "Pulumi.yaml").write_text(shared.replace("\n      api:\n", f"\n      {service}:\n", 1))
     path = tmp_path / "stacks" / "Pulumi.staging.yaml"
     path.write_text(path.read_text().replace("\n    api:\n", f"\n    {service}:\n", 1))
     return tmp_path

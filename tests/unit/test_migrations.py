@@ -10,8 +10,9 @@ import pytest
 from deployctl import config
 from deployctl.pipeline import migrations, orchestrator
 from deployctl.pipeline.model import ReleaseRecord, StageResult
-from deployctl.pipeline.run import Options, QuietReporter
+from deployctl.pipeline.run import Options
 from tests.fakes.latency import Latency, LatencyTarget, make_stack, smoke_server
+from tests.fakes.reporter import QuietReporter
 
 FAST = Latency(build_s=0.0, job_s=0.0, deploy_s=0.0, smoke_s=0.0)
 
