@@ -181,17 +181,31 @@ def test_dotenv_values_are_carried_and_its_secrets_wired(tmp_path):
         "URL = os.environ['DATABASE_URL']\n"),
         ".env.example": ("# copy to .env\nDEBUG=1\nexport TITLE=\"My {app}\"  # shown\nSECRET_KEY=change-me\n"
                          "STRIPE_API_KEY=sk_test_x\nDATABASE_URL=postgres://localhost/x\nPORT=8000\nEMPTY=\n"),
-        ".env": "DEBUG=0\nLOG_LEVEL=info # local\n",
+        ".env": "DEBUG=0\nLOG_LEVEL=info # local\nSENTRY_DSN=https://0123abcd@o1.ingest.example/1\n",
     })
     d = plan(repo).detection
     web = _local(d)
-    assert web["env"] == {"DEBUG": "1", "TITLE": "My {{app}}", "LOG_LEVEL": "info"}
+    # .env is the developer's own (git ignores it, it holds real credentials): no value of it is written
+    assert web["env"] == {"DEBUG": "1", "TITLE": "My {{app}}"}
     assert web["secrets"] == {"DATABASE_URL": "DATABASE_URL", "SECRET_KEY": "SECRET_KEY",
                               "STRIPE_API_KEY": "STRIPE_API_KEY"}
+    assert "0123abcd" not in stacks.project_config(d)
     assert detected(d)[-4:] == [
         "database: DATABASE_URL (one URL): a composed secret, postgresql+asyncpg://…?host=<socket>",
-        "env: DEBUG, TITLE, LOG_LEVEL (values from .env.example, .env)",
+        "env: DEBUG, TITLE (values from .env.example)",
         "secrets: SECRET_KEY (generated)",
         "secrets: STRIPE_API_KEY (provided: you set them)",
     ]
+
+
+def test_a_value_with_credentials_in_a_url_is_a_secret_never_a_carried_value(tmp_path):
+    repo = make(tmp_path, {**FASTAPI, "svc/main.py": (
+        "import os\nfrom fastapi import FastAPI\napp = FastAPI()\nBROKER = os.environ['CELERY_BROKER_URL']\n"),
+        ".env.example": "CELERY_BROKER_URL=amqp://guest:guest@localhost:5672//\nREDIS_URL=redis://localhost:6379/0\n",
+    })
+    d = plan(repo).detection
+    web = _local(d)
+    assert web["env"] == {"REDIS_URL": "redis://localhost:6379/0"}
+    assert web["secrets"] == {"CELERY_BROKER_URL": "CELERY_BROKER_URL"}
+    assert "guest:guest" not in stacks.project_config(d)
     assert not any(line.startswith("DEBUG:") for line in undetected(d))  # carried: no longer a gap
