@@ -139,7 +139,7 @@ class Executor:
         serving = runmod.serving_revisions(ctx.target)
         notes = [f"{', '.join(left)} kept the traffic it had"] if left else []
         finish(ctx.target, ctx.record, "interrupted", f"stopped before {stage}: {lost.message}")
-        return StageFailed(stage, lost, run=f"{_NAMES[plan.kind]} {ctx.record.id}", notes=notes,
+        return StageFailed(stage, lost, run=f"{runmod.RUN_NAMES[plan.kind]} {ctx.record.id}", notes=notes,
                            where=runmod.where_traffic_is(ctx.target, serving),
                            recover=f"See `deployctl status {plan.stack}` and run `{ctx.record.command}` again.",
                            rolled_back=False, serving=serving)
@@ -152,7 +152,7 @@ class Executor:
         return StageFailed(
             stage,
             cause,
-            run=f"{_NAMES[plan.kind]} {ctx.record.id}",
+            run=f"{runmod.RUN_NAMES[plan.kind]} {ctx.record.id}",
             notes=notes,
             where=runmod.where_traffic_is(ctx.target, serving),
             recover=_recovery(ctx.record, plan.stack, bool(serving)),
@@ -161,7 +161,6 @@ class Executor:
         )
 
 
-_NAMES = {"release": "release", "rotate": "rotation", "rollback": "rollback", "heal": "heal"}
 
 
 def _unexpected(exc: Exception) -> DeployctlError:

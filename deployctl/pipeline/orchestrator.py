@@ -210,10 +210,13 @@ def release(target: Target, options: Options, reporter: Reporter) -> ReleaseReco
             assert serving is not None
             if plan.kind != "heal":
                 return _noop(serving)
-            # a heal starts a stopped database: never one that lost the data the ledger says it had
-            return _heal(target, plan, serving, options, reporter, lock_id,
-                         check_data_kept(target, options.accept_empty_database))
+        # a heal starts a stopped database: never one that lost the data the ledger says it had
         accepted = check_data_kept(target, options.accept_empty_database)
+        if plan.kind == "heal" and not accepted:
+            return _heal(target, plan, serving, options, reporter, lock_id)
+        if plan.kind == "heal":  # its data accepted as lost: a heal would migrate nothing, a release does
+            options = replace(options, force=True)
+            plan = plan_release(target, options)
         record = runmod.new_record(target, "release", options, lock_id)
         record.accepted_risks += accepted
         runmod.refuse_older_commit(target, record, options.root)
@@ -249,12 +252,13 @@ def _serves_fully(target: Target, record: ReleaseRecord) -> bool:
 
 
 def _heal(target: Target, plan: Plan, serving: ReleaseRecord, options: Options, reporter: Reporter,
-          lock_id: str, accepted: list[str]) -> ReleaseRecord:
+          lock_id: str) -> ReleaseRecord:
     """Execute a heal plan: a record of kind ``heal`` that serves the serving release's code and pins, with
     its dead revisions replaced; rolling back from it goes where rolling back from that release would."""
     record = runmod.new_record(target, "heal", options, lock_id)
-    record.accepted_risks += accepted
-    record.previous, record.revisions = dict(serving.previous), dict(serving.revisions)
+    # what served before it is what it mends: an interrupted heal is settled back onto those revisions
+    # where they still serve, and a rollback from it walks on from the release it mended
+    record.previous, record.revisions = dict(serving.revisions), dict(serving.revisions)
     record.artifacts, record.secret_versions = dict(serving.artifacts), dict(serving.secret_versions)
     record.source_hash, record.fingerprint = serving.source_hash, serving.fingerprint
     target.ledger.save(record)
@@ -263,7 +267,8 @@ def _heal(target: Target, plan: Plan, serving: ReleaseRecord, options: Options, 
     ctx = Context(target, record, options, previous=dict(serving.revisions))
     Executor(reporter).execute(plan, ctx)
     record.fingerprint = serving.fingerprint  # PinSecrets took it again from the same inputs
-    record.migration_before = record.migration_after = target.migration_head() or serving.migration_after
+    state = target.migration_state()  # what the database says where it can be read; else what the ledger says
+    record.migration_before = record.migration_after = state.head if state else serving.migration_after
     done = [f"started the database of {target.stack.name}"] * any(
         isinstance(step, health.StartDatabase) for stage in plan.stages for step in stage.steps)
     done += [f"restarted the router of {step.service}" for stage in plan.stages for step in stage.steps

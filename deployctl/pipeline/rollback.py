@@ -73,6 +73,8 @@ def _one_back(target: Target) -> ReleaseRecord:
                              f"Release it first: deployctl up {stack}")
     history = target.ledger.history(limit=_HISTORY)  # newest first
     at = _deployed(history, 0, serving, stack)
+    while history[at].kind == "heal":  # a heal mended what served: walk on from what it mended
+        at = _deployed(history, at + 1, history[at].previous, stack)
     if history[at].repinned:  # a repinned rollback deployed what serves: walk on from what it restored
         at = next((i for i in range(at, len(history)) if history[i].id == history[at].restored), at)
     while True:

@@ -66,6 +66,9 @@ def locked(target: Target, options: Options, reporter: Reporter) -> Iterator[str
         target.lock.release(info)
 
 
+RUN_NAMES = {"release": "release", "rollback": "rollback", "rotate": "rotation", "heal": "heal"}  # kind -> name
+
+
 def refuse_live(target: Target, record: ReleaseRecord) -> None:
     """A run left 'running' under a lock that is gone (deleted, broken) may still be at work: while the
     lock's rules say its holder lives (deployctl.pipeline.lock), it is not settled but refused. It stops
@@ -73,7 +76,7 @@ def refuse_live(target: Target, record: ReleaseRecord) -> None:
     taken = record.holder_lock
     if taken is None or target.lock.is_stale(taken):
         return
-    kind = {"release": "release", "rollback": "rollback", "rotate": "rotation"}[record.kind]
+    kind = RUN_NAMES[record.kind]
     where = f"pid {taken.pid}" if taken.host == socket.gethostname() else f"pid {taken.pid} on {taken.host}"
     raise LockedError(
         f"{kind} {record.id} is still running ({where}), but the deploy lock it took is gone",
@@ -91,7 +94,7 @@ def settle(target: Target, record: ReleaseRecord) -> str:
       revision that served fully before it (``record.previous``), and it is ``interrupted``;
     - otherwise traffic never moved: it is ``interrupted`` and traffic stays where it was.
     """
-    kind = {"release": "release", "rollback": "rollback", "rotate": "rotation", "heal": "heal"}[record.kind]
+    kind = RUN_NAMES[record.kind]
     record.finished = time.time()
     moved = {svc: rev for svc, rev in record.revisions.items() if record.previous.get(svc) != rev}
     if moved and all(serves_fully(target, svc, rev) for svc, rev in record.revisions.items()):
