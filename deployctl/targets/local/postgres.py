@@ -108,13 +108,14 @@ class LocalDatabase:
             return
         pgserver = _pgserver()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _unlink_dangling_socket(self.pgdata)  # pgserver would try to bind it and fail (EADDRINUSE)
         try:
             server = pgserver.get_server(self.pgdata, cleanup_mode=None)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
             raise DeployctlError(
-                f"the embedded Postgres did not start ({type(exc).__name__})",
+                f"the embedded Postgres did not start ({type(exc).__name__}: {exc})",
                 f"See its log: {self.pgdata / 'log'}",
-            ) from None
+            ) from exc
         info = server.get_postmaster_info()
         self._socket, self._port = str(info.socket_dir), str(info.port)
         hba = self.pgdata / "pg_hba.conf"
@@ -357,6 +358,7 @@ class LocalDatabase:
         with contextlib.suppress(subprocess.CalledProcessError):
             _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
         self._socket = None
+        _unlink_dangling_socket(self.pgdata)  # the link to the socket the server just removed
 
 
 def _started_at(pid: str, started: str) -> bool:
@@ -450,6 +452,14 @@ def _pgserver() -> Any:
     except ImportError:
         raise PreconditionError("pgserver is not installed", "pip install pgserver") from None
     return pgserver
+
+
+def _unlink_dangling_socket(directory: Path) -> None:
+    """Remove the ``.s.PGSQL.5432`` link ``_link_default_socket`` made once the socket it points to is gone:
+    pgserver takes a dangling link for a free socket path, binds it, and fails with EADDRINUSE."""
+    default = directory / f".s.PGSQL.{POSTGRES_PORT}"
+    if default.is_symlink() and not default.exists():
+        default.unlink(missing_ok=True)
 
 
 def _link_default_socket(directory: Path, port: str) -> None:
