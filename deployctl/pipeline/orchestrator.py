@@ -205,14 +205,14 @@ def release(target: Target, options: Options, reporter: Reporter) -> ReleaseReco
     """Make the plan under the stack's lock and execute it. Returns the ledger record; raises StageFailed."""
     with runmod.locked(target, options, reporter) as lock_id:
         plan = plan_release(target, options)  # again, under the lock: another release may just have run
-        if plan.noop or plan.kind == "heal":
-            serving = target.ledger.get(plan.facts.serving_release or "")
+        serving = target.ledger.get(plan.facts.serving_release or "")
+        if plan.noop:
             assert serving is not None
-            if plan.kind != "heal":
-                return _noop(serving)
+            return _noop(serving)
         # a heal starts a stopped database: never one that lost the data the ledger says it had
         accepted = check_data_kept(target, options.accept_empty_database)
         if plan.kind == "heal" and not accepted:
+            assert serving is not None
             return _heal(target, plan, serving, options, reporter, lock_id)
         if plan.kind == "heal":  # its data accepted as lost: a heal would migrate nothing, a release does
             options = replace(options, force=True)

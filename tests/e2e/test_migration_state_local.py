@@ -19,9 +19,9 @@ DJANGO_HEAD = re.compile(r"polls\.0001_initial \(\d+ applied\)")
 
 def test_a_migrate_job_that_writes_elsewhere_fails_the_stage(init_app) -> None:  # noqa: F811
     app: InitApp = init_app("django-pip")
-    stack_file = app.root / "stacks" / "Pulumi.local.yaml"
+    stack_file = app.root / "Pulumi.yaml"  # init defines the app once, for every stack
     stack = yaml.safe_load(stack_file.read_text())
-    web = stack["config"]["deployctl:services"]["web"]
+    web = stack["config"]["deployctl:services"]["value"]["web"]
     web["env"] = {**(web.get("env") or {}), "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost"}
     wired = web["secrets"].pop("DATABASE_URL")  # the settings' switch to Postgres, not set
     stack_file.write_text(yaml.safe_dump(stack))
