@@ -37,5 +37,6 @@ def require(extra: str, what: str) -> None:
     if absent:
         raise PreconditionError(
             f"{what} needs the deployctl[{extra}] extra, which is not installed (missing: {', '.join(absent)})",
-            f"Install it: pip install 'deployctl[{extra}]'  (in this repository: uv sync --extra {extra})",
+            f"Install it: pip install 'deployctl[{extra}]'  "
+            f"(in this repository: scripts/install --inexact --extra {extra}, which keeps the other extras)",
         )

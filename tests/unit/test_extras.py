@@ -60,7 +60,8 @@ def test_local_stack_without_the_local_extra(bare: Path) -> None:
     lines = out.stderr.splitlines()
     assert lines[0].startswith("Error: the local target needs the deployctl[local] extra, which is not installed")
     assert "pgserver" in lines[0]
-    assert lines[1] == "Hint: Install it: pip install 'deployctl[local]'  (in this repository: uv sync --extra local)"
+    assert lines[1] == ("Hint: Install it: pip install 'deployctl[local]'  (in this repository: scripts/install "
+                        "--inexact --extra local, which keeps the other extras)")
     assert len(lines) == 2
     assert not (bare / ".deployctl").exists()
 
