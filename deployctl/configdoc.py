@@ -172,6 +172,10 @@ deployctl refuses what Pulumi refuses, naming `Pulumi.yaml` and the key.
 **The merge rule.** A stack's maps merge into the shared ones key by key, at every depth
 (`services.api.max_instances` in a stack changes that and nothing else); a list (`smoke`,
 `rollout.steps`, `command`), a scalar or `null` set by the stack replaces the shared value whole.
+Inside the maps keyed by name (`services`, `secrets`, a service's `env` and `secrets`), `null` removes
+that name, as in a JSON merge patch (RFC 7386): `services: {api: {env: {DEBUG: null}}}` in the
+production stack drops the shared `DEBUG`, and `secrets: {SENTRY_DSN: null}` a secret the local stack
+does not use.
 Pulumi itself merges project and stack config per top-level key: a stack that sets
 `deployctl:services` replaces the whole key, so `pulumi config get deployctl:services` shows only the
 stack's part. That cannot change what is deployed: the Pulumi program reads deployctl's keys through

@@ -6,7 +6,8 @@ differs. deployctl reads both here and merges them into the one mapping its mode
 (``deployctl.config.load``), which the CLI and the Pulumi program both call.
 
 Rule: maps merge key by key, at every depth; a list, a scalar or ``null`` set by the stack file replaces the
-shared value whole. Pulumi itself replaces a whole top-level key (``pulumi config get deployctl:services``
+shared value whole, except inside a map keyed by name (``_NAMED``), where ``null`` removes that name, as in a
+JSON merge patch (RFC 7386). Pulumi itself replaces a whole top-level key (``pulumi config get deployctl:services``
 shows the stack's value only), which cannot matter: the Pulumi program reads deployctl's keys through
 deployctl, and the only other keys read here (``gcp:project``, ``gcp:region``) are scalars, for which the
 two rules agree. Every value remembers the file it came from, so an error names that file.
@@ -29,6 +30,8 @@ _FORMS = ("value", "default")  # Pulumi's project-level forms of a value (a mapp
 _SCHEMA = {"description", "type", "items", "secret"}  # the rest of Pulumi's schema: not values, not read
 
 KeyPath = tuple[str, ...]  # a key path in the merged settings: ("services", "api", "cpu")
+# the maps whose keys are names a stack may drop with null ("*": any service)
+_NAMED = (("services",), ("secrets",), ("services", "*", "env"), ("services", "*", "secrets"))
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,11 @@ def _merge(base: dict[str, Any], over: dict[str, Any], path: KeyPath, file: str,
     out = dict(base)
     for key, value in over.items():
         here = (*path, str(key))
+        if value is None and _named(path):  # a name this file drops from what the files before it said
+            out.pop(key, None)
+            for p in [p for p in origin if p[: len(here)] == here]:
+                del origin[p]
+            continue
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value, here, file, origin)
         else:  # replaced whole: what the shared definition said below this key no longer applies
@@ -79,6 +87,11 @@ def _merge(base: dict[str, Any], over: dict[str, Any], path: KeyPath, file: str,
             _claim(value, here, file, origin)
         origin[here] = file
     return out
+
+
+def _named(path: KeyPath) -> bool:
+    return any(len(path) == len(named) and all(n in ("*", p) for p, n in zip(path, named, strict=True))
+               for named in _NAMED)
 
 
 def _claim(value: Any, path: KeyPath, file: str, origin: dict[KeyPath, str]) -> None:

@@ -94,6 +94,21 @@ def test_null_in_a_stack_replaces_a_shared_value(tmp_path: Path) -> None:
     assert stack.database is None and set(stack.secrets) == {"DB_PASSWORD"}  # an empty map merges nothing
 
 
+def test_null_in_a_map_of_names_drops_that_name_only(tmp_path: Path) -> None:
+    shared = {**SHARED, "deployctl:services": {"value": {
+        "api": {**SHARED["deployctl:services"]["value"]["api"], "secrets": {"DB": "DB_PASSWORD"}},
+        "worker": {"cpu": 1}}}}
+    root = _project(tmp_path, shared, {
+        "deployctl:services": {"worker": None, "api": {"env": {"A": None}, "secrets": {"DB": None}}},
+        "deployctl:secrets": {"DB_PASSWORD": None},  # a secret this stack does not use
+        "deployctl:database": None,  # (the database's password is that secret)
+    })
+    stack = config.load("t", root)
+    assert list(stack.services) == ["api"] and stack.services["api"].env == {"B": "2"}
+    assert stack.services["api"].secrets == {} and stack.secrets == {}
+    assert stack.services["api"].memory == "1Gi"  # nothing else of the shared service went
+
+
 @pytest.mark.parametrize(("shared", "stack", "error", "hint"), [
     ({**SHARED, "deployctl:services": {"value": {"api": {"cpu": 3}}}}, {},
      "Pulumi.yaml: deployctl:services.api.cpu: must be one of 1, 2, 4, 8", None),
