@@ -7,7 +7,9 @@ ignored by git and holding real credentials, so from it init takes names, never 
 name (SECRET, PASSWORD, TOKEN, KEY, …) or a value with credentials in a URL (``scheme://user:pw@host``)
 never has its value carried: it becomes a secret, generated when the app owns it (a signing key, a
 password) and provided (set by the user) when someone else issues it (an API token, a broker URL). The
-database variables are deployctl's to set, and PORT is Cloud Run's; neither is carried.
+database variables are deployctl's to set, and PORT is Cloud Run's; neither is carried, and nor is a
+developer's switch (``DEBUG``, ``FLASK_DEBUG``, ``UVICORN_RELOAD``): the shared definition reaches
+production, so such a value is set per stack by hand (the report names it when the code requires it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from deployctl.scaffold.repo import Repo
 
 FILES = (".env.example", ".env.sample", ".env.template", ".env")
 PRIVATE = ".env"  # the developer's own file: its names are read, its values never carried
+_DEVELOPMENT = re.compile(r"(^|_)(DEBUG|RELOAD|DEV)$")  # a developer's switch: never into every stack
 _CREDENTIALS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@\s]+@")  # scheme://user[:password]@host
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 _NOT_CARRIED = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})  # Cloud Run sets them
@@ -57,7 +60,7 @@ def merge(env: Env, values: dict[str, str | None], files: tuple[str, ...]) -> En
     carried: dict[str, str] = {}
     generated, provided = list(env.generated), list(env.provided)
     for name, value in values.items():
-        if name in database or name in wired or name in _NOT_CARRIED or not name.isupper():
+        if name in database or name in wired or name in _NOT_CARRIED or not name.isupper() or _DEVELOPMENT.search(name):
             continue
         kind = secret_source(name) or ("provided" if value and _CREDENTIALS.match(value) else None)
         if kind == "generated":
