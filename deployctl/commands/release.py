@@ -196,7 +196,8 @@ def _health_lines(health: dict[str, Any], stack: str) -> None:
     if health["database_alive"] is not None:
         line(f"  health     database {'running' if health['database_alive'] else 'DEAD (not running)'}")
     if not health["answers"]:
-        line(f"  health     what serves does not answer: `deployctl up {stack}` heals it")
+        line(f"  health     what serves does not answer: `deployctl up {stack}` heals it when the source is "
+             f"what serves (else it releases the source; `up {stack} --dry-run` shows which)")
 
 
 @click.command()
