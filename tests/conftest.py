@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +63,10 @@ def hermetic_environment(home: Path, shared_cache: Path) -> dict[str, str]:
 @pytest.hookimpl(tryfirst=True)  # before pytest's tmp_path factory reads --basetemp
 def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # started in the background by a shell (`scripts/test &`), which ignores SIGINT for it: the processes the
+        # tests start would inherit that, and the tests that interrupt a deploy with SIGINT would see it go on
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if "DEPLOYCTL_TEST_RUN" not in os.environ:  # the first pytest process of a run; workers inherit it
         os.environ["DEPLOYCTL_TEST_RUN"] = tempfile.mkdtemp(prefix="deployctl-tests-")
         os.environ["DEPLOYCTL_TEST_RUN_OWNER"] = str(os.getpid())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,12 +10,7 @@ import time
 import httpx
 
 from tests.app.support import PASSWORD, ROOT, SECRET_KEY, environment
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.ports import free_port
 
 
 def _wait_ready(base: str, proc: subprocess.Popen[str]) -> None:
@@ -31,7 +25,7 @@ def _wait_ready(base: str, proc: subprocess.Popen[str]) -> None:
 
 
 def test_the_server_answers_then_stops_on_sigterm(migrated: str) -> None:
-    port = _free_port()
+    port = free_port()
     env = environment(migrated, SECRET_KEY=SECRET_KEY, PORT=str(port), HOST="127.0.0.1", K_REVISION="notes-00001")
     proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -3,11 +3,9 @@ real `deployctl` as a subprocess. Every test tears its stack down (processes and
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.ports import free_port
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "miniapp"
 DEPLOYCTL = [sys.executable, "-m", "deployctl"]
@@ -50,26 +50,6 @@ config:
     - {{path: /docs}}
   deployctl:rollout: {{steps: {steps}, keep_revisions: 2, drain_s: 0}}
 """
-
-
-_PICKED = itertools.count()
-
-
-def free_port() -> int:
-    """A free port for a stack's fixed ``local.port`` (its router; service i gets port + i). Taken below Linux's
-    ephemeral range (32768-60999, where the kernel puts revisions' ``bind(0)`` ports and client sockets), in a
-    block of 1,000 per xdist worker: a port picked in the ephemeral range can be handed to another worker's
-    revision before this router binds it."""
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    for _ in range(125):
-        port = 20000 + (worker % 12) * 1000 + (next(_PICKED) % 125) * 8
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port in this worker's block")
 
 
 class Project:

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import DEPLOYCTL, Project, free_port
+from tests.e2e.conftest import DEPLOYCTL, Project
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import free_port
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -23,6 +23,7 @@ import grpc
 from google.cloud import run_v2
 
 from tests.fakes.grpcfake import FakeError, GrpcFake, done_operation
+from tests.fakes.serving import serve_in_thread
 
 Behaviour = Callable[[str, run_v2.Revision], tuple[int, str]]
 _REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
@@ -379,7 +380,7 @@ class RevisionHttp:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_thread(self.server)
 
     def handle(self, raw: str, authorization: str = "") -> tuple[int, str]:
         parts = raw.split("?", 1)[0].split("/", 3)  # "", kind, key, rest

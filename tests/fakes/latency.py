@@ -40,6 +40,7 @@ from deployctl.pipeline.steps import (
 )
 from deployctl.pipeline.target import DataLoss
 from deployctl.targets.local.state import FileLock, SqliteLedger
+from tests.fakes.serving import serve_in_thread
 
 
 @dataclass
@@ -109,8 +110,7 @@ class _Smoke(BaseHTTPRequestHandler):
 def smoke_server(delay_s: float, fail: set[str], seen: list[tuple[str, float]] | None = None) -> Iterator[str]:
     handler = type("Handler", (_Smoke,), {"delay_s": delay_s, "fail": fail, "seen": [] if seen is None else seen})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:

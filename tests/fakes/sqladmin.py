@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.grpcfake import Faults
+from tests.fakes.serving import serve_in_thread
 
 if TYPE_CHECKING:
     from tests.fakes.iam import Project
@@ -61,7 +62,7 @@ class FakeSqlAdmin:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        serve_in_thread(self._server)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}/"
 
     def stop(self) -> None:

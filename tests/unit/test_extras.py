@@ -11,15 +11,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared import made_once
+
 ROOT = Path(__file__).resolve().parents[2]
 UV = Path(sys.executable).parent / "uv"
 SOURCES = ["deployctl", "pyproject.toml", "uv.lock", "README.md", "app/pyproject.toml", "Pulumi.yaml", "stacks"]
 
 
-@pytest.fixture(scope="module")
-def bare(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """deployctl with no extra, installed from uv.lock into a fresh venv, in a copy of this project."""
-    project = tmp_path_factory.mktemp("bare")
+@pytest.fixture(scope="session")
+def bare() -> Path:
+    """deployctl with no extra, installed from uv.lock into a fresh venv, in a copy of this project (made once
+    per test run for every worker: tests/shared.py)."""
+    return made_once("bare-install", _install_bare)
+
+
+def _install_bare(project: Path) -> None:
     for rel in SOURCES:
         src, dest = ROOT / rel, project / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -32,7 +38,6 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           "--python", sys.executable], cwd=project, env=env, capture_output=True, text=True,
                          timeout=300, check=False)
     assert out.returncode == 0, out.stderr
-    return project
 
 
 def deployctl(project: Path, *args: str) -> subprocess.CompletedProcess[str]:

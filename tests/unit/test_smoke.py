@@ -4,7 +4,6 @@ key/values are checked, and a failure names the key, never a value that came bac
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -12,6 +11,7 @@ import pytest
 
 from deployctl.config import SmokeCheck
 from deployctl.pipeline.smoke import json_mismatch, run_checks, summary
+from tests.fakes.serving import serve_in_thread
 
 
 class _App(BaseHTTPRequestHandler):
@@ -44,7 +44,7 @@ class _App(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _App)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
