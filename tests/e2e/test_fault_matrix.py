@@ -449,3 +449,29 @@ def test_a_deleted_lock_is_noticed_by_its_holder_and_by_the_next_command(project
     project.variant(VERSION=2)
     assert run("up", "local").returncode == 0
     _converged(project, run, outputs)
+
+
+def test_bad_input_changes_nothing_and_says_where(project: Project) -> None:
+    """Row 4 of issue 17: a stack file that is not UTF-8 and an empty --to each get one line and their exit
+    code, before any change; traffic, the ledger and the lock are as they were, and the next up converges."""
+    outputs: list[str] = []
+    run = _two_releases(project, outputs)
+    serving, ledger = project.serving(), project.ledger()
+    stack_file = project.root / "stacks" / "Pulumi.local.yaml"
+    good = stack_file.read_bytes()
+    at = good.index(b"# ") if b"# " in good else 0
+    stack_file.write_bytes(good[:at] + b"\xe9" + good[at:])  # a Latin-1 byte in a UTF-8 file
+
+    for args in (("up", "local"), ("rollback", "local"), ("status", "local")):
+        refused = run(*args, rc=3)
+        assert project.error(refused) == f"Error: stacks/Pulumi.local.yaml: not valid UTF-8 (byte {at}: 0xe9)"
+        assert "Traceback" not in refused.stderr
+    stack_file.write_bytes(good)
+
+    refused = run("rollback", "local", "--to", "", rc=2)
+    assert "Traceback" not in refused.stderr and "--to" in refused.stderr
+    run("rollback", "local", "--to", "  ", rc=2)
+    assert (project.serving(), project.ledger()) == (serving, ledger)  # nothing moved, nothing recorded
+    _invariants_after_the_fault(project, run, serving)
+    assert project.status()["lock"] is None
+    _converged(project, run, outputs)
