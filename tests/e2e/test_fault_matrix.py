@@ -379,10 +379,12 @@ def test_rollback_across_rotations_compares_like_with_like_and_never_goes_forwar
 
     refused = run("rollback", "local", rc=5)  # r0003's code ran on 0005: only its pin stands in the way
     assert project.error(refused) == "Error: release r0003 is pinned to API_TOKEN v2, which is disabled"
-    run("rollback", "local", "--repin")  # r0005: r0003's code again
-    _invariants_after_the_fault(project, run, None)
-    run("rollback", "local", "--repin")  # r0006: one further back, r0002's code
-    _invariants_after_the_fault(project, run, None)
+    with SteadyClient(project.url) as client:  # users see no failed request through both rollbacks
+        run("rollback", "local", "--repin")  # r0005: r0003's code again
+        _invariants_after_the_fault(project, run, None)
+        run("rollback", "local", "--repin")  # r0006: one further back, r0002's code
+        _invariants_after_the_fault(project, run, None)
+    assert client.sent > 0 and client.failures == []
     refused = run("rollback", "local", rc=5)  # r0001's code ran on 0001: crossing 0005 is real
     assert project.error(refused) == ("Error: rollback to r0001 crosses migration 0005_drop_email (r0002): release "
                                       "r0001's code ran on 0001")
