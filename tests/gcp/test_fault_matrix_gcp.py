@@ -32,6 +32,7 @@ import pytest
 from deployctl.errors import LockedError, LockLost, StageFailed
 from deployctl.pipeline import orchestrator, rotate
 from deployctl.pipeline.run import serving_release
+from deployctl.pipeline.status import stack_status
 from tests.fakes import drongo_ext
 from tests.fakes.reporter import QuietReporter
 from tests.gcp.conftest import IMAGE, IMAGE2, SERVICE, Cloud
@@ -230,3 +231,25 @@ def _keep_error(ended: list[BaseException], fn: Callable[[], Any]) -> None:
         fn()
     except BaseException as exc:  # whatever ended the thread, the test reads it
         ended.append(exc)
+
+
+def test_a_deleted_ledger_object_is_seen_as_such_and_the_next_release_converges(cloud: Cloud) -> None:
+    """Issue 17 on the twin: the serving release's record is deleted from the state bucket (by hand, by a
+    lifecycle rule). Status says that no recorded release serves, never names another one; traffic stays on
+    the revision that answers; the next release splits with it, succeeds and records itself."""
+    reporter = QuietReporter()
+    first = _serving(cloud, reporter)
+    target = cloud.target()
+    serving = target.ledger.history()[0]
+    live = dict(cloud.run.serving(SERVICE))
+    cloud.storage.bucket("example-staging-deployctl").blob(f"deployctl/staging/releases/{serving.id}.json").delete()
+
+    status = stack_status(cloud.target())
+    assert (status["serving_release"], status["revisions"]) == (None, {"api": serving.revisions["api"]})
+    assert [r.id for r in cloud.target().ledger.history()] == [first.id]  # what is left is readable
+    assert cloud.run.serving(SERVICE) == live  # reading changed nothing
+
+    again = orchestrator.release(cloud.target(), cloud.options(IMAGE2), reporter)
+    assert again.outcome == "succeeded" and again.previous == {"api": serving.revisions["api"]}
+    assert again.id != first.id and cloud.target().ledger.get(again.id) == again
+    _check_invariants(cloud, reporter, first)
