@@ -3,11 +3,14 @@ real `deployctl` as a subprocess. Every test tears its stack down (processes and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +140,38 @@ def project(tmp_path: Path, venv_cache: Path) -> Any:
     yield proj
     proj.gate.touch()
     proj.run("down", "local", "--purge", "--yes", rc=None)
+
+
+class SteadyClient:
+    """A bounded loop of GET *path* on the stable URL on loopback, in a thread, while a command runs: every
+    answer that is not a 200 is a failure a user would have seen. With ``keep_alive=False`` each request opens
+    a new connection (a probe that opens one per call reaches the app's database every time)."""
+
+    def __init__(self, url: str, path: str = "/health", *, keep_alive: bool = True, pause_s: float = 0.01,
+                 most: int = 20_000) -> None:
+        self.url, self.path, self.keep_alive, self.pause_s, self.most = url, path, keep_alive, pause_s, most
+        self.sent = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        opened = httpx.Client(timeout=10) if self.keep_alive else contextlib.nullcontext(httpx)
+        with opened as http:
+            while self.sent < self.most and not self._stop.is_set():
+                try:
+                    answer = http.get(f"{self.url}{self.path}", timeout=10)
+                    if answer.status_code != 200:
+                        self.failures.append(f"{answer.status_code} from {answer.headers.get('x-deployctl-revision')}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(type(exc).__name__)
+                self.sent += 1
+                time.sleep(self.pause_s)
+
+    def __enter__(self) -> SteadyClient:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)

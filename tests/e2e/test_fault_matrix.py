@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Project
+from tests.e2e.conftest import Project, SteadyClient
 
 pytestmark = pytest.mark.e2e
 
@@ -238,40 +237,6 @@ def test_a_rollback_after_a_rotation_never_serves_a_disabled_version(project: Pr
 
 
 # -- issue 17: what serves is checked, not assumed ---------------------------------------------------------
-class SteadyClient:
-    """A bounded loop of requests to the stable URL on loopback, in a thread: every answer that is not a 200
-    is a failure a user would have seen."""
-
-    def __init__(self, url: str, most: int = 20_000) -> None:
-        self.url, self.most = url, most
-        self.sent = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        import httpx
-
-        with httpx.Client(timeout=10) as client:
-            while self.sent < self.most and not self._stop.is_set():
-                try:
-                    answer = client.get(f"{self.url}/health")
-                    if answer.status_code != 200:
-                        self.failures.append(f"{answer.status_code} from {answer.headers.get('x-deployctl-revision')}")
-                except httpx.HTTPError as exc:
-                    self.failures.append(type(exc).__name__)
-                self.sent += 1
-                time.sleep(0.01)
-
-    def __enter__(self) -> SteadyClient:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-
 def _kill_recorded(state_file: Path) -> int:
     """kill -9 the process a state file records (a router or a revision); wait until it is gone."""
     import psutil

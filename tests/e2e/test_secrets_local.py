@@ -4,15 +4,12 @@ never leak into output, logs or the ledger."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 
-from tests.e2e.conftest import Project
+from tests.e2e.conftest import Project, SteadyClient
 
 pytestmark = pytest.mark.e2e
 
@@ -45,11 +42,11 @@ def test_rotate_db_password_moves_to_the_idle_login_and_the_serving_revision_nev
     project.run("up", "local")
     before = project.serving()
     old_password = _value(project, "DB_PASSWORD", "1")
-    probe = _StartupProbe(project.url)
+    probe = SteadyClient(project.url, "/startup", keep_alive=False, pause_s=0.02)
     with probe:
         out = project.run("secrets", "rotate", "local", "DB_PASSWORD")
     assert "DB_PASSWORD rotated to v2" in out.stdout and "disabled DATABASE_URL v1, DB_PASSWORD v1" in out.stdout
-    assert probe.answers > 5 and probe.failures == []  # /startup opens a new connection on every call
+    assert probe.sent > 5 and probe.failures == []  # /startup opens a new connection on every call
     after = project.serving()
     assert after != before
     record = project.ledger()[0]
@@ -71,34 +68,6 @@ def test_rotate_db_password_moves_to_the_idle_login_and_the_serving_revision_nev
     project.run("secrets", "rotate", "local", "DB_PASSWORD")  # and back to the first login
     assert "://app:" in _value(project, "DATABASE_URL", "3")
     assert project.status()["facts"]["database"]  # still reachable
-
-
-class _StartupProbe:
-    """Calls the stable URL's /startup in a loop while a rotation runs; records every non-200 answer."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.answers, self.failures = url, 0, []  # type: list[str]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                response = httpx.get(f"{self.url}/startup", timeout=5)
-                if response.status_code != 200:
-                    self.failures.append(response.text)
-            except httpx.HTTPError as exc:
-                self.failures.append(type(exc).__name__)
-            self.answers += 1
-            time.sleep(0.02)
-
-    def __enter__(self) -> _StartupProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def test_failed_rotation_leaves_the_old_version_serving(project: Project) -> None:
