@@ -188,7 +188,8 @@ class FakeRunServices:
     def _new_service(self, name: str) -> run_v2.Service:
         service_id = name.rsplit("/", 1)[-1]
         # Cloud Run Admin API v2, CreateServiceRequest.service_id: "must begin with letter, and cannot end with
-        # hyphen; must contain fewer than 50 characters"
+        # hyphen; must contain fewer than 50 characters". The message text is the twin's own: Google's exact
+        # wording for this refusal was not found; the status (INVALID_ARGUMENT) is what a bad request gets.
         if len(service_id) >= 50:
             raise FakeError(grpc.StatusCode.INVALID_ARGUMENT,
                             f"service_id '{service_id}' must contain fewer than 50 characters.")
@@ -236,7 +237,7 @@ class FakeRunServices:
             template = run_v2.RevisionTemplate(template)
             template.revision = f"{service.rsplit('/', 1)[-1]}-{generation:05d}-{suffix}"
         # Cloud Run Admin API v2, RevisionTemplate.revision: an RFC 1035 label ("<service name>-<suffix>"), so
-        # 63 characters at most
+        # 63 characters at most. The message text is the twin's own wording (Google's was not found).
         if len(template.revision) > 63:
             raise FakeError(grpc.StatusCode.INVALID_ARGUMENT, f"template.revision '{template.revision}' must be "
                             "an RFC 1035 label. Maximum length is 63 characters.")
@@ -280,7 +281,10 @@ class FakeRunServices:
             full = f"{service}/revisions/{target.revision}"
             if target.type_ == _REVISION and full not in self.revisions:
                 return f"Revision '{target.revision}' does not exist"
-            # a revision that crashed keeps what it had (crash()); it may not get more
+            # a revision that crashed keeps what it had (crash()); it may not get more. The twin's own reading:
+            # Google documents refusing traffic to a revision that is not ready, not what an update that leaves a
+            # crashed revision's share as it was gets; refusing it would make every rollout around it impossible
+            # in the twin, where on Cloud Run the candidate is created beside the crashed revision.
             grows = target.percent > had.get(target.revision, 0)
             if grows and target.type_ == _REVISION and not _ready(self.revisions[full]):
                 return f"Revision '{target.revision}' is not ready and cannot serve traffic."
